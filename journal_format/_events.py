@@ -1,0 +1,286 @@
+"""Every record the journal stores, as msgspec Structs.
+
+Encoding rules (numbered as in docs/journal-format.md):
+
+JF-030  Every event struct is a tagged msgspec Struct with an explicit, stable
+        tag in field ``t``. A class may be renamed; its tag never changes.
+JF-031  Fields added after format version 1 must have defaults, and every
+        struct uses ``omit_defaults=True``: an event that does not use a new
+        field encodes to the same bytes as before, so its digest is stable.
+JF-032  Events are encoded once, when appended, and their digest is taken over
+        exactly the bytes stored. Verification hashes the stored bytes; it
+        never re-encodes.
+JF-033  Invocation keys are stored as key bytes (see ``_keys``); payloads are
+        stored by content address (see ``_codec``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import msgspec
+
+from ._errors import FormatError
+
+FORMAT_VERSION: Final = 1
+"""The format version written into every envelope and the meta record."""
+
+
+class ErrorInfo(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A failure as recorded: exception type, message and formatted traceback."""
+
+    type: str
+    message: str
+    traceback: str = ""
+
+
+class _Event(
+    msgspec.Struct, frozen=True, omit_defaults=True, tag_field="t", kw_only=True
+):
+    """Base of every event body; the tag in ``t`` says which one."""
+
+
+class RunStarted(_Event, tag="run_started", frozen=True):
+    """A run began: which process, which code, which inputs."""
+
+    process: str
+    """The process function as ``module:qualname``."""
+    fingerprint: str
+    """Hex blake3 of the process's module source, to notice changed code."""
+    inputs: bytes
+    """Content address of the inputs payload."""
+    parent: str | None = None
+    """For a fork: the run it was forked from."""
+    fork_at: int | None = None
+    """For a fork: how many of the parent's events it shares."""
+
+
+class EffectRequested(_Event, tag="requested", frozen=True):
+    """A call asked for an effect: recorded before it is dispatched."""
+
+    key: bytes
+    task: str
+    kind: str
+    """``task`` for in-process tasks, or the kind of an external effect."""
+    args: bytes
+    """Content address of the args payload."""
+
+
+class EffectCompleted(_Event, tag="completed", frozen=True):
+    """An effect finished; its result is stored by address."""
+
+    key: bytes
+    result: bytes
+
+
+class EffectFailed(_Event, tag="failed", frozen=True):
+    """An effect failed for good (after its retries)."""
+
+    key: bytes
+    error: ErrorInfo
+    attempts: int = 1
+
+
+class AttemptFailed(_Event, tag="attempt_failed", frozen=True):
+    """One attempt failed and the effect will be retried."""
+
+    key: bytes
+    attempt: int
+    error: ErrorInfo
+    retry_in: float = 0.0
+
+
+class LogLine(_Event, tag="log", frozen=True):
+    """A ``ctx.log`` line, emitted once per run.
+
+    Log lines do not take an invocation key of their own (adding a log line to
+    a process must not shift the keys of later calls). They are anchored at the
+    key the next call in their scope would take, and numbered from 0 at that
+    anchor.
+    """
+
+    key: bytes
+    ordinal: int
+    message: str
+    fields: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class ValueRecorded(_Event, tag="value", frozen=True):
+    """A value that must be the same on every replay: ``now``, ``random``, ``uuid``."""
+
+    key: bytes
+    kind: str
+    value: int | bytes
+    """``now``: UTC nanoseconds; ``random``: a 64-bit seed; ``uuid``: 16 bytes."""
+
+
+class TimerStarted(_Event, tag="timer_started", frozen=True):
+    """A durable timer (``ctx.sleep``) was set."""
+
+    key: bytes
+    due_ns: int
+    """When it fires, in UTC nanoseconds since the epoch."""
+
+
+class TimerFired(_Event, tag="timer_fired", frozen=True):
+    """A durable timer fired."""
+
+    key: bytes
+
+
+class SignalReceived(_Event, tag="signal", frozen=True):
+    """A named signal was posted to the run."""
+
+    name: str
+    payload: bytes
+
+
+class RunCompleted(_Event, tag="run_completed", frozen=True):
+    """The process returned; its result is stored by address."""
+
+    result: bytes
+
+
+class RunFailed(_Event, tag="run_failed", frozen=True):
+    """The process raised."""
+
+    error: ErrorInfo
+
+
+class RunWaiting(_Event, tag="run_waiting", frozen=True):
+    """Nothing can progress until external results arrive or a timer is due."""
+
+    pending: list[bytes] = msgspec.field(default_factory=list)
+    next_due_ns: int | None = None
+
+
+Event = (
+    RunStarted
+    | EffectRequested
+    | EffectCompleted
+    | EffectFailed
+    | AttemptFailed
+    | LogLine
+    | ValueRecorded
+    | TimerStarted
+    | TimerFired
+    | SignalReceived
+    | RunCompleted
+    | RunFailed
+    | RunWaiting
+)
+"""Any event body."""
+
+EVENT_TYPES: Final[tuple[type[_Event], ...]] = (
+    RunStarted,
+    EffectRequested,
+    EffectCompleted,
+    EffectFailed,
+    AttemptFailed,
+    LogLine,
+    ValueRecorded,
+    TimerStarted,
+    TimerFired,
+    SignalReceived,
+    RunCompleted,
+    RunFailed,
+    RunWaiting,
+)
+
+
+def event_tag(event: Event) -> str:
+    """The stable tag of an event (``"requested"``, ``"completed"`` …)."""
+    tag = type(event).__struct_config__.tag
+    assert isinstance(tag, str)
+    return tag
+
+
+class Envelope(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One event as stored: its place in the run's chain and its body."""
+
+    v: int
+    """Format version the envelope was written with."""
+    seq: int
+    """Position in the run, dense from 0."""
+    prev: bytes
+    """Digest of the previous event of the run (the genesis digest for seq 0)."""
+    at: int
+    """Wall-clock UTC nanoseconds when the event was appended (informational)."""
+    event: Event
+
+
+class RunRecord(msgspec.Struct, frozen=True, omit_defaults=True):
+    """The ``runs`` database value: a run's current state, derived from its events.
+
+    It is not part of the chain; ``verify`` checks that ``events`` and ``head``
+    agree with the chain.
+    """
+
+    v: int
+    run_id: str
+    process: str
+    fingerprint: str
+    status: str
+    created_ns: int
+    updated_ns: int
+    events: int
+    head: bytes
+    parent: str | None = None
+    fork_at: int | None = None
+
+
+class FormatMeta(msgspec.Struct, frozen=True):
+    """The ``meta`` database's ``format`` record (JF-040)."""
+
+    magic: str
+    read_version: int
+    write_version: int
+
+
+MAGIC: Final = "replay-engine-journal"
+
+_envelope_encoder = msgspec.msgpack.Encoder(order="deterministic")
+_envelope_decoder = msgspec.msgpack.Decoder(Envelope)
+_run_decoder = msgspec.msgpack.Decoder(RunRecord)
+_meta_decoder = msgspec.msgpack.Decoder(FormatMeta)
+
+
+def encode_record(record: Envelope | RunRecord | FormatMeta) -> bytes:
+    """Encode an envelope, run record or meta record."""
+    return _envelope_encoder.encode(record)
+
+
+def decode_envelope(data: bytes) -> Envelope:
+    """Decode an envelope.
+
+    Raises:
+        FormatError: the bytes are not an envelope of a known event type.
+    """
+    try:
+        return _envelope_decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise FormatError(f"event does not decode: {exc}") from None
+
+
+def decode_run_record(data: bytes) -> RunRecord:
+    """Decode a ``runs`` value.
+
+    Raises:
+        FormatError: the bytes are not a run record.
+    """
+    try:
+        return _run_decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise FormatError(f"run record does not decode: {exc}") from None
+
+
+def decode_meta(data: bytes) -> FormatMeta:
+    """Decode the meta record.
+
+    Raises:
+        FormatError: the bytes are not a meta record.
+    """
+    try:
+        return _meta_decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise FormatError(f"format record does not decode: {exc}") from None

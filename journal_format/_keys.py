@@ -1,0 +1,101 @@
+"""The invocation-key codec.
+
+An invocation key names one call by its place in the program: a tuple of
+non-negative integers such as ``(3, 1, 0)``, written ``3.1.0`` for people.
+
+Each component is written as one length byte ``L`` (0..8) followed by the
+integer in ``L`` big-endian bytes, with no leading zero byte (``0`` is the
+single byte ``00``). This encoding was chosen over fixed-width integers
+because it is
+
+* order-preserving: for minimal encodings a longer ``L`` means a larger
+  number, and equal ``L`` compares big-endian bytes, so byte order of one
+  component equals numeric order;
+* prefix-free: the length byte says where a component ends, so the bytes of
+  a tuple sort exactly like the tuple (depth-first tree order) and the bytes
+  of a key are a prefix of the bytes of every key in its subtree;
+* compact: indexes below 256 take two bytes, which keeps deep keys well
+  inside LMDB's 511-byte key limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ._errors import FormatError
+
+MAX_COMPONENT = (1 << 64) - 1
+"""The largest integer one key component can hold (JF-011)."""
+
+# Components below 256 are by far the most common; building their bytes once
+# keeps key construction on the replay hot path to a list index and a concat.
+_SMALL: tuple[bytes, ...] = (b"\x00", *(bytes((1, i)) for i in range(1, 256)))
+
+
+def encode_component(index: int) -> bytes:
+    """Encode one key component.
+
+    Raises:
+        FormatError: the index is negative or needs more than 64 bits.
+    """
+    if 0 <= index < 256:
+        return _SMALL[index]
+    if index < 0 or index > MAX_COMPONENT:
+        raise FormatError(
+            f"invocation key component {index} is outside 0..{MAX_COMPONENT}"
+        )
+    length = (index.bit_length() + 7) // 8
+    return bytes((length,)) + index.to_bytes(length, "big")
+
+
+def encode_key(key: Sequence[int]) -> bytes:
+    """Encode a key tuple to bytes whose byte order equals the tuple order."""
+    return b"".join([encode_component(i) for i in key])
+
+
+def decode_key(data: bytes) -> tuple[int, ...]:
+    """Decode key bytes back to the tuple.
+
+    Raises:
+        FormatError: the bytes are not a valid, minimal key encoding.
+    """
+    out: list[int] = []
+    pos = 0
+    end = len(data)
+    while pos < end:
+        length = data[pos]
+        pos += 1
+        if length > 8 or pos + length > end:
+            raise FormatError(f"malformed invocation key bytes {data.hex()}")
+        if length and data[pos] == 0:
+            raise FormatError(f"non-minimal invocation key bytes {data.hex()}")
+        out.append(int.from_bytes(data[pos : pos + length], "big"))
+        pos += length
+    return tuple(out)
+
+
+def format_key(key: Sequence[int]) -> str:
+    """The human form of a key: ``(3, 1, 0)`` -> ``"3.1.0"``."""
+    return ".".join(map(str, key))
+
+
+def parse_key(text: str) -> tuple[int, ...]:
+    """Parse the human form of a key: ``"3.1.0"`` -> ``(3, 1, 0)``.
+
+    Raises:
+        FormatError: the text is not dot-separated non-negative integers.
+    """
+    try:
+        key = tuple(int(part) for part in text.strip().split("."))
+    except ValueError:
+        raise FormatError(
+            f"{text!r} is not an invocation key (expected a form like 3.1.0)"
+        ) from None
+    if any(i < 0 or i > MAX_COMPONENT for i in key):
+        raise FormatError(f"{text!r} has a component outside 0..{MAX_COMPONENT}")
+    return key
+
+
+def key_bytes_to_text(data: bytes) -> str:
+    """Human form of encoded key bytes (``01 03 01 01 00`` -> ``3.1.0``)."""
+    return format_key(decode_key(data))

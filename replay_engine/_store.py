@@ -1,0 +1,450 @@
+"""The LMDB event store: many runs in one environment, appended in group commits.
+
+Layout and encodings are defined by ``journal_format``; this module owns the
+transactions. Every read checks what it reads (a sealed record's digest, a
+blob's content address, the chain link of each event scanned) and turns any
+damage into ``JournalCorruptError`` naming the run, seq and key.
+
+Caveats (see docs/store.md):
+* read transactions are short and never held across an ``await``;
+* one LMDB handle per path per process (``_env``'s registry); none after fork;
+* writes to one run's chain are serialised by LMDB's writer lock, so an append
+  from another process (a posted result) can never fork the chain.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import journal_format as jf
+
+from . import _env
+from .errors import (
+    FormatVersionError,
+    JournalCorruptError,
+    RunExistsError,
+    RunNotFoundError,
+)
+
+Durability = Literal["fsync", "process"]
+
+_SEQ_BYTES = 8
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One event as read back: its seq, its digest and its envelope."""
+
+    seq: int
+    digest: bytes
+    envelope: jf.Envelope
+
+    @property
+    def event(self) -> jf.Event:
+        return self.envelope.event
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    first_seq: int
+    count: int
+    head: bytes
+
+
+class Store:
+    """A journal directory: an LMDB environment holding many runs."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        durability: Durability = "fsync",
+        map_size: int = _env.DEFAULT_MAP_SIZE,
+    ) -> None:
+        if durability not in ("fsync", "process"):
+            raise ValueError(
+                f"durability must be 'fsync' or 'process', not {durability!r}"
+            )
+        self.path = path
+        self.durability = durability
+        self._handle = _env.acquire(path, sync=durability == "fsync", map_size=map_size)
+        self._dbs = self._handle.dbs
+        self.commits = 0
+        try:
+            self._check_format()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release this store's share of the LMDB handle (idempotent)."""
+        handle = getattr(self, "_handle", None)
+        if handle is not None:
+            self._handle = None  # type: ignore[assignment]
+            _env.release(handle)
+
+    @property
+    def real_path(self) -> str:
+        return self._handle.path
+
+    def _check_format(self) -> None:
+        meta_db = self._dbs[jf.DB_META]
+
+        def body(txn: Any) -> None:
+            raw = txn.get(jf.META_FORMAT_KEY, db=meta_db)
+            if raw is None:
+                meta = jf.FormatMeta(
+                    magic=jf.MAGIC,
+                    read_version=jf.FORMAT_VERSION,
+                    write_version=jf.FORMAT_VERSION,
+                )
+                txn.put(jf.META_FORMAT_KEY, jf.encode_record(meta), db=meta_db)
+                return
+            try:
+                meta = jf.decode_meta(raw)
+            except jf.FormatError as exc:
+                raise JournalCorruptError(
+                    f"journal {self.real_path}: format record is damaged ({exc})"
+                ) from None
+            if meta.magic != jf.MAGIC:
+                raise JournalCorruptError(
+                    f"{self.real_path} is not a replay-engine journal"
+                    f" (magic {meta.magic!r})"
+                )
+            if meta.read_version > jf.FORMAT_VERSION:
+                raise FormatVersionError(
+                    f"journal {self.real_path} needs format version"
+                    f" {meta.read_version} to read; this replay-engine reads up to"
+                    f" {jf.FORMAT_VERSION}. Upgrade replay-engine to open it."
+                )
+
+        _env.write(self._handle, body)
+
+    # -- runs --------------------------------------------------------------------
+
+    def create_run(
+        self, run_id: str, started: jf.RunStarted, blobs: dict[bytes, bytes]
+    ) -> None:
+        """Create a run whose first event is ``started``, atomically.
+
+        Raises:
+            RunExistsError: a run with this id exists.
+        """
+        jf.check_run_id(run_id)
+        runs_db = self._dbs[jf.DB_RUNS]
+
+        def body(txn: Any) -> None:
+            if txn.get(run_id.encode(), db=runs_db) is not None:
+                raise RunExistsError(
+                    f"a run named {run_id!r} already exists in {self.real_path};"
+                    f" resume it with `replay-engine resume {run_id}`, or choose"
+                    " another run id"
+                )
+            now = time.time_ns()
+            record = jf.RunRecord(
+                v=jf.FORMAT_VERSION,
+                run_id=run_id,
+                process=started.process,
+                fingerprint=started.fingerprint,
+                status="running",
+                created_ns=now,
+                updated_ns=now,
+                events=0,
+                head=jf.genesis_digest(run_id),
+                parent=started.parent,
+                fork_at=started.fork_at,
+            )
+            self._append_in(txn, record, [started], blobs, None)
+
+        _env.write(self._handle, body)
+        self.commits += 1
+
+    def get_run(self, run_id: str) -> jf.RunRecord | None:
+        """The run's record, or None if there is no such run."""
+        runs_db = self._dbs[jf.DB_RUNS]
+        raw = _env.read(self._handle, lambda txn: txn.get(run_id.encode(), db=runs_db))
+        return None if raw is None else self._decode_run(run_id, raw)
+
+    def require_run(self, run_id: str) -> jf.RunRecord:
+        """The run's record.
+
+        Raises:
+            RunNotFoundError: there is no such run (with close matches named).
+        """
+        record = self.get_run(run_id)
+        if record is None:
+            import difflib
+
+            ids = [r.run_id for r in self.list_runs()]
+            close = difflib.get_close_matches(run_id, ids, n=3)
+            hint = (
+                f" Closest matches: {', '.join(close)}."
+                if close
+                else " List runs with `replay-engine runs`."
+            )
+            raise RunNotFoundError(
+                run_id, f"no run {run_id!r} in journal {self.real_path}.{hint}"
+            )
+        return record
+
+    def list_runs(self) -> list[jf.RunRecord]:
+        """Every run's record, in run id order."""
+        runs_db = self._dbs[jf.DB_RUNS]
+
+        def body(txn: Any) -> list[tuple[bytes, bytes]]:
+            return list(txn.cursor(db=runs_db))
+
+        return [
+            self._decode_run(k.decode(), v) for k, v in _env.read(self._handle, body)
+        ]
+
+    def _decode_run(self, run_id: str, raw: bytes) -> jf.RunRecord:
+        try:
+            _, data = jf.unseal(raw)
+            return jf.decode_run_record(data)
+        except jf.FormatError as exc:
+            raise JournalCorruptError(
+                f"run {run_id!r}: its run record is damaged ({exc}). Run"
+                " `replay-engine verify` to see the whole extent of the damage.",
+                run_id=run_id,
+            ) from None
+
+    # -- appends -----------------------------------------------------------------
+
+    def append(
+        self,
+        run_id: str,
+        events: Sequence[jf.Event],
+        blobs: dict[bytes, bytes],
+        *,
+        status: str | None = None,
+    ) -> AppendResult:
+        """Append events (and the blobs they refer to) in one commit.
+
+        With durability ``fsync`` the commit is on disk when this returns. The
+        run's head is read inside the write transaction, so appends from
+        several processes chain correctly.
+        """
+        runs_db = self._dbs[jf.DB_RUNS]
+
+        def body(txn: Any) -> AppendResult:
+            raw = txn.get(run_id.encode(), db=runs_db)
+            if raw is None:
+                raise RunNotFoundError(run_id, f"no run {run_id!r} in {self.real_path}")
+            record = self._decode_run(run_id, raw)
+            return self._append_in(txn, record, events, blobs, status)
+
+        result = _env.write(self._handle, body)
+        self.commits += 1
+        return result
+
+    def _append_in(
+        self,
+        txn: Any,
+        record: jf.RunRecord,
+        events: Sequence[jf.Event],
+        blobs: dict[bytes, bytes],
+        status: str | None,
+    ) -> AppendResult:
+        events_db = self._dbs[jf.DB_EVENTS]
+        keys_db = self._dbs[jf.DB_KEYS]
+        blobs_db = self._dbs[jf.DB_BLOBS]
+        for address, data in blobs.items():
+            # overwrite=False: an identical payload is stored once.
+            txn.put(address, data, db=blobs_db, overwrite=False)
+        prefix = jf.run_prefix(record.run_id)
+        seq = record.events
+        head = record.head
+        now = time.time_ns()
+        encode = jf.encode_record
+        seal = jf.seal
+        for event in events:
+            envelope = jf.Envelope(
+                v=jf.FORMAT_VERSION, seq=seq, prev=head, at=now, event=event
+            )
+            sealed = seal(encode(envelope))
+            head = sealed[: jf.ADDRESS_SIZE]
+            txn.put(jf.event_key(prefix, seq), sealed, db=events_db)
+            key = getattr(event, "key", None)
+            if key is not None:
+                txn.put(prefix + key, jf.pack_seq(seq), db=keys_db, dupdata=True)
+            seq += 1
+        updated = jf.RunRecord(
+            v=jf.FORMAT_VERSION,
+            run_id=record.run_id,
+            process=record.process,
+            fingerprint=record.fingerprint,
+            status=status or record.status,
+            created_ns=record.created_ns,
+            updated_ns=now,
+            events=seq,
+            head=head,
+            parent=record.parent,
+            fork_at=record.fork_at,
+        )
+        txn.put(record.run_id.encode(), seal(encode(updated)), db=self._dbs[jf.DB_RUNS])
+        return AppendResult(first_seq=record.events, count=len(events), head=head)
+
+    def set_status(self, run_id: str, status: str) -> None:
+        """Change a run's status without appending an event."""
+        self.append(run_id, (), {}, status=status)
+
+    # -- reads -------------------------------------------------------------------
+
+    def read_events(
+        self, run_id: str, start: int = 0, stop: int | None = None
+    ) -> list[StoredEvent]:
+        """Events ``start`` up to (not including) ``stop``, each checked.
+
+        The digest of every event is checked; the chain is checked from
+        ``start`` on (from genesis when ``start`` is 0).
+
+        Raises:
+            JournalCorruptError: a damaged event, naming run, seq and key.
+        """
+        prefix = jf.run_prefix(run_id)
+        events_db = self._dbs[jf.DB_EVENTS]
+
+        def body(txn: Any) -> list[StoredEvent]:
+            out: list[StoredEvent] = []
+            cursor = txn.cursor(db=events_db)
+            if not cursor.set_range(jf.event_key(prefix, start)):
+                return out
+            expected_prev = jf.genesis_digest(run_id) if start == 0 else None
+            expected_seq = start
+            plen = len(prefix)
+            for k, v in cursor:
+                if not k.startswith(prefix) or len(k) != plen + _SEQ_BYTES:
+                    break
+                seq = jf.seq_of_event_key(prefix, k)
+                if stop is not None and seq >= stop:
+                    break
+                stored = self._check_event(run_id, seq, v, expected_prev, expected_seq)
+                out.append(stored)
+                expected_prev = stored.digest
+                expected_seq = seq + 1
+            return out
+
+        return _env.read(self._handle, body)
+
+    def _check_event(
+        self,
+        run_id: str,
+        seq: int,
+        raw: bytes,
+        expected_prev: bytes | None,
+        expected_seq: int,
+    ) -> StoredEvent:
+        try:
+            digest, data = jf.unseal(raw)
+            envelope = jf.decode_envelope(data)
+        except jf.FormatError as exc:
+            raise JournalCorruptError(
+                f"run {run_id!r}, event seq {seq}: {exc}. The journal is damaged;"
+                f" `replay-engine verify {run_id}` lists every damaged record.",
+                run_id=run_id,
+                seq=seq,
+            ) from None
+        key = getattr(envelope.event, "key", None)
+        where = f"run {run_id!r}, event seq {seq}" + (
+            f" (key {jf.key_bytes_to_text(key)})" if key is not None else ""
+        )
+        if seq != expected_seq or envelope.seq != seq:
+            raise JournalCorruptError(
+                f"{where}: expected seq {expected_seq}, found {envelope.seq}: events"
+                " are missing or out of place",
+                run_id=run_id,
+                seq=seq,
+            )
+        if expected_prev is not None and envelope.prev != expected_prev:
+            raise JournalCorruptError(
+                f"{where}: its link to the previous event does not match (the"
+                " chain is broken here)",
+                run_id=run_id,
+                seq=seq,
+            )
+        return StoredEvent(seq=seq, digest=digest, envelope=envelope)
+
+    def get_blob(self, address: bytes) -> bytes:
+        """The payload stored under ``address``, checked against it.
+
+        Raises:
+            JournalCorruptError: the blob is missing or damaged.
+        """
+        return self.get_blobs([address])[address]
+
+    def get_blobs(self, addresses: Iterable[bytes]) -> dict[bytes, bytes]:
+        """Several payloads in one read transaction, each checked."""
+        blobs_db = self._dbs[jf.DB_BLOBS]
+        wanted = list(addresses)
+
+        def body(txn: Any) -> dict[bytes, bytes]:
+            return {a: txn.get(a, db=blobs_db) for a in wanted}
+
+        found = _env.read(self._handle, body)
+        for address, data in found.items():
+            if data is None:
+                raise JournalCorruptError(
+                    f"blob {address.hex()} is missing from {self.real_path}"
+                )
+            try:
+                jf.check_blob(address, data)
+            except jf.FormatError as exc:
+                raise JournalCorruptError(str(exc)) from None
+        return found
+
+    def seqs_for_key(self, run_id: str, key: bytes) -> list[int]:
+        """Seqs of the run's events at invocation key ``key`` (index lookup)."""
+        keys_db = self._dbs[jf.DB_KEYS]
+        full = jf.run_prefix(run_id) + key
+
+        def body(txn: Any) -> list[int]:
+            cursor = txn.cursor(db=keys_db)
+            if not cursor.set_key(full):
+                return []
+            return [jf.unpack_seq(v) for v in cursor.iternext_dup()]
+
+        return _env.read(self._handle, body)
+
+    def scan_index(self, run_id: str) -> Iterator[tuple[bytes, int]]:
+        """Every ``(key bytes, seq)`` entry of the run's invocation-key index."""
+        keys_db = self._dbs[jf.DB_KEYS]
+        prefix = jf.run_prefix(run_id)
+
+        def body(txn: Any) -> list[tuple[bytes, int]]:
+            out: list[tuple[bytes, int]] = []
+            cursor = txn.cursor(db=keys_db)
+            if not cursor.set_range(prefix):
+                return out
+            for k, v in cursor.iternext(keys=True, values=True):
+                if not k.startswith(prefix):
+                    break
+                out.append((k[len(prefix) :], int.from_bytes(v, "big")))
+            return out
+
+        return iter(_env.read(self._handle, body))
+
+    def raw_items(self, db: bytes, prefix: bytes = b"") -> list[tuple[bytes, bytes]]:
+        """Every raw record of one database whose key starts with ``prefix``.
+
+        Nothing is checked: this is for ``verify``, which must see damage.
+        """
+        handle_db = self._dbs[db]
+
+        def body(txn: Any) -> list[tuple[bytes, bytes]]:
+            cursor = txn.cursor(db=handle_db)
+            if not cursor.set_range(prefix):
+                return []
+            out: list[tuple[bytes, bytes]] = []
+            for k, v in cursor:
+                if not k.startswith(prefix):
+                    break
+                out.append((k, v))
+            return out
+
+        return _env.read(self._handle, body)

@@ -1,0 +1,200 @@
+"""Every error replay-engine raises, under one root.
+
+::
+
+    ReplayEngineError
+     ├── TaskFailed              an effect failed (live and on replay alike)
+     ├── NonDeterminismError     the process diverged from its journal
+     ├── JournalCorruptError     stored bytes are damaged or unreadable
+     │    └── FormatVersionError a journal written by a newer format
+     ├── RunLockedError          another process is executing the run
+     ├── RunNotFoundError        (also KeyError) no run with that id
+     ├── RunExistsError          a new run was asked for under a used id
+     ├── ProcessImportError      a run's process function cannot be imported
+     ├── PayloadError            (also TypeError) a value msgspec cannot encode
+     └── ThunkRequired           (also TypeError) parallel.all got awaitables
+
+Every error carries what it is about as attributes (``run_id``, ``key``,
+``seq`` …) as well as in its message, and its message says what to do.
+"""
+
+from __future__ import annotations
+
+
+class ReplayEngineError(Exception):
+    """Base class of every error raised by replay-engine."""
+
+
+class TaskFailed(ReplayEngineError):
+    """An effect failed after all its attempts.
+
+    Raised at the ``await ctx.task(...)`` of the failed call, identically when
+    the failure happens live and when it is replayed from the journal, so the
+    process takes the same path either way.
+
+    Attributes:
+        error_type: the qualified name of the exception the task raised.
+        message: its message.
+        traceback: the formatted traceback, as recorded.
+        key: the invocation key of the call (``"3.1.0"``).
+        task: the task's name.
+    """
+
+    def __init__(
+        self,
+        error_type: str,
+        message: str,
+        traceback: str = "",
+        *,
+        key: str = "",
+        task: str = "",
+    ) -> None:
+        self.error_type = error_type
+        self.message = message
+        self.traceback = traceback
+        self.key = key
+        self.task = task
+        where = f" (task {task!r} at key {key})" if task else ""
+        super().__init__(f"{error_type}: {message}{where}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (
+            _rebuild_task_failed,
+            (self.error_type, self.message, self.traceback, self.key, self.task),
+        )
+
+
+def _rebuild_task_failed(
+    error_type: str, message: str, traceback: str, key: str, task: str
+) -> TaskFailed:
+    return TaskFailed(error_type, message, traceback, key=key, task=task)
+
+
+class NonDeterminismError(ReplayEngineError):
+    """On replay, the process made a call its journal does not agree with.
+
+    Raised when the task or args at a key differ from what was recorded, when
+    a recorded call is missing on replay, or when the process asks for a key
+    whose place the journal holds for something else.
+
+    Attributes:
+        run_id: the run.
+        key: the invocation key where the divergence was found.
+        seq: the journal event recorded there, if any.
+        recorded: what the journal holds at the key.
+        replayed: what the process did this time.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        run_id: str = "",
+        key: str = "",
+        seq: int | None = None,
+        recorded: str = "",
+        replayed: str = "",
+    ) -> None:
+        self.run_id = run_id
+        self.key = key
+        self.seq = seq
+        self.recorded = recorded
+        self.replayed = replayed
+        super().__init__(message)
+
+
+class JournalCorruptError(ReplayEngineError):
+    """Stored bytes are damaged: a digest, a chain link or a record does not check.
+
+    Nothing is ever returned from a damaged record.
+
+    Attributes:
+        run_id: the run, when the damage is in a run's records.
+        seq: the event, when known.
+        key: the invocation key, when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        run_id: str | None = None,
+        seq: int | None = None,
+        key: str | None = None,
+    ) -> None:
+        self.run_id = run_id
+        self.seq = seq
+        self.key = key
+        super().__init__(message)
+
+
+class FormatVersionError(JournalCorruptError):
+    """The journal was written by a newer format than this version can read."""
+
+
+class RunLockedError(ReplayEngineError):
+    """Another process (or another engine in this one) is executing the run.
+
+    Attributes:
+        run_id: the run.
+        pid: the holder's process id.
+        host: the holder's host name.
+        since: when the holder took the lock (ISO 8601).
+    """
+
+    def __init__(self, run_id: str, pid: int, host: str, since: str) -> None:
+        self.run_id = run_id
+        self.pid = pid
+        self.host = host
+        self.since = since
+        super().__init__(
+            f"run {run_id!r} is being executed by pid {pid} on {host} since {since}."
+            " Only one process may execute a run at a time: wait for it to finish"
+            " (a lock held by a process that died is recovered automatically)."
+        )
+
+
+class RunNotFoundError(ReplayEngineError, KeyError):
+    """No run with the given id exists in the journal."""
+
+    def __init__(self, run_id: str, message: str) -> None:
+        self.run_id = run_id
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        # KeyError would quote the message; this is a sentence.
+        return str(self.args[0])
+
+
+class RunExistsError(ReplayEngineError):
+    """A new run was started under a run id that is already taken."""
+
+
+class ProcessImportError(ReplayEngineError):
+    """A run's process (``module:qualname``) cannot be imported."""
+
+
+class PayloadError(ReplayEngineError, TypeError):
+    """A value (inputs, args, a result) cannot be encoded with msgspec.
+
+    Raised where the value was given; nothing is recorded.
+    """
+
+
+class ThunkRequired(ReplayEngineError, TypeError):
+    """``ctx.parallel.all`` was given awaitables instead of thunks."""
+
+
+__all__ = [
+    "FormatVersionError",
+    "JournalCorruptError",
+    "NonDeterminismError",
+    "PayloadError",
+    "ProcessImportError",
+    "ReplayEngineError",
+    "RunExistsError",
+    "RunLockedError",
+    "RunNotFoundError",
+    "TaskFailed",
+    "ThunkRequired",
+]

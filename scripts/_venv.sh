@@ -1,0 +1,23 @@
+# Sourced by the other scripts: make .venv (once) and install the project into it.
+# Usage: source scripts/_venv.sh [EXTRAS]   e.g. "test"
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PY=${PYTHON:-}
+if [ -z "$PY" ]; then
+  for candidate in python3.11 python3.12 python3.13 python3; do
+    if command -v "$candidate" >/dev/null 2>&1; then PY=$candidate; break; fi
+  done
+fi
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip
+fi
+extras=${1:-}
+if [ -n "$extras" ]; then spec=".[$extras]"; else spec="."; fi
+# Reinstall only when pyproject.toml changed since the last install.
+stamp=".venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)-${extras:-core}"
+if [ ! -f "$stamp" ]; then
+  .venv/bin/python -m pip install -q -e "$spec"
+  touch "$stamp"
+fi
+export PATH="$PWD/.venv/bin:$PATH"
