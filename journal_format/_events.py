@@ -227,6 +227,10 @@ class RunRecord(msgspec.Struct, frozen=True, omit_defaults=True):
     head: bytes
     parent: str | None = None
     fork_at: int | None = None
+    dispatched: int = 0
+    """Effects dispatched by the latest ``run``/``resume`` of the run."""
+    replayed: int = 0
+    """Effects the latest ``run``/``resume`` answered from the journal."""
 
 
 class FormatMeta(msgspec.Struct, frozen=True):

@@ -1,9 +1,57 @@
-"""replay-engine: durable async Python processes on a deterministic LMDB journal."""
+"""replay-engine: durable async Python processes on a deterministic LMDB journal.
 
+A process function ``async def process(inputs, ctx)`` is re-executed from the
+start on every resume; each effect goes through ``ctx.task`` and is answered
+from the journal once it has completed. See README.md and docs/.
+"""
+
+from ._engine import Engine as Engine, Run as Run, RunInfo as RunInfo
+from ._runtime import RunStats as RunStats
+from ._tasks import (
+    TaskContext as TaskContext,
+    TaskDef as TaskDef,
+    external as external,
+    task as task,
+    task_context as task_context,
+)
+from ._verify import Problem as Problem, VerifyReport as VerifyReport
 from .errors import (
+    FormatVersionError as FormatVersionError,
     JournalCorruptError as JournalCorruptError,
     NonDeterminismError as NonDeterminismError,
+    PayloadError as PayloadError,
+    ProcessImportError as ProcessImportError,
     ReplayEngineError as ReplayEngineError,
+    RunExistsError as RunExistsError,
     RunLockedError as RunLockedError,
+    RunNotFoundError as RunNotFoundError,
     TaskFailed as TaskFailed,
+    ThunkRequired as ThunkRequired,
 )
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Engine",
+    "FormatVersionError",
+    "JournalCorruptError",
+    "NonDeterminismError",
+    "PayloadError",
+    "Problem",
+    "ProcessImportError",
+    "ReplayEngineError",
+    "Run",
+    "RunExistsError",
+    "RunInfo",
+    "RunLockedError",
+    "RunNotFoundError",
+    "RunStats",
+    "TaskContext",
+    "TaskDef",
+    "TaskFailed",
+    "ThunkRequired",
+    "VerifyReport",
+    "external",
+    "task",
+    "task_context",
+]

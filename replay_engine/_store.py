@@ -159,7 +159,7 @@ class Store:
                 parent=started.parent,
                 fork_at=started.fork_at,
             )
-            self._append_in(txn, record, [started], blobs, None)
+            self._append_in(txn, record, [started], blobs, None, None)
 
         _env.write(self._handle, body)
         self.commits += 1
@@ -223,6 +223,7 @@ class Store:
         blobs: dict[bytes, bytes],
         *,
         status: str | None = None,
+        counters: tuple[int, int] | None = None,
     ) -> AppendResult:
         """Append events (and the blobs they refer to) in one commit.
 
@@ -237,7 +238,7 @@ class Store:
             if raw is None:
                 raise RunNotFoundError(run_id, f"no run {run_id!r} in {self.real_path}")
             record = self._decode_run(run_id, raw)
-            return self._append_in(txn, record, events, blobs, status)
+            return self._append_in(txn, record, events, blobs, status, counters)
 
         result = _env.write(self._handle, body)
         self.commits += 1
@@ -250,6 +251,7 @@ class Store:
         events: Sequence[jf.Event],
         blobs: dict[bytes, bytes],
         status: str | None,
+        counters: tuple[int, int] | None,
     ) -> AppendResult:
         events_db = self._dbs[jf.DB_EVENTS]
         keys_db = self._dbs[jf.DB_KEYS]
@@ -286,6 +288,8 @@ class Store:
             head=head,
             parent=record.parent,
             fork_at=record.fork_at,
+            dispatched=counters[0] if counters else record.dispatched,
+            replayed=counters[1] if counters else record.replayed,
         )
         txn.put(record.run_id.encode(), seal(encode(updated)), db=self._dbs[jf.DB_RUNS])
         return AppendResult(first_seq=record.events, count=len(events), head=head)

@@ -1,0 +1,287 @@
+"""Dispatching effects: write-ahead group commits, bounded concurrency, batching.
+
+The one rule that keeps a crashed run exact: **everything recorded so far is
+committed before anything is dispatched**. Requests, completions, log lines and
+recorded values accumulate in the journal's buffer; the pump, which runs once
+per event-loop iteration that has work, commits them in one transaction (one
+fsync) and only then starts the calls that became ready. A wide fan-out thus
+costs one fsync per loop iteration, not one per effect, and no effect ever runs
+before the completions it may depend on are durable.
+
+Sync tasks go to a thread pool in chunks (one pool job runs several small
+tasks), because one submission per tiny task costs more than the task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import contextlib
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import journal_format as jf
+
+from . import _worker
+from ._journal import RunJournal
+from ._tasks import TaskContext, TaskDef, _task_context
+
+_MAX_CHUNK = 64
+
+
+class Call:
+    """One attempt of one effect, waiting for or undergoing execution."""
+
+    __slots__ = ("args_bytes", "attempt", "future", "key_text", "task", "tdef", "timer")
+
+    def __init__(
+        self,
+        tdef: TaskDef,
+        key_text: str,
+        args_bytes: bytes,
+        attempt: int,
+        future: asyncio.Future[_worker.Outcome],
+    ) -> None:
+        self.tdef = tdef
+        self.key_text = key_text
+        self.args_bytes = args_bytes
+        self.attempt = attempt
+        self.future = future
+        self.task: asyncio.Task[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class Dispatcher:
+    """Runs effect attempts for one executing run."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        journal: RunJournal,
+        run_id: str,
+        *,
+        executors: ExecutorSet,
+        max_in_flight: int,
+        on_progress: Callable[[], None] | None = None,
+    ) -> None:
+        self.loop = loop
+        self.journal = journal
+        self.run_id = run_id
+        self.executors = executors
+        self.max_in_flight = max(1, max_in_flight)
+        self.ready: deque[Call] = deque()
+        self.in_flight = 0
+        self.dispatched = 0
+        self._pump_scheduled = False
+        self._on_progress = on_progress
+        self.closed = False
+
+    # -- public ------------------------------------------------------------------
+
+    def submit(self, call: Call) -> None:
+        """Queue an attempt; it starts after the next group commit."""
+        self.ready.append(call)
+        self.schedule_pump()
+
+    def schedule_pump(self) -> None:
+        """Make sure buffered events are committed (and ready calls started) soon."""
+        if not self._pump_scheduled and not self.closed:
+            self._pump_scheduled = True
+            self.loop.call_soon(self._pump)
+
+    @property
+    def busy(self) -> bool:
+        """True while anything is queued, executing, or waiting to be committed."""
+        return bool(self.ready) or self.in_flight > 0 or self._pump_scheduled
+
+    def close(self) -> None:
+        """Stop starting work; cancel async attempts still running."""
+        self.closed = True
+        for call in self.ready:
+            if not call.future.done():
+                call.future.cancel()
+        self.ready.clear()
+
+    # -- the pump ----------------------------------------------------------------
+
+    def _pump(self) -> None:
+        self._pump_scheduled = False
+        if self.closed:
+            return
+        # Write-ahead: commit before dispatching anything.
+        self.journal.flush()
+        local: list[Call] = []
+        remote: dict[int, tuple[cf.Executor, list[Call]]] = {}
+        while self.ready and self.in_flight < self.max_in_flight:
+            call = self.ready.popleft()
+            if call.future.done():  # cancelled while queued
+                continue
+            self.in_flight += 1
+            self.dispatched += 1
+            tdef = call.tdef
+            if tdef.timeout is not None:
+                call.timer = self.loop.call_later(tdef.timeout, self._timed_out, call)
+            if tdef.is_async:
+                call.task = self.loop.create_task(self._run_async(call))
+            elif tdef.executor == "inline":
+                outcome = _worker.run_call(
+                    tdef.fn, call.args_bytes, self.run_id, call.key_text, call.attempt
+                )
+                self._finish(call, outcome)
+            else:
+                executor, by_reference = self.executors.for_task(tdef)
+                if by_reference:
+                    remote.setdefault(id(executor), (executor, []))[1].append(call)
+                else:
+                    local.append(call)
+        if local:
+            self._submit_chunks(self.executors.threads(), local, by_reference=False)
+        for executor, calls in remote.values():
+            self._submit_chunks(executor, calls, by_reference=True)
+        if self._on_progress is not None:
+            self._on_progress()
+
+    def _submit_chunks(
+        self, executor: cf.Executor, calls: list[Call], *, by_reference: bool
+    ) -> None:
+        workers = getattr(executor, "_max_workers", 4) or 4
+        size = max(1, min(_MAX_CHUNK, len(calls) // (2 * workers)))
+        for start in range(0, len(calls), size):
+            chunk = calls[start : start + size]
+            if any(c.tdef.timeout is not None for c in chunk) and len(chunk) > 1:
+                # A timeout is per attempt: never queue one behind another.
+                for call in chunk:
+                    self._submit_chunk(executor, [call], by_reference)
+            else:
+                self._submit_chunk(executor, chunk, by_reference)
+
+    def _submit_chunk(
+        self, executor: cf.Executor, chunk: list[Call], by_reference: bool
+    ) -> None:
+        future: cf.Future[list[_worker.Outcome]]
+        if by_reference:
+            items_r = [(c.tdef.ref, c.args_bytes, c.key_text, c.attempt) for c in chunk]
+            future = executor.submit(_worker.run_remote_chunk, items_r, self.run_id)
+        else:
+            items_l = [(c.tdef.fn, c.args_bytes, c.key_text, c.attempt) for c in chunk]
+            future = executor.submit(_worker.run_local_chunk, items_l, self.run_id)
+        loop = self.loop
+
+        def done(f: cf.Future[list[_worker.Outcome]]) -> None:
+            # A closed loop means the run was abandoned; nothing is waiting.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._chunk_done, chunk, f)
+
+        future.add_done_callback(done)
+
+    def _chunk_done(
+        self, chunk: list[Call], future: cf.Future[list[_worker.Outcome]]
+    ) -> None:
+        try:
+            outcomes = future.result()
+        except BaseException as exc:  # the executor itself failed (a worker died)
+            outcomes = [_worker.error_outcome(exc)] * len(chunk)
+        for call, outcome in zip(chunk, outcomes, strict=True):
+            self._finish(call, outcome)
+
+    async def _run_async(self, call: Call) -> None:
+        token = _task_context.set(TaskContext(self.run_id, call.key_text, call.attempt))
+        try:
+            args = jf.decode_payload(call.args_bytes)
+            result = await call.tdef.fn(**args)
+        except asyncio.CancelledError:
+            self._finish(call, None)
+            raise
+        except Exception as exc:
+            self._finish(call, _worker.error_outcome(exc))
+            return
+        finally:
+            _task_context.reset(token)
+        try:
+            outcome: _worker.Outcome = (_worker.OK, jf.encode_payload(result))
+        except jf.FormatError as exc:
+            outcome = (
+                _worker.PAYLOAD_ERROR,
+                f"the task's result cannot be journaled: {exc}",
+            )
+        self._finish(call, outcome)
+
+    def _finish(self, call: Call, outcome: _worker.Outcome | None) -> None:
+        self.in_flight -= 1
+        if call.timer is not None:
+            call.timer.cancel()
+        if outcome is not None and not call.future.done():
+            call.future.set_result(outcome)
+        # Commit the completion soon, and start what was waiting for a slot.
+        self.schedule_pump()
+
+    def _timed_out(self, call: Call) -> None:
+        if call.future.done():
+            return
+        timeout = call.tdef.timeout
+        call.future.set_result(
+            (
+                _worker.ERROR,
+                (
+                    "TimeoutError",
+                    f"attempt exceeded the task's timeout of {timeout}s",
+                    "",
+                ),
+            )
+        )
+        if call.task is not None:
+            call.task.cancel()
+
+
+class ExecutorSet:
+    """Where sync tasks run: the engine's executor, a thread pool, a process pool."""
+
+    def __init__(self, executor: Any | None) -> None:
+        self._given = executor
+        self._threads: cf.ThreadPoolExecutor | None = (
+            executor if isinstance(executor, cf.ThreadPoolExecutor) else None
+        )
+        self._own_threads = False
+        self._processes: cf.ProcessPoolExecutor | None = None
+
+    def threads(self) -> cf.ThreadPoolExecutor:
+        if self._threads is None:
+            self._threads = cf.ThreadPoolExecutor(thread_name_prefix="replay-engine")
+            self._own_threads = True
+        return self._threads
+
+    def processes(self) -> cf.ProcessPoolExecutor:
+        if self._processes is None:
+            import multiprocessing
+
+            # forkserver/spawn: a fork of this process would inherit the LMDB
+            # handle and the run locks, which must never happen.
+            method = (
+                "forkserver"
+                if "forkserver" in multiprocessing.get_all_start_methods()
+                else "spawn"
+            )
+            self._processes = cf.ProcessPoolExecutor(
+                mp_context=multiprocessing.get_context(method)
+            )
+        return self._processes
+
+    def for_task(self, tdef: TaskDef) -> tuple[cf.Executor, bool]:
+        """The executor for a sync task, and whether it takes tasks by reference."""
+        if tdef.executor == "process":
+            return self.processes(), True
+        if tdef.executor == "thread" or self._given is None:
+            return self.threads(), False
+        if isinstance(self._given, cf.ThreadPoolExecutor):
+            return self._given, False
+        return self._given, True
+
+    def shutdown(self) -> None:
+        """Shut down the pools this set created (never one the user passed in)."""
+        if self._own_threads and self._threads is not None:
+            self._threads.shutdown(wait=False, cancel_futures=True)
+            self._threads = None
+        if self._processes is not None:
+            self._processes.shutdown(wait=False, cancel_futures=True)
+            self._processes = None

@@ -1,0 +1,398 @@
+"""``Engine``: the embedding API.
+
+A journal directory, the runs in it, and the calls that start, resume and
+inspect them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import logging
+import secrets
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import journal_format as jf
+
+from . import _process_ref
+from ._context import Context
+from ._dispatch import ExecutorSet
+from ._journal import RunJournal
+from ._lock import RunLock
+from ._runtime import Outcome, RunStats, Runtime
+from ._store import Durability, Store, StoredEvent
+from ._verify import VerifyReport, verify
+from .errors import JournalCorruptError, PayloadError, ReplayEngineError
+
+ProcessFn = Callable[[Any, Context], Coroutine[Any, Any, Any]]
+
+_log = logging.getLogger("replay_engine")
+
+DEFAULT_MAX_IN_FLIGHT = 1024
+"""Effects executing at once, engine-wide, unless ``max_in_flight`` says otherwise."""
+
+
+@dataclass
+class Run:
+    """What a ``run`` or ``resume`` call ended with."""
+
+    run_id: str
+    status: str
+    """``"completed"``, ``"failed"``, ``"waiting"`` or ``"running"``."""
+    result: Any = None
+    """The process's return value, when completed."""
+    error: jf.ErrorInfo | None = None
+    """Type, message and traceback of the failure, when failed."""
+    pending: list[str] = field(default_factory=list)
+    """Keys of the external effects a waiting run needs."""
+    stats: RunStats = field(default_factory=RunStats)
+    warnings: list[str] = field(default_factory=list)
+    """Things worth knowing, such as a process whose code changed."""
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A run as stored: its state without executing anything."""
+
+    run_id: str
+    status: str
+    process: str
+    events: int
+    created: _dt.datetime
+    updated: _dt.datetime
+    dispatched: int
+    replayed: int
+    parent: str | None = None
+    fork_at: int | None = None
+
+    @classmethod
+    def _from_record(cls, record: jf.RunRecord) -> RunInfo:
+        def ts(ns: int) -> _dt.datetime:
+            return _dt.datetime.fromtimestamp(ns / 1e9, _dt.UTC)
+
+        return cls(
+            run_id=record.run_id,
+            status=record.status,
+            process=record.process,
+            events=record.events,
+            created=ts(record.created_ns),
+            updated=ts(record.updated_ns),
+            dispatched=record.dispatched,
+            replayed=record.replayed,
+            parent=record.parent,
+            fork_at=record.fork_at,
+        )
+
+
+class Engine:
+    """A journal directory and the runs in it.
+
+    Args:
+        path: the LMDB environment directory; created if missing.
+        durability: ``"fsync"`` (every group commit survives power loss; the
+            default) or ``"process"`` (no fsync: survives a crash of this
+            process, not of the machine).
+        executor: where sync tasks run: ``None`` for a thread pool, or any
+            ``concurrent.futures.Executor``. A thread pool gets functions; any
+            other executor gets tasks by reference (``module:qualname``) with
+            args and results as msgspec bytes.
+        max_in_flight: effects executing at once across the engine.
+
+    Example::
+
+        engine = Engine(".replay")
+        run = engine.run(process, {"feature": "x"}, run_id="r1")
+        run = engine.resume("r1")   # completed effects come from the journal
+    """
+
+    def __init__(
+        self,
+        path: str = ".replay",
+        *,
+        durability: Durability = "fsync",
+        executor: Any | None = None,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        map_size: int | None = None,
+    ) -> None:
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be >= 1, not {max_in_flight}")
+        kwargs = {} if map_size is None else {"map_size": map_size}
+        self.store = Store(path, durability=durability, **kwargs)
+        self.path = self.store.real_path
+        self.max_in_flight = max_in_flight
+        self._executors = ExecutorSet(executor)
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def close(self) -> None:
+        """Shut down pools this engine created and release the journal."""
+        self._executors.shutdown()
+        self.store.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- running -----------------------------------------------------------------
+
+    def run(
+        self,
+        process: ProcessFn,
+        inputs: Any = None,
+        *,
+        run_id: str | None = None,
+        on_progress: Callable[[RunStats], None] | None = None,
+        on_log: Callable[[str, str, dict[str, Any]], None] | None = None,
+    ) -> Run:
+        """Start a new run of ``process`` and execute it until it ends or waits.
+
+        Args:
+            process: ``async def process(inputs, ctx)``.
+            inputs: any msgspec-encodable value; the process gets it decoded.
+            run_id: the run's id; a fresh one when omitted.
+            on_progress: called with live counters while the run works.
+            on_log: called with ``(key, message, fields)`` for each new log line.
+
+        Raises:
+            RunExistsError: ``run_id`` is taken.
+            PayloadError: ``inputs`` cannot be encoded (nothing is recorded).
+        """
+        return _sync(
+            self.run_async(
+                process, inputs, run_id=run_id, on_progress=on_progress, on_log=on_log
+            )
+        )
+
+    async def run_async(
+        self,
+        process: ProcessFn,
+        inputs: Any = None,
+        *,
+        run_id: str | None = None,
+        on_progress: Callable[[RunStats], None] | None = None,
+        on_log: Callable[[str, str, dict[str, Any]], None] | None = None,
+    ) -> Run:
+        """The same as :meth:`run`, for asyncio callers."""
+        run_id = run_id or _new_run_id()
+        jf.check_run_id(run_id) if _valid_id(run_id) else _raise_bad_id(run_id)
+        try:
+            inputs_bytes = jf.encode_payload(inputs)
+        except jf.FormatError as exc:
+            raise PayloadError(
+                f"the inputs of run {run_id!r} cannot be encoded: {exc}; nothing was"
+                " recorded"
+            ) from None
+        address = jf.address_of(inputs_bytes)
+        started = jf.RunStarted(
+            process=_process_ref.reference(process),
+            fingerprint=_process_ref.fingerprint(process),
+            inputs=address,
+        )
+        with RunLock(self.path, run_id):
+            self.store.create_run(run_id, started, {address: inputs_bytes})
+            journal = RunJournal(self.store, run_id)
+            journal.recorded_events = 1
+            journal.started = started
+            decoded = jf.decode_payload(inputs_bytes)
+            return await self._execute(
+                journal, process, decoded, [], on_progress=on_progress, on_log=on_log
+            )
+
+    def resume(
+        self,
+        run_id: str,
+        *,
+        process: ProcessFn | None = None,
+        on_progress: Callable[[RunStats], None] | None = None,
+        on_log: Callable[[str, str, dict[str, Any]], None] | None = None,
+    ) -> Run:
+        """Re-execute a run from the start, serving completed effects from its journal.
+
+        A completed run is terminal: its recorded result is returned and
+        nothing runs. A failed, waiting or interrupted run re-executes with the
+        current code.
+
+        Args:
+            run_id: the run.
+            process: the process function, when its recorded ``module:qualname``
+                cannot be imported here (or to run new code under the run).
+            on_progress: as for :meth:`run`.
+            on_log: as for :meth:`run`.
+
+        Raises:
+            RunNotFoundError: no such run.
+            RunLockedError: another process is executing it.
+            NonDeterminismError: the process diverged from the journal; nothing
+                is recorded for the divergence and the run can be resumed once
+                the code is fixed.
+        """
+        return _sync(
+            self.resume_async(
+                run_id, process=process, on_progress=on_progress, on_log=on_log
+            )
+        )
+
+    async def resume_async(
+        self,
+        run_id: str,
+        *,
+        process: ProcessFn | None = None,
+        on_progress: Callable[[RunStats], None] | None = None,
+        on_log: Callable[[str, str, dict[str, Any]], None] | None = None,
+    ) -> Run:
+        """The same as :meth:`resume`, for asyncio callers."""
+        record = self.store.require_run(run_id)
+        if record.status == "completed":
+            return Run(
+                run_id=run_id, status="completed", result=self._recorded_result(record)
+            )
+        with RunLock(self.path, run_id):
+            journal = RunJournal(self.store, run_id)
+            journal.load(self.store.read_events(run_id))
+            started = journal.started
+            if started is None:
+                raise JournalCorruptError(
+                    f"run {run_id!r} has no run_started event at seq 0",
+                    run_id=run_id,
+                    seq=0,
+                )
+            if journal.last_event is not None and isinstance(
+                journal.last_event, jf.RunCompleted
+            ):
+                return Run(
+                    run_id=run_id,
+                    status="completed",
+                    result=self._recorded_result(record),
+                )
+            warnings: list[str] = []
+            fn = process if process is not None else _process_ref.load(started.process)
+            now_fingerprint = _process_ref.fingerprint(fn)
+            if now_fingerprint != started.fingerprint:
+                message = (
+                    f"the code of process {started.process} changed since run"
+                    f" {run_id!r} started; replay will stop with NonDeterminismError"
+                    " if the change alters the calls already recorded"
+                )
+                warnings.append(message)
+                _log.warning("%s", message)
+            inputs = jf.decode_payload(self.store.get_blob(started.inputs))
+            self.store.set_status(run_id, "running")
+            return await self._execute(
+                journal, fn, inputs, warnings, on_progress=on_progress, on_log=on_log
+            )
+
+    async def _execute(
+        self,
+        journal: RunJournal,
+        process: ProcessFn,
+        inputs: Any,
+        warnings: list[str],
+        *,
+        on_progress: Callable[[RunStats], None] | None,
+        on_log: Callable[[str, str, dict[str, Any]], None] | None,
+    ) -> Run:
+        runtime = Runtime(
+            journal,
+            journal.run_id,
+            executors=self._executors,
+            max_in_flight=self.max_in_flight,
+            on_progress=on_progress,
+            on_log=on_log,
+        )
+        outcome: Outcome = await runtime.execute(process, inputs)
+        return Run(
+            run_id=journal.run_id,
+            status=outcome.status,
+            result=outcome.result,
+            error=outcome.error,
+            pending=outcome.pending,
+            stats=runtime.stats,
+            warnings=warnings,
+        )
+
+    def _recorded_result(self, record: jf.RunRecord) -> Any:
+        for stored in reversed(
+            self.store.read_events(record.run_id, max(0, record.events - 4))
+        ):
+            if isinstance(stored.event, jf.RunCompleted):
+                return jf.decode_payload(self.store.get_blob(stored.event.result))
+        raise JournalCorruptError(
+            f"run {record.run_id!r} is marked completed but its last events hold no"
+            " run_completed record",
+            run_id=record.run_id,
+        )
+
+    # -- inspecting --------------------------------------------------------------
+
+    def status(self, run_id: str) -> RunInfo:
+        """The stored state of a run.
+
+        Raises:
+            RunNotFoundError: no such run (close matches are suggested).
+        """
+        return RunInfo._from_record(self.store.require_run(run_id))
+
+    def result(self, run_id: str) -> Any:
+        """The recorded result of a completed run (None otherwise)."""
+        record = self.store.require_run(run_id)
+        return self._recorded_result(record) if record.status == "completed" else None
+
+    def runs(self, status: str | None = None) -> list[RunInfo]:
+        """Every run in the journal, newest first (only those with ``status``)."""
+        infos = [RunInfo._from_record(r) for r in self.store.list_runs()]
+        if status is not None:
+            infos = [i for i in infos if i.status == status]
+        return sorted(infos, key=lambda i: i.created, reverse=True)
+
+    def events(
+        self, run_id: str, start: int = 0, stop: int | None = None
+    ) -> list[StoredEvent]:
+        """A run's events ``start`` up to ``stop``, each checked as it is read."""
+        self.store.require_run(run_id)
+        return self.store.read_events(run_id, start, stop)
+
+    def payload(self, address: bytes) -> Any:
+        """Decode the payload stored under a content address (checked)."""
+        return jf.decode_payload(self.store.get_blob(address))
+
+    def verify(self, run_id: str | None = None) -> VerifyReport:
+        """Recompute every digest and chain link of one run (or every run and blob)."""
+        if run_id is not None:
+            self.store.require_run(run_id)
+        return verify(self.store, run_id)
+
+
+def _sync(coro: Coroutine[Any, Any, Run]) -> Run:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    coro.close()
+    raise ReplayEngineError(
+        "Engine.run/resume were called inside a running event loop; await"
+        " run_async/resume_async instead"
+    )
+
+
+def _new_run_id() -> str:
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%d-%H%M%S")
+    return f"run-{stamp}-{secrets.token_hex(3)}"
+
+
+def _valid_id(run_id: str) -> bool:
+    try:
+        jf.check_run_id(run_id)
+    except jf.FormatError:
+        return False
+    return True
+
+
+def _raise_bad_id(run_id: str) -> None:
+    try:
+        jf.check_run_id(run_id)
+    except jf.FormatError as exc:
+        raise ReplayEngineError(str(exc)) from None

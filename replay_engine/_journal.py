@@ -1,0 +1,259 @@
+"""A run's journal as the engine sees it while executing.
+
+What was recorded, loaded once, and what is being recorded, buffered for the
+next group commit.
+
+Loading reads the run's events in one checked scan (every digest and chain
+link) and indexes them by invocation key, so each replayed call costs a dict
+lookup rather than a database round trip.
+"""
+
+from __future__ import annotations
+
+import bisect
+import sys
+from collections.abc import Iterable
+from types import FrameType
+
+import journal_format as jf
+
+from ._store import Store, StoredEvent
+from .errors import NonDeterminismError
+
+_key_text = jf.key_bytes_to_text
+
+
+class Entry:
+    """What the journal holds at one invocation key."""
+
+    __slots__ = (
+        "args",
+        "attempts",
+        "due_ns",
+        "effect_kind",
+        "error",
+        "fired",
+        "kind",
+        "result",
+        "seq",
+        "task",
+        "value",
+        "visited",
+    )
+
+    def __init__(self, kind: str, seq: int) -> None:
+        self.kind = kind  # "effect" | "value" | "timer"
+        self.seq = seq
+        self.task = ""
+        self.effect_kind = ""
+        self.args = b""
+        self.result: bytes | None = None
+        self.error: jf.ErrorInfo | None = None
+        self.attempts = 0
+        self.value: int | bytes | None = None
+        self.due_ns = 0
+        self.fired = False
+        self.visited = False
+
+    def describe(self) -> str:
+        if self.kind == "effect":
+            return f"task {self.task!r} args b3:{self.args.hex()[:12]}"
+        if self.kind == "value":
+            return f"ctx.{self.task}()"
+        return "ctx.sleep()"
+
+
+class RunJournal:
+    """Recorded state of one run plus the buffer of events not yet committed."""
+
+    def __init__(self, store: Store, run_id: str) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.entries: dict[bytes, Entry] = {}
+        self.logs: set[tuple[bytes, int]] = set()
+        self.recorded_events = 0
+        self.last_event: jf.Event | None = None
+        self.started: jf.RunStarted | None = None
+        self._pending: list[jf.Event] = []
+        self._pending_blobs: dict[bytes, bytes] = {}
+        self._sorted_keys: list[bytes] | None = None
+        self.events_written = 0
+        self.commits = 0
+
+    # -- loading -----------------------------------------------------------------
+
+    def load(self, events: Iterable[StoredEvent]) -> None:
+        """Index recorded events by key (the events were checked when read)."""
+        entries = self.entries
+        result_of: dict[bytes, bytes] = {}
+        for stored in events:
+            event = stored.envelope.event
+            self.recorded_events += 1
+            self.last_event = event
+            if isinstance(event, jf.EffectRequested):
+                entry = Entry("effect", stored.seq)
+                entry.task = event.task
+                entry.effect_kind = event.kind
+                entry.args = event.args
+                entries[event.key] = entry
+            elif isinstance(event, jf.EffectCompleted):
+                result_of[event.key] = event.result
+            elif isinstance(event, jf.EffectFailed):
+                self._effect(event.key, stored).error = event.error
+            elif isinstance(event, jf.AttemptFailed):
+                self._effect(event.key, stored).attempts = event.attempt
+            elif isinstance(event, jf.ValueRecorded):
+                entry = Entry("value", stored.seq)
+                entry.task = event.kind
+                entry.value = event.value
+                entries[event.key] = entry
+            elif isinstance(event, jf.TimerStarted):
+                entry = Entry("timer", stored.seq)
+                entry.due_ns = event.due_ns
+                entries[event.key] = entry
+            elif isinstance(event, jf.TimerFired):
+                timer = entries.get(event.key)
+                if timer is not None:
+                    timer.fired = True
+            elif isinstance(event, jf.LogLine):
+                self.logs.add((event.key, event.ordinal))
+            elif isinstance(event, jf.RunStarted):
+                self.started = event
+        if result_of:
+            blobs = self.store.get_blobs(set(result_of.values()))
+            for key, address in result_of.items():
+                self._effect_by_key(key).result = blobs[address]
+
+    def _effect(self, key: bytes, stored: StoredEvent) -> Entry:
+        return self._effect_by_key(key, stored.seq)
+
+    def _effect_by_key(self, key: bytes, seq: int = -1) -> Entry:
+        entry = self.entries.get(key)
+        if entry is None or entry.kind != "effect":
+            from .errors import JournalCorruptError
+
+            raise JournalCorruptError(
+                f"run {self.run_id!r}: an outcome at key {_key_text(key)} has no"
+                " request before it",
+                run_id=self.run_id,
+                seq=seq if seq >= 0 else None,
+                key=_key_text(key),
+            )
+        return entry
+
+    # -- recording ---------------------------------------------------------------
+
+    def record(self, event: jf.Event, blobs: dict[bytes, bytes] | None = None) -> None:
+        """Buffer an event (and its blobs) for the next group commit."""
+        self._pending.append(event)
+        if blobs:
+            self._pending_blobs.update(blobs)
+
+    @property
+    def has_pending(self) -> bool:
+        return bool(self._pending)
+
+    def flush(
+        self, status: str | None = None, counters: tuple[int, int] | None = None
+    ) -> None:
+        """Commit every buffered event in one transaction (one fsync)."""
+        if not self._pending and status is None and counters is None:
+            return
+        events, self._pending = self._pending, []
+        blobs, self._pending_blobs = self._pending_blobs, {}
+        self.store.append(self.run_id, events, blobs, status=status, counters=counters)
+        self.events_written += len(events)
+        self.commits += 1
+
+    # -- divergence checks -------------------------------------------------------
+
+    def check_new_key(self, key: bytes, scope_prefix: bytes) -> None:
+        """Refuse a call the journal has not seen if the journal says it is extra.
+
+        A new call at index ``i`` of a scope diverges when the journal holds a
+        later sibling (index > ``i``: a call was inserted) or a descendant of
+        ``key`` (a group was recorded there). Only calls past the journal's
+        frontier reach this check, so it does not slow replay.
+        """
+        if not self.entries:
+            return
+        keys = self._sorted_keys
+        if keys is None:
+            keys = self._sorted_keys = sorted(self.entries)
+        # Descendants of key: byte strings starting with key, other than key.
+        pos = bisect.bisect_right(keys, key)
+        if pos < len(keys) and keys[pos].startswith(key):
+            self._raise_extra(key, keys[pos], "a call nested inside it")
+        # Later siblings (or their subtrees) within the same scope.
+        if pos < len(keys) and keys[pos].startswith(scope_prefix):
+            self._raise_extra(key, keys[pos], "a later call of the same scope")
+
+    def _raise_extra(self, key: bytes, recorded_key: bytes, what: str) -> None:
+        entry = self.entries[recorded_key]
+        raise divergence(
+            self.run_id,
+            key,
+            entry.seq,
+            recorded=f"nothing at {_key_text(key)}; {what} at"
+            f" {_key_text(recorded_key)} ({entry.describe()})",
+            replayed="a new call here",
+            headline="the process made a call the journal does not have (an extra"
+            " or inserted call)",
+        )
+
+    def unvisited(self) -> list[tuple[bytes, Entry]]:
+        """Recorded calls this execution has not reached, in key order."""
+        return sorted((k, e) for k, e in self.entries.items() if not e.visited)
+
+
+def call_site(depth: int = 2) -> str:
+    """``file:line`` of the user code that made the current ctx call."""
+    frame: FrameType | None = sys._getframe(depth)
+    while frame is not None and frame.f_globals.get("__name__", "").startswith(
+        "replay_engine."
+    ):
+        frame = frame.f_back
+    if frame is None:
+        return "<unknown>"
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+
+
+def divergence(
+    run_id: str,
+    key: bytes,
+    seq: int | None,
+    *,
+    recorded: str,
+    replayed: str,
+    headline: str = "",
+    site: str | None = None,
+) -> NonDeterminismError:
+    """Build the NonDeterminismError for a divergence at ``key``."""
+    key_text = _key_text(key)
+    where = f"at key {key_text}" + (f" (event seq {seq})" if seq is not None else "")
+    site = site if site is not None else call_site(3)
+    fork_hint = (
+        f"\nTo branch from the last agreeing event: replay-engine fork {run_id}"
+        f" --at {seq}"
+        if seq is not None
+        else ""
+    )
+    message = (
+        f"run {run_id!r} diverged from its journal {where}"
+        + (f": {headline}" if headline else "")
+        + f".\n  recorded: {recorded}\n  replayed: {replayed}\n  call site: {site}\n"
+        "The process must make the same ctx calls in the same places on every"
+        " resume. Likely causes:\n"
+        "  1. a branch on time, randomness or the environment read outside"
+        " ctx.now()/ctx.random()/ctx.uuid();\n"
+        "  2. iterating a set, or a dict built in an order that changed;\n"
+        "  3. the process code changed since the run started." + fork_hint
+    )
+    return NonDeterminismError(
+        message,
+        run_id=run_id,
+        key=key_text,
+        seq=seq,
+        recorded=recorded,
+        replayed=replayed,
+    )

@@ -1,0 +1,239 @@
+"""``ctx.parallel.all`` and ``ctx.parallel.map``: branches with stable keys.
+
+Each branch runs in its own scope (``k.j``) and its own copy of the context,
+so its calls get keys from its place in the program, never from timing.
+
+Branches are driven *eagerly*: a branch's coroutine is started synchronously
+and becomes an asyncio Task only if it actually suspends. On replay nearly
+every branch completes without suspending (its results come from the
+journal), so replaying a 100k-branch map creates no Tasks at all; creating one
+Task per branch costs several times the journal lookup it wraps.
+
+Outcome rules, the same whatever the completion order: every branch is
+settled; results come back in input order; if any branch failed, the failure
+of the lowest-index branch is raised (its siblings' completions stay recorded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Coroutine,
+    Generator,
+    Iterable,
+    Sequence,
+)
+from typing import Any, TypeVar
+
+from journal_format import encode_component
+
+from ._scope import Scope, current_scope
+from .errors import ThunkRequired
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+_PENDING = object()
+
+
+class _Continue:
+    """Hand a coroutine that already ran its first step over to an asyncio Task."""
+
+    __slots__ = ("coro", "first")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
+        self.coro = coro
+        self.first = first
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, value = self.coro, self.first
+        self.first = None
+        while True:
+            try:
+                sent = yield value
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # cancellation thrown in by the Task
+                try:
+                    value = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+
+
+async def _continue(coro: Coroutine[Any, Any, Any], first: Any) -> Any:
+    return await _Continue(coro, first)
+
+
+async def _await_any(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+class _Group:
+    """The branches of one parallel call, settling into one result list."""
+
+    def __init__(
+        self, key: bytes, count: int, limit: int | None, on_activity: Callable[[], None]
+    ) -> None:
+        self.key = key
+        self.results: list[Any] = [_PENDING] * count
+        self.failures: dict[int, BaseException] = {}
+        self.remaining = count
+        self.limit = limit
+        self.running = 0
+        self.tasks: dict[int, asyncio.Task[Any]] = {}
+        self.waiter: asyncio.Future[None] | None = None
+        self.on_activity = on_activity
+        self.refill: Callable[[], None] | None = None
+
+    def start(self, index: int, scope: Scope, make: Callable[[], Any]) -> None:
+        """Start branch ``index``: run it until it first suspends, or to its end."""
+        context = contextvars.copy_context()
+        done, value, pending = context.run(_first_step, scope, make)
+        if done:
+            self._settle(index, value)
+            return
+        coro, first = pending
+        self.running += 1
+        task = asyncio.get_running_loop().create_task(
+            _continue(coro, first), context=context
+        )
+        self.tasks[index] = task
+        task.add_done_callback(functools.partial(self._task_done, index))
+
+    def _task_done(self, index: int, task: asyncio.Task[Any]) -> None:
+        self.running -= 1
+        del self.tasks[index]
+        if task.cancelled():
+            value: Any = _Failure(asyncio.CancelledError())
+        else:
+            exc = task.exception()
+            value = _Failure(exc) if exc is not None else task.result()
+        self._settle(index, value)
+        self.on_activity()
+        # Only here, never from _settle: an eager branch settles inside refill's
+        # own loop, and re-entering it would recurse once per branch.
+        if self.refill is not None and self.remaining:
+            self.refill()
+
+    def _settle(self, index: int, value: Any) -> None:
+        if isinstance(value, _Failure):
+            self.failures[index] = value.exc
+            self.results[index] = None
+        else:
+            self.results[index] = value
+        self.remaining -= 1
+        if self.remaining == 0 and self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def outcome(self) -> list[Any]:
+        if self.failures:
+            raise self.failures[min(self.failures)]
+        return self.results
+
+    def cancel(self) -> None:
+        for task in list(self.tasks.values()):
+            task.cancel()
+
+
+class _Failure:
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def _first_step(scope: Scope, make: Callable[[], Any]) -> tuple[bool, Any, Any]:
+    """Run in the branch's own context: set its scope, call it, drive one step."""
+    current_scope.set(scope)
+    try:
+        value = make()
+    except BaseException as exc:
+        return True, _Failure(exc), None
+    coro: Coroutine[Any, Any, Any]
+    if inspect.iscoroutine(value):
+        coro = value
+    elif inspect.isawaitable(value):
+        coro = _await_any(value)
+    else:
+        return True, value, None
+    try:
+        first = coro.send(None)
+    except StopIteration as stop:
+        return True, stop.value, None
+    except BaseException as exc:
+        return True, _Failure(exc), None
+    return False, None, (coro, first)
+
+
+async def run_group(
+    key: bytes,
+    makers: Sequence[Callable[[], Any]],
+    limit: int | None,
+    on_activity: Callable[[], None],
+) -> list[Any]:
+    """Run branches as the group at ``key``; see the module doc."""
+    group = _Group(key, len(makers), limit, on_activity)
+    if not makers:
+        return []
+    next_index = 0
+
+    def refill() -> None:
+        nonlocal next_index
+        while next_index < len(makers) and (limit is None or group.running < limit):
+            index = next_index
+            next_index += 1
+            group.start(index, Scope(key + encode_component(index)), makers[index])
+
+    group.refill = refill
+    refill()
+    if group.remaining:
+        loop = asyncio.get_running_loop()
+        group.waiter = loop.create_future()
+        try:
+            await group.waiter
+        except BaseException:
+            group.cancel()
+            raise
+    return group.outcome()
+
+
+def check_thunks(thunks: Iterable[Any]) -> list[Callable[[], Any]]:
+    """Refuse awaitables where thunks are expected (seed Pitfall 1)."""
+    items = list(thunks)
+    bad = [i for i, t in enumerate(items) if not callable(t)]
+    if bad:
+        for item in items:
+            if inspect.iscoroutine(item):
+                item.close()  # never awaited, never recorded
+        first = items[bad[0]]
+        raise ThunkRequired(
+            f"ctx.parallel.all expects thunks (functions that start a call), but item"
+            f" {bad[0]} is {type(first).__name__}. Calls passed directly start at"
+            " once, one after another, outside the parallel group. Wrap each in a"
+            " lambda:\n"
+            "    await ctx.parallel.all([\n"
+            "        lambda: ctx.task(task_a, {...}),\n"
+            "        lambda: ctx.task(task_b, {...}),\n"
+            "    ])"
+        )
+    return items
+
+
+def map_makers(items: Sequence[T], fn: Callable[[T], Any]) -> list[Callable[[], Any]]:
+    """One thunk per item: ``fn(item)``."""
+    if not callable(fn):
+        raise TypeError(
+            f"ctx.parallel.map expects a function of one item, got {type(fn).__name__}"
+        )
+    return [functools.partial(fn, item) for item in items]

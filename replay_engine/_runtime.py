@@ -1,0 +1,417 @@
+"""Executing one run: drive the process, record, dispatch, settle the outcome.
+
+A run is a pure function of (process code, inputs, journal prefix). The
+runtime re-executes the process from the start; every ctx call either agrees
+with the journal and is answered from it, or lies past the journal's frontier
+and is recorded and performed. It ends in one of four ways:
+
+* the process returns: ``RunCompleted`` is recorded (the run is terminal);
+* the process raises: ``RunFailed`` is recorded (a later resume re-executes);
+* the process diverges from its journal: ``NonDeterminismError`` is raised and
+  nothing is recorded for the divergence, so the run can be resumed once the
+  code is fixed (the run pauses rather than fails);
+* nothing can progress but external effects: ``RunWaiting`` is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import journal_format as jf
+
+from . import _worker
+from ._context import Context
+from ._dispatch import Call, Dispatcher, ExecutorSet
+from ._journal import RunJournal, divergence
+from ._scope import Scope, current_scope
+from ._tasks import TaskDef
+from .errors import NonDeterminismError, PayloadError, ReplayEngineError, TaskFailed
+
+_log = logging.getLogger("replay_engine.process")
+_key_text = jf.key_bytes_to_text
+
+# Consecutive idle loop iterations before a run counts as waiting; every hop of
+# a wake-up (future -> task -> group callback -> parent) ticks the activity
+# counter, so three quiet checks in a row mean nothing is still in motion.
+_QUIET_CHECKS = 3
+
+
+@dataclass
+class RunStats:
+    """Counters of one ``run``/``resume`` call."""
+
+    dispatched: int = 0
+    """Effects dispatched (executed) by this call."""
+    replayed: int = 0
+    """Effects answered from the journal without dispatch."""
+    events_written: int = 0
+    """Events this call appended to the journal."""
+    commits: int = 0
+    """Group commits (transactions) this call made."""
+    in_flight: int = 0
+    """Effects executing right now (live progress)."""
+    elapsed: float = 0.0
+    """Seconds the call took."""
+
+
+@dataclass
+class Outcome:
+    """How an execution ended."""
+
+    status: str
+    result: Any = None
+    error: jf.ErrorInfo | None = None
+    pending: list[str] = field(default_factory=list)
+
+
+class _Stopped(BaseException):
+    """Internal: the run is being stopped; ctx calls made while it unwinds end here.
+
+    A ``BaseException`` so that ``except Exception`` in user code cannot
+    swallow it.
+    """
+
+
+class Runtime:
+    """State of one execution of one run."""
+
+    def __init__(
+        self,
+        journal: RunJournal,
+        run_id: str,
+        *,
+        executors: ExecutorSet,
+        max_in_flight: int,
+        on_progress: Callable[[RunStats], None] | None = None,
+        on_log: Callable[[str, str, dict[str, Any]], None] | None = None,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.journal = journal
+        self.run_id = run_id
+        self.stats = RunStats()
+        self.clock_ns = clock_ns
+        self._on_progress = on_progress
+        self._on_log = on_log
+        self.dispatcher = Dispatcher(
+            self.loop,
+            journal,
+            run_id,
+            executors=executors,
+            max_in_flight=max_in_flight,
+            on_progress=self._progress if on_progress else None,
+        )
+        self.ctx = Context(self)
+        self.activity = 0
+        self.sleeping = 0
+        self.external: dict[bytes, asyncio.Future[None]] = {}
+        self.diverged: NonDeterminismError | None = None
+        self.stopping = False
+        self._quiet: asyncio.Future[None] | None = None
+        self._quiet_seen = -1
+        self._quiet_count = 0
+        self._quiet_scheduled = False
+
+    # -- hooks used by ctx -------------------------------------------------------
+
+    def tick(self) -> None:
+        self.activity += 1
+
+    def check_live(self) -> None:
+        if self.diverged is not None:
+            raise self.diverged
+        if self.stopping:
+            raise _Stopped
+
+    def diverge(self, error: NonDeterminismError) -> None:
+        """Remember the first divergence and raise it; every later ctx call re-raises.
+
+        User code catching it cannot make the run go on recording.
+        """
+        if self.diverged is None:
+            self.diverged = error
+        raise self.diverged
+
+    def record(self, event: jf.Event, blobs: dict[bytes, bytes] | None = None) -> None:
+        self.journal.record(event, blobs)
+        self.dispatcher.schedule_pump()
+
+    def check_new(self, key: bytes, scope_prefix: bytes) -> None:
+        try:
+            self.journal.check_new_key(key, scope_prefix)
+        except NonDeterminismError as exc:
+            self.diverge(exc)
+
+    def group_key(self) -> bytes:
+        self.check_live()
+        scope = current_scope.get()
+        key = scope.next_key()
+        self.tick()
+        entry = self.journal.entries.get(key)
+        if entry is not None:
+            self.diverge(
+                divergence(
+                    self.run_id,
+                    key,
+                    entry.seq,
+                    recorded=entry.describe(),
+                    replayed="a parallel group (ctx.parallel.all/map)",
+                )
+            )
+        return key
+
+    def emit_log(self, key: str, message: str, fields: dict[str, Any]) -> None:
+        _log.info(
+            "%s", message, extra={"run_id": self.run_id, "key": key, "fields": fields}
+        )
+        if self._on_log is not None:
+            self._on_log(key, message, fields)
+
+    # -- effects -----------------------------------------------------------------
+
+    async def run_effect(
+        self,
+        tdef: TaskDef,
+        key: bytes,
+        scope_prefix: bytes,
+        args_bytes: bytes,
+        address: bytes,
+        attempts_done: int,
+        *,
+        new: bool,
+    ) -> Any:
+        self.check_live()
+        if new:
+            self.check_new(key, scope_prefix)
+            self.record(
+                jf.EffectRequested(
+                    key=key, task=tdef.name, kind=tdef.kind, args=address
+                ),
+                {address: args_bytes},
+            )
+        if tdef.external:
+            await self._wait_external(key)
+        key_text = _key_text(key)
+        attempt = attempts_done + 1
+        self.stats.dispatched += 1
+        while True:
+            future: asyncio.Future[_worker.Outcome] = self.loop.create_future()
+            self.dispatcher.submit(Call(tdef, key_text, args_bytes, attempt, future))
+            status, payload = await future
+            self.tick()
+            if status == _worker.OK:
+                result_address = jf.address_of(payload)
+                self.record(
+                    jf.EffectCompleted(key=key, result=result_address),
+                    {result_address: payload},
+                )
+                return jf.decode_payload(payload)
+            if status == _worker.PAYLOAD_ERROR:
+                raise PayloadError(
+                    f"task {tdef.name!r} at key {key_text} of run {self.run_id!r}:"
+                    f" {payload}. Nothing was recorded for it; fix the task to return"
+                    " an encodable value and resume the run."
+                )
+            error = jf.ErrorInfo(
+                type=payload[0], message=payload[1], traceback=payload[2]
+            )
+            if attempt <= tdef.retries:
+                delay = tdef.backoff * (2 ** (attempt - 1))
+                self.record(
+                    jf.AttemptFailed(
+                        key=key, attempt=attempt, error=error, retry_in=delay
+                    )
+                )
+                if delay > 0:
+                    await self._sleep_for(delay)
+                attempt += 1
+                continue
+            self.record(jf.EffectFailed(key=key, error=error, attempts=attempt))
+            raise TaskFailed(
+                error.type, error.message, error.traceback, key=key_text, task=tdef.name
+            )
+
+    async def run_timer(
+        self, key: bytes, scope_prefix: bytes, due_ns: int | None, seconds: float
+    ) -> None:
+        self.check_live()
+        if due_ns is None:
+            self.check_new(key, scope_prefix)
+            due_ns = self.clock_ns() + int(seconds * 1e9)
+            self.record(jf.TimerStarted(key=key, due_ns=due_ns))
+        remaining = (due_ns - self.clock_ns()) / 1e9
+        if remaining > 0:
+            await self._sleep_for(remaining)
+        self.record(jf.TimerFired(key=key))
+
+    async def _sleep_for(self, seconds: float) -> None:
+        self.sleeping += 1
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            self.sleeping -= 1
+            self.tick()
+
+    async def _wait_external(self, key: bytes) -> None:
+        future: asyncio.Future[None] = self.loop.create_future()
+        self.external[key] = future
+        self.tick()
+        self._schedule_quiet_check()
+        await future  # resolved only when the run is stopped as waiting
+
+    # -- quiescence: is the run waiting? ------------------------------------------
+
+    def _schedule_quiet_check(self) -> None:
+        if not self._quiet_scheduled:
+            self._quiet_scheduled = True
+            self.loop.call_soon(self._quiet_check)
+
+    def _quiet_check(self) -> None:
+        self._quiet_scheduled = False
+        quiet = self._quiet
+        if quiet is None or quiet.done() or not self.external:
+            return
+        if self.dispatcher.busy or self.sleeping or self.journal.has_pending:
+            self._quiet_count = 0
+            self._schedule_quiet_check()
+            return
+        if self.activity != self._quiet_seen:
+            self._quiet_seen = self.activity
+            self._quiet_count = 0
+        self._quiet_count += 1
+        if self._quiet_count >= _QUIET_CHECKS:
+            quiet.set_result(None)
+        else:
+            self._schedule_quiet_check()
+
+    def _progress(self) -> None:
+        if self._on_progress is not None:
+            self.stats.in_flight = self.dispatcher.in_flight
+            self._on_progress(self.stats)
+
+    # -- the whole execution -----------------------------------------------------
+
+    async def execute(
+        self,
+        process: Callable[[Any, Context], Coroutine[Any, Any, Any]],
+        inputs: Any,
+    ) -> Outcome:
+        started = time.perf_counter()
+        context = contextvars.copy_context()
+        context.run(current_scope.set, Scope(b""))
+        coro = context.run(process, inputs, self.ctx)
+        if not asyncio.iscoroutine(coro):
+            raise ReplayEngineError(
+                f"the process must be an `async def` function taking (inputs, ctx);"
+                f" calling it returned {type(coro).__name__}"
+            )
+        main = self.loop.create_task(coro, context=context)
+        self._quiet = self.loop.create_future()
+        try:
+            await asyncio.wait({main, self._quiet}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            # Cancelled from outside: stop cleanly, keep what completed.
+            await self._stop(main)
+            self.journal.flush()
+            raise
+        finally:
+            self.stats.elapsed = time.perf_counter() - started
+        if not main.done():
+            return await self._settle_waiting(main)
+        return self._settle_finished(main)
+
+    async def _stop(self, main: asyncio.Task[Any]) -> None:
+        self.stopping = True
+        self.dispatcher.close()
+        for future in self.external.values():
+            if not future.done():
+                future.cancel()
+        if not main.done():
+            main.cancel()
+            # Unwinding a cancelled process: whatever it raises now is moot.
+            with contextlib.suppress(BaseException):
+                await main
+        # Give cancelled async tasks one iteration to unwind.
+        await asyncio.sleep(0)
+
+    async def _settle_waiting(self, main: asyncio.Task[Any]) -> Outcome:
+        pending = sorted(self.external)
+        await self._stop(main)
+        next_due = None
+        self.journal.record(jf.RunWaiting(pending=pending, next_due_ns=next_due))
+        self._finish_stats(status="waiting")
+        return Outcome(status="waiting", pending=[_key_text(k) for k in pending])
+
+    def _settle_finished(self, main: asyncio.Task[Any]) -> Outcome:
+        self.dispatcher.close()
+        exc = main.exception() if not main.cancelled() else asyncio.CancelledError()
+        if self.diverged is not None:
+            self._finish_stats(status=None)
+            raise self.diverged
+        if isinstance(exc, NonDeterminismError):
+            self._finish_stats(status=None)
+            raise exc
+        unvisited = self.journal.unvisited()
+        if unvisited:
+            key, entry = unvisited[0]
+            self._finish_stats(status=None)
+            raise divergence(
+                self.run_id,
+                key,
+                entry.seq,
+                recorded=f"{entry.describe()} and {len(unvisited) - 1} more recorded"
+                " calls",
+                replayed="the process finished without making these calls",
+                headline="the journal has calls this execution never made"
+                " (fewer calls)",
+                site="<end of process>",
+            )
+        if exc is None:
+            result = main.result()
+            try:
+                data = jf.encode_payload(result)
+            except jf.FormatError as err:
+                exc = PayloadError(f"the process's result cannot be encoded: {err}")
+            else:
+                address = jf.address_of(data)
+                self.journal.record(jf.RunCompleted(result=address), {address: data})
+                self._finish_stats(status="completed")
+                return Outcome(status="completed", result=jf.decode_payload(data))
+        if isinstance(exc, _Stopped | asyncio.CancelledError) or not isinstance(
+            exc, Exception
+        ):
+            self._finish_stats(status=None)
+            raise exc
+        error = error_info(exc)
+        last = self.journal.last_event
+        already = (
+            isinstance(last, jf.RunFailed)
+            and last.error.type == error.type
+            and (last.error.message == error.message)
+            and not self.journal.has_pending
+        )
+        if not already:
+            self.journal.record(jf.RunFailed(error=error))
+        self._finish_stats(status="failed")
+        return Outcome(status="failed", error=error)
+
+    def _finish_stats(self, status: str | None) -> None:
+        self.journal.flush(
+            status=status, counters=(self.stats.dispatched, self.stats.replayed)
+        )
+        self.stats.events_written = self.journal.events_written
+        self.stats.commits = self.journal.commits
+        self.stats.in_flight = 0
+
+
+def error_info(exc: BaseException) -> jf.ErrorInfo:
+    """The recorded form of an exception."""
+    _, (name, message, tb) = _worker.error_outcome(exc)
+    return jf.ErrorInfo(type=name, message=message, traceback=tb)

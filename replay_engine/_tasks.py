@@ -1,0 +1,232 @@
+"""Task definitions.
+
+``@task`` for effects the engine executes, ``@external`` for effects executed
+elsewhere and posted back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, ParamSpec, TypeVar, overload
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+ExecutorChoice = Literal["default", "thread", "process", "inline"]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskContext:
+    """What a running task knows about the call it serves.
+
+    Attributes:
+        run_id: the run the effect belongs to.
+        key: the call's invocation key (``"3.1.0"``).
+        attempt: 1 for the first attempt, 2 for the first retry, …
+        idempotency_key: ``run_id/key``; the same for every attempt and every
+            re-dispatch after a crash, so an external system can deduplicate.
+    """
+
+    run_id: str
+    key: str
+    attempt: int
+
+    @property
+    def idempotency_key(self) -> str:
+        """``"run_id/key"``: stable across attempts, resumes and machines."""
+        return f"{self.run_id}/{self.key}"
+
+
+_task_context: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVar(
+    "replay_engine_task_context", default=None
+)
+
+
+def task_context() -> TaskContext:
+    """The context of the task currently executing (in its thread or process).
+
+    Raises:
+        RuntimeError: called outside a task dispatched by the engine.
+    """
+    ctx = _task_context.get()
+    if ctx is None:
+        raise RuntimeError(
+            "task_context() is only available inside a task the engine is executing"
+        )
+    return ctx
+
+
+class TaskDef:
+    """A function made into a durable effect by ``@task`` or ``@external``.
+
+    Calling it directly calls the function (handy in unit tests); inside a
+    process, go through ``await ctx.task(t, args)`` so the call is journaled.
+    """
+
+    __slots__ = (
+        "__dict__",
+        "backoff",
+        "executor",
+        "fn",
+        "is_async",
+        "kind",
+        "name",
+        "ref",
+        "retries",
+        "timeout",
+    )
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        kind: str = "task",
+        retries: int = 0,
+        backoff: float = 0.0,
+        timeout: float | None = None,
+        executor: ExecutorChoice = "default",
+    ) -> None:
+        if retries < 0:
+            raise ValueError(f"retries must be >= 0, not {retries}")
+        if backoff < 0:
+            raise ValueError(f"backoff must be >= 0, not {backoff}")
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"timeout must be > 0 seconds, not {timeout}")
+        if executor not in ("default", "thread", "process", "inline"):
+            raise ValueError(
+                "executor must be 'default', 'thread', 'process' or 'inline',"
+                f" not {executor!r}"
+            )
+        self.fn = fn
+        module = getattr(fn, "__module__", None) or "__main__"
+        qualname = getattr(fn, "__qualname__", None) or repr(fn)
+        self.name = name or f"{module}.{qualname}"
+        self.ref = f"{module}:{qualname}"
+        self.kind = kind
+        self.retries = retries
+        self.backoff = backoff
+        self.timeout = timeout
+        self.executor: ExecutorChoice = executor
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.__dict__.update(getattr(fn, "__dict__", {}))
+        self.__doc__ = fn.__doc__
+
+    @property
+    def external(self) -> bool:
+        """True for effects executed outside the engine (``@external``)."""
+        return self.kind != "task"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<{'external' if self.external else 'task'} {self.name!r}>"
+
+
+@overload
+def task(fn: Callable[P, R], /) -> TaskDef: ...
+@overload
+def task(
+    *,
+    name: str | None = None,
+    retries: int = 0,
+    backoff: float = 0.0,
+    timeout: float | None = None,
+    executor: ExecutorChoice = "default",
+) -> Callable[[Callable[P, R]], TaskDef]: ...
+def task(
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    retries: int = 0,
+    backoff: float = 0.0,
+    timeout: float | None = None,
+    executor: ExecutorChoice = "default",
+) -> TaskDef | Callable[[Callable[P, R]], TaskDef]:
+    """Make a function a durable task, as ``@task`` or ``@task(...)``.
+
+    Args:
+        fn: the function (sync or async); its arguments are keyword arguments.
+        name: the task's name in the journal; defaults to ``module.qualname``.
+            Renaming a task changes what replay expects at its keys.
+        retries: attempts after the first one before the call fails for good.
+        backoff: seconds before the first retry, doubled for each later one.
+        timeout: seconds an attempt may take; a timed-out attempt fails.
+        executor: where a sync task runs: ``"default"`` (the engine's
+            executor: a thread pool unless the engine was given another),
+            ``"thread"``, ``"process"`` (a process pool; the function must be
+            importable by reference) or ``"inline"`` (on the event loop, for
+            tiny pure functions).
+
+    Returns:
+        The :class:`TaskDef`, or a decorator making one.
+    """
+
+    def make(f: Callable[P, R]) -> TaskDef:
+        return TaskDef(
+            f,
+            name=name,
+            retries=retries,
+            backoff=backoff,
+            timeout=timeout,
+            executor=executor,
+        )
+
+    return make(fn) if fn is not None else make
+
+
+def external(
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    kind: str = "agent",
+    name: str | None = None,
+) -> Any:
+    """Declare an effect executed outside the engine, whose result is posted back.
+
+    The engine records the request with its full args and does not run the
+    function; a worker, an agent or a person posts the result with
+    ``engine.post`` (or ``replay-engine post``). The function's body is not
+    called by the engine; it documents the signature.
+
+    Args:
+        fn: the function, when used as ``@external`` without arguments.
+        kind: what executes it: ``"agent"``, ``"breakpoint"``, or any string
+            except ``"task"``.
+        name: the name in the journal; defaults to ``module.qualname``.
+    """
+    if kind == "task":
+        raise ValueError("external effects need a kind other than 'task'")
+
+    def make(f: Callable[P, R]) -> TaskDef:
+        return TaskDef(f, name=name, kind=kind)
+
+    return make(fn) if fn is not None else make
+
+
+def as_task(obj: object) -> TaskDef:
+    """The TaskDef for ``obj``: itself, or a plain function wrapped (cached).
+
+    Raises:
+        TypeError: ``obj`` is not callable.
+    """
+    if isinstance(obj, TaskDef):
+        return obj
+    if not callable(obj):
+        raise TypeError(
+            f"ctx.task expects a @task function, got {type(obj).__name__}: {obj!r}"
+        )
+    cached = getattr(obj, "__replay_engine_task__", None)
+    if isinstance(cached, TaskDef):
+        return cached
+    definition = TaskDef(obj)
+    # Builtins and bound methods cannot carry attributes; they are re-wrapped.
+    with contextlib.suppress(AttributeError, TypeError):
+        obj.__replay_engine_task__ = definition  # type: ignore[attr-defined]
+    return definition
