@@ -53,6 +53,9 @@ class RunStarted(_Event, tag="run_started", frozen=True):
     """For a fork: the run it was forked from."""
     fork_at: int | None = None
     """For a fork: how many of the parent's events it shares."""
+    seed: str | None = None
+    """What ``ctx.random()``/``ctx.uuid()`` derive from: absent means the run id.
+    A fork inherits its parent's, so an unchanged fork reproduces the parent."""
 
 
 class EffectRequested(_Event, tag="requested", frozen=True):

@@ -6,13 +6,18 @@ from the journal once it has completed. See README.md and docs/.
 """
 
 from ._engine import Engine as Engine, Run as Run, RunInfo as RunInfo
-from ._runtime import RunStats as RunStats
+from ._runtime import FrontierCall as FrontierCall, RunStats as RunStats
 from ._tasks import (
     TaskContext as TaskContext,
     TaskDef as TaskDef,
     external as external,
     task as task,
     task_context as task_context,
+)
+from ._timetravel import (
+    CallState as CallState,
+    LogEntry as LogEntry,
+    Snapshot as Snapshot,
 )
 from ._verify import Problem as Problem, VerifyReport as VerifyReport
 from .errors import (
@@ -32,9 +37,12 @@ from .errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "CallState",
     "Engine",
     "FormatVersionError",
+    "FrontierCall",
     "JournalCorruptError",
+    "LogEntry",
     "NonDeterminismError",
     "PayloadError",
     "Problem",
@@ -46,6 +54,7 @@ __all__ = [
     "RunLockedError",
     "RunNotFoundError",
     "RunStats",
+    "Snapshot",
     "TaskContext",
     "TaskDef",
     "TaskFailed",

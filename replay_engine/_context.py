@@ -188,7 +188,7 @@ class Context:
         rt.check_live()
         scope = _scope()
         anchor, ordinal = scope.log_anchor()
-        if (anchor, ordinal) in rt.journal.logs:
+        if (anchor, ordinal) in rt.journal.logs or rt.frozen:
             return
         try:
             jf.encode_payload(fields)
@@ -253,8 +253,9 @@ class Context:
     # -- helpers -----------------------------------------------------------------
 
     def _derive(self, key: bytes, what: str) -> bytes:
+        # The lineage's seed, not the run id: a fork reproduces its parent.
         return blake3.blake3(
-            f"{self._rt.run_id}/{_key_text(key)}/{what}".encode()
+            f"{self._rt.seed}/{_key_text(key)}/{what}".encode()
         ).digest()
 
     def _value(self, kind: str, make: Callable[[bytes], int | bytes]) -> int | bytes:
@@ -279,6 +280,8 @@ class Context:
             assert entry.value is not None
             return entry.value
         rt.check_new(key, scope.prefix)
+        if rt.frozen:
+            rt.stop_at_frontier(key, f"ctx.{kind}", "value")
         value = make(key)
         rt.record(jf.ValueRecorded(key=key, kind=kind, value=value))
         return value

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import bisect
 import sys
-from collections.abc import Iterable
 from types import FrameType
 
 import journal_format as jf
 
-from ._store import Store, StoredEvent
-from .errors import NonDeterminismError
+from ._store import Store
+from .errors import JournalCorruptError, NonDeterminismError
 
 _key_text = jf.key_bytes_to_text
 
@@ -66,9 +65,10 @@ class Entry:
 class RunJournal:
     """Recorded state of one run plus the buffer of events not yet committed."""
 
-    def __init__(self, store: Store, run_id: str) -> None:
+    def __init__(self, store: Store, run_id: str, *, read_only: bool = False) -> None:
         self.store = store
         self.run_id = run_id
+        self.read_only = read_only
         self.entries: dict[bytes, Entry] = {}
         self.logs: set[tuple[bytes, int]] = set()
         self.recorded_events = 0
@@ -82,56 +82,77 @@ class RunJournal:
 
     # -- loading -----------------------------------------------------------------
 
-    def load(self, events: Iterable[StoredEvent]) -> None:
-        """Index recorded events by key (the events were checked when read)."""
+    def load(self, stop: int | None = None) -> None:
+        """Read, check and index the run's recorded events (one read transaction).
+
+        With ``stop``, only the first ``stop`` events (time travel).
+
+        The results of completed effects are fetched in the same snapshot.
+        """
         entries = self.entries
         result_of: dict[bytes, bytes] = {}
-        for stored in events:
-            event = stored.envelope.event
-            self.recorded_events += 1
-            self.last_event = event
-            if isinstance(event, jf.EffectRequested):
-                entry = Entry("effect", stored.seq)
-                entry.task = event.task
-                entry.effect_kind = event.kind
-                entry.args = event.args
-                entries[event.key] = entry
-            elif isinstance(event, jf.EffectCompleted):
-                result_of[event.key] = event.result
-            elif isinstance(event, jf.EffectFailed):
-                self._effect(event.key, stored).error = event.error
-            elif isinstance(event, jf.AttemptFailed):
-                self._effect(event.key, stored).attempts = event.attempt
-            elif isinstance(event, jf.ValueRecorded):
-                entry = Entry("value", stored.seq)
-                entry.task = event.kind
-                entry.value = event.value
-                entries[event.key] = entry
-            elif isinstance(event, jf.TimerStarted):
-                entry = Entry("timer", stored.seq)
-                entry.due_ns = event.due_ns
-                entries[event.key] = entry
-            elif isinstance(event, jf.TimerFired):
-                timer = entries.get(event.key)
-                if timer is not None:
-                    timer.fired = True
-            elif isinstance(event, jf.LogLine):
-                self.logs.add((event.key, event.ordinal))
-            elif isinstance(event, jf.RunStarted):
-                self.started = event
-        if result_of:
-            blobs = self.store.get_blobs(set(result_of.values()))
-            for key, address in result_of.items():
-                self._effect_by_key(key).result = blobs[address]
+        logs = self.logs
+        count = 0
+        last: list[jf.Event] = []
 
-    def _effect(self, key: bytes, stored: StoredEvent) -> Entry:
-        return self._effect_by_key(key, stored.seq)
+        def visit(seq: int, digest: bytes, envelope: jf.Envelope) -> None:
+            nonlocal count
+            count += 1
+            event = envelope.event
+            kind = type(event)
+            # Ordered by frequency: requests and completions are most events.
+            if kind is jf.EffectRequested:
+                entry = Entry("effect", seq)
+                entry.task = event.task  # type: ignore[union-attr]
+                entry.effect_kind = event.kind  # type: ignore[union-attr]
+                entry.args = event.args  # type: ignore[union-attr]
+                entries[event.key] = entry  # type: ignore[union-attr]
+            elif kind is jf.EffectCompleted:
+                result_of[event.key] = event.result  # type: ignore[union-attr]
+            else:
+                self._load_other(seq, event, logs)
+            if not last:
+                last.append(event)
+            else:
+                last[0] = event
+
+        blobs = self.store.scan_events(
+            self.run_id, visit, stop=stop, blobs_wanted=lambda: set(result_of.values())
+        )
+        for key, address in result_of.items():
+            self._effect_by_key(key).result = blobs[address]
+        self.recorded_events = count
+        self.last_event = last[0] if last else None
+
+    def _load_other(
+        self, seq: int, event: jf.Event, logs: set[tuple[bytes, int]]
+    ) -> None:
+        entries = self.entries
+        if isinstance(event, jf.LogLine):
+            logs.add((event.key, event.ordinal))
+        elif isinstance(event, jf.ValueRecorded):
+            entry = Entry("value", seq)
+            entry.task = event.kind
+            entry.value = event.value
+            entries[event.key] = entry
+        elif isinstance(event, jf.EffectFailed):
+            self._effect_by_key(event.key, seq).error = event.error
+        elif isinstance(event, jf.AttemptFailed):
+            self._effect_by_key(event.key, seq).attempts = event.attempt
+        elif isinstance(event, jf.TimerStarted):
+            entry = Entry("timer", seq)
+            entry.due_ns = event.due_ns
+            entries[event.key] = entry
+        elif isinstance(event, jf.TimerFired):
+            timer = entries.get(event.key)
+            if timer is not None:
+                timer.fired = True
+        elif isinstance(event, jf.RunStarted):
+            self.started = event
 
     def _effect_by_key(self, key: bytes, seq: int = -1) -> Entry:
         entry = self.entries.get(key)
         if entry is None or entry.kind != "effect":
-            from .errors import JournalCorruptError
-
             raise JournalCorruptError(
                 f"run {self.run_id!r}: an outcome at key {_key_text(key)} has no"
                 " request before it",
@@ -145,6 +166,8 @@ class RunJournal:
 
     def record(self, event: jf.Event, blobs: dict[bytes, bytes] | None = None) -> None:
         """Buffer an event (and its blobs) for the next group commit."""
+        if self.read_only:
+            raise AssertionError("a read-only journal (time travel) was written to")
         self._pending.append(event)
         if blobs:
             self._pending_blobs.update(blobs)
@@ -157,7 +180,9 @@ class RunJournal:
         self, status: str | None = None, counters: tuple[int, int] | None = None
     ) -> None:
         """Commit every buffered event in one transaction (one fsync)."""
-        if not self._pending and status is None and counters is None:
+        if self.read_only or (
+            not self._pending and status is None and counters is None
+        ):
             return
         events, self._pending = self._pending, []
         blobs, self._pending_blobs = self._pending_blobs, {}
@@ -209,8 +234,9 @@ class RunJournal:
 def call_site(depth: int = 2) -> str:
     """``file:line`` of the user code that made the current ctx call."""
     frame: FrameType | None = sys._getframe(depth)
-    while frame is not None and frame.f_globals.get("__name__", "").startswith(
-        "replay_engine."
+    # Skip the engine's own (private) modules and asyncio's machinery.
+    while frame is not None and (
+        frame.f_globals.get("__name__", "").startswith(("replay_engine._", "asyncio"))
     ):
         frame = frame.f_back
     if frame is None:

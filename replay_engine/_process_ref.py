@@ -16,6 +16,7 @@ from typing import Any
 
 import blake3
 
+from ._tasks import importable_module_name
 from .errors import ProcessImportError
 
 
@@ -26,17 +27,8 @@ def reference(fn: Callable[..., Any]) -> str:
     ``__main__``; it is recorded under the module name the script would have
     when imported (``demo``), so another process can import it.
     """
-    module = getattr(fn, "__module__", None) or "__main__"
+    module = importable_module_name(fn)
     qualname = getattr(fn, "__qualname__", "") or getattr(fn, "__name__", "process")
-    if module == "__main__":
-        main = sys.modules.get("__main__")
-        spec = getattr(main, "__spec__", None)
-        if spec is not None and spec.name:
-            module = spec.name
-        else:
-            path = getattr(main, "__file__", None)
-            if path:
-                module = os.path.splitext(os.path.basename(path))[0]
     return f"{module}:{qualname}"
 
 

@@ -29,7 +29,7 @@ import journal_format as jf
 from . import _worker
 from ._context import Context
 from ._dispatch import Call, Dispatcher, ExecutorSet
-from ._journal import RunJournal, divergence
+from ._journal import RunJournal, call_site, divergence
 from ._scope import Scope, current_scope
 from ._tasks import TaskDef
 from .errors import NonDeterminismError, PayloadError, ReplayEngineError, TaskFailed
@@ -71,6 +71,19 @@ class Outcome:
     pending: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class FrontierCall:
+    """A call a time-travel replay stopped at: it needs an event past the prefix."""
+
+    key: str
+    task: str
+    kind: str
+    reason: str
+    """``"new call"``, ``"in flight"``, ``"external"`` or ``"timer"``."""
+    site: str
+    """``file:line`` of the call in the process's source."""
+
+
 class _Stopped(BaseException):
     """Internal: the run is being stopped; ctx calls made while it unwinds end here.
 
@@ -92,8 +105,12 @@ class Runtime:
         on_progress: Callable[[RunStats], None] | None = None,
         on_log: Callable[[str, str, dict[str, Any]], None] | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
+        frozen: bool = False,
     ) -> None:
         self.loop = asyncio.get_running_loop()
+        # Time travel: answer only from the loaded prefix; dispatch, write nothing.
+        self.frozen = frozen
+        self.frontier: dict[bytes, FrontierCall] = {}
         self.journal = journal
         self.run_id = run_id
         self.stats = RunStats()
@@ -109,6 +126,8 @@ class Runtime:
             on_progress=self._progress if on_progress else None,
         )
         self.ctx = Context(self)
+        started = journal.started
+        self.seed = (started.seed if started is not None else None) or run_id
         self.activity = 0
         self.sleeping = 0
         self.external: dict[bytes, asyncio.Future[None]] = {}
@@ -140,6 +159,10 @@ class Runtime:
         raise self.diverged
 
     def record(self, event: jf.Event, blobs: dict[bytes, bytes] | None = None) -> None:
+        if self.frozen:  # a bug if reached: every recording path checks first
+            raise ReplayEngineError(
+                "internal error: a time-travel replay tried to write"
+            )
         self.journal.record(event, blobs)
         self.dispatcher.schedule_pump()
 
@@ -188,6 +211,11 @@ class Runtime:
         new: bool,
     ) -> Any:
         self.check_live()
+        if self.frozen:
+            if new:
+                self.check_new(key, scope_prefix)
+            reason = "new call" if new else "in flight"
+            await self._at_frontier(key, tdef.name, tdef.kind, reason)
         if new:
             self.check_new(key, scope_prefix)
             self.record(
@@ -242,6 +270,8 @@ class Runtime:
         self, key: bytes, scope_prefix: bytes, due_ns: int | None, seconds: float
     ) -> None:
         self.check_live()
+        if self.frozen:
+            await self._at_frontier(key, "ctx.sleep", "timer", "timer")
         if due_ns is None:
             self.check_new(key, scope_prefix)
             due_ns = self.clock_ns() + int(seconds * 1e9)
@@ -258,6 +288,24 @@ class Runtime:
         finally:
             self.sleeping -= 1
             self.tick()
+
+    async def _at_frontier(self, key: bytes, task: str, kind: str, reason: str) -> None:
+        self.frontier[key] = FrontierCall(
+            key=_key_text(key), task=task, kind=kind, reason=reason, site=call_site(3)
+        )
+        await self._wait_external(key)
+
+    def stop_at_frontier(self, key: bytes, task: str, kind: str) -> None:
+        """A synchronous call (``ctx.now()`` …) past the prefix: end this branch."""
+        self.frontier[key] = FrontierCall(
+            key=_key_text(key),
+            task=task,
+            kind=kind,
+            reason="new call",
+            site=call_site(3),
+        )
+        self._schedule_quiet_check()
+        raise _Stopped
 
     async def _wait_external(self, key: bytes) -> None:
         future: asyncio.Future[None] = self.loop.create_future()
@@ -276,7 +324,7 @@ class Runtime:
     def _quiet_check(self) -> None:
         self._quiet_scheduled = False
         quiet = self._quiet
-        if quiet is None or quiet.done() or not self.external:
+        if quiet is None or quiet.done() or not (self.external or self.frontier):
             return
         if self.dispatcher.busy or self.sleeping or self.journal.has_pending:
             self._quiet_count = 0
@@ -344,6 +392,8 @@ class Runtime:
     async def _settle_waiting(self, main: asyncio.Task[Any]) -> Outcome:
         pending = sorted(self.external)
         await self._stop(main)
+        if self.frozen:
+            return Outcome(status="frontier", pending=[_key_text(k) for k in pending])
         next_due = None
         self.journal.record(jf.RunWaiting(pending=pending, next_due_ns=next_due))
         self._finish_stats(status="waiting")
@@ -352,6 +402,8 @@ class Runtime:
     def _settle_finished(self, main: asyncio.Task[Any]) -> Outcome:
         self.dispatcher.close()
         exc = main.exception() if not main.cancelled() else asyncio.CancelledError()
+        if self.frozen:
+            return self._settle_frozen(main, exc)
         if self.diverged is not None:
             self._finish_stats(status=None)
             raise self.diverged
@@ -401,6 +453,21 @@ class Runtime:
             self.journal.record(jf.RunFailed(error=error))
         self._finish_stats(status="failed")
         return Outcome(status="failed", error=error)
+
+    def _settle_frozen(
+        self, main: asyncio.Task[Any], exc: BaseException | None
+    ) -> Outcome:
+        if self.diverged is not None:
+            raise self.diverged
+        if isinstance(exc, NonDeterminismError):
+            raise exc
+        if exc is None:
+            return Outcome(status="completed", result=main.result())
+        if isinstance(exc, _Stopped):
+            return Outcome(status="frontier")
+        if not isinstance(exc, Exception):
+            raise exc
+        return Outcome(status="failed", error=error_info(exc))
 
     def _finish_stats(self, status: str | None) -> None:
         self.journal.flush(

@@ -15,7 +15,7 @@ Caveats (see docs/store.md):
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -294,11 +294,145 @@ class Store:
         txn.put(record.run_id.encode(), seal(encode(updated)), db=self._dbs[jf.DB_RUNS])
         return AppendResult(first_seq=record.events, count=len(events), head=head)
 
+    def fork_run(self, run_id: str, at: int, new_run_id: str, status: str) -> None:
+        """Create ``new_run_id`` sharing the first ``at`` events of ``run_id``.
+
+        The new run's first event is the parent's ``run_started`` with
+        ``parent`` and ``fork_at`` set; events 1..at-1 are the parent's, each
+        re-linked into the new run's own chain. Blobs are shared, not copied.
+
+        Raises:
+            RunExistsError: ``new_run_id`` is taken.
+            ValueError: ``at`` is outside 1..events.
+        """
+        jf.check_run_id(new_run_id)
+        parent = self.require_run(run_id)
+        if not 1 <= at <= parent.events:
+            raise ValueError(
+                f"fork point {at} is outside 1..{parent.events} (run {run_id!r} has"
+                f" {parent.events} events; a fork keeps at least its run_started)"
+            )
+        events = [s.event for s in self.read_events(run_id, 0, at)]
+        first = events[0]
+        if not isinstance(first, jf.RunStarted):
+            raise JournalCorruptError(
+                f"run {run_id!r}: seq 0 is not run_started", run_id=run_id, seq=0
+            )
+        started = jf.RunStarted(
+            process=first.process,
+            fingerprint=first.fingerprint,
+            inputs=first.inputs,
+            parent=run_id,
+            fork_at=at,
+            seed=first.seed or run_id,
+        )
+        runs_db = self._dbs[jf.DB_RUNS]
+
+        def body(txn: Any) -> None:
+            if txn.get(new_run_id.encode(), db=runs_db) is not None:
+                raise RunExistsError(
+                    f"a run named {new_run_id!r} already exists in {self.real_path};"
+                    " choose another id for the fork"
+                )
+            now = time.time_ns()
+            record = jf.RunRecord(
+                v=jf.FORMAT_VERSION,
+                run_id=new_run_id,
+                process=started.process,
+                fingerprint=started.fingerprint,
+                status=status,
+                created_ns=now,
+                updated_ns=now,
+                events=0,
+                head=jf.genesis_digest(new_run_id),
+                parent=run_id,
+                fork_at=at,
+            )
+            self._append_in(txn, record, [started, *events[1:]], {}, None, None)
+
+        _env.write(self._handle, body)
+        self.commits += 1
+
     def set_status(self, run_id: str, status: str) -> None:
         """Change a run's status without appending an event."""
         self.append(run_id, (), {}, status=status)
 
     # -- reads -------------------------------------------------------------------
+
+    def scan_events(
+        self,
+        run_id: str,
+        visit: Callable[[int, bytes, jf.Envelope], None],
+        *,
+        stop: int | None = None,
+        blobs_wanted: Callable[[], Iterable[bytes]] | None = None,
+    ) -> dict[bytes, bytes]:
+        """Check and visit every event of a run in one read transaction.
+
+        The hot path of every resume: each event's digest and chain link are
+        checked with no per-event objects beyond the decoded envelope. Then,
+        in the same snapshot, the blobs ``blobs_wanted()`` names are fetched
+        and checked.
+
+        Raises:
+            JournalCorruptError: a damaged event or blob, naming run and seq.
+        """
+        prefix = jf.run_prefix(run_id)
+        events_db = self._dbs[jf.DB_EVENTS]
+        blobs_db = self._dbs[jf.DB_BLOBS]
+        size = jf.ADDRESS_SIZE
+        expected_len = len(prefix) + _SEQ_BYTES
+        decode = jf.decode_envelope
+        hash_of = jf.address_of
+
+        def body(txn: Any) -> dict[bytes, bytes]:
+            cursor = txn.cursor(db=events_db)
+            prev = jf.genesis_digest(run_id)
+            seq = 0
+            if cursor.set_range(jf.event_key(prefix, 0)):
+                for k, v in cursor:
+                    if len(k) != expected_len or not k.startswith(prefix):
+                        break
+                    if seq == stop:
+                        break
+                    digest = v[:size]
+                    data = v[size:]
+                    try:
+                        if hash_of(data) != digest:
+                            raise jf.FormatError(
+                                "record bytes do not match their blake3 digest"
+                            )
+                        envelope = decode(data)
+                    except jf.FormatError as exc:
+                        raise JournalCorruptError(
+                            f"run {run_id!r}, event seq {seq}: {exc}. The journal is"
+                            f" damaged; `replay-engine verify {run_id}` lists every"
+                            " damaged record.",
+                            run_id=run_id,
+                            seq=seq,
+                        ) from None
+                    if envelope.seq != seq or envelope.prev != prev:
+                        self._check_event(run_id, seq, v, prev, seq)
+                    visit(seq, digest, envelope)
+                    prev = digest
+                    seq += 1
+            found: dict[bytes, bytes] = {}
+            if blobs_wanted is not None:
+                get = txn.get
+                for address in blobs_wanted():
+                    data = get(address, db=blobs_db)
+                    if data is None or hash_of(data) != address:
+                        state = "missing" if data is None else "damaged"
+                        raise JournalCorruptError(
+                            f"run {run_id!r}: blob {address.hex()} is {state}."
+                            f" `replay-engine verify {run_id}` names the events"
+                            " that refer to it.",
+                            run_id=run_id,
+                        )
+                    found[address] = data
+            return found
+
+        return _env.read(self._handle, body)
 
     def read_events(
         self, run_id: str, start: int = 0, stop: int | None = None
@@ -354,23 +488,21 @@ class Store:
                 run_id=run_id,
                 seq=seq,
             ) from None
-        key = getattr(envelope.event, "key", None)
-        where = f"run {run_id!r}, event seq {seq}" + (
-            f" (key {jf.key_bytes_to_text(key)})" if key is not None else ""
-        )
         if seq != expected_seq or envelope.seq != seq:
-            raise JournalCorruptError(
-                f"{where}: expected seq {expected_seq}, found {envelope.seq}: events"
-                " are missing or out of place",
-                run_id=run_id,
-                seq=seq,
+            raise _damaged(
+                run_id,
+                seq,
+                envelope,
+                f"expected seq {expected_seq}, found {envelope.seq}: events are"
+                " missing or out of place",
             )
         if expected_prev is not None and envelope.prev != expected_prev:
-            raise JournalCorruptError(
-                f"{where}: its link to the previous event does not match (the"
-                " chain is broken here)",
-                run_id=run_id,
-                seq=seq,
+            raise _damaged(
+                run_id,
+                seq,
+                envelope,
+                "its link to the previous event does not match (the chain is"
+                " broken here)",
             )
         return StoredEvent(seq=seq, digest=digest, envelope=envelope)
 
@@ -452,3 +584,20 @@ class Store:
             return out
 
         return _env.read(self._handle, body)
+
+
+def _damaged(
+    run_id: str, seq: int, envelope: jf.Envelope, what: str
+) -> JournalCorruptError:
+    # Built only on failure: naming the key costs more than checking the event.
+    key = getattr(envelope.event, "key", None)
+    key_text = jf.key_bytes_to_text(key) if key is not None else None
+    where = f"run {run_id!r}, event seq {seq}" + (
+        f" (key {key_text})" if key_text is not None else ""
+    )
+    return JournalCorruptError(
+        f"{where}: {what}. `replay-engine verify {run_id}` lists every damaged record.",
+        run_id=run_id,
+        seq=seq,
+        key=key_text,
+    )

@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import inspect
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, ParamSpec, TypeVar, overload
@@ -17,6 +19,27 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 ExecutorChoice = Literal["default", "thread", "process", "inline"]
+
+
+def importable_module_name(fn: object) -> str:
+    """The module name under which ``fn`` can be imported by another process.
+
+    Code run as a script or with ``python -m`` lives in ``__main__``; its
+    importable name is the spec name (``-m pkg.mod``) or the script's stem, so
+    names and references recorded in the journal do not depend on how the
+    program was started.
+    """
+    module = getattr(fn, "__module__", None) or "__main__"
+    if module != "__main__":
+        return str(module)
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name:
+        return str(spec.name)
+    path = getattr(main, "__file__", None)
+    if isinstance(path, str) and path:
+        return os.path.splitext(os.path.basename(path))[0]
+    return "__main__"
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +126,7 @@ class TaskDef:
                 f" not {executor!r}"
             )
         self.fn = fn
-        module = getattr(fn, "__module__", None) or "__main__"
+        module = importable_module_name(fn)
         qualname = getattr(fn, "__qualname__", None) or repr(fn)
         self.name = name or f"{module}.{qualname}"
         self.ref = f"{module}:{qualname}"
