@@ -67,6 +67,8 @@ class EffectRequested(_Event, tag="requested", frozen=True):
     """``task`` for in-process tasks, or the kind of an external effect."""
     args: bytes
     """Content address of the args payload."""
+    deadline_ns: int | None = None
+    """External effects with a timeout: when it expires (UTC nanoseconds)."""
 
 
 class EffectCompleted(_Event, tag="completed", frozen=True):
@@ -74,14 +76,39 @@ class EffectCompleted(_Event, tag="completed", frozen=True):
 
     key: bytes
     result: bytes
+    signal_seq: int | None = None
+    """For ``ctx.wait_for_event``: the seq of the signal the wait consumed."""
+    by: str | None = None
+    """For posted results: who posted (a worker name), when given."""
 
 
 class EffectFailed(_Event, tag="failed", frozen=True):
-    """An effect failed for good (after its retries)."""
+    """An effect failed for good (after its retries), or its deadline expired."""
 
     key: bytes
     error: ErrorInfo
     attempts: int = 1
+    by: str | None = None
+    """For posted errors: who posted, when given."""
+
+
+class EffectClaimed(_Event, tag="claimed", frozen=True):
+    """A worker claimed an external effect (or renewed its lease by heartbeat)."""
+
+    key: bytes
+    worker: str
+    lease_until_ns: int
+
+
+class EffectAbandoned(_Event, tag="abandoned", frozen=True):
+    """A pending external effect whose result can no longer matter.
+
+    Recorded when a parallel group failed while this effect, in a branch of a
+    higher index, was still waiting. Posting to it is refused.
+    """
+
+    key: bytes
+    reason: str
 
 
 class AttemptFailed(_Event, tag="attempt_failed", frozen=True):
@@ -162,6 +189,8 @@ Event = (
     | EffectRequested
     | EffectCompleted
     | EffectFailed
+    | EffectClaimed
+    | EffectAbandoned
     | AttemptFailed
     | LogLine
     | ValueRecorded
@@ -179,6 +208,8 @@ EVENT_TYPES: Final[tuple[type[_Event], ...]] = (
     EffectRequested,
     EffectCompleted,
     EffectFailed,
+    EffectClaimed,
+    EffectAbandoned,
     AttemptFailed,
     LogLine,
     ValueRecorded,

@@ -6,6 +6,7 @@ from the journal once it has completed. See README.md and docs/.
 """
 
 from ._engine import Engine as Engine, Run as Run, RunInfo as RunInfo
+from ._external import PendingEffect as PendingEffect
 from ._runtime import FrontierCall as FrontierCall, RunStats as RunStats
 from ._tasks import (
     TaskContext as TaskContext,
@@ -21,10 +22,12 @@ from ._timetravel import (
 )
 from ._verify import Problem as Problem, VerifyReport as VerifyReport
 from .errors import (
+    Expired as Expired,
     FormatVersionError as FormatVersionError,
     JournalCorruptError as JournalCorruptError,
     NonDeterminismError as NonDeterminismError,
     PayloadError as PayloadError,
+    PostRejected as PostRejected,
     ProcessImportError as ProcessImportError,
     ReplayEngineError as ReplayEngineError,
     RunExistsError as RunExistsError,
@@ -39,12 +42,15 @@ __version__ = "0.1.0"
 __all__ = [
     "CallState",
     "Engine",
+    "Expired",
     "FormatVersionError",
     "FrontierCall",
     "JournalCorruptError",
     "LogEntry",
     "NonDeterminismError",
     "PayloadError",
+    "PendingEffect",
+    "PostRejected",
     "Problem",
     "ProcessImportError",
     "ReplayEngineError",

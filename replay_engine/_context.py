@@ -19,10 +19,10 @@ import blake3
 import journal_format as jf
 
 from ._journal import call_site, divergence
-from ._parallel import check_thunks, map_makers, run_group
+from ._parallel import BranchAbandoned, check_thunks, map_makers, run_group
 from ._scope import Scope, current_scope
-from ._tasks import as_task
-from .errors import PayloadError, ReplayEngineError, TaskFailed
+from ._tasks import TaskDef, as_task
+from .errors import PayloadError, ReplayEngineError, task_failure
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
@@ -65,7 +65,7 @@ class Parallel:
         """
         makers = check_thunks(thunks)
         key = self._rt.group_key()
-        return run_group(key, makers, None, self._rt.tick)
+        return run_group(key, makers, None, self._rt.tick, self._rt.groups)
 
     def map(
         self,
@@ -86,7 +86,7 @@ class Parallel:
             raise ValueError(f"limit must be >= 1, not {limit}")
         makers = map_makers(list(items), fn)
         key = self._rt.group_key()
-        return run_group(key, makers, limit, self._rt.tick)
+        return run_group(key, makers, limit, self._rt.tick, self._rt.groups)
 
 
 class Context:
@@ -160,11 +160,13 @@ class Context:
         if entry.result is not None:
             rt.stats.replayed += 1
             return _ready(jf.decode_payload(entry.result))
+        if entry.abandoned:
+            return _raise(BranchAbandoned())
         if entry.error is not None:
             rt.stats.replayed += 1
             error = entry.error
             return _raise(
-                TaskFailed(
+                task_failure(
                     error.type,
                     error.message,
                     error.traceback,
@@ -173,9 +175,17 @@ class Context:
                 )
             )
         # Requested but never completed: the crash window. Dispatch again
-        # (same idempotency key), continuing its attempt count.
+        # (same idempotency key), continuing its attempt count; an external
+        # effect goes back to waiting for its result.
         return rt.run_effect(
-            tdef, key, scope.prefix, args_bytes, address, entry.attempts, new=False
+            tdef,
+            key,
+            scope.prefix,
+            args_bytes,
+            address,
+            entry.attempts,
+            new=False,
+            deadline_ns=entry.deadline_ns,
         )
 
     def log(self, message: str, **fields: Any) -> None:
@@ -250,6 +260,34 @@ class Context:
             return _ready(None)
         return rt.run_timer(key, scope.prefix, entry.due_ns, float(seconds))
 
+    def breakpoint(
+        self, title: str, payload: Any = None, *, timeout: float | None = None
+    ) -> Awaitable[dict[str, Any]]:
+        """Wait for a person's approval: ``{"approved": bool, "response": ...}``.
+
+        The request (title and payload) is recorded and the run waits; post
+        ``--approve``/``--reject`` (or ``engine.post(..., result={"approved":
+        ..., "response": ...})``) to answer. A rejection is an answer, not a
+        failure.
+
+        Raises:
+            Expired: ``timeout`` seconds passed unanswered (recorded).
+        """
+        return self.task(_breakpoint_def(timeout), {"title": title, "payload": payload})
+
+    def wait_for_event(
+        self, name: str, *, timeout: float | None = None
+    ) -> Awaitable[Any]:
+        """Wait for a signal posted to the run (``post RUN --event NAME``); its payload.
+
+        Each signal is consumed by one wait, in the order signals arrived; the
+        pairing is recorded, so replay agrees.
+
+        Raises:
+            Expired: ``timeout`` seconds passed without the event (recorded).
+        """
+        return self.task(_signal_def(name, timeout), {"name": name})
+
     # -- helpers -----------------------------------------------------------------
 
     def _derive(self, key: bytes, what: str) -> bytes:
@@ -295,3 +333,26 @@ def _scope() -> Scope:
             "ctx was used outside its run: ctx methods may only be called while the"
             " engine executes the process (not from threads or after it returned)"
         ) from None
+
+
+_special: dict[tuple[str, str, float | None], TaskDef] = {}
+
+
+def _noop(**_: Any) -> None:
+    return None
+
+
+def _breakpoint_def(timeout: float | None) -> TaskDef:
+    key = ("breakpoint", "breakpoint", timeout)
+    if key not in _special:
+        _special[key] = TaskDef(
+            _noop, name="breakpoint", kind="breakpoint", timeout=timeout
+        )
+    return _special[key]
+
+
+def _signal_def(name: str, timeout: float | None) -> TaskDef:
+    key = ("signal", name, timeout)
+    if key not in _special:
+        _special[key] = TaskDef(_noop, name=name, kind="signal", timeout=timeout)
+    return _special[key]

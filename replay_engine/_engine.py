@@ -16,9 +16,10 @@ from typing import Any, TypeVar
 
 import journal_format as jf
 
-from . import _process_ref
+from . import _external, _process_ref
 from ._context import Context
 from ._dispatch import ExecutorSet
+from ._external import PendingEffect, pending_effects
 from ._journal import RunJournal
 from ._lock import RunLock
 from ._runtime import Outcome, RunStats, Runtime
@@ -30,6 +31,8 @@ from .errors import JournalCorruptError, PayloadError, ReplayEngineError
 ProcessFn = Callable[[Any, Context], Coroutine[Any, Any, Any]]
 
 _log = logging.getLogger("replay_engine")
+
+_MISSING: Any = object()
 
 DEFAULT_MAX_IN_FLIGHT = 1024
 """Effects executing at once, engine-wide, unless ``max_in_flight`` says otherwise."""
@@ -51,6 +54,8 @@ class Run:
     stats: RunStats = field(default_factory=RunStats)
     warnings: list[str] = field(default_factory=list)
     """Things worth knowing, such as a process whose code changed."""
+    next_due: _dt.datetime | None = None
+    """For a waiting run: when its earliest timer or deadline falls due."""
 
 
 @dataclass(frozen=True)
@@ -244,6 +249,7 @@ class Engine:
         process: ProcessFn | None = None,
         on_progress: Callable[[RunStats], None] | None = None,
         on_log: Callable[[str, str, dict[str, Any]], None] | None = None,
+        park_timers: bool = False,
     ) -> Run:
         """The same as :meth:`resume`, for asyncio callers."""
         record = self.store.require_run(run_id)
@@ -283,7 +289,13 @@ class Engine:
             inputs = jf.decode_payload(self.store.get_blob(started.inputs))
             self.store.set_status(run_id, "running")
             return await self._execute(
-                journal, fn, inputs, warnings, on_progress=on_progress, on_log=on_log
+                journal,
+                fn,
+                inputs,
+                warnings,
+                on_progress=on_progress,
+                on_log=on_log,
+                park_timers=park_timers,
             )
 
     async def _execute(
@@ -295,6 +307,7 @@ class Engine:
         *,
         on_progress: Callable[[RunStats], None] | None,
         on_log: Callable[[str, str, dict[str, Any]], None] | None,
+        park_timers: bool = False,
     ) -> Run:
         runtime = Runtime(
             journal,
@@ -303,8 +316,10 @@ class Engine:
             max_in_flight=self.max_in_flight,
             on_progress=on_progress,
             on_log=on_log,
+            park_timers=park_timers,
         )
         outcome: Outcome = await runtime.execute(process, inputs)
+        due = outcome.next_due_ns
         return Run(
             run_id=journal.run_id,
             status=outcome.status,
@@ -313,6 +328,9 @@ class Engine:
             pending=outcome.pending,
             stats=runtime.stats,
             warnings=warnings,
+            next_due=None
+            if due is None
+            else _dt.datetime.fromtimestamp(due / 1e9, _dt.UTC),
         )
 
     def _recorded_result(self, record: jf.RunRecord) -> Any:
@@ -326,6 +344,105 @@ class Engine:
             " run_completed record",
             run_id=record.run_id,
         )
+
+    # -- external effects --------------------------------------------------------
+
+    def iterate(self, run_id: str, *, process: ProcessFn | None = None) -> Run:
+        """One turn of the orchestration loop: replay, run what can run, stop.
+
+        Re-executes the run from the start, executes every in-process task that
+        can now run, and returns when the run completes, fails, or can progress
+        no further without external results. Timers not yet due do not block:
+        the run is left waiting with ``next_due`` set, and an ``iterate`` after
+        that time fires them. A completed run changes nothing.
+        """
+        return _sync(self.resume_async(run_id, process=process, park_timers=True))
+
+    def pending(self, run_id: str) -> list[PendingEffect]:
+        """External effects waiting for a result (including abandoned ones, flagged)."""
+        self.store.require_run(run_id)
+        return pending_effects(self.store.read_events(run_id), self.payload)
+
+    def post(
+        self,
+        run_id: str,
+        key: str,
+        *,
+        result: Any = _MISSING,
+        error: str | None = None,
+        by: str | None = None,
+    ) -> int:
+        """Record the result (or error) of a pending external effect.
+
+        Validated and atomic: an unknown key, a key that already has a result
+        (of two racing posters exactly one wins), an abandoned key, a finished
+        run or a payload that cannot be encoded each raise and write nothing.
+        Resume or ``iterate`` the run afterwards to go on.
+
+        Args:
+            run_id: the run.
+            key: the effect's invocation key (``"3.1"``).
+            result: the effect's result (any msgspec-encodable value).
+            error: instead of a result, a failure message; the process sees
+                :class:`TaskFailed` with ``error_type == "ExternalError"``.
+            by: the posting worker; when the effect is claimed by another
+                worker whose lease has not expired, the post is refused.
+
+        Returns:
+            The seq of the recorded event.
+
+        Raises:
+            PostRejected: the post was refused (``.reason`` says why).
+            PayloadError: the result cannot be encoded.
+        """
+        if (result is _MISSING) == (error is None):
+            raise ValueError("post needs exactly one of result=... or error=...")
+        self.store.require_run(run_id)
+        return _external.post(
+            self.store,
+            run_id,
+            key,
+            result=None if result is _MISSING else result,
+            error=error,
+            by=by,
+        )
+
+    def post_event(self, run_id: str, name: str, payload: Any = None) -> int:
+        """Send a named signal to a run (for ``ctx.wait_for_event``); its seq."""
+        self.store.require_run(run_id)
+        return _external.post_signal(self.store, run_id, name, payload)
+
+    def claim(
+        self,
+        run_id: str,
+        worker: str,
+        *,
+        lease: float,
+        limit: int | None = 1,
+        kind: str | None = None,
+    ) -> list[PendingEffect]:
+        """Atomically hand ``worker`` up to ``limit`` unclaimed or stale effects.
+
+        Each claim is recorded with its lease expiry; an effect whose lease
+        expires without a result is offered again (and shows as stale).
+        """
+        self.store.require_run(run_id)
+        return _external.claim(
+            self.store,
+            run_id,
+            worker,
+            lease,
+            limit=limit,
+            kind=kind,
+            payload=self.payload,
+        )
+
+    def heartbeat(
+        self, run_id: str, key: str, worker: str, *, lease: float
+    ) -> _dt.datetime:
+        """Extend ``worker``'s lease on a claimed effect; returns the new expiry."""
+        self.store.require_run(run_id)
+        return _external.heartbeat(self.store, run_id, key, worker, lease)
 
     # -- time travel -------------------------------------------------------------
 

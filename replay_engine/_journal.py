@@ -26,8 +26,10 @@ class Entry:
     """What the journal holds at one invocation key."""
 
     __slots__ = (
+        "abandoned",
         "args",
         "attempts",
+        "deadline_ns",
         "due_ns",
         "effect_kind",
         "error",
@@ -53,6 +55,8 @@ class Entry:
         self.due_ns = 0
         self.fired = False
         self.visited = False
+        self.abandoned = False
+        self.deadline_ns: int | None = None
 
     def describe(self) -> str:
         if self.kind == "effect":
@@ -71,6 +75,9 @@ class RunJournal:
         self.read_only = read_only
         self.entries: dict[bytes, Entry] = {}
         self.logs: set[tuple[bytes, int]] = set()
+        self.signals: list[tuple[int, str, bytes]] = []
+        """Posted signals: (seq, name, payload address), in journal order."""
+        self.consumed_signals: set[int] = set()
         self.recorded_events = 0
         self.last_event: jf.Event | None = None
         self.started: jf.RunStarted | None = None
@@ -106,9 +113,12 @@ class RunJournal:
                 entry.task = event.task  # type: ignore[union-attr]
                 entry.effect_kind = event.kind  # type: ignore[union-attr]
                 entry.args = event.args  # type: ignore[union-attr]
+                entry.deadline_ns = event.deadline_ns  # type: ignore[union-attr]
                 entries[event.key] = entry  # type: ignore[union-attr]
             elif kind is jf.EffectCompleted:
                 result_of[event.key] = event.result  # type: ignore[union-attr]
+                if event.signal_seq is not None:  # type: ignore[union-attr]
+                    self.consumed_signals.add(event.signal_seq)  # type: ignore[union-attr]
             else:
                 self._load_other(seq, event, logs)
             if not last:
@@ -147,6 +157,10 @@ class RunJournal:
             timer = entries.get(event.key)
             if timer is not None:
                 timer.fired = True
+        elif isinstance(event, jf.EffectAbandoned):
+            self._effect_by_key(event.key, seq).abandoned = True
+        elif isinstance(event, jf.SignalReceived):
+            self.signals.append((seq, event.name, event.payload))
         elif isinstance(event, jf.RunStarted):
             self.started = event
 

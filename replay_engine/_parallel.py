@@ -41,6 +41,14 @@ U = TypeVar("U")
 _PENDING = object()
 
 
+class BranchAbandoned(BaseException):
+    """Internal: this branch waits on an effect that was abandoned.
+
+    Raised only when a lower-index sibling has failed, so the group's outcome
+    (that failure) no longer depends on this branch.
+    """
+
+
 class _Continue:
     """Hand a coroutine that already ran its first step over to an asyncio Task."""
 
@@ -95,6 +103,7 @@ class _Group:
         self.waiter: asyncio.Future[None] | None = None
         self.on_activity = on_activity
         self.refill: Callable[[], None] | None = None
+        self._done_callbacks: dict[int, Callable[[asyncio.Task[Any]], None]] = {}
 
     def start(self, index: int, scope: Scope, make: Callable[[], Any]) -> None:
         """Start branch ``index``: run it until it first suspends, or to its end."""
@@ -109,11 +118,14 @@ class _Group:
             _continue(coro, first), context=context
         )
         self.tasks[index] = task
-        task.add_done_callback(functools.partial(self._task_done, index))
+        callback = functools.partial(self._task_done, index)
+        self._done_callbacks[index] = callback
+        task.add_done_callback(callback)
 
     def _task_done(self, index: int, task: asyncio.Task[Any]) -> None:
         self.running -= 1
         del self.tasks[index]
+        self._done_callbacks.pop(index, None)
         if task.cancelled():
             value: Any = _Failure(asyncio.CancelledError())
         else:
@@ -137,9 +149,41 @@ class _Group:
             self.waiter.set_result(None)
 
     def outcome(self) -> list[Any]:
+        real = [
+            i for i, e in self.failures.items() if not isinstance(e, BranchAbandoned)
+        ]
+        if real:
+            raise self.failures[min(real)]
         if self.failures:
             raise self.failures[min(self.failures)]
         return self.results
+
+    def decided_failure(self) -> int | None:
+        """The failing branch that decides the outcome whatever the rest return.
+
+        That is the lowest-index failure, if every unsettled branch has a
+        higher index (so none of them can change which failure is raised).
+        """
+        real = [
+            i for i, e in self.failures.items() if not isinstance(e, BranchAbandoned)
+        ]
+        if not real or not self.tasks:
+            return None
+        lowest = min(real)
+        return lowest if lowest < min(self.tasks) else None
+
+    def unsettled_prefixes(self) -> list[bytes]:
+        """Key prefixes of the branches still running."""
+        return [self.key + encode_component(i) for i in sorted(self.tasks)]
+
+    def abandon_rest(self) -> None:
+        """Settle every unsettled branch as abandoned (their tasks are cancelled)."""
+        for index, task in sorted(self.tasks.items()):
+            task.remove_done_callback(self._done_callbacks.pop(index))
+            task.cancel()
+            self.running -= 1
+            self._settle(index, _Failure(BranchAbandoned()))
+        self.tasks.clear()
 
     def cancel(self) -> None:
         for task in list(self.tasks.values()):
@@ -181,8 +225,13 @@ async def run_group(
     makers: Sequence[Callable[[], Any]],
     limit: int | None,
     on_activity: Callable[[], None],
+    active: set[_Group],
 ) -> list[Any]:
-    """Run branches as the group at ``key``; see the module doc."""
+    """Run branches as the group at ``key``; see the module doc.
+
+    While it waits, the group is in ``active``, so the runtime can settle it
+    early when its outcome is already decided (see ``decided_failure``).
+    """
     group = _Group(key, len(makers), limit, on_activity)
     if not makers:
         return []
@@ -200,11 +249,14 @@ async def run_group(
     if group.remaining:
         loop = asyncio.get_running_loop()
         group.waiter = loop.create_future()
+        active.add(group)
         try:
             await group.waiter
         except BaseException:
             group.cancel()
             raise
+        finally:
+            active.discard(group)
     return group.outcome()
 
 

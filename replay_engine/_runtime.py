@@ -29,10 +29,17 @@ import journal_format as jf
 from . import _worker
 from ._context import Context
 from ._dispatch import Call, Dispatcher, ExecutorSet
+from ._external import abandon, expire
 from ._journal import RunJournal, call_site, divergence
 from ._scope import Scope, current_scope
 from ._tasks import TaskDef
-from .errors import NonDeterminismError, PayloadError, ReplayEngineError, TaskFailed
+from .errors import (
+    NonDeterminismError,
+    PayloadError,
+    ReplayEngineError,
+    TaskFailed,
+    task_failure,
+)
 
 _log = logging.getLogger("replay_engine.process")
 _key_text = jf.key_bytes_to_text
@@ -69,6 +76,7 @@ class Outcome:
     result: Any = None
     error: jf.ErrorInfo | None = None
     pending: list[str] = field(default_factory=list)
+    next_due_ns: int | None = None
 
 
 @dataclass(frozen=True)
@@ -106,11 +114,18 @@ class Runtime:
         on_log: Callable[[str, str, dict[str, Any]], None] | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
         frozen: bool = False,
+        park_timers: bool = False,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         # Time travel: answer only from the loaded prefix; dispatch, write nothing.
         self.frozen = frozen
         self.frontier: dict[bytes, FrontierCall] = {}
+        # iterate: a timer not yet due makes the run wait instead of sleeping.
+        self.park_timers = park_timers
+        self.parked_timers: set[bytes] = set()
+        self.due: dict[bytes, int] = {}
+        """Deadlines and parked timers of blocked calls (UTC ns)."""
+        self.groups: set[Any] = set()
         self.journal = journal
         self.run_id = run_id
         self.stats = RunStats()
@@ -209,23 +224,32 @@ class Runtime:
         attempts_done: int,
         *,
         new: bool,
+        deadline_ns: int | None = None,
     ) -> Any:
         self.check_live()
         if self.frozen:
             if new:
                 self.check_new(key, scope_prefix)
-            reason = "new call" if new else "in flight"
+            reason = (
+                "external" if tdef.external else ("new call" if new else "in flight")
+            )
             await self._at_frontier(key, tdef.name, tdef.kind, reason)
         if new:
             self.check_new(key, scope_prefix)
+            if tdef.external and tdef.timeout is not None:
+                deadline_ns = self.clock_ns() + int(tdef.timeout * 1e9)
             self.record(
                 jf.EffectRequested(
-                    key=key, task=tdef.name, kind=tdef.kind, args=address
+                    key=key,
+                    task=tdef.name,
+                    kind=tdef.kind,
+                    args=address,
+                    deadline_ns=deadline_ns,
                 ),
                 {address: args_bytes},
             )
         if tdef.external:
-            await self._wait_external(key)
+            return await self._external(tdef, key, deadline_ns)
         key_text = _key_text(key)
         attempt = attempts_done + 1
         self.stats.dispatched += 1
@@ -266,6 +290,53 @@ class Runtime:
                 error.type, error.message, error.traceback, key=key_text, task=tdef.name
             )
 
+    async def _external(
+        self, tdef: TaskDef, key: bytes, deadline_ns: int | None
+    ) -> Any:
+        """Wait for an external effect's result; it arrives in a later execution."""
+        if tdef.kind == "signal":
+            payload = self._take_signal(tdef.name, key)
+            if payload is not None:
+                return jf.decode_payload(payload)
+        if deadline_ns is not None and self.clock_ns() >= deadline_ns:
+            # Commit the request first: its outcome must never precede it.
+            self.journal.flush()
+            outcome = expire(
+                self.journal.store,
+                self.run_id,
+                key,
+                f"no result within {tdef.timeout}s (deadline {deadline_ns} ns)",
+            )
+            self.tick()
+            if isinstance(outcome, jf.EffectCompleted):
+                return jf.decode_payload(self.journal.store.get_blob(outcome.result))
+            assert isinstance(outcome, jf.EffectFailed)
+            error = outcome.error
+            raise task_failure(
+                error.type,
+                error.message,
+                error.traceback,
+                key=_key_text(key),
+                task=tdef.name,
+            )
+        if deadline_ns is not None:
+            self.due[key] = deadline_ns
+        await self._wait_external(key)
+
+    def _take_signal(self, name: str, key: bytes) -> bytes | None:
+        """Bind the oldest unconsumed signal ``name`` to the wait at ``key``."""
+        journal = self.journal
+        for seq, signal_name, address in journal.signals:
+            if signal_name == name and seq not in journal.consumed_signals:
+                journal.consumed_signals.add(seq)
+                payload = journal.store.get_blob(address)
+                self.record(
+                    jf.EffectCompleted(key=key, result=address, signal_seq=seq),
+                    {address: payload},
+                )
+                return payload
+        return None
+
     async def run_timer(
         self, key: bytes, scope_prefix: bytes, due_ns: int | None, seconds: float
     ) -> None:
@@ -277,6 +348,10 @@ class Runtime:
             due_ns = self.clock_ns() + int(seconds * 1e9)
             self.record(jf.TimerStarted(key=key, due_ns=due_ns))
         remaining = (due_ns - self.clock_ns()) / 1e9
+        if remaining > 0 and self.park_timers:
+            self.parked_timers.add(key)
+            self.due[key] = due_ns
+            await self._wait_external(key)
         if remaining > 0:
             await self._sleep_for(remaining)
         self.record(jf.TimerFired(key=key))
@@ -334,10 +409,46 @@ class Runtime:
             self._quiet_seen = self.activity
             self._quiet_count = 0
         self._quiet_count += 1
-        if self._quiet_count >= _QUIET_CHECKS:
-            quiet.set_result(None)
-        else:
+        if self._quiet_count < _QUIET_CHECKS:
             self._schedule_quiet_check()
+        elif not self.frozen and self._abandon_decided_groups():
+            self._quiet_count = 0
+            self._schedule_quiet_check()
+        else:
+            quiet.set_result(None)
+
+    def _abandon_decided_groups(self) -> bool:
+        """Settle a waiting group whose outcome a failed branch already decides.
+
+        Its still-pending external effects (in higher-index branches) are
+        recorded as abandoned, so nobody waits on, or posts to, work whose
+        result can no longer matter.
+        """
+        for group in list(self.groups):
+            index = group.decided_failure()
+            if index is None:
+                continue
+            prefixes = tuple(group.unsettled_prefixes())
+            keys = [
+                k
+                for k in self.external
+                if k.startswith(prefixes) and k not in self.parked_timers
+            ]
+            if keys:
+                self.journal.flush()
+                reason = (
+                    f"parallel group {_key_text(group.key)} failed at branch {index}"
+                )
+                marked = abandon(self.journal.store, self.run_id, keys, reason)
+                if len(marked) != len(keys):
+                    continue  # a result arrived meanwhile: the next execution sees it
+            for key in keys:
+                self.external.pop(key, None)
+                self.due.pop(key, None)
+            group.abandon_rest()
+            self.tick()
+            return True
+        return False
 
     def _progress(self) -> None:
         if self._on_progress is not None:
@@ -390,14 +501,18 @@ class Runtime:
         await asyncio.sleep(0)
 
     async def _settle_waiting(self, main: asyncio.Task[Any]) -> Outcome:
-        pending = sorted(self.external)
+        pending = sorted(k for k in self.external if k not in self.parked_timers)
+        next_due = min(self.due.values()) if self.due else None
         await self._stop(main)
         if self.frozen:
             return Outcome(status="frontier", pending=[_key_text(k) for k in pending])
-        next_due = None
         self.journal.record(jf.RunWaiting(pending=pending, next_due_ns=next_due))
         self._finish_stats(status="waiting")
-        return Outcome(status="waiting", pending=[_key_text(k) for k in pending])
+        return Outcome(
+            status="waiting",
+            pending=[_key_text(k) for k in pending],
+            next_due_ns=next_due,
+        )
 
     def _settle_finished(self, main: asyncio.Task[Any]) -> Outcome:
         self.dispatcher.close()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import journal_format as jf
 
@@ -30,6 +30,7 @@ from .errors import (
 )
 
 Durability = Literal["fsync", "process"]
+T = TypeVar("T")
 
 _SEQ_BYTES = 8
 
@@ -353,6 +354,27 @@ class Store:
         _env.write(self._handle, body)
         self.commits += 1
 
+    def transact(self, run_id: str, body: Callable[[RunTxn], T]) -> T:
+        """Run ``body`` with a :class:`RunTxn` in one write transaction.
+
+        Everything ``body`` reads is the latest committed state, and its
+        appends commit atomically with that state: LMDB serialises writers
+        across processes, so concurrent posters never collide and never fail
+        for contention (they wait their turn, for microseconds).
+        """
+        runs_db = self._dbs[jf.DB_RUNS]
+
+        def txn_body(txn: Any) -> T:
+            raw = txn.get(run_id.encode(), db=runs_db)
+            if raw is None:
+                raise RunNotFoundError(run_id, f"no run {run_id!r} in {self.real_path}")
+            view = RunTxn(self, txn, self._decode_run(run_id, raw))
+            return body(view)
+
+        result = _env.write(self._handle, txn_body)
+        self.commits += 1
+        return result
+
     def set_status(self, run_id: str, status: str) -> None:
         """Change a run's status without appending an event."""
         self.append(run_id, (), {}, status=status)
@@ -601,3 +623,76 @@ def _damaged(
         seq=seq,
         key=key_text,
     )
+
+
+class RunTxn:
+    """One run inside a write transaction: checked reads and atomic appends."""
+
+    def __init__(self, store: Store, txn: Any, record: jf.RunRecord) -> None:
+        self._store = store
+        self._txn = txn
+        self.record = record
+        self.run_id = record.run_id
+        self._prefix = jf.run_prefix(record.run_id)
+
+    def events(self) -> list[StoredEvent]:
+        """Every event of the run, each checked (digest and chain)."""
+        out: list[StoredEvent] = []
+        cursor = self._txn.cursor(db=self._store._dbs[jf.DB_EVENTS])
+        prev = jf.genesis_digest(self.run_id)
+        seq = 0
+        expected_len = len(self._prefix) + _SEQ_BYTES
+        if cursor.set_range(jf.event_key(self._prefix, 0)):
+            for k, v in cursor:
+                if len(k) != expected_len or not k.startswith(self._prefix):
+                    break
+                stored = self._store._check_event(self.run_id, seq, v, prev, seq)
+                out.append(stored)
+                prev = stored.digest
+                seq += 1
+        return out
+
+    def events_at(self, key: bytes) -> list[StoredEvent]:
+        """The run's events at invocation key ``key`` (via the index), checked."""
+        keys_db = self._store._dbs[jf.DB_KEYS]
+        events_db = self._store._dbs[jf.DB_EVENTS]
+        cursor = self._txn.cursor(db=keys_db)
+        out: list[StoredEvent] = []
+        if not cursor.set_key(self._prefix + key):
+            return out
+        for raw_seq in cursor.iternext_dup():
+            seq = jf.unpack_seq(raw_seq)
+            value = self._txn.get(jf.event_key(self._prefix, seq), db=events_db)
+            if value is None:
+                raise JournalCorruptError(
+                    f"run {self.run_id!r}: the index names event seq {seq} at key"
+                    f" {jf.key_bytes_to_text(key)}, which is missing",
+                    run_id=self.run_id,
+                    seq=seq,
+                )
+            stored = self._store._check_event(self.run_id, seq, value, None, seq)
+            if getattr(stored.event, "key", None) != key:
+                raise JournalCorruptError(
+                    f"run {self.run_id!r}: the index names event seq {seq} for key"
+                    f" {jf.key_bytes_to_text(key)}, but that event is elsewhere",
+                    run_id=self.run_id,
+                    seq=seq,
+                )
+            out.append(stored)
+        return out
+
+    def append(
+        self,
+        events: Sequence[jf.Event],
+        blobs: dict[bytes, bytes] | None = None,
+        status: str | None = None,
+    ) -> AppendResult:
+        """Append events in this transaction (committed when the body returns)."""
+        result = self._store._append_in(
+            self._txn, self.record, events, blobs or {}, status, None
+        )
+        self.record = self._store._decode_run(
+            self.run_id,
+            self._txn.get(self.run_id.encode(), db=self._store._dbs[jf.DB_RUNS]),
+        )
+        return result

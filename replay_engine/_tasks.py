@@ -210,6 +210,7 @@ def external(
     *,
     kind: str = "agent",
     name: str | None = None,
+    timeout: float | None = None,
 ) -> Any:
     """Declare an effect executed outside the engine, whose result is posted back.
 
@@ -223,12 +224,14 @@ def external(
         kind: what executes it: ``"agent"``, ``"breakpoint"``, or any string
             except ``"task"``.
         name: the name in the journal; defaults to ``module.qualname``.
+        timeout: seconds to wait for a result; after that the call raises
+            :class:`~replay_engine.errors.Expired` (recorded, so replay agrees).
     """
-    if kind == "task":
-        raise ValueError("external effects need a kind other than 'task'")
+    if kind in ("task", "signal"):
+        raise ValueError(f"external effects need a kind other than {kind!r}")
 
     def make(f: Callable[P, R]) -> TaskDef:
-        return TaskDef(f, name=name, kind=kind)
+        return TaskDef(f, name=name, kind=kind, timeout=timeout)
 
     return make(fn) if fn is not None else make
 

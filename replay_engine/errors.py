@@ -4,6 +4,7 @@
 
     ReplayEngineError
      ├── TaskFailed              an effect failed (live and on replay alike)
+     │    └── Expired            an external effect's deadline passed
      ├── NonDeterminismError     the process diverged from its journal
      ├── JournalCorruptError     stored bytes are damaged or unreadable
      │    └── FormatVersionError a journal written by a newer format
@@ -11,6 +12,7 @@
      ├── RunNotFoundError        (also KeyError) no run with that id
      ├── RunExistsError          a new run was asked for under a used id
      ├── ProcessImportError      a run's process function cannot be imported
+     ├── PostRejected            a post/claim/heartbeat refused; nothing written
      ├── PayloadError            (also TypeError) a value msgspec cannot encode
      └── ThunkRequired           (also TypeError) parallel.all got awaitables
 
@@ -64,10 +66,25 @@ class TaskFailed(ReplayEngineError):
         )
 
 
+class Expired(TaskFailed):
+    """An external effect, breakpoint or event wait reached its timeout unanswered.
+
+    The expiry is recorded, so a replay raises it again at the same call.
+    """
+
+
+def task_failure(
+    error_type: str, message: str, traceback: str = "", *, key: str = "", task: str = ""
+) -> TaskFailed:
+    """The exception for a recorded failure: ``Expired`` for expiries."""
+    cls = Expired if error_type == "Expired" else TaskFailed
+    return cls(error_type, message, traceback, key=key, task=task)
+
+
 def _rebuild_task_failed(
     error_type: str, message: str, traceback: str, key: str, task: str
 ) -> TaskFailed:
-    return TaskFailed(error_type, message, traceback, key=key, task=task)
+    return task_failure(error_type, message, traceback, key=key, task=task)
 
 
 class NonDeterminismError(ReplayEngineError):
@@ -170,6 +187,26 @@ class RunExistsError(ReplayEngineError):
     """A new run was started under a run id that is already taken."""
 
 
+class PostRejected(ReplayEngineError):
+    """A post, claim or heartbeat was refused; nothing was written.
+
+    Attributes:
+        reason: ``"run_finished"``, ``"unknown_key"``, ``"not_external"``,
+            ``"already_completed"``, ``"abandoned"``, ``"claimed"``,
+            ``"not_claimed"`` or ``"invalid_result"``.
+        run_id: the run.
+        key: the invocation key, when the post named one.
+    """
+
+    def __init__(
+        self, message: str, *, reason: str, run_id: str, key: str | None = None
+    ) -> None:
+        self.reason = reason
+        self.run_id = run_id
+        self.key = key
+        super().__init__(message)
+
+
 class ProcessImportError(ReplayEngineError):
     """A run's process (``module:qualname``) cannot be imported."""
 
@@ -186,10 +223,12 @@ class ThunkRequired(ReplayEngineError, TypeError):
 
 
 __all__ = [
+    "Expired",
     "FormatVersionError",
     "JournalCorruptError",
     "NonDeterminismError",
     "PayloadError",
+    "PostRejected",
     "ProcessImportError",
     "ReplayEngineError",
     "RunExistsError",
