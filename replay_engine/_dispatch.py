@@ -24,6 +24,7 @@ from typing import Any
 import journal_format as jf
 
 from . import _worker
+from ._hooks import Hooks
 from ._journal import RunJournal
 from ._tasks import TaskContext, TaskDef, _task_context
 
@@ -64,8 +65,10 @@ class Dispatcher:
         executors: ExecutorSet,
         max_in_flight: int,
         on_progress: Callable[[], None] | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         self.loop = loop
+        self.hooks = hooks
         self.journal = journal
         self.run_id = run_id
         self.executors = executors
@@ -122,7 +125,10 @@ class Dispatcher:
             tdef = call.tdef
             if tdef.timeout is not None:
                 call.timer = self.loop.call_later(tdef.timeout, self._timed_out, call)
-            if tdef.is_async:
+            injected = self._injected_failure(call)
+            if injected is not None:
+                self._finish(call, injected)
+            elif tdef.is_async:
                 call.task = self.loop.create_task(self._run_async(call))
             elif tdef.executor == "inline":
                 outcome = _worker.run_call(
@@ -207,7 +213,25 @@ class Dispatcher:
             )
         self._finish(call, outcome)
 
+    def _injected_failure(self, call: Call) -> _worker.Outcome | None:
+        hooks = self.hooks
+        if hooks is None or hooks.fail is None:
+            return None
+        exc = hooks.fail(call.key_text, call.tdef.name, call.attempt)
+        return None if exc is None else _worker.error_outcome(exc)
+
     def _finish(self, call: Call, outcome: _worker.Outcome | None) -> None:
+        hooks = self.hooks
+        if hooks is not None and hooks.delay is not None and outcome is not None:
+            seconds = hooks.delay(call.key_text, call.tdef.name, call.attempt)
+            if seconds > 0:
+                # Deliver later: this is how a test makes branches finish in
+                # any order it likes.
+                self.loop.call_later(seconds, self._deliver, call, outcome)
+                return
+        self._deliver(call, outcome)
+
+    def _deliver(self, call: Call, outcome: _worker.Outcome | None) -> None:
         self.in_flight -= 1
         if call.timer is not None:
             call.timer.cancel()

@@ -7,6 +7,7 @@ inspect them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as _dt
 import logging
 import secrets
@@ -20,6 +21,7 @@ from . import _external, _process_ref
 from ._context import Context
 from ._dispatch import ExecutorSet
 from ._external import PendingEffect, pending_effects
+from ._hooks import Hooks
 from ._journal import RunJournal
 from ._lock import RunLock
 from ._runtime import Outcome, RunStats, Runtime
@@ -72,6 +74,10 @@ class RunInfo:
     replayed: int
     parent: str | None = None
     fork_at: int | None = None
+    error: jf.ErrorInfo | None = None
+    """For a failed run: what it failed with (filled by ``Engine.status``)."""
+    pending: tuple[str, ...] = ()
+    """For a waiting run: the keys it waits on (filled by ``Engine.status``)."""
 
     @classmethod
     def _from_record(cls, record: jf.RunRecord) -> RunInfo:
@@ -121,6 +127,7 @@ class Engine:
         executor: Any | None = None,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         map_size: int | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1, not {max_in_flight}")
@@ -129,6 +136,8 @@ class Engine:
         self.path = self.store.real_path
         self.max_in_flight = max_in_flight
         self._executors = ExecutorSet(executor)
+        # Only replay_engine.testing passes hooks (completion order, crashes).
+        self._hooks = hooks
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -147,7 +156,7 @@ class Engine:
 
     def run(
         self,
-        process: ProcessFn,
+        process: ProcessFn | str,
         inputs: Any = None,
         *,
         run_id: str | None = None,
@@ -157,7 +166,8 @@ class Engine:
         """Start a new run of ``process`` and execute it until it ends or waits.
 
         Args:
-            process: ``async def process(inputs, ctx)``.
+            process: ``async def process(inputs, ctx)``, or its
+                ``"module:qualname"``.
             inputs: any msgspec-encodable value; the process gets it decoded.
             run_id: the run's id; a fresh one when omitted.
             on_progress: called with live counters while the run works.
@@ -175,7 +185,7 @@ class Engine:
 
     async def run_async(
         self,
-        process: ProcessFn,
+        process: ProcessFn | str,
         inputs: Any = None,
         *,
         run_id: str | None = None,
@@ -184,7 +194,9 @@ class Engine:
     ) -> Run:
         """The same as :meth:`run`, for asyncio callers."""
         run_id = run_id or _new_run_id()
-        jf.check_run_id(run_id) if _valid_id(run_id) else _raise_bad_id(run_id)
+        _check_run_id(run_id)
+        if isinstance(process, str):
+            process = _process_ref.load(process)
         try:
             inputs_bytes = jf.encode_payload(inputs)
         except jf.FormatError as exc:
@@ -212,7 +224,7 @@ class Engine:
         self,
         run_id: str,
         *,
-        process: ProcessFn | None = None,
+        process: ProcessFn | str | None = None,
         on_progress: Callable[[RunStats], None] | None = None,
         on_log: Callable[[str, str, dict[str, Any]], None] | None = None,
     ) -> Run:
@@ -224,8 +236,9 @@ class Engine:
 
         Args:
             run_id: the run.
-            process: the process function, when its recorded ``module:qualname``
-                cannot be imported here (or to run new code under the run).
+            process: the process function (or a ``module:qualname`` string),
+                when the recorded reference cannot be imported here, or to run
+                new code under the run.
             on_progress: as for :meth:`run`.
             on_log: as for :meth:`run`.
 
@@ -246,7 +259,7 @@ class Engine:
         self,
         run_id: str,
         *,
-        process: ProcessFn | None = None,
+        process: ProcessFn | str | None = None,
         on_progress: Callable[[RunStats], None] | None = None,
         on_log: Callable[[str, str, dict[str, Any]], None] | None = None,
         park_timers: bool = False,
@@ -276,7 +289,11 @@ class Engine:
                     result=self._recorded_result(record),
                 )
             warnings: list[str] = []
-            fn = process if process is not None else _process_ref.load(started.process)
+            fn = (
+                _process_ref.load(process or started.process)
+                if not callable(process)
+                else process
+            )
             now_fingerprint = _process_ref.fingerprint(fn)
             if now_fingerprint != started.fingerprint:
                 message = (
@@ -317,6 +334,7 @@ class Engine:
             on_progress=on_progress,
             on_log=on_log,
             park_timers=park_timers,
+            hooks=self._hooks,
         )
         outcome: Outcome = await runtime.execute(process, inputs)
         due = outcome.next_due_ns
@@ -451,7 +469,7 @@ class Engine:
         run_id: str,
         until: int | str | None = None,
         *,
-        process: ProcessFn | None = None,
+        process: ProcessFn | str | None = None,
     ) -> Snapshot:
         """The run as it stood after its first ``until`` events; nothing is dispatched.
 
@@ -477,7 +495,7 @@ class Engine:
         run_id: str,
         until: int | str | None = None,
         *,
-        process: ProcessFn | None = None,
+        process: ProcessFn | str | None = None,
     ) -> Snapshot:
         """The same as :meth:`replay`, for asyncio callers."""
         record = self.store.require_run(run_id)
@@ -490,7 +508,11 @@ class Engine:
             raise JournalCorruptError(
                 f"run {run_id!r} has no run_started event", run_id=run_id, seq=0
             )
-        fn = process if process is not None else _process_ref.load(started.process)
+        fn = (
+            _process_ref.load(process or started.process)
+            if not callable(process)
+            else process
+        )
         inputs = jf.decode_payload(self.store.get_blob(started.inputs))
         runtime = Runtime(
             journal,
@@ -498,6 +520,7 @@ class Engine:
             executors=self._executors,
             max_in_flight=self.max_in_flight,
             frozen=True,
+            hooks=self._hooks,
         )
         outcome = await runtime.execute(fn, inputs)
         payload_cache: dict[bytes, Any] = {}
@@ -570,7 +593,16 @@ class Engine:
         Raises:
             RunNotFoundError: no such run (close matches are suggested).
         """
-        return RunInfo._from_record(self.store.require_run(run_id))
+        record = self.store.require_run(run_id)
+        info = RunInfo._from_record(record)
+        if record.status in ("failed", "waiting") and record.events:
+            last = self.store.read_events(run_id, record.events - 1)[-1].event
+            if isinstance(last, jf.RunFailed):
+                info = dataclasses.replace(info, error=last.error)
+            elif isinstance(last, jf.RunWaiting):
+                keys = tuple(jf.key_bytes_to_text(k) for k in last.pending)
+                info = dataclasses.replace(info, pending=keys)
+        return info
 
     def result(self, run_id: str) -> Any:
         """The recorded result of a completed run (None otherwise)."""
@@ -613,12 +645,14 @@ def _sync_any(coro: Coroutine[Any, Any, T]) -> T:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coro)
-    coro.close()
-    raise ReplayEngineError(
-        "Engine.run/resume were called inside a running event loop; await"
-        " run_async/resume_async instead"
-    )
+        pass  # the normal case; run outside `except` so tracebacks stay clean
+    else:
+        coro.close()
+        raise ReplayEngineError(
+            "Engine.run/resume were called inside a running event loop; await"
+            " run_async/resume_async instead"
+        )
+    return asyncio.run(coro)
 
 
 def _new_run_id() -> str:
@@ -626,15 +660,7 @@ def _new_run_id() -> str:
     return f"run-{stamp}-{secrets.token_hex(3)}"
 
 
-def _valid_id(run_id: str) -> bool:
-    try:
-        jf.check_run_id(run_id)
-    except jf.FormatError:
-        return False
-    return True
-
-
-def _raise_bad_id(run_id: str) -> None:
+def _check_run_id(run_id: str) -> None:
     try:
         jf.check_run_id(run_id)
     except jf.FormatError as exc:

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import bisect
 import sys
+from collections.abc import Callable
 from types import FrameType
 
 import journal_format as jf
 
+from ._hooks import SimulatedCrash
 from ._store import Store
 from .errors import JournalCorruptError, NonDeterminismError
 
@@ -84,6 +86,9 @@ class RunJournal:
         self._pending: list[jf.Event] = []
         self._pending_blobs: dict[bytes, bytes] = {}
         self._sorted_keys: list[bytes] | None = None
+        self.crash_after_events: int | None = None
+        self.on_crash: Callable[[], None] | None = None
+        self.crashed = False
         self.events_written = 0
         self.commits = 0
 
@@ -180,6 +185,8 @@ class RunJournal:
 
     def record(self, event: jf.Event, blobs: dict[bytes, bytes] | None = None) -> None:
         """Buffer an event (and its blobs) for the next group commit."""
+        if self.crashed:
+            raise SimulatedCrash  # the "dead" process records nothing more
         if self.read_only:
             raise AssertionError("a read-only journal (time travel) was written to")
         self._pending.append(event)
@@ -194,12 +201,27 @@ class RunJournal:
         self, status: str | None = None, counters: tuple[int, int] | None = None
     ) -> None:
         """Commit every buffered event in one transaction (one fsync)."""
-        if self.read_only or (
-            not self._pending and status is None and counters is None
+        if (
+            self.read_only
+            or self.crashed
+            or (not self._pending and status is None and counters is None)
         ):
             return
         events, self._pending = self._pending, []
         blobs, self._pending_blobs = self._pending_blobs, {}
+        limit = self.crash_after_events
+        if limit is not None:
+            room = limit - (self.recorded_events + self.events_written)
+            if room < len(events):
+                # A simulated crash lands exactly after event `limit`: write
+                # what fits, then nothing more, ever, from this execution.
+                if room > 0:
+                    self.store.append(self.run_id, events[:room], blobs)
+                    self.events_written += room
+                self.crashed = True
+                if self.on_crash is not None:
+                    self.on_crash()
+                return
         self.store.append(self.run_id, events, blobs, status=status, counters=counters)
         self.events_written += len(events)
         self.commits += 1

@@ -71,6 +71,11 @@ def load(ref: str) -> Callable[..., Any]:
             f"cannot import module {module_name!r} for process {ref!r}: {exc}. Run"
             " from the directory that contains it, or put it on PYTHONPATH."
         ) from exc
+    except Exception as exc:  # a SyntaxError or an error at module level
+        raise ProcessImportError(
+            f"importing module {module_name!r} for process {ref!r} failed:"
+            f" {type(exc).__name__}: {exc}"
+        ) from exc
     try:
         for part in qualname.split("."):
             obj = getattr(obj, part)

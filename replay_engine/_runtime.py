@@ -30,6 +30,7 @@ from . import _worker
 from ._context import Context
 from ._dispatch import Call, Dispatcher, ExecutorSet
 from ._external import abandon, expire
+from ._hooks import Hooks
 from ._journal import RunJournal, call_site, divergence
 from ._scope import Scope, current_scope
 from ._tasks import TaskDef
@@ -115,6 +116,7 @@ class Runtime:
         clock_ns: Callable[[], int] = time.time_ns,
         frozen: bool = False,
         park_timers: bool = False,
+        hooks: Hooks | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         # Time travel: answer only from the loaded prefix; dispatch, write nothing.
@@ -129,7 +131,12 @@ class Runtime:
         self.journal = journal
         self.run_id = run_id
         self.stats = RunStats()
-        self.clock_ns = clock_ns
+        self.hooks = hooks
+        self.clock_ns = hooks.clock_ns if hooks is not None else clock_ns
+        self.crashed = False
+        if hooks is not None and hooks.crash_after_events is not None:
+            journal.crash_after_events = hooks.crash_after_events
+            journal.on_crash = self._crash
         self._on_progress = on_progress
         self._on_log = on_log
         self.dispatcher = Dispatcher(
@@ -139,6 +146,7 @@ class Runtime:
             executors=executors,
             max_in_flight=max_in_flight,
             on_progress=self._progress if on_progress else None,
+            hooks=hooks,
         )
         self.ctx = Context(self)
         started = journal.started
@@ -157,6 +165,15 @@ class Runtime:
 
     def tick(self) -> None:
         self.activity += 1
+
+    def _crash(self) -> None:
+        """The hooks' simulated crash: stop now, as a killed process would."""
+        self.crashed = True
+        self.stopping = True
+        if self.hooks is not None:
+            self.hooks.crashed = True
+        if self._quiet is not None and not self._quiet.done():
+            self._quiet.set_result(None)
 
     def check_live(self) -> None:
         if self.diverged is not None:
@@ -482,9 +499,16 @@ class Runtime:
             raise
         finally:
             self.stats.elapsed = time.perf_counter() - started
-        if not main.done():
-            return await self._settle_waiting(main)
-        return self._settle_finished(main)
+        if not self.crashed:
+            if not main.done():
+                outcome = await self._settle_waiting(main)
+            else:
+                outcome = self._settle_finished(main)
+            if not self.crashed:
+                return outcome
+        # A simulated crash (testing hooks), possibly in the final commit.
+        await self._stop(main)
+        return Outcome(status="running")
 
     async def _stop(self, main: asyncio.Task[Any]) -> None:
         self.stopping = True
@@ -492,7 +516,10 @@ class Runtime:
         for future in self.external.values():
             if not future.done():
                 future.cancel()
-        if not main.done():
+        if main.done():
+            if not main.cancelled():
+                main.exception()  # retrieved: the outcome is being settled elsewhere
+        else:
             main.cancel()
             # Unwinding a cancelled process: whatever it raises now is moot.
             with contextlib.suppress(BaseException):
@@ -506,7 +533,14 @@ class Runtime:
         await self._stop(main)
         if self.frozen:
             return Outcome(status="frontier", pending=[_key_text(k) for k in pending])
-        self.journal.record(jf.RunWaiting(pending=pending, next_due_ns=next_due))
+        waiting = jf.RunWaiting(pending=pending, next_due_ns=next_due)
+        # An iterate that changed nothing leaves the journal as it was.
+        if (
+            waiting != self.journal.last_event
+            or self.journal.has_pending
+            or (self.journal.events_written)
+        ):
+            self.journal.record(waiting)
         self._finish_stats(status="waiting")
         return Outcome(
             status="waiting",

@@ -204,6 +204,12 @@ def task(
     return make(fn) if fn is not None else make
 
 
+@overload
+def external(fn: Callable[P, R], /) -> TaskDef: ...
+@overload
+def external(
+    *, kind: str = "agent", name: str | None = None, timeout: float | None = None
+) -> Callable[[Callable[P, R]], TaskDef]: ...
 def external(
     fn: Callable[P, R] | None = None,
     /,
@@ -211,7 +217,7 @@ def external(
     kind: str = "agent",
     name: str | None = None,
     timeout: float | None = None,
-) -> Any:
+) -> TaskDef | Callable[[Callable[P, R]], TaskDef]:
     """Declare an effect executed outside the engine, whose result is posted back.
 
     The engine records the request with its full args and does not run the

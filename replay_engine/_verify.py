@@ -107,6 +107,7 @@ def _verify_run(
     prev = jf.genesis_digest(run_id)
     expected_seq = 0
     keyed: dict[int, bytes] = {}
+    damaged: set[int] = set()
     referenced: list[tuple[int, str | None, bytes]] = []
     for k, v in _run_events(store, prefix):
         seq = jf.seq_of_event_key(prefix, k)
@@ -126,6 +127,7 @@ def _verify_run(
             envelope = jf.decode_envelope(data)
         except jf.FormatError as exc:
             report.problems.append(Problem(str(exc), run_id=run_id, seq=seq))
+            damaged.add(seq)
             prev = stored_digest
             continue
         key_bytes = getattr(envelope.event, "key", None)
@@ -168,7 +170,7 @@ def _verify_run(
             )
 
     _verify_references(store, run_id, referenced, blob_ok, report)
-    _verify_index(store, run_id, keyed, report)
+    _verify_index(store, run_id, keyed, damaged, report)
 
 
 def _run_events(store: Store, prefix: bytes) -> list[tuple[bytes, bytes]]:
@@ -218,11 +220,17 @@ def _verify_references(
 
 
 def _verify_index(
-    store: Store, run_id: str, keyed: dict[int, bytes], report: VerifyReport
+    store: Store,
+    run_id: str,
+    keyed: dict[int, bytes],
+    damaged: set[int],
+    report: VerifyReport,
 ) -> None:
     indexed: dict[int, bytes] = {}
     for key_bytes, seq in store.scan_index(run_id):
         indexed[seq] = key_bytes
+        if seq in damaged:
+            continue  # already reported: its bytes are damaged
         if keyed.get(seq) != key_bytes:
             report.problems.append(
                 Problem(
