@@ -214,11 +214,29 @@ class Dispatcher:
         self._finish(call, outcome)
 
     def _injected_failure(self, call: Call) -> _worker.Outcome | None:
+        """An outcome the testing hooks impose instead of running the task."""
         hooks = self.hooks
-        if hooks is None or hooks.fail is None:
+        if hooks is None:
             return None
-        exc = hooks.fail(call.key_text, call.tdef.name, call.attempt)
-        return None if exc is None else _worker.error_outcome(exc)
+        if hooks.fail is not None:
+            exc = hooks.fail(call.key_text, call.tdef.name, call.attempt)
+            if exc is not None:
+                return _worker.error_outcome(exc)
+        if hooks.fake is not None:
+            args = jf.decode_payload(call.args_bytes)
+            try:
+                value = hooks.fake(call.key_text, call.tdef.name, call.attempt, args)
+            except Exception as exc:
+                return _worker.error_outcome(exc)
+            if value is not hooks.REAL:
+                try:
+                    return (_worker.OK, jf.encode_payload(value))
+                except jf.FormatError as exc:
+                    return (
+                        _worker.PAYLOAD_ERROR,
+                        f"the fake result cannot be encoded: {exc}",
+                    )
+        return None
 
     def _finish(self, call: Call, outcome: _worker.Outcome | None) -> None:
         hooks = self.hooks

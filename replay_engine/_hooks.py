@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 
 class SimulatedCrash(BaseException):
@@ -26,9 +27,15 @@ class Hooks:
     """``(key, task, attempt) -> seconds``: hold an effect's completion this long."""
     fail: Callable[[str, str, int], BaseException | None] | None = None
     """``(key, task, attempt) -> exception or None``: fail this attempt instead."""
+    fake: Callable[[str, str, int, Any], Any] | None = None
+    """``(key, task, attempt, args) -> result``: answer an effect without running
+    it; raise to fail the attempt; return ``Hooks.REAL`` to run the real task."""
     crash_after_events: int | None = None
     """Stop writing and abandon the execution once the journal holds this many."""
     clock_ns: Callable[[], int] = field(default=time.time_ns)
     """The clock behind ``ctx.now()``, timers and deadlines."""
     crashed: bool = False
     """Set when ``crash_after_events`` ended an execution."""
+
+    REAL: ClassVar[object] = object()
+    """Returned by ``fake`` to let the real task run."""
