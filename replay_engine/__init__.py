@@ -5,6 +5,7 @@ start on every resume; each effect goes through ``ctx.task`` and is answered
 from the journal once it has completed. See README.md and docs/.
 """
 
+from ._durable import DurableProcess as DurableProcess
 from ._engine import Engine as Engine, Run as Run, RunInfo as RunInfo
 from ._external import PendingEffect as PendingEffect
 from ._runtime import FrontierCall as FrontierCall, RunStats as RunStats
@@ -41,6 +42,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CallState",
+    "DurableProcess",
     "Engine",
     "Expired",
     "FormatVersionError",

@@ -20,6 +20,7 @@ import journal_format as jf
 from . import _external, _process_ref
 from ._context import Context
 from ._dispatch import ExecutorSet
+from ._durable import DurableProcess
 from ._external import PendingEffect, pending_effects
 from ._hooks import Hooks
 from ._journal import RunJournal
@@ -362,6 +363,18 @@ class Engine:
             " run_completed record",
             run_id=record.run_id,
         )
+
+    def durable(self, fn: ProcessFn) -> DurableProcess:
+        """Make an async function a durable process of this engine, in one line.
+
+        Example::
+
+            @engine.durable
+            async def pipeline(inputs, ctx): ...
+
+            run = pipeline.start({"feature": "x"}, run_id="r1")  # or resumes r1
+        """
+        return DurableProcess(self, fn)
 
     # -- external effects --------------------------------------------------------
 
