@@ -9,6 +9,7 @@ from ._durable import DurableProcess as DurableProcess
 from ._engine import Engine as Engine, Run as Run, RunInfo as RunInfo
 from ._external import PendingEffect as PendingEffect
 from ._runtime import FrontierCall as FrontierCall, RunStats as RunStats
+from ._store import StoredEvent as StoredEvent
 from ._tasks import (
     TaskContext as TaskContext,
     TaskDef as TaskDef,
@@ -31,6 +32,7 @@ from .errors import (
     PostRejected as PostRejected,
     ProcessImportError as ProcessImportError,
     ReplayEngineError as ReplayEngineError,
+    ReplayRangeError as ReplayRangeError,
     RunExistsError as RunExistsError,
     RunLockedError as RunLockedError,
     RunNotFoundError as RunNotFoundError,
@@ -56,6 +58,7 @@ __all__ = [
     "Problem",
     "ProcessImportError",
     "ReplayEngineError",
+    "ReplayRangeError",
     "Run",
     "RunExistsError",
     "RunInfo",
@@ -63,6 +66,7 @@ __all__ = [
     "RunNotFoundError",
     "RunStats",
     "Snapshot",
+    "StoredEvent",
     "TaskContext",
     "TaskDef",
     "TaskFailed",

@@ -29,7 +29,12 @@ from ._runtime import Outcome, RunStats, Runtime
 from ._store import Durability, Store, StoredEvent
 from ._timetravel import Snapshot, build_calls
 from ._verify import VerifyReport, verify
-from .errors import JournalCorruptError, PayloadError, ReplayEngineError
+from .errors import (
+    JournalCorruptError,
+    PayloadError,
+    ReplayEngineError,
+    ReplayRangeError,
+)
 
 ProcessFn = Callable[[Any, Context], Coroutine[Any, Any, Any]]
 
@@ -498,7 +503,7 @@ class Engine:
 
         Raises:
             RunNotFoundError: no such run.
-            ValueError: ``until`` is out of range or names an unknown key.
+            ReplayRangeError: ``until`` is out of range or names an unknown key.
             NonDeterminismError: the process no longer agrees with its journal.
         """
         return _sync_any(self.replay_async(run_id, until, process=process))
@@ -567,14 +572,16 @@ class Engine:
                 key = jf.encode_key(jf.parse_key(text[4:]))
                 seqs = self.store.seqs_for_key(run_id, key)
                 if not seqs:
-                    raise ValueError(
+                    raise ReplayRangeError(
                         f"run {run_id!r} has no call at key {text[4:]}; see"
                         f" `replay-engine log {run_id}` for its keys"
                     )
                 return min(seqs)
             until = int(text)
         if not 0 <= until <= events:
-            raise ValueError(f"until={until} is outside 0..{events} for run {run_id!r}")
+            raise ReplayRangeError(
+                f"until={until} is outside 0..{events} for run {run_id!r}"
+            )
         return until
 
     def fork(self, run_id: str, at: int, new_run_id: str | None = None) -> RunInfo:
@@ -588,7 +595,7 @@ class Engine:
         Raises:
             RunNotFoundError: no such run.
             RunExistsError: ``new_run_id`` is taken.
-            ValueError: ``at`` is outside 1..events.
+            ReplayRangeError: ``at`` is outside 1..events.
         """
         new_run_id = new_run_id or f"{run_id}-fork-{secrets.token_hex(2)}"
         record = self.store.require_run(run_id)

@@ -25,6 +25,7 @@ from . import _env
 from .errors import (
     FormatVersionError,
     JournalCorruptError,
+    ReplayRangeError,
     RunExistsError,
     RunNotFoundError,
 )
@@ -253,6 +254,7 @@ class Store:
         blobs: dict[bytes, bytes],
         status: str | None,
         counters: tuple[int, int] | None,
+        times: Sequence[int] | None = None,
     ) -> AppendResult:
         events_db = self._dbs[jf.DB_EVENTS]
         keys_db = self._dbs[jf.DB_KEYS]
@@ -266,9 +268,11 @@ class Store:
         now = time.time_ns()
         encode = jf.encode_record
         seal = jf.seal
-        for event in events:
+        for index, event in enumerate(events):
+            # A fork keeps the times its shared events were first written.
+            at = now if times is None else times[index]
             envelope = jf.Envelope(
-                v=jf.FORMAT_VERSION, seq=seq, prev=head, at=now, event=event
+                v=jf.FORMAT_VERSION, seq=seq, prev=head, at=at, event=event
             )
             sealed = seal(encode(envelope))
             head = sealed[: jf.ADDRESS_SIZE]
@@ -304,16 +308,17 @@ class Store:
 
         Raises:
             RunExistsError: ``new_run_id`` is taken.
-            ValueError: ``at`` is outside 1..events.
+            ReplayRangeError: ``at`` is outside 1..events.
         """
         jf.check_run_id(new_run_id)
         parent = self.require_run(run_id)
         if not 1 <= at <= parent.events:
-            raise ValueError(
+            raise ReplayRangeError(
                 f"fork point {at} is outside 1..{parent.events} (run {run_id!r} has"
                 f" {parent.events} events; a fork keeps at least its run_started)"
             )
-        events = [s.event for s in self.read_events(run_id, 0, at)]
+        stored = self.read_events(run_id, 0, at)
+        events = [s.event for s in stored]
         first = events[0]
         if not isinstance(first, jf.RunStarted):
             raise JournalCorruptError(
@@ -349,7 +354,15 @@ class Store:
                 parent=run_id,
                 fork_at=at,
             )
-            self._append_in(txn, record, [started, *events[1:]], {}, None, None)
+            self._append_in(
+                txn,
+                record,
+                [started, *events[1:]],
+                {},
+                None,
+                None,
+                times=[s.envelope.at for s in stored],
+            )
 
         _env.write(self._handle, body)
         self.commits += 1

@@ -12,6 +12,7 @@
      ├── RunNotFoundError        (also KeyError) no run with that id
      ├── RunExistsError          a new run was asked for under a used id
      ├── ProcessImportError      a run's process function cannot be imported
+     ├── ReplayRangeError        (also ValueError) replay/fork point out of range
      ├── PostRejected            a post/claim/heartbeat refused; nothing written
      ├── PayloadError            (also TypeError) a value msgspec cannot encode
      └── ThunkRequired           (also TypeError) parallel.all got awaitables
@@ -207,6 +208,10 @@ class PostRejected(ReplayEngineError):
         super().__init__(message)
 
 
+class ReplayRangeError(ReplayEngineError, ValueError):
+    """``until``/``at`` is outside the run's events, or names a key it lacks."""
+
+
 class ProcessImportError(ReplayEngineError):
     """A run's process (``module:qualname``) cannot be imported."""
 
@@ -231,6 +236,7 @@ __all__ = [
     "PostRejected",
     "ProcessImportError",
     "ReplayEngineError",
+    "ReplayRangeError",
     "RunExistsError",
     "RunLockedError",
     "RunNotFoundError",

@@ -37,7 +37,11 @@ def test_help_lists_commands_in_declaration_order(invoke: Invoke) -> None:
     out = invoke("--help", code=0).stdout
     lines = out.split("Commands:")[1].strip().splitlines()
     listed = [line.split()[0] for line in lines]
-    assert listed == ["run", "resume", "status", "runs", "log", "verify"]
+    assert listed == [
+        *("run", "resume", "status", "runs", "log", "verify"),
+        *("replay", "fork", "export", "timeline", "debug"),
+        *("pending", "post", "iterate"),
+    ]
     assert "REPLAY_ENGINE_JOURNAL" in out
 
 

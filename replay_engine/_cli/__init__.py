@@ -1,0 +1,91 @@
+"""``replay-engine``: the command line, a thin click layer over :class:`Engine`.
+
+Every command takes ``--json`` and then prints exactly one JSON document on
+stdout (the shapes are documented in ``docs/cli-json.md``). Human output uses
+rich: tables, and a live progress display while a run works (only when stdout
+is a terminal).
+
+Errors print one line ``error: <message>`` on stderr (a multi-line message,
+such as a ``NonDeterminismError``'s, keeps its lines); with ``--json`` an
+``{"error": {...}}`` document is printed on stdout as well.
+
+Exit codes (CONTRACT): 0 done or completed, 1 the run failed or the journal is
+damaged, 2 usage error (bad arguments, unknown run, unimportable process, bad
+input JSON), 3 the run is waiting for external effects.
+
+The commands live in one module per theme, each adding its commands to the
+group with ``register``: ``_run`` (run, resume), ``_inspect`` (status, runs,
+log, verify), ``_timetravel`` (replay, fork), ``_export`` (export, timeline;
+the page is drawn by ``_timeline``), ``_debug`` (the interactive stepper) and
+``_external`` (pending, post, iterate). ``_common`` holds what they share,
+``_events`` the JSON form of an event, ``_views`` the rich snapshot views.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NoReturn
+
+import click
+
+from . import _debug, _export, _external, _inspect, _run, _timetravel
+from ._common import (
+    DEFAULT_JOURNAL,
+    ENV_JOURNAL,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    EXIT_WAITING,
+    CliError,
+    CliUsageError,
+    Options,
+    OrderedGroup,
+)
+
+__all__ = [
+    "DEFAULT_JOURNAL",
+    "ENV_JOURNAL",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "EXIT_WAITING",
+    "CliError",
+    "CliUsageError",
+    "cli",
+    "main",
+]
+
+
+@click.group(
+    cls=OrderedGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.option(
+    "--journal",
+    "journal",
+    metavar="DIR",
+    envvar=ENV_JOURNAL,
+    default=DEFAULT_JOURNAL,
+    show_default=True,
+    show_envvar=True,
+    help="The journal directory (an LMDB environment).",
+)
+@click.version_option(package_name="replay-engine", prog_name="replay-engine")
+@click.pass_context
+def cli(ctx: click.Context, journal: str) -> None:
+    """Run, resume and inspect durable processes recorded in a journal.
+
+    Exit codes: 0 done (or completed), 1 the run failed or the journal is
+    damaged, 2 usage error, 3 the run is waiting for external effects.
+    """
+    ctx.obj = Options(journal=journal)
+
+
+for _module in (_run, _inspect, _timetravel, _export, _debug, _external):
+    _module.register(cli)
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """The ``replay-engine`` console script."""
+    cli.main(args=list(argv) if argv is not None else None, prog_name="replay-engine")
+    raise SystemExit(0)  # pragma: no cover - click always exits in standalone mode

@@ -1,0 +1,5 @@
+"""``python -m replay_engine._cli``."""
+
+from . import main
+
+main()

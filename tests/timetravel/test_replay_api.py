@@ -1,0 +1,110 @@
+"""``Engine.replay``: the state after every prefix, and nothing dispatched.
+
+The recorded run (``tt_flows:process``) has parallel branches (keys 1.j.0 and
+4.j.0), a retried attempt (1.1.0), a failure the process catches (2), a
+recorded value (3) and a log line.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import journal_format as jf
+from replay_engine import Engine
+
+from .conftest import (
+    Recorded,
+    expected_done,
+    expected_failed,
+    expected_in_flight,
+    key_of,
+)
+
+
+def test_the_recorded_run_has_the_features_under_test(recorded: Recorded) -> None:
+    events = recorded.events()
+    tags = [jf.event_tag(s.event) for s in events]
+    assert {"attempt_failed", "failed", "value", "log"} <= set(tags)
+    keys = {key_of(s) for s in events}
+    assert {"1.0.0", "1.1.0", "4.0.0", "4.1.0", "4.2.0"} <= keys
+    assert recorded.result == {
+        "first": 2,
+        "pair": [20, 103],
+        "caught": "boom",
+        "outs": [2, 4, 6],
+    }
+
+
+def test_replay_at_every_prefix_matches_the_journal_and_dispatches_nothing(
+    recorded: Recorded,
+) -> None:
+    engine, run_id = recorded.engine, recorded.run_id
+    events = recorded.events()
+    side_before = recorded.side_lines()
+    head_before = [s.digest for s in events]
+    assert len(events) >= 15
+
+    for until in range(len(events) + 1):
+        snap = engine.replay(run_id, until=until)
+        assert snap.until == until and snap.events == len(events)
+        effects = [c for c in snap.calls if c.kind != "value"]
+        done = {c.key for c in effects if c.status == "done"}
+        assert done == expected_done(events, until), f"until={until}"
+        failed = {c.key for c in effects if c.status == "failed"}
+        assert failed == expected_failed(events, until), f"until={until}"
+        in_flight = {c.key for c in effects if c.status == "in flight"}
+        assert in_flight == expected_in_flight(events, until), f"until={until}"
+        logs = [e.seq for e in snap.logs]
+        assert logs == [s.seq for s in events[:until] if jf.event_tag(s.event) == "log"]
+        # The process finishes only once the prefix holds everything it needs.
+        completes = until >= next(
+            s.seq for s in events if jf.event_tag(s.event) == "log"
+        )
+        assert (snap.process_status == "completed") == completes, f"until={until}"
+        if completes:
+            assert snap.result == recorded.result
+        else:
+            assert snap.process_status == "frontier" and snap.frontier
+
+    assert recorded.side_lines() == side_before, "a replay dispatched a task"
+    assert [s.digest for s in engine.events(run_id)] == head_before
+    assert engine.verify(run_id).ok
+
+
+def test_the_frontier_names_the_calls_and_their_source_lines(
+    recorded: Recorded,
+) -> None:
+    events = recorded.events()
+    # Just after the flaky task's failed attempt: 1.0.0 is done, 1.1.0 in flight.
+    attempt = next(s.seq for s in events if jf.event_tag(s.event) == "attempt_failed")
+    snap = recorded.engine.replay(recorded.run_id, until=attempt + 1)
+    flaky = next(c for c in snap.calls if c.key == "1.1.0")
+    assert (flaky.status, flaky.attempts_failed, flaky.args["x"]) == ("in flight", 1, 3)
+    assert [(f.key, f.task, f.reason) for f in snap.frontier] == [
+        ("1.1.0", "tt.flaky", "in flight")
+    ]
+    path, line = snap.frontier[0].site.rsplit(":", 1)
+    assert path.endswith("tt_flows.py") and int(line) > 0
+    assert snap.to_dict()["frontier"][0]["site"] == snap.frontier[0].site
+
+
+def test_until_a_key_stops_where_that_call_is_first_recorded(
+    recorded: Recorded,
+) -> None:
+    events = recorded.events()
+    first = min(s.seq for s in events if key_of(s) == "4.1.0")
+    snap = recorded.engine.replay(recorded.run_id, until="key:4.1.0")
+    assert snap.until == first
+    assert next(c for c in snap.calls if c.key == "4.1.0").status == "not reached"
+
+
+@pytest.mark.parametrize("until", [-1, 10_000, "key:9.9"])
+def test_until_out_of_range_is_a_value_error(recorded: Recorded, until: object) -> None:
+    with pytest.raises(ValueError):
+        recorded.engine.replay(recorded.run_id, until=until)  # type: ignore[arg-type]
+
+
+def test_replay_of_an_unchanged_journal_is_repeatable(recorded: Recorded) -> None:
+    engine: Engine = recorded.engine
+    first = engine.replay(recorded.run_id, until=9).to_dict()
+    assert engine.replay(recorded.run_id, until=9).to_dict() == first
