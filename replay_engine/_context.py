@@ -317,7 +317,7 @@ class Context:
             entry.visited = True
             assert entry.value is not None
             return entry.value
-        rt.check_new(key, scope.prefix)
+        rt.check_new(key, scope.prefix, f"ctx.{kind}()")
         if rt.frozen:
             rt.stop_at_frontier(key, f"ctx.{kind}", "value")
         value = make(key)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures as cf
 import contextlib
+import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -53,6 +54,35 @@ class Call:
         self.timer: asyncio.TimerHandle | None = None
 
 
+class Slots:
+    """The engine-wide bound on effects executing at once, shared by every run."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self.used = 0
+        self._lock = threading.Lock()
+        self._waiting: dict[int, Dispatcher] = {}
+
+    def take(self, dispatcher: Dispatcher) -> bool:
+        """Take a slot, or remember that ``dispatcher`` waits for one."""
+        with self._lock:
+            if self.used < self.limit:
+                self.used += 1
+                return True
+            self._waiting[id(dispatcher)] = dispatcher
+            return False
+
+    def give(self) -> None:
+        """Return a slot and wake every dispatcher that waited for one."""
+        with self._lock:
+            self.used -= 1
+            waiting = list(self._waiting.values())
+            self._waiting.clear()
+        for dispatcher in waiting:
+            with contextlib.suppress(RuntimeError):  # its loop has closed
+                dispatcher.loop.call_soon_threadsafe(dispatcher.schedule_pump)
+
+
 class Dispatcher:
     """Runs effect attempts for one executing run."""
 
@@ -63,7 +93,7 @@ class Dispatcher:
         run_id: str,
         *,
         executors: ExecutorSet,
-        max_in_flight: int,
+        max_in_flight: int | Slots,
         on_progress: Callable[[], None] | None = None,
         hooks: Hooks | None = None,
     ) -> None:
@@ -72,7 +102,10 @@ class Dispatcher:
         self.journal = journal
         self.run_id = run_id
         self.executors = executors
-        self.max_in_flight = max(1, max_in_flight)
+        self.slots = (
+            max_in_flight if isinstance(max_in_flight, Slots) else Slots(max_in_flight)
+        )
+        self._async_calls: set[Call] = set()
         self.ready: deque[Call] = deque()
         self.in_flight = 0
         self.dispatched = 0
@@ -105,6 +138,9 @@ class Dispatcher:
             if not call.future.done():
                 call.future.cancel()
         self.ready.clear()
+        for call in list(self._async_calls):
+            if call.task is not None and not call.task.done():
+                call.task.cancel()
 
     # -- the pump ----------------------------------------------------------------
 
@@ -116,10 +152,14 @@ class Dispatcher:
         self.journal.flush()
         local: list[Call] = []
         remote: dict[int, tuple[cf.Executor, list[Call]]] = {}
-        while self.ready and self.in_flight < self.max_in_flight:
-            call = self.ready.popleft()
+        while self.ready:
+            call = self.ready[0]
             if call.future.done():  # cancelled while queued
+                self.ready.popleft()
                 continue
+            if not self.slots.take(self):
+                break  # woken by Slots.give when one frees up
+            self.ready.popleft()
             self.in_flight += 1
             self.dispatched += 1
             tdef = call.tdef
@@ -130,6 +170,7 @@ class Dispatcher:
                 self._finish(call, injected)
             elif tdef.is_async:
                 call.task = self.loop.create_task(self._run_async(call))
+                self._async_calls.add(call)
             elif tdef.executor == "inline":
                 outcome = _worker.run_call(
                     tdef.fn, call.args_bytes, self.run_id, call.key_text, call.attempt
@@ -251,6 +292,8 @@ class Dispatcher:
 
     def _deliver(self, call: Call, outcome: _worker.Outcome | None) -> None:
         self.in_flight -= 1
+        self.slots.give()
+        self._async_calls.discard(call)
         if call.timer is not None:
             call.timer.cancel()
         if outcome is not None and not call.future.done():

@@ -19,7 +19,7 @@ import journal_format as jf
 
 from . import _external, _process_ref
 from ._context import Context
-from ._dispatch import ExecutorSet
+from ._dispatch import ExecutorSet, Slots
 from ._durable import DurableProcess
 from ._external import PendingEffect, pending_effects
 from ._hooks import Hooks
@@ -141,6 +141,7 @@ class Engine:
         self.store = Store(path, durability=durability, **kwargs)
         self.path = self.store.real_path
         self.max_in_flight = max_in_flight
+        self._slots = Slots(max_in_flight)
         self._executors = ExecutorSet(executor)
         # Only replay_engine.testing passes hooks (completion order, crashes).
         self._hooks = hooks
@@ -336,7 +337,7 @@ class Engine:
             journal,
             journal.run_id,
             executors=self._executors,
-            max_in_flight=self.max_in_flight,
+            max_in_flight=self._slots,
             on_progress=on_progress,
             on_log=on_log,
             park_timers=park_timers,
@@ -536,7 +537,7 @@ class Engine:
             journal,
             run_id,
             executors=self._executors,
-            max_in_flight=self.max_in_flight,
+            max_in_flight=self._slots,
             frozen=True,
             hooks=self._hooks,
         )

@@ -228,7 +228,9 @@ class RunJournal:
 
     # -- divergence checks -------------------------------------------------------
 
-    def check_new_key(self, key: bytes, scope_prefix: bytes) -> None:
+    def check_new_key(
+        self, key: bytes, scope_prefix: bytes, replayed: str = "a new call"
+    ) -> None:
         """Refuse a call the journal has not seen if the journal says it is extra.
 
         A new call at index ``i`` of a scope diverges when the journal holds a
@@ -244,12 +246,22 @@ class RunJournal:
         # Descendants of key: byte strings starting with key, other than key.
         pos = bisect.bisect_right(keys, key)
         if pos < len(keys) and keys[pos].startswith(key):
-            self._raise_extra(key, keys[pos], "a call nested inside it")
-        # Later siblings (or their subtrees) within the same scope.
-        if pos < len(keys) and keys[pos].startswith(scope_prefix):
-            self._raise_extra(key, keys[pos], "a later call of the same scope")
+            self._raise_extra(key, keys[pos], "a call nested inside it", replayed)
+        # Later siblings (or their subtrees) of the same scope that this
+        # execution has not reached. One it has already called proves nothing:
+        # keys are taken when calls are made, and an earlier call may be
+        # awaited (so recorded) after a later one.
+        for later in keys[pos:]:
+            if not later.startswith(scope_prefix):
+                break
+            if not self.entries[later].visited:
+                self._raise_extra(
+                    key, later, "a later call of the same scope", replayed
+                )
 
-    def _raise_extra(self, key: bytes, recorded_key: bytes, what: str) -> None:
+    def _raise_extra(
+        self, key: bytes, recorded_key: bytes, what: str, replayed: str
+    ) -> None:
         entry = self.entries[recorded_key]
         raise divergence(
             self.run_id,
@@ -257,7 +269,7 @@ class RunJournal:
             entry.seq,
             recorded=f"nothing at {_key_text(key)}; {what} at"
             f" {_key_text(recorded_key)} ({entry.describe()})",
-            replayed="a new call here",
+            replayed=f"{replayed} here",
             headline="the process made a call the journal does not have (an extra"
             " or inserted call)",
         )

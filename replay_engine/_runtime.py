@@ -28,7 +28,7 @@ import journal_format as jf
 
 from . import _worker
 from ._context import Context
-from ._dispatch import Call, Dispatcher, ExecutorSet
+from ._dispatch import Call, Dispatcher, ExecutorSet, Slots
 from ._external import abandon, expire
 from ._hooks import Hooks
 from ._journal import RunJournal, call_site, divergence
@@ -110,7 +110,7 @@ class Runtime:
         run_id: str,
         *,
         executors: ExecutorSet,
-        max_in_flight: int,
+        max_in_flight: int | Slots,
         on_progress: Callable[[RunStats], None] | None = None,
         on_log: Callable[[str, str, dict[str, Any]], None] | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
@@ -198,9 +198,11 @@ class Runtime:
         self.journal.record(event, blobs)
         self.dispatcher.schedule_pump()
 
-    def check_new(self, key: bytes, scope_prefix: bytes) -> None:
+    def check_new(
+        self, key: bytes, scope_prefix: bytes, replayed: str = "a new call"
+    ) -> None:
         try:
-            self.journal.check_new_key(key, scope_prefix)
+            self.journal.check_new_key(key, scope_prefix, replayed)
         except NonDeterminismError as exc:
             self.diverge(exc)
 
@@ -246,13 +248,13 @@ class Runtime:
         self.check_live()
         if self.frozen:
             if new:
-                self.check_new(key, scope_prefix)
+                self.check_new(key, scope_prefix, _describe_call(tdef, address))
             reason = (
                 "external" if tdef.external else ("new call" if new else "in flight")
             )
             await self._at_frontier(key, tdef.name, tdef.kind, reason)
         if new:
-            self.check_new(key, scope_prefix)
+            self.check_new(key, scope_prefix, _describe_call(tdef, address))
             if tdef.external and tdef.timeout is not None:
                 deadline_ns = self.clock_ns() + int(tdef.timeout * 1e9)
             self.record(
@@ -361,7 +363,7 @@ class Runtime:
         if self.frozen:
             await self._at_frontier(key, "ctx.sleep", "timer", "timer")
         if due_ns is None:
-            self.check_new(key, scope_prefix)
+            self.check_new(key, scope_prefix, "ctx.sleep()")
             due_ns = self.clock_ns() + int(seconds * 1e9)
             self.record(jf.TimerStarted(key=key, due_ns=due_ns))
         remaining = (due_ns - self.clock_ns()) / 1e9
@@ -489,6 +491,7 @@ class Runtime:
                 f" calling it returned {type(coro).__name__}"
             )
         main = self.loop.create_task(coro, context=context)
+        self._process = process
         self._quiet = self.loop.create_future()
         try:
             await asyncio.wait({main, self._quiet}, return_when=asyncio.FIRST_COMPLETED)
@@ -572,7 +575,7 @@ class Runtime:
                 replayed="the process finished without making these calls",
                 headline="the journal has calls this execution never made"
                 " (fewer calls)",
-                site="<end of process>",
+                site=_end_of(getattr(self, "_process", None)),
             )
         if exc is None:
             result = main.result()
@@ -631,3 +634,16 @@ def error_info(exc: BaseException) -> jf.ErrorInfo:
     """The recorded form of an exception."""
     _, (name, message, tb) = _worker.error_outcome(exc)
     return jf.ErrorInfo(type=name, message=message, traceback=tb)
+
+
+def _describe_call(tdef: TaskDef, address: bytes) -> str:
+    return f"task {tdef.name!r} args b3:{address.hex()[:12]}"
+
+
+def _end_of(process: object) -> str:
+    """Where the process that stopped short is defined: ``file:line (end of f)``."""
+    code = getattr(process, "__code__", None)
+    if code is None:
+        return "<end of process>"
+    name = getattr(process, "__qualname__", "process")
+    return f"{code.co_filename}:{code.co_firstlineno} (the end of {name})"
