@@ -12,6 +12,10 @@ JF-032  Events are encoded once, when appended, and their digest is taken over
         never re-encodes.
 JF-033  Invocation keys are stored as key bytes (see ``_keys``); payloads are
         stored by content address (see ``_codec``).
+
+The structs are ``gc=False`` (not tracked by the cyclic garbage collector):
+they are frozen and hold only bytes, strings, numbers and other records, so
+they cannot form cycles, and a replay holds hundreds of thousands of them.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ FORMAT_VERSION: Final = 1
 """The format version written into every envelope and the meta record."""
 
 
-class ErrorInfo(msgspec.Struct, frozen=True, omit_defaults=True):
+class ErrorInfo(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     """A failure as recorded: exception type, message and formatted traceback."""
 
     type: str
@@ -35,7 +39,12 @@ class ErrorInfo(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 class _Event(
-    msgspec.Struct, frozen=True, omit_defaults=True, tag_field="t", kw_only=True
+    msgspec.Struct,
+    frozen=True,
+    omit_defaults=True,
+    tag_field="t",
+    kw_only=True,
+    gc=False,
 ):
     """Base of every event body; the tag in ``t`` says which one."""
 
@@ -229,7 +238,7 @@ def event_tag(event: Event) -> str:
     return tag
 
 
-class Envelope(msgspec.Struct, frozen=True, omit_defaults=True):
+class Envelope(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     """One event as stored: its place in the run's chain and its body."""
 
     v: int
@@ -243,7 +252,7 @@ class Envelope(msgspec.Struct, frozen=True, omit_defaults=True):
     event: Event
 
 
-class RunRecord(msgspec.Struct, frozen=True, omit_defaults=True):
+class RunRecord(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     """The ``runs`` database value: a run's current state, derived from its events.
 
     It is not part of the chain; ``verify`` checks that ``events`` and ``head``

@@ -119,11 +119,14 @@ class Context:
             NonDeterminismError: the journal holds another call at this key.
         """
         rt = self._rt
-        rt.check_live()
-        tdef = as_task(t)
+        if rt.diverged is not None or rt.stopping:
+            rt.check_live()
+        tdef = t if type(t) is TaskDef else as_task(t)
         scope = _scope()
         key = scope.next_key()
-        if args is None:
+        if type(args) is dict:
+            pass  # the common case, without the slower ABC check below
+        elif args is None:
             args = {}
         elif not isinstance(args, Mapping):
             raise PayloadError(
@@ -140,11 +143,18 @@ class Context:
                 " recorded."
             ) from None
         address = jf.address_of(args_bytes)
-        rt.tick()
+        rt.activity += 1
         entry = rt.journal.entries.get(key)
         if entry is None:
             return rt.run_effect(
-                tdef, key, scope.prefix, args_bytes, address, 0, new=True
+                tdef,
+                key,
+                scope.last_text(),
+                scope.prefix,
+                args_bytes,
+                address,
+                0,
+                new=True,
             )
         if entry.kind != "effect" or entry.task != tdef.name or entry.args != address:
             rt.diverge(
@@ -180,6 +190,7 @@ class Context:
         return rt.run_effect(
             tdef,
             key,
+            scope.last_text(),
             scope.prefix,
             args_bytes,
             address,

@@ -97,47 +97,42 @@ class RunJournal:
     def load(self, stop: int | None = None) -> None:
         """Read, check and index the run's recorded events (one read transaction).
 
-        With ``stop``, only the first ``stop`` events (time travel).
-
-        The results of completed effects are fetched in the same snapshot.
+        The results of completed effects are fetched, checked, in the same
+        snapshot. With ``stop``, only the first ``stop`` events (time travel).
         """
         entries = self.entries
-        result_of: dict[bytes, bytes] = {}
         logs = self.logs
-        count = 0
-        last: list[jf.Event] = []
+        names: dict[str, str] = {}  # one str object per distinct task/kind name
+        last: list[jf.Event] = [jf.RunWaiting()]
+        requested, completed = jf.EffectRequested, jf.EffectCompleted
 
-        def visit(seq: int, digest: bytes, envelope: jf.Envelope) -> None:
-            nonlocal count
-            count += 1
+        def visit(
+            seq: int, envelope: jf.Envelope, fetch: Callable[[bytes], bytes]
+        ) -> None:
             event = envelope.event
+            last[0] = event
             kind = type(event)
             # Ordered by frequency: requests and completions are most events.
-            if kind is jf.EffectRequested:
+            if kind is requested:
                 entry = Entry("effect", seq)
-                entry.task = event.task  # type: ignore[union-attr]
-                entry.effect_kind = event.kind  # type: ignore[union-attr]
+                task = event.task  # type: ignore[union-attr]
+                entry.task = names.setdefault(task, task)
+                effect_kind = event.kind  # type: ignore[union-attr]
+                entry.effect_kind = names.setdefault(effect_kind, effect_kind)
                 entry.args = event.args  # type: ignore[union-attr]
                 entry.deadline_ns = event.deadline_ns  # type: ignore[union-attr]
                 entries[event.key] = entry  # type: ignore[union-attr]
-            elif kind is jf.EffectCompleted:
-                result_of[event.key] = event.result  # type: ignore[union-attr]
-                if event.signal_seq is not None:  # type: ignore[union-attr]
-                    self.consumed_signals.add(event.signal_seq)  # type: ignore[union-attr]
+            elif kind is completed:
+                self._effect_by_key(event.key, seq).result = fetch(event.result)  # type: ignore[union-attr]
+                signal_seq = event.signal_seq  # type: ignore[union-attr]
+                if signal_seq is not None:
+                    self.consumed_signals.add(signal_seq)
             else:
                 self._load_other(seq, event, logs)
-            if not last:
-                last.append(event)
-            else:
-                last[0] = event
 
-        blobs = self.store.scan_events(
-            self.run_id, visit, stop=stop, blobs_wanted=lambda: set(result_of.values())
-        )
-        for key, address in result_of.items():
-            self._effect_by_key(key).result = blobs[address]
+        count = self.store.scan_events(self.run_id, visit, stop=stop)
         self.recorded_events = count
-        self.last_event = last[0] if last else None
+        self.last_event = last[0] if count else None
 
     def _load_other(
         self, seq: int, event: jf.Event, logs: set[tuple[bytes, int]]

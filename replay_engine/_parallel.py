@@ -30,7 +30,7 @@ from collections.abc import (
 )
 from typing import Any, TypeVar
 
-from journal_format import encode_component
+from journal_format import encode_component, key_bytes_to_text
 
 from ._scope import Scope, current_scope
 from .errors import ThunkRequired
@@ -235,6 +235,7 @@ async def run_group(
     group = _Group(key, len(makers), limit, on_activity)
     if not makers:
         return []
+    text = key_bytes_to_text(key)
     next_index = 0
 
     def refill() -> None:
@@ -242,7 +243,11 @@ async def run_group(
         while next_index < len(makers) and (limit is None or group.running < limit):
             index = next_index
             next_index += 1
-            group.start(index, Scope(key + encode_component(index)), makers[index])
+            group.start(
+                index,
+                Scope(key + encode_component(index), f"{text}.{index}."),
+                makers[index],
+            )
 
     group.refill = refill
     refill()

@@ -26,7 +26,7 @@ from typing import Any
 
 import journal_format as jf
 
-from . import _worker
+from . import _gc, _worker
 from ._context import Context
 from ._dispatch import Call, Dispatcher, ExecutorSet, Slots
 from ._external import abandon, expire
@@ -237,6 +237,7 @@ class Runtime:
         self,
         tdef: TaskDef,
         key: bytes,
+        key_text: str,
         scope_prefix: bytes,
         args_bytes: bytes,
         address: bytes,
@@ -269,7 +270,6 @@ class Runtime:
             )
         if tdef.external:
             return await self._external(tdef, key, deadline_ns)
-        key_text = _key_text(key)
         attempt = attempts_done + 1
         self.stats.dispatched += 1
         while True:
@@ -494,7 +494,10 @@ class Runtime:
         self._process = process
         self._quiet = self.loop.create_future()
         try:
-            await asyncio.wait({main, self._quiet}, return_when=asyncio.FIRST_COMPLETED)
+            with _gc.relaxed():
+                await asyncio.wait(
+                    {main, self._quiet}, return_when=asyncio.FIRST_COMPLETED
+                )
         except BaseException:
             # Cancelled from outside: stop cleanly, keep what completed.
             await self._stop(main)

@@ -22,10 +22,12 @@ _encode_component = jf.encode_component
 class Scope:
     """The calls of one sequential thread of a process (the root or a branch)."""
 
-    __slots__ = ("logs_at", "next_index", "prefix")
+    __slots__ = ("logs_at", "next_index", "prefix", "text")
 
-    def __init__(self, prefix: bytes) -> None:
+    def __init__(self, prefix: bytes, text: str = "") -> None:
         self.prefix = prefix
+        self.text = text
+        """The human form of ``prefix`` with a trailing dot (``"3.1."``), or ``""``."""
         self.next_index = 0
         self.logs_at: dict[int, int] = {}
 
@@ -41,6 +43,10 @@ class Scope:
             )
         return key
 
+    def last_text(self) -> str:
+        """Human form of the key :meth:`next_key` returned last (``"3.1.0"``)."""
+        return f"{self.text}{self.next_index - 1}"
+
     def log_anchor(self) -> tuple[bytes, int]:
         """Where a log line sits: the next call's key, and its ordinal there.
 
@@ -53,8 +59,8 @@ class Scope:
         return self.prefix + _encode_component(index), ordinal
 
     def child(self, key: bytes, branch: int) -> Scope:
-        """The scope of branch ``branch`` of the group at ``key``."""
-        return Scope(key + _encode_component(branch))
+        """The scope of branch ``branch`` of the group this scope just keyed."""
+        return Scope(key + _encode_component(branch), f"{self.last_text()}.{branch}.")
 
 
 current_scope: contextvars.ContextVar[Scope] = contextvars.ContextVar(

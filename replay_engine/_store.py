@@ -397,17 +397,16 @@ class Store:
     def scan_events(
         self,
         run_id: str,
-        visit: Callable[[int, bytes, jf.Envelope], None],
+        visit: Callable[[int, jf.Envelope, Callable[[bytes], bytes]], None],
         *,
         stop: int | None = None,
-        blobs_wanted: Callable[[], Iterable[bytes]] | None = None,
-    ) -> dict[bytes, bytes]:
-        """Check and visit every event of a run in one read transaction.
+    ) -> int:
+        """Check and visit the events of a run in one read transaction.
 
         The hot path of every resume: each event's digest and chain link are
-        checked with no per-event objects beyond the decoded envelope. Then,
-        in the same snapshot, the blobs ``blobs_wanted()`` names are fetched
-        and checked.
+        checked with no per-event objects beyond the decoded envelope. ``visit``
+        gets ``(seq, envelope, fetch)``, where ``fetch(address)`` returns a
+        checked blob from the same snapshot. Returns the number of events.
 
         Raises:
             JournalCorruptError: a damaged event or blob, naming run and seq.
@@ -420,15 +419,32 @@ class Store:
         decode = jf.decode_envelope
         hash_of = jf.address_of
 
-        def body(txn: Any) -> dict[bytes, bytes]:
+        def body(txn: Any) -> int:
+            get = txn.get
+            seq = 0
+
+            def fetch(address: bytes) -> bytes:
+                data: bytes | None = get(address, db=blobs_db)
+                if data is None or hash_of(data) != address:
+                    state = "missing" if data is None else "damaged"
+                    raise JournalCorruptError(
+                        f"run {run_id!r}: blob {address.hex()}, referred to by"
+                        f" event seq {seq}, is {state}. `replay-engine verify"
+                        f" {run_id}` lists every damaged record.",
+                        run_id=run_id,
+                        seq=seq,
+                    )
+                return data
+
             cursor = txn.cursor(db=events_db)
             prev = jf.genesis_digest(run_id)
-            seq = 0
             if cursor.set_range(jf.event_key(prefix, 0)):
                 for k, v in cursor:
-                    if len(k) != expected_len or not k.startswith(prefix):
-                        break
-                    if seq == stop:
+                    if (
+                        seq == stop
+                        or len(k) != expected_len
+                        or not k.startswith(prefix)
+                    ):
                         break
                     digest = v[:size]
                     data = v[size:]
@@ -448,24 +464,10 @@ class Store:
                         ) from None
                     if envelope.seq != seq or envelope.prev != prev:
                         self._check_event(run_id, seq, v, prev, seq)
-                    visit(seq, digest, envelope)
+                    visit(seq, envelope, fetch)
                     prev = digest
                     seq += 1
-            found: dict[bytes, bytes] = {}
-            if blobs_wanted is not None:
-                get = txn.get
-                for address in blobs_wanted():
-                    data = get(address, db=blobs_db)
-                    if data is None or hash_of(data) != address:
-                        state = "missing" if data is None else "damaged"
-                        raise JournalCorruptError(
-                            f"run {run_id!r}: blob {address.hex()} is {state}."
-                            f" `replay-engine verify {run_id}` names the events"
-                            " that refer to it.",
-                            run_id=run_id,
-                        )
-                    found[address] = data
-            return found
+            return seq
 
         return _env.read(self._handle, body)
 
@@ -599,6 +601,16 @@ class Store:
             return out
 
         return iter(_env.read(self._handle, body))
+
+    def raw_blobs(self, addresses: Iterable[bytes]) -> dict[bytes, bytes | None]:
+        """Stored blobs by address, unchecked (for ``verify``); None if absent."""
+        blobs_db = self._dbs[jf.DB_BLOBS]
+        wanted = list(addresses)
+
+        def body(txn: Any) -> dict[bytes, bytes | None]:
+            return {a: txn.get(a, db=blobs_db) for a in wanted}
+
+        return _env.read(self._handle, body)
 
     def raw_items(self, db: bytes, prefix: bytes = b"") -> list[tuple[bytes, bytes]]:
         """Every raw record of one database whose key starts with ``prefix``.

@@ -189,13 +189,11 @@ def _verify_references(
     blob_ok: dict[bytes, bool],
     report: VerifyReport,
 ) -> None:
-    missing = [r for r in referenced if r[2] not in blob_ok]
-    if missing:
-        present = {
-            a: jf.address_of(d) == a
-            for a, d in store.raw_items(jf.DB_BLOBS)
-            if a in {m[2] for m in missing}
-        }
+    unknown = {r[2] for r in referenced if r[2] not in blob_ok}
+    if unknown:
+        # One get per referenced blob (a single-run verify did not scan them all).
+        found = store.raw_blobs(unknown)
+        present = {a: jf.address_of(d) == a for a, d in found.items() if d is not None}
         blob_ok = {**blob_ok, **present}
     for seq, key_text, address in referenced:
         ok = blob_ok.get(address)

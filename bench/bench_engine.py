@@ -1,0 +1,566 @@
+"""Engine benchmarks: replay throughput against its floor, fresh-run throughput, memory.
+
+Run from the project root::
+
+    .venv/bin/python bench/bench_engine.py            # n = 100_000 (about 2.5 minutes)
+    .venv/bin/python bench/bench_engine.py --n 10000  # quick
+    .venv/bin/python bench/bench_engine.py --profile replay-seq
+
+Every measurement runs in a fresh child interpreter (this file re-invoked with
+``--child``), so no case warms or pollutes another's heap, and the memory figures
+are that child's own.
+
+(a) Replay. Setup records two runs in one journal with the real engine, at
+``durability="process"`` (no fsync; only the setup uses it) and with
+``@task(executor="inline")`` tasks, to keep setup short:
+
+* ``seq``: ``n`` sequential ``await ctx.task(noop, ...)``;
+* ``par``: one ``ctx.parallel.map`` over ``n`` items, each ``ctx.task(noop, ...)``.
+
+Each then calls an ``@external`` task, which nobody posts, so the run ends
+``waiting`` with all ``n`` effects completed (a completed run is terminal and
+would not re-execute). Every timed ``engine.resume(run_id)`` (default fsync
+durability) re-executes the whole process, answers the ``n`` effects from the
+journal and stops at the gate again; the bench checks ``stats.replayed == n``.
+The timed span is the whole ``resume`` call: reading and checking the journal,
+indexing it, re-executing, recording ``run_waiting``.
+
+The floor is measured in the same child, before the engine opens the journal:
+the journal's LMDB environment opened read-only with py-lmdb, a cursor over the
+run's range of the ``events`` database, and a msgspec decode of every
+envelope (the value after its 32-byte digest) into ``journal_format.Envelope``.
+No digest check, no chain check, no blob reads. Each effect is two events
+(``requested`` + ``completed``), so the floor per effect is two events' worth.
+
+(b) Fresh runs: ``n`` trivial tasks in one ``ctx.parallel.map`` at the default
+fsync durability, for a sync task on the default executor (thread pool), an
+inline sync task, and an async task. Reported: effects/s over the whole
+``engine.run`` call, and ``run.stats.commits``.
+
+(c) Memory of one ``n``-effect resume, each in its own child: peak RSS
+(``ru_maxrss``) before and after the resume, and separately the ``tracemalloc``
+peak of the Python heap during it. RSS counts the LMDB map pages the resume
+touched (the journal is memory-mapped); tracemalloc counts only Python objects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import io
+import json
+import os
+import pstats
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import lmdb
+import msgspec
+
+import journal_format as jf
+from replay_engine import Engine, external, task
+
+REPLAY_TARGET_RATIO = 5.0
+FRESH_TARGET_PER_S = 30_000.0
+
+# -- the workloads -------------------------------------------------------------
+
+
+@task(executor="inline")
+def noop_inline(i: int) -> int:
+    return i
+
+
+@task
+def noop_thread(i: int) -> int:
+    return i
+
+
+@task
+async def noop_async(i: int) -> int:
+    return i
+
+
+@external
+def gate() -> None:
+    """Never posted: the run stops ``waiting`` here after all its effects."""
+
+
+async def replay_seq(inputs: dict[str, int], ctx: Any) -> Any:
+    for i in range(inputs["n"]):
+        await ctx.task(noop_inline, {"i": i})
+    return await ctx.task(gate, {})
+
+
+async def replay_par(inputs: dict[str, int], ctx: Any) -> Any:
+    await ctx.parallel.map(
+        range(inputs["n"]), lambda i: ctx.task(noop_inline, {"i": i})
+    )
+    return await ctx.task(gate, {})
+
+
+async def fresh_thread(inputs: dict[str, int], ctx: Any) -> int:
+    out = await ctx.parallel.map(
+        range(inputs["n"]), lambda i: ctx.task(noop_thread, {"i": i})
+    )
+    return len(out)
+
+
+async def fresh_inline(inputs: dict[str, int], ctx: Any) -> int:
+    out = await ctx.parallel.map(
+        range(inputs["n"]), lambda i: ctx.task(noop_inline, {"i": i})
+    )
+    return len(out)
+
+
+async def fresh_async(inputs: dict[str, int], ctx: Any) -> int:
+    out = await ctx.parallel.map(
+        range(inputs["n"]), lambda i: ctx.task(noop_async, {"i": i})
+    )
+    return len(out)
+
+
+REPLAY_PROCESSES = {"seq": replay_seq, "par": replay_par}
+FRESH_PROCESSES = {
+    "thread": fresh_thread,
+    "inline": fresh_inline,
+    "async": fresh_async,
+}
+
+# -- child cases -----------------------------------------------------------------
+
+
+class GcTimer:
+    """Seconds spent in the cyclic garbage collector (via ``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.collections = [0, 0, 0]
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.total += time.perf_counter() - self._started
+            self.collections[info["generation"]] += 1
+
+    def reset(self) -> None:
+        self.total = 0.0
+        self.collections = [0, 0, 0]
+
+
+def _check(ok: bool, what: str) -> None:
+    if not ok:
+        raise SystemExit(f"bench_engine: check failed: {what}")
+
+
+def child_setup(journal: str, n: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    with Engine(journal, durability="process") as engine:
+        for name, process in REPLAY_PROCESSES.items():
+            started = time.perf_counter()
+            run = engine.run(process, {"n": n}, run_id=name)
+            out[name] = time.perf_counter() - started
+            _check(run.status == "waiting", f"setup {name}: status {run.status}")
+            _check(run.stats.dispatched == n, f"setup {name}: {run.stats}")
+    return out
+
+
+def measure_floor(journal: str, run_id: str, repeat: int) -> dict[str, Any]:
+    """Raw LMDB cursor scan + msgspec decode of one run's events (no checks)."""
+    decoder = msgspec.msgpack.Decoder(jf.Envelope)
+    prefix = jf.run_prefix(run_id)
+    digest = jf.ADDRESS_SIZE
+    env = lmdb.open(journal, readonly=True, max_dbs=8, subdir=True, lock=True)
+    try:
+        events_db = env.open_db(jf.DB_EVENTS, create=False)
+        times: list[float] = []
+        cpus: list[float] = []
+        count = 0
+        for _ in range(repeat):
+            started = time.perf_counter()
+            cpu = time.process_time()
+            with env.begin(db=events_db) as txn:
+                cursor = txn.cursor()
+                count = 0
+                if cursor.set_range(prefix):
+                    for key, value in cursor:
+                        if not key.startswith(prefix):
+                            break
+                        decoder.decode(value[digest:])
+                        count += 1
+            times.append(time.perf_counter() - started)
+            cpus.append(time.process_time() - cpu)
+    finally:
+        env.close()
+    best = min(times)
+    return {
+        "events": count,
+        "best_s": best,
+        "per_event_us": best / count * 1e6,
+        "cpu_per_event_us": min(cpus) / count * 1e6,
+    }
+
+
+def child_replay(journal: str, name: str, n: int, repeat: int) -> dict[str, Any]:
+    floor = measure_floor(journal, name, max(3, repeat * 2))
+    process = REPLAY_PROCESSES[name]
+    walls: list[float] = []
+    cpus: list[float] = []
+    execs: list[float] = []
+    gcs: list[float] = []
+    gc_timer = GcTimer()
+    with Engine(journal) as engine:
+        for _ in range(repeat):
+            gc.collect()
+            gc_timer.reset()
+            started = time.perf_counter()
+            cpu = time.process_time()
+            run = engine.resume(name, process=process)
+            walls.append(time.perf_counter() - started)
+            cpus.append(time.process_time() - cpu)
+            gcs.append(gc_timer.total)
+            execs.append(run.stats.elapsed)
+            _check(run.status == "waiting", f"replay {name}: status {run.status}")
+            _check(run.stats.replayed == n, f"replay {name}: {run.stats}")
+            _check(run.stats.dispatched == 0, f"replay {name}: {run.stats}")
+    return {
+        "floor": floor,
+        "walls": walls,
+        "execs": execs,
+        "best_s": min(walls),
+        "cpu_s": min(cpus),
+        "exec_s": execs[walls.index(min(walls))],
+        "gc_s": gcs[walls.index(min(walls))],
+    }
+
+
+def child_memory(journal: str, name: str, n: int, mode: str) -> dict[str, Any]:
+    process = REPLAY_PROCESSES[name]
+    with Engine(journal) as engine:
+        gc.collect()
+        before_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        if mode == "tracemalloc":
+            tracemalloc.start()
+        run = engine.resume(name, process=process)
+        peak = tracemalloc.get_traced_memory()[1] if mode == "tracemalloc" else 0
+        tracemalloc.stop()
+        after_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        _check(run.stats.replayed == n, f"memory {name}: {run.stats}")
+    return {
+        "rss_before_mb": before_kb / 1024,
+        "rss_after_mb": after_kb / 1024,
+        "tracemalloc_peak_mb": peak / 2**20,
+    }
+
+
+def child_fresh(journal: str, name: str, n: int) -> dict[str, Any]:
+    process = FRESH_PROCESSES[name]
+    with Engine(journal) as engine:  # default durability: fsync
+        gc.collect()
+        gc_timer = GcTimer()
+        started = time.perf_counter()
+        cpu = time.process_time()
+        run = engine.run(process, {"n": n}, run_id=f"fresh-{name}")
+        wall = time.perf_counter() - started
+        cpu = time.process_time() - cpu
+        _check(run.status == "completed", f"fresh {name}: status {run.status}")
+        _check(run.result == n and run.stats.dispatched == n, f"fresh {name}")
+    return {
+        "wall_s": wall,
+        "exec_s": run.stats.elapsed,
+        "per_s": n / wall,
+        "cpu_s": cpu,
+        "gc_s": gc_timer.total,
+        "gc_collections": gc_timer.collections,
+        "commits": run.stats.commits,
+        "events": run.stats.events_written,
+    }
+
+
+def child_profile(
+    journal: str, case: str, n: int, top: int, profiler_name: str
+) -> dict[str, Any]:
+    """Profile one case; the setup journal must exist for replay cases."""
+    replay = case.startswith("replay-")
+    name = case.removeprefix("replay-" if replay else "fresh-")
+    with Engine(journal) as engine:
+        if replay:
+            engine.resume(name, process=REPLAY_PROCESSES[name])  # warm
+
+        def body() -> Any:
+            if replay:
+                return engine.resume(name, process=REPLAY_PROCESSES[name])
+            return engine.run(FRESH_PROCESSES[name], {"n": n}, run_id=f"prof-{name}")
+
+        if profiler_name == "pyinstrument":
+            from pyinstrument import Profiler
+
+            sampler = Profiler(interval=0.0005)
+            sampler.start()
+            run = body()
+            sampler.stop()
+            text = sampler.output_text(unicode=True, show_all=False)
+        else:
+            profiler = cProfile.Profile()
+            profiler.enable()
+            run = body()
+            profiler.disable()
+            out = io.StringIO()
+            stats = pstats.Stats(profiler, stream=out)
+            stats.sort_stats("tottime").print_stats(top)
+            stats.sort_stats("cumulative").print_stats(top)
+            text = out.getvalue()
+    return {"stats": str(run.stats), "profile": text}
+
+
+def child_main(args: argparse.Namespace) -> None:
+    case, journal, n = args.child, args.journal, args.n
+    result: dict[str, Any]
+    if case == "setup":
+        result = child_setup(journal, n)
+    elif case in ("replay-seq", "replay-par"):
+        result = child_replay(journal, case.removeprefix("replay-"), n, args.repeat)
+    elif case.startswith(("rss-", "tracemalloc-")):
+        mode, name = case.split("-")
+        result = child_memory(journal, name, n, mode)
+    elif case.startswith("fresh-"):
+        result = child_fresh(journal, case.removeprefix("fresh-"), n)
+    elif case.startswith("profile:"):
+        result = child_profile(
+            journal, case.removeprefix("profile:"), n, args.top, args.profiler
+        )
+    else:
+        raise SystemExit(f"unknown child case {case!r}")
+    print(json.dumps(result))
+
+
+# -- the parent ----------------------------------------------------------------
+
+
+def run_child(case: str, journal: Path, args: argparse.Namespace) -> dict[str, Any]:
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child",
+        case,
+        "--journal",
+        str(journal),
+        "--n",
+        str(args.n),
+        "--repeat",
+        str(args.repeat),
+        "--top",
+        str(args.top),
+        "--profiler",
+        args.profiler,
+    ]
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    took = time.perf_counter() - started
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr)
+        raise SystemExit(f"bench_engine: child {case!r} failed ({proc.returncode})")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["child_s"] = took
+    return result
+
+
+def _us(seconds: float) -> str:
+    return f"{seconds * 1e6:,.2f} µs"
+
+
+def _verdict(ok: bool) -> str:
+    return "[green]meets[/green]" if ok else "[red]misses[/red]"
+
+
+def report(args: argparse.Namespace, res: dict[str, Any], total: float) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    n = args.n
+    table = Table(
+        title=f"replay-engine engine benchmarks: n = {n:,} effects, best of"
+        f" {args.repeat} resumes per replay case",
+        title_justify="left",
+    )
+    table.add_column("benchmark")
+    table.add_column("figure", justify="right")
+    table.add_column("floor", justify="right")
+    table.add_column("ratio", justify="right")
+    table.add_column("CPU ratio", justify="right")
+    table.add_column("target")
+    table.add_column("notes")
+
+    for name, label in (("seq", "sequential"), ("par", "one parallel.map")):
+        rep = res[f"replay-{name}"]
+        floor = rep["floor"]
+        per_effect = rep["best_s"] / n
+        floor_effect = 2 * floor["per_event_us"] / 1e6
+        cpu_floor_effect = 2 * floor["cpu_per_event_us"] / 1e6
+        ratio = per_effect / floor_effect
+        cpu_ratio = rep["cpu_s"] / n / cpu_floor_effect
+        table.add_row(
+            f"replay, {label}",
+            f"{_us(per_effect)} / effect",
+            f"{_us(floor_effect)} / effect",
+            f"{ratio:.1f}x",
+            f"{cpu_ratio:.1f}x",
+            f"≤ {REPLAY_TARGET_RATIO:g}x {_verdict(ratio <= REPLAY_TARGET_RATIO)}",
+            f"resume {rep['best_s']:.2f} s = {n / rep['best_s']:,.0f} effects/s;"
+            f" floor {floor['per_event_us']:.2f} µs/event x 2;"
+            f" cyclic GC {rep['gc_s'] / rep['best_s']:.0%} of the resume",
+        )
+        exec_per = rep["exec_s"] / n
+        table.add_row(
+            "  of which: re-executing the process",
+            f"{_us(exec_per)} / effect",
+            "",
+            f"{exec_per / floor_effect:.1f}x",
+            "",
+            "",
+            "run.stats.elapsed; the rest"
+            f" ({_us(per_effect - exec_per)}/effect) is loading the journal",
+        )
+    for name, label in (
+        ("thread", "sync tasks, thread pool (default)"),
+        ("inline", 'sync tasks, executor="inline"'),
+        ("async", "async tasks"),
+    ):
+        fresh = res[f"fresh-{name}"]
+        ok = fresh["per_s"] >= FRESH_TARGET_PER_S
+        table.add_row(
+            f"fresh parallel.map, {label}",
+            f"{fresh['per_s']:,.0f} effects/s",
+            "",
+            "",
+            "",
+            f"≥ {FRESH_TARGET_PER_S:,.0f}/s {_verdict(ok)}" if name == "thread" else "",
+            f"{fresh['commits']:,} commits (fsync); {fresh['wall_s']:.2f} s ="
+            f" {_us(fresh['wall_s'] / n)}/effect; CPU {fresh['cpu_s']:.2f} s;"
+            f" cyclic GC {fresh['gc_s'] / fresh['wall_s']:.0%} of the run",
+        )
+    for name, label in (("seq", "sequential"), ("par", "parallel.map")):
+        rss = res[f"rss-{name}"]
+        notes = f"peak RSS {rss['rss_before_mb']:.0f} → {rss['rss_after_mb']:.0f} MB"
+        figure = f"+{rss['rss_after_mb'] - rss['rss_before_mb']:,.0f} MB RSS"
+        tm = res.get(f"tracemalloc-{name}")
+        if tm is not None:
+            figure += f", {tm['tracemalloc_peak_mb']:,.0f} MB heap"
+            notes += "; heap: tracemalloc peak"
+        table.add_row(f"memory of one replay, {label}", figure, "", "", "", "", notes)
+    setup = res["setup"]
+    table.add_row(
+        "setup of the replay runs",
+        f"{setup['seq']:.1f} s + {setup['par']:.1f} s",
+        "",
+        "",
+        "",
+        "",
+        'durability="process", inline tasks',
+    )
+    console = Console(width=max(Console().width, 160))
+    console.print(table)
+    console.print(
+        "floor: py-lmdb read-only env, cursor over the run's range of the events DB,"
+        " msgspec decode of each envelope (no digest or chain check, no blob read);"
+        " an effect is 2 events (requested + completed), so the floor per effect is"
+        " 2 events. ratio: wall time (the target); CPU ratio: process CPU time,"
+        " steadier on a shared host. RSS includes the LMDB map pages a resume"
+        " touches; heap counts Python objects only."
+    )
+    console.print(f"total bench time {total:.0f} s; journals in {args.journal_dir}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=100_000, help="effects per run")
+    parser.add_argument("--repeat", type=int, default=3, help="timed resumes per case")
+    parser.add_argument(
+        "--no-tracemalloc",
+        action="store_true",
+        help="skip the tracemalloc children (they are the slowest part)",
+    )
+    parser.add_argument(
+        "--profile",
+        choices=[
+            "replay-seq",
+            "replay-par",
+            "fresh-thread",
+            "fresh-inline",
+            "fresh-async",
+        ],
+        help="profile one case and print its hot spots instead of the table",
+    )
+    parser.add_argument("--top", type=int, default=30, help="rows of --profile")
+    parser.add_argument(
+        "--profiler",
+        choices=["cprofile", "pyinstrument"],
+        default="cprofile",
+        help="for --profile: cProfile (deterministic) or pyinstrument (sampling;"
+        " pip install pyinstrument)",
+    )
+    parser.add_argument("--json", help="also write the raw results to this file")
+    parser.add_argument("--keep", help="put the journals here and keep them")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--journal", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child_main(args)
+        return
+
+    started = time.perf_counter()
+    base = Path(args.keep or tempfile.mkdtemp(prefix="bench-engine-"))
+    base.mkdir(parents=True, exist_ok=True)
+    args.journal_dir = str(base) if args.keep else "a temporary directory (removed)"
+    replay_journal = base / "replay"
+    shutil.rmtree(replay_journal, ignore_errors=True)
+    try:
+        res: dict[str, Any] = {}
+        if args.profile:
+            if args.profile.startswith("replay-"):
+                run_child("setup", replay_journal, args)
+                journal = replay_journal
+            else:
+                journal = base / f"profile-{args.profile}"
+                shutil.rmtree(journal, ignore_errors=True)
+            out = run_child(f"profile:{args.profile}", journal, args)
+            print(out["stats"])
+            print(out["profile"])
+            return
+        res["setup"] = run_child("setup", replay_journal, args)
+        for case in ("replay-seq", "replay-par", "rss-seq", "rss-par"):
+            res[case] = run_child(case, replay_journal, args)
+        if not args.no_tracemalloc:
+            for case in ("tracemalloc-seq", "tracemalloc-par"):
+                res[case] = run_child(case, replay_journal, args)
+        for name in FRESH_PROCESSES:
+            journal = base / f"fresh-{name}"
+            shutil.rmtree(journal, ignore_errors=True)
+            res[f"fresh-{name}"] = run_child(f"fresh-{name}", journal, args)
+        total = time.perf_counter() - started
+        report(args, res, total)
+        if args.json:
+            Path(args.json).write_text(
+                json.dumps(
+                    {"n": args.n, "repeat": args.repeat, "total_s": total, **res},
+                    indent=2,
+                )
+            )
+    finally:
+        if not args.keep:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
