@@ -7,6 +7,7 @@ inspect them.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures as cf
 import dataclasses
 import datetime as _dt
 import logging
@@ -112,10 +113,12 @@ class Engine:
         durability: ``"fsync"`` (every group commit survives power loss; the
             default) or ``"process"`` (no fsync: survives a crash of this
             process, not of the machine).
-        executor: where sync tasks run: ``None`` for a thread pool, or any
-            ``concurrent.futures.Executor``. A thread pool gets functions; any
-            other executor gets tasks by reference (``module:qualname``) with
-            args and results as msgspec bytes.
+        executor: where sync tasks run: ``None`` for a thread pool, any
+            ``concurrent.futures.Executor``, a ``distributed.Client`` or a Dask
+            scheduler address (``"dask://host:8786"``; needs
+            ``replay-engine[dask]``, see docs/dask.md). A thread pool gets
+            functions; any other executor gets tasks by reference
+            (``module:qualname``) with args and results as msgspec bytes.
         max_in_flight: effects executing at once across the engine.
 
     Example::
@@ -137,12 +140,19 @@ class Engine:
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1, not {max_in_flight}")
+        owned = False
+        if executor is not None and not isinstance(executor, cf.Executor):
+            # A distributed.Client or a scheduler address ("dask://host:8786"):
+            # _dask imports distributed only now, never at import time.
+            from ._dask import as_dask_executor
+
+            executor, owned = as_dask_executor(executor), True
         kwargs = {} if map_size is None else {"map_size": map_size}
         self.store = Store(path, durability=durability, **kwargs)
         self.path = self.store.real_path
         self.max_in_flight = max_in_flight
         self._slots = Slots(max_in_flight)
-        self._executors = ExecutorSet(executor)
+        self._executors = ExecutorSet(executor, owned=owned)
         # Only replay_engine.testing passes hooks (completion order, crashes).
         self._hooks = hooks
 
@@ -616,13 +626,15 @@ class Engine:
         """
         record = self.store.require_run(run_id)
         info = RunInfo._from_record(record)
-        if record.status in ("failed", "waiting") and record.events:
-            last = self.store.read_events(run_id, record.events - 1)[-1].event
-            if isinstance(last, jf.RunFailed):
-                info = dataclasses.replace(info, error=last.error)
-            elif isinstance(last, jf.RunWaiting):
-                keys = tuple(jf.key_bytes_to_text(k) for k in last.pending)
-                info = dataclasses.replace(info, pending=keys)
+        if record.status == "failed" and record.events:
+            for stored in reversed(self.store.read_events(run_id)):
+                if isinstance(stored.event, jf.RunFailed):
+                    info = dataclasses.replace(info, error=stored.event.error)
+                    break
+        elif record.status == "waiting":
+            # From the whole journal: claims, posts and signals follow run_waiting.
+            keys = tuple(p.key for p in self.pending(run_id) if not p.abandoned)
+            info = dataclasses.replace(info, pending=keys)
         return info
 
     def result(self, run_id: str) -> Any:

@@ -140,6 +140,19 @@ def _reject(reason: str, message: str, run_id: str, key: str | None) -> PostReje
     return PostRejected(message, reason=reason, run_id=run_id, key=key)
 
 
+def _parse_key(run_id: str, key_text: str) -> bytes:
+    try:
+        return jf.encode_key(jf.parse_key(key_text))
+    except jf.FormatError as exc:
+        raise _reject(
+            "unknown_key",
+            f"{exc}; list the keys run {run_id!r} waits on with"
+            f" `replay-engine pending {run_id}`",
+            run_id,
+            key_text,
+        ) from None
+
+
 def _check_open(view: RunTxn, key_text: str | None) -> None:
     status = view.record.status
     if status in TERMINAL:
@@ -221,7 +234,7 @@ def post(
     has_result: bool = True,
 ) -> int:
     """Record the outcome of a pending external effect; returns its event seq."""
-    key = jf.encode_key(jf.parse_key(key_text))
+    key = _parse_key(run_id, key_text)
     key_text = _key_text(key)
     blobs: dict[bytes, bytes] = {}
     if error is None:
@@ -355,7 +368,7 @@ def heartbeat(
     store: Store, run_id: str, key_text: str, worker: str, lease_seconds: float
 ) -> _dt.datetime:
     """Extend ``worker``'s lease on a pending effect; returns the new expiry."""
-    key = jf.encode_key(jf.parse_key(key_text))
+    key = _parse_key(run_id, key_text)
     key_text = _key_text(key)
 
     def body(view: RunTxn) -> int:

@@ -87,6 +87,87 @@ async def _await_any(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
 
 
+class _Branch:
+    """A suspended branch, driven straight from the futures it awaits.
+
+    A branch waiting on an effect yields the asyncio Future of that effect;
+    instead of wrapping the branch in a Task (whose creation, first step and
+    completion each cost a scheduling hop), the branch resumes from that
+    future's done-callback, in its own context. Anything else it yields (a
+    bare ``yield``, a foreign awaitable) hands it over to a real Task.
+    """
+
+    __slots__ = ("context", "coro", "group", "index", "task", "waiting")
+
+    def __init__(
+        self,
+        group: _Group,
+        index: int,
+        coro: Coroutine[Any, Any, Any],
+        context: contextvars.Context,
+    ) -> None:
+        self.group = group
+        self.index = index
+        self.coro: Coroutine[Any, Any, Any] | None = coro
+        self.context = context
+        self.waiting: asyncio.Future[Any] | None = None
+        self.task: asyncio.Task[Any] | None = None
+
+    def wait_on(self, yielded: Any) -> None:
+        if isinstance(yielded, asyncio.Future) and yielded._asyncio_future_blocking:
+            yielded._asyncio_future_blocking = False  # as asyncio's Task does
+            self.waiting = yielded
+            yielded.add_done_callback(self._wake, context=self.context)
+            return
+        assert self.coro is not None
+        task = asyncio.get_running_loop().create_task(
+            _continue(self.coro, yielded), context=self.context
+        )
+        self.task = task
+        task.add_done_callback(self._task_done)
+
+    def _wake(self, _future: asyncio.Future[Any]) -> None:
+        self.waiting = None
+        coro = self.coro
+        if coro is None:  # abandoned meanwhile
+            return
+        try:
+            yielded = coro.send(None)
+        except StopIteration as stop:
+            self.group.branch_done(self.index, stop.value)
+        except BaseException as exc:  # the branch's failure, whatever it is
+            self.group.branch_done(self.index, _Failure(exc))
+        else:
+            self.wait_on(yielded)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        if task.cancelled():
+            value: Any = _Failure(asyncio.CancelledError())
+        else:
+            exc = task.exception()
+            value = _Failure(exc) if exc is not None else task.result()
+        self.group.branch_done(self.index, value)
+
+    def cancel(self) -> None:
+        """Cancel it: the awaited future raises CancelledError inside the branch."""
+        if self.task is not None:
+            self.task.cancel()
+        elif self.waiting is not None:
+            self.waiting.cancel()
+
+    def abandon(self) -> None:
+        """Drop it without settling through the group (the group settles it)."""
+        if self.task is not None:
+            self.task.remove_done_callback(self._task_done)
+            self.task.cancel()
+        else:
+            if self.waiting is not None:
+                self.waiting.remove_done_callback(self._wake)
+            if self.coro is not None:
+                self.coro.close()
+        self.coro = None
+
+
 class _Group:
     """The branches of one parallel call, settling into one result list."""
 
@@ -99,11 +180,10 @@ class _Group:
         self.remaining = count
         self.limit = limit
         self.running = 0
-        self.tasks: dict[int, asyncio.Task[Any]] = {}
+        self.branches: dict[int, _Branch] = {}
         self.waiter: asyncio.Future[None] | None = None
         self.on_activity = on_activity
         self.refill: Callable[[], None] | None = None
-        self._done_callbacks: dict[int, Callable[[asyncio.Task[Any]], None]] = {}
 
     def start(self, index: int, scope: Scope, make: Callable[[], Any]) -> None:
         """Start branch ``index``: run it until it first suspends, or to its end."""
@@ -114,23 +194,14 @@ class _Group:
             return
         coro, first = pending
         self.running += 1
-        task = asyncio.get_running_loop().create_task(
-            _continue(coro, first), context=context
-        )
-        self.tasks[index] = task
-        callback = functools.partial(self._task_done, index)
-        self._done_callbacks[index] = callback
-        task.add_done_callback(callback)
+        branch = _Branch(self, index, coro, context)
+        self.branches[index] = branch
+        branch.wait_on(first)
 
-    def _task_done(self, index: int, task: asyncio.Task[Any]) -> None:
+    def branch_done(self, index: int, value: Any) -> None:
+        """A suspended branch finished (``value`` may be a ``_Failure``)."""
         self.running -= 1
-        del self.tasks[index]
-        self._done_callbacks.pop(index, None)
-        if task.cancelled():
-            value: Any = _Failure(asyncio.CancelledError())
-        else:
-            exc = task.exception()
-            value = _Failure(exc) if exc is not None else task.result()
+        del self.branches[index]
         self._settle(index, value)
         self.on_activity()
         # Only here, never from _settle: an eager branch settles inside refill's
@@ -167,27 +238,26 @@ class _Group:
         real = [
             i for i, e in self.failures.items() if not isinstance(e, BranchAbandoned)
         ]
-        if not real or not self.tasks:
+        if not real or not self.branches:
             return None
         lowest = min(real)
-        return lowest if lowest < min(self.tasks) else None
+        return lowest if lowest < min(self.branches) else None
 
     def unsettled_prefixes(self) -> list[bytes]:
         """Key prefixes of the branches still running."""
-        return [self.key + encode_component(i) for i in sorted(self.tasks)]
+        return [self.key + encode_component(i) for i in sorted(self.branches)]
 
     def abandon_rest(self) -> None:
-        """Settle every unsettled branch as abandoned (their tasks are cancelled)."""
-        for index, task in sorted(self.tasks.items()):
-            task.remove_done_callback(self._done_callbacks.pop(index))
-            task.cancel()
+        """Settle every unsettled branch as abandoned (their work is dropped)."""
+        for index, branch in sorted(self.branches.items()):
+            branch.abandon()
             self.running -= 1
             self._settle(index, _Failure(BranchAbandoned()))
-        self.tasks.clear()
+        self.branches.clear()
 
     def cancel(self) -> None:
-        for task in list(self.tasks.values()):
-            task.cancel()
+        for branch in list(self.branches.values()):
+            branch.cancel()
 
 
 class _Failure:

@@ -21,7 +21,6 @@ from ._common import (
     STATUSES,
     emit_json,
     json_option,
-    key_text,
     make_console,
     open_engine,
     plain,
@@ -36,22 +35,13 @@ from ._external import add_waiting_columns, waiting_cells, waiting_fields
 # -- inspecting ----------------------------------------------------------------
 
 
-def _last_events(engine: Engine, info: RunInfo, count: int = 4) -> list[Any]:
-    return list(engine.events(info.run_id, max(0, info.events - count)))
-
-
 def status_document(engine: Engine, info: RunInfo) -> dict[str, Any]:
-    error: dict[str, Any] | None = None
-    pending: list[str] = []
-    if info.status in ("failed", "waiting"):
-        for stored in reversed(_last_events(engine, info)):
-            event = stored.event
-            if isinstance(event, jf.RunFailed):
-                error = {"type": event.error.type, "message": event.error.message}
-                break
-            if isinstance(event, jf.RunWaiting):
-                pending = [t for t in map(key_text, event.pending) if t is not None]
-                break
+    if info.status in ("failed", "waiting") and not (info.error or info.pending):
+        info = engine.status(info.run_id)  # fills error / pending from the journal
+    error = (
+        {"type": info.error.type, "message": info.error.message} if info.error else None
+    )
+    pending = list(info.pending)
     return {
         "run_id": info.run_id,
         "status": info.status,
