@@ -19,7 +19,7 @@ import blake3
 import journal_format as jf
 
 from ._journal import call_site, divergence
-from ._parallel import BranchAbandoned, check_thunks, map_makers, run_group
+from ._parallel import BranchAbandoned, check_map_fn, check_thunks, run_group
 from ._scope import Scope, current_scope
 from ._tasks import TaskDef, as_task
 from .errors import PayloadError, ReplayEngineError, task_failure
@@ -65,7 +65,7 @@ class Parallel:
         """
         makers = check_thunks(thunks)
         key = self._rt.group_key()
-        return run_group(key, makers, None, self._rt.tick, self._rt.groups)
+        return run_group(key, makers, None, None, self._rt.tick, self._rt.groups)
 
     def map(
         self,
@@ -84,9 +84,10 @@ class Parallel:
         """
         if limit is not None and limit < 1:
             raise ValueError(f"limit must be >= 1, not {limit}")
-        makers = map_makers(list(items), fn)
+        values = items if isinstance(items, list | tuple | range) else list(items)
+        fn = check_map_fn(fn)
         key = self._rt.group_key()
-        return run_group(key, makers, limit, self._rt.tick, self._rt.groups)
+        return run_group(key, fn, values, limit, self._rt.tick, self._rt.groups)
 
 
 class Context:

@@ -103,14 +103,12 @@ class RunJournal:
         entries = self.entries
         logs = self.logs
         names: dict[str, str] = {}  # one str object per distinct task/kind name
-        last: list[jf.Event] = [jf.RunWaiting()]
         requested, completed = jf.EffectRequested, jf.EffectCompleted
 
         def visit(
             seq: int, envelope: jf.Envelope, fetch: Callable[[bytes], bytes]
         ) -> None:
             event = envelope.event
-            last[0] = event
             kind = type(event)
             # Ordered by frequency: requests and completions are most events.
             if kind is requested:
@@ -123,16 +121,19 @@ class RunJournal:
                 entry.deadline_ns = event.deadline_ns  # type: ignore[union-attr]
                 entries[event.key] = entry  # type: ignore[union-attr]
             elif kind is completed:
-                self._effect_by_key(event.key, seq).result = fetch(event.result)  # type: ignore[union-attr]
+                done = entries.get(event.key)  # type: ignore[union-attr]
+                if done is None or done.kind != "effect":
+                    done = self._effect_by_key(event.key, seq)  # type: ignore[union-attr]
+                done.result = fetch(event.result)  # type: ignore[union-attr]
                 signal_seq = event.signal_seq  # type: ignore[union-attr]
                 if signal_seq is not None:
                     self.consumed_signals.add(signal_seq)
             else:
                 self._load_other(seq, event, logs)
 
-        count = self.store.scan_events(self.run_id, visit, stop=stop)
+        count, last = self.store.scan_events(self.run_id, visit, stop=stop)
         self.recorded_events = count
-        self.last_event = last[0] if count else None
+        self.last_event = last
 
     def _load_other(
         self, seq: int, event: jf.Event, logs: set[tuple[bytes, int]]

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import inspect
+import types
 from collections.abc import (
     Awaitable,
     Callable,
@@ -39,6 +39,8 @@ T = TypeVar("T")
 U = TypeVar("U")
 
 _PENDING = object()
+_NO_ITEM = object()
+_CoroutineType = types.CoroutineType
 
 
 class BranchAbandoned(BaseException):
@@ -185,10 +187,12 @@ class _Group:
         self.on_activity = on_activity
         self.refill: Callable[[], None] | None = None
 
-    def start(self, index: int, scope: Scope, make: Callable[[], Any]) -> None:
+    def start(
+        self, index: int, scope: Scope, make: Callable[..., Any], item: Any
+    ) -> None:
         """Start branch ``index``: run it until it first suspends, or to its end."""
         context = contextvars.copy_context()
-        done, value, pending = context.run(_first_step, scope, make)
+        done, value, pending = context.run(_first_step, scope, make, item)
         if done:
             self._settle(index, value)
             return
@@ -267,15 +271,17 @@ class _Failure:
         self.exc = exc
 
 
-def _first_step(scope: Scope, make: Callable[[], Any]) -> tuple[bool, Any, Any]:
+def _first_step(
+    scope: Scope, make: Callable[..., Any], item: Any
+) -> tuple[bool, Any, Any]:
     """Run in the branch's own context: set its scope, call it, drive one step."""
     current_scope.set(scope)
     try:
-        value = make()
+        value = make() if item is _NO_ITEM else make(item)
     except BaseException as exc:
         return True, _Failure(exc), None
     coro: Coroutine[Any, Any, Any]
-    if inspect.iscoroutine(value):
+    if type(value) is _CoroutineType or inspect.iscoroutine(value):
         coro = value
     elif inspect.isawaitable(value):
         coro = _await_any(value)
@@ -292,7 +298,8 @@ def _first_step(scope: Scope, make: Callable[[], Any]) -> tuple[bool, Any, Any]:
 
 async def run_group(
     key: bytes,
-    makers: Sequence[Callable[[], Any]],
+    makers: Sequence[Callable[[], Any]] | Callable[[Any], Any],
+    items: Sequence[Any] | None,
     limit: int | None,
     on_activity: Callable[[], None],
     active: set[_Group],
@@ -302,22 +309,25 @@ async def run_group(
     While it waits, the group is in ``active``, so the runtime can settle it
     early when its outcome is already decided (see ``decided_failure``).
     """
-    group = _Group(key, len(makers), limit, on_activity)
-    if not makers:
+    # parallel.all: one thunk per branch; parallel.map: one function, one item
+    # per branch (no per-item closure).
+    count = len(items) if items is not None else len(makers)  # type: ignore[arg-type]
+    group = _Group(key, count, limit, on_activity)
+    if not count:
         return []
     text = key_bytes_to_text(key)
     next_index = 0
 
     def refill() -> None:
         nonlocal next_index
-        while next_index < len(makers) and (limit is None or group.running < limit):
+        while next_index < count and (limit is None or group.running < limit):
             index = next_index
             next_index += 1
-            group.start(
-                index,
-                Scope(key + encode_component(index), f"{text}.{index}."),
-                makers[index],
-            )
+            scope = Scope(key + encode_component(index), f"{text}.{index}.")
+            if items is None:
+                group.start(index, scope, makers[index], _NO_ITEM)  # type: ignore[index]
+            else:
+                group.start(index, scope, makers, items[index])  # type: ignore[arg-type]
 
     group.refill = refill
     refill()
@@ -357,10 +367,10 @@ def check_thunks(thunks: Iterable[Any]) -> list[Callable[[], Any]]:
     return items
 
 
-def map_makers(items: Sequence[T], fn: Callable[[T], Any]) -> list[Callable[[], Any]]:
-    """One thunk per item: ``fn(item)``."""
+def check_map_fn(fn: Callable[[T], Any]) -> Callable[[T], Any]:
+    """Refuse a map function that is not callable."""
     if not callable(fn):
         raise TypeError(
             f"ctx.parallel.map expects a function of one item, got {type(fn).__name__}"
         )
-    return [functools.partial(fn, item) for item in items]
+    return fn

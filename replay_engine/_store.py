@@ -19,6 +19,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
+import msgspec
+from blake3 import blake3 as _blake3
+
 import journal_format as jf
 
 from . import _env
@@ -34,6 +37,7 @@ Durability = Literal["fsync", "process"]
 T = TypeVar("T")
 
 _SEQ_BYTES = 8
+_envelope_decoder = msgspec.msgpack.Decoder(jf.Envelope)
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,13 +404,14 @@ class Store:
         visit: Callable[[int, jf.Envelope, Callable[[bytes], bytes]], None],
         *,
         stop: int | None = None,
-    ) -> int:
+    ) -> tuple[int, jf.Event | None]:
         """Check and visit the events of a run in one read transaction.
 
         The hot path of every resume: each event's digest and chain link are
         checked with no per-event objects beyond the decoded envelope. ``visit``
         gets ``(seq, envelope, fetch)``, where ``fetch(address)`` returns a
-        checked blob from the same snapshot. Returns the number of events.
+        checked blob from the same snapshot. Returns the number of events and
+        the last event.
 
         Raises:
             JournalCorruptError: a damaged event or blob, naming run and seq.
@@ -416,12 +421,18 @@ class Store:
         blobs_db = self._dbs[jf.DB_BLOBS]
         size = jf.ADDRESS_SIZE
         expected_len = len(prefix) + _SEQ_BYTES
-        decode = jf.decode_envelope
-        hash_of = jf.address_of
+        # The bare callables, not their checked wrappers: this loop runs once
+        # per event of every resume.
+        decode = _envelope_decoder.decode
+        decode_error = msgspec.DecodeError
 
-        def body(txn: Any) -> int:
+        def hash_of(data: bytes) -> bytes:
+            return _blake3(data).digest()
+
+        def body(txn: Any) -> tuple[int, jf.Event | None]:
             get = txn.get
             seq = 0
+            envelope: jf.Envelope | None = None
 
             def fetch(address: bytes) -> bytes:
                 data: bytes | None = get(address, db=blobs_db)
@@ -449,12 +460,12 @@ class Store:
                     digest = v[:size]
                     data = v[size:]
                     try:
-                        if hash_of(data) != digest:
+                        if _blake3(data).digest() != digest:
                             raise jf.FormatError(
                                 "record bytes do not match their blake3 digest"
                             )
                         envelope = decode(data)
-                    except jf.FormatError as exc:
+                    except (jf.FormatError, decode_error) as exc:
                         raise JournalCorruptError(
                             f"run {run_id!r}, event seq {seq}: {exc}. The journal is"
                             f" damaged; `replay-engine verify {run_id}` lists every"
@@ -467,7 +478,7 @@ class Store:
                     visit(seq, envelope, fetch)
                     prev = digest
                     seq += 1
-            return seq
+            return seq, (envelope.event if envelope is not None else None)
 
         return _env.read(self._handle, body)
 
