@@ -34,6 +34,10 @@ def encode_payload(value: object) -> bytes:
         return _encoder.encode(value)
     except (TypeError, msgspec.EncodeError, OverflowError) as exc:
         raise FormatError(str(exc)) from None
+    except UnicodeEncodeError as exc:
+        raise FormatError(
+            f"a str holding a lone surrogate cannot be encoded as UTF-8 ({exc})"
+        ) from None
 
 
 def decode_payload(data: bytes) -> Any:

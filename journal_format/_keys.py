@@ -20,12 +20,16 @@ because it is
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from ._errors import FormatError
 
 MAX_COMPONENT = (1 << 64) - 1
 """The largest integer one key component can hold (JF-011)."""
+
+# ASCII digits only: int() would also take "1_0", "+1", " 1" and other scripts' digits.
+_KEY_TEXT = re.compile(r"[0-9]+(?:\.[0-9]+)*")
 
 # Components below 256 are by far the most common; building their bytes once
 # keeps key construction on the replay hot path to a list index and a concat.
@@ -85,12 +89,12 @@ def parse_key(text: str) -> tuple[int, ...]:
     Raises:
         FormatError: the text is not dot-separated non-negative integers.
     """
-    try:
-        key = tuple(int(part) for part in text.strip().split("."))
-    except ValueError:
+    stripped = text.strip()
+    if not _KEY_TEXT.fullmatch(stripped):
         raise FormatError(
             f"{text!r} is not an invocation key (expected a form like 3.1.0)"
-        ) from None
+        )
+    key = tuple(int(part) for part in stripped.split("."))
     if any(i < 0 or i > MAX_COMPONENT for i in key):
         raise FormatError(f"{text!r} has a component outside 0..{MAX_COMPONENT}")
     return key

@@ -34,6 +34,10 @@ class _Handle:
     dbs: dict[bytes, Any]
     refs: int = 0
     grow_lock: threading.Lock = field(default_factory=threading.Lock)
+    txn_lock: threading.RLock = field(default_factory=threading.RLock)
+    """One transaction at a time in this process: py-lmdb invalidates other
+    threads' transactions on ``set_mapsize``, and its abort of a write
+    transaction waits while other threads are inside the environment."""
 
 
 _registry: dict[str, _Handle] = {}
@@ -103,25 +107,27 @@ def write(handle: _Handle, body: Callable[[Any], T]) -> T:
     dies of ``MapFullError``; a map grown by another process is adopted.
     """
     check_pid(handle)
-    while True:
-        try:
-            with handle.env.begin(write=True) as txn:
-                return body(txn)
-        except lmdb.MapFullError:
-            _grow(handle)
-        except lmdb.MapResizedError:
-            _adopt_size(handle)
+    with handle.txn_lock:
+        while True:
+            try:
+                with handle.env.begin(write=True) as txn:
+                    return body(txn)
+            except lmdb.MapFullError:
+                _grow(handle)
+            except lmdb.MapResizedError:
+                _adopt_size(handle)
 
 
 def read(handle: _Handle, body: Callable[[Any], T]) -> T:
     """Run ``body(txn)`` in one short read transaction."""
     check_pid(handle)
-    while True:
-        try:
-            with handle.env.begin(write=False, buffers=False) as txn:
-                return body(txn)
-        except lmdb.MapResizedError:
-            _adopt_size(handle)
+    with handle.txn_lock:
+        while True:
+            try:
+                with handle.env.begin(write=False, buffers=False) as txn:
+                    return body(txn)
+            except lmdb.MapResizedError:
+                _adopt_size(handle)
 
 
 def _grow(handle: _Handle) -> None:

@@ -16,6 +16,8 @@ import json
 import os
 import socket
 
+from journal_format import check_run_id
+
 from .errors import RunLockedError
 
 
@@ -23,6 +25,7 @@ class RunLock:
     """An exclusive lock on executing one run; release it with :meth:`release`."""
 
     def __init__(self, journal_path: str, run_id: str) -> None:
+        check_run_id(run_id)  # FormatError (a ValueError): no "/" or ".." in a path
         directory = os.path.join(journal_path, "locks")
         os.makedirs(directory, exist_ok=True)
         self.run_id = run_id

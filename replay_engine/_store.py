@@ -79,6 +79,8 @@ class Store:
         self._handle = _env.acquire(path, sync=durability == "fsync", map_size=map_size)
         self._dbs = self._handle.dbs
         self.commits = 0
+        self.read_only = False
+        """True when the journal needs a newer format to write (JF-044)."""
         try:
             self._check_format()
         except BaseException:
@@ -128,8 +130,18 @@ class Store:
                     f" {meta.read_version} to read; this replay-engine reads up to"
                     f" {jf.FORMAT_VERSION}. Upgrade replay-engine to open it."
                 )
+            if meta.write_version > jf.FORMAT_VERSION:
+                self.read_only = True
 
         _env.write(self._handle, body)
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise FormatVersionError(
+                f"journal {self.real_path} needs a newer format version to write;"
+                f" this replay-engine writes version {jf.FORMAT_VERSION}, so it"
+                " opened the journal read-only. Upgrade replay-engine to change it."
+            )
 
     # -- runs --------------------------------------------------------------------
 
@@ -260,6 +272,7 @@ class Store:
         counters: tuple[int, int] | None,
         times: Sequence[int] | None = None,
     ) -> AppendResult:
+        self._check_writable()
         events_db = self._dbs[jf.DB_EVENTS]
         keys_db = self._dbs[jf.DB_KEYS]
         blobs_db = self._dbs[jf.DB_BLOBS]
@@ -283,6 +296,7 @@ class Store:
             txn.put(jf.event_key(prefix, seq), sealed, db=events_db)
             key = getattr(event, "key", None)
             if key is not None:
+                jf.decode_key(key)  # FormatError: never write a key no reader can read
                 txn.put(prefix + key, jf.pack_seq(seq), db=keys_db, dupdata=True)
             seq += 1
         updated = jf.RunRecord(
@@ -478,6 +492,8 @@ class Store:
                     visit(seq, envelope, fetch)
                     prev = digest
                     seq += 1
+            if stop is None or seq < stop:
+                self._check_end(txn, run_id, seq, prev)
             return seq, (envelope.event if envelope is not None else None)
 
         return _env.read(self._handle, body)
@@ -514,9 +530,31 @@ class Store:
                 out.append(stored)
                 expected_prev = stored.digest
                 expected_seq = seq + 1
+            if (out or start == 0) and (stop is None or expected_seq < stop):
+                self._check_end(txn, run_id, expected_seq, expected_prev)
             return out
 
         return _env.read(self._handle, body)
+
+    def _check_end(self, txn: Any, run_id: str, count: int, head: bytes | None) -> None:
+        """A read that reached a run's last event must end where its record says.
+
+        The chain cannot show that events were cut off its end; the run record,
+        rewritten by every append, commits to the count and the last digest.
+        """
+        raw = txn.get(run_id.encode(), db=self._dbs[jf.DB_RUNS])
+        if raw is None:
+            return
+        record = self._decode_run(run_id, raw)
+        if record.events != count or (head is not None and record.head != head):
+            raise JournalCorruptError(
+                f"run {run_id!r}: its run record counts {record.events} events, but"
+                f" the journal holds {count} that chain to it: events are missing at"
+                f" the end. `replay-engine verify {run_id}` lists every damaged"
+                " record.",
+                run_id=run_id,
+                seq=min(count, record.events),
+            )
 
     def _check_event(
         self,
@@ -686,6 +724,7 @@ class RunTxn:
                 out.append(stored)
                 prev = stored.digest
                 seq += 1
+        self._store._check_end(self._txn, self.run_id, seq, prev)
         return out
 
     def events_at(self, key: bytes) -> list[StoredEvent]:

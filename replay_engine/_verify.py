@@ -104,7 +104,9 @@ def _verify_run(
         report.problems.append(Problem(f"run record damaged: {exc}", run_id=run_id))
 
     prefix = jf.run_prefix(run_id)
-    prev = jf.genesis_digest(run_id)
+    # The digests the next event may link to: two after a damaged record,
+    # since the damage may be in its stored digest or in its data.
+    prevs = {jf.genesis_digest(run_id)}
     expected_seq = 0
     keyed: dict[int, bytes] = {}
     damaged: set[int] = set()
@@ -128,10 +130,19 @@ def _verify_run(
         except jf.FormatError as exc:
             report.problems.append(Problem(str(exc), run_id=run_id, seq=seq))
             damaged.add(seq)
-            prev = stored_digest
+            prevs = {stored_digest, jf.address_of(v[jf.ADDRESS_SIZE :])}
             continue
         key_bytes = getattr(envelope.event, "key", None)
-        key_text = jf.key_bytes_to_text(key_bytes) if key_bytes is not None else None
+        key_text = _safe_key(key_bytes) if key_bytes is not None else None
+        if key_text is not None and key_text.startswith("<bytes"):
+            report.problems.append(
+                Problem(
+                    "malformed invocation key bytes",
+                    run_id=run_id,
+                    seq=seq,
+                    key=key_text,
+                )
+            )
         if envelope.seq != seq:
             report.problems.append(
                 Problem(
@@ -141,7 +152,7 @@ def _verify_run(
                     key=key_text,
                 )
             )
-        if envelope.prev != prev:
+        if envelope.prev not in prevs:
             report.problems.append(
                 Problem(
                     "chain broken: link to the previous event does not match",
@@ -150,7 +161,7 @@ def _verify_run(
                     key=key_text,
                 )
             )
-        prev = stored_digest
+        prevs = {stored_digest}
         if key_bytes is not None:
             keyed[seq] = key_bytes
         referenced.extend((seq, key_text, a) for a in _addresses_of(envelope.event))
@@ -164,7 +175,7 @@ def _verify_run(
                     run_id=run_id,
                 )
             )
-        elif record.head != prev:
+        elif record.head not in prevs:
             report.problems.append(
                 Problem("run head does not commit to the stored history", run_id=run_id)
             )

@@ -1,0 +1,124 @@
+"""Small builders shared by the store and format tests.
+
+Everything here works on real journals: raw LMDB handles for tests that must
+see or damage the bytes, and child interpreters for tests that need a second
+process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import lmdb
+
+import journal_format as jf
+from replay_engine._store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def child_env() -> dict[str, str]:
+    """The environment for a child interpreter that imports this checkout."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT), *filter(None, [env.get("PYTHONPATH")])]
+    )
+    return env
+
+
+def run_child(code: str, *args: str, timeout: float = 60) -> str:
+    """Run ``code`` in a fresh interpreter (``sys.argv[1:]`` = args); its stdout.
+
+    Raises:
+        AssertionError: the child failed; its stderr is in the message.
+    """
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=child_env(),
+        check=False,
+    )
+    assert proc.returncode == 0, f"child exited {proc.returncode}:\n{proc.stderr}"
+    return proc.stdout
+
+
+@contextlib.contextmanager
+def raw_env(path: str | os.PathLike[str]) -> Iterator[tuple[Any, dict[bytes, Any]]]:
+    """Open a journal with py-lmdb directly (no ``Store`` may hold it)."""
+    env = lmdb.open(os.fspath(path), max_dbs=8, subdir=True)
+    try:
+        dbs = {
+            name: env.open_db(name, create=False)
+            for name in (jf.DB_META, jf.DB_RUNS, jf.DB_EVENTS, jf.DB_BLOBS)
+        }
+        dbs[jf.DB_KEYS] = env.open_db(
+            jf.DB_KEYS, create=False, dupsort=True, dupfixed=True
+        )
+        yield env, dbs
+    finally:
+        env.close()
+
+
+def payload(value: Any) -> tuple[bytes, dict[bytes, bytes]]:
+    """A payload's address and the blobs mapping that stores it."""
+    data = jf.encode_payload(value)
+    address = jf.address_of(data)
+    return address, {address: data}
+
+
+def started(
+    inputs: Any = None, **fields: Any
+) -> tuple[jf.RunStarted, dict[bytes, bytes]]:
+    """A ``RunStarted`` event and its inputs blob."""
+    address, blobs = payload(inputs if inputs is not None else {"n": 1})
+    fields.setdefault("process", "tests.procs:process")
+    fields.setdefault("fingerprint", "00" * 32)
+    return jf.RunStarted(inputs=address, **fields), blobs
+
+
+def requested(
+    key: tuple[int, ...], task: str = "tests.t", args: Any = None
+) -> tuple[jf.EffectRequested, dict[bytes, bytes]]:
+    """An ``EffectRequested`` event at ``key`` and its args blob."""
+    address, blobs = payload(args if args is not None else {"key": list(key)})
+    event = jf.EffectRequested(
+        key=jf.encode_key(key), task=task, kind="task", args=address
+    )
+    return event, blobs
+
+
+def completed(
+    key: tuple[int, ...], result: Any
+) -> tuple[jf.EffectCompleted, dict[bytes, bytes]]:
+    """An ``EffectCompleted`` event at ``key`` and its result blob."""
+    address, blobs = payload(result)
+    return jf.EffectCompleted(key=jf.encode_key(key), result=address), blobs
+
+
+def new_run(store: Store, run_id: str, inputs: Any = None) -> None:
+    """Create a run with a ``RunStarted`` and its inputs blob."""
+    event, blobs = started(inputs)
+    store.create_run(run_id, event, blobs)
+
+
+def effects(
+    keys: range | list[tuple[int, ...]], *, prefix: str = "t"
+) -> tuple[list[Any], dict[bytes, bytes]]:
+    """Requested + completed pairs for each key, with their blobs."""
+    events: list[Any] = []
+    blobs: dict[bytes, bytes] = {}
+    for k in keys:
+        key = (k,) if isinstance(k, int) else k
+        req, b1 = requested(key, task=f"{prefix}.{jf.format_key(key)}")
+        done, b2 = completed(key, {"ok": jf.format_key(key)})
+        events += [req, done]
+        blobs |= b1 | b2
+    return events, blobs
