@@ -85,6 +85,8 @@ class RunInfo:
     """For a failed run: what it failed with (filled by ``Engine.status``)."""
     pending: tuple[str, ...] = ()
     """For a waiting run: the keys it waits on (filled by ``Engine.status``)."""
+    abandoned: tuple[str, ...] = ()
+    """External effects abandoned because their group failed (``Engine.status``)."""
 
     @classmethod
     def _from_record(cls, record: jf.RunRecord) -> RunInfo:
@@ -321,7 +323,8 @@ class Engine:
                 warnings.append(message)
                 _log.warning("%s", message)
             inputs = jf.decode_payload(self.store.get_blob(started.inputs))
-            self.store.set_status(run_id, "running")
+            journal.loaded_status = record.status
+            journal.mark_running = True
             return await self._execute(
                 journal,
                 fn,
@@ -631,10 +634,16 @@ class Engine:
                 if isinstance(stored.event, jf.RunFailed):
                     info = dataclasses.replace(info, error=stored.event.error)
                     break
-        elif record.status == "waiting":
+        if record.status != "running":
             # From the whole journal: claims, posts and signals follow run_waiting.
-            keys = tuple(p.key for p in self.pending(run_id) if not p.abandoned)
-            info = dataclasses.replace(info, pending=keys)
+            pending = self.pending(run_id)
+            info = dataclasses.replace(
+                info,
+                pending=tuple(p.key for p in pending if not p.abandoned)
+                if record.status == "waiting"
+                else (),
+                abandoned=tuple(p.key for p in pending if p.abandoned),
+            )
         return info
 
     def result(self, run_id: str) -> Any:

@@ -87,6 +87,10 @@ class RunJournal:
         self._pending_blobs: dict[bytes, bytes] = {}
         self._sorted_keys: list[bytes] | None = None
         self.crash_after_events: int | None = None
+        self.loaded_status = ""
+        self.mark_running = False
+        """A resumed run is marked running with its first commit, not before:
+        an iterate that finds nothing to do writes nothing and fsyncs nothing."""
         self.on_crash: Callable[[], None] | None = None
         self.crashed = False
         self.events_written = 0
@@ -197,12 +201,16 @@ class RunJournal:
         self, status: str | None = None, counters: tuple[int, int] | None = None
     ) -> None:
         """Commit every buffered event in one transaction (one fsync)."""
-        if (
-            self.read_only
-            or self.crashed
-            or (not self._pending and status is None and counters is None)
-        ):
+        if self.read_only or self.crashed:
             return
+        if not self._pending:
+            if status is None and counters is None:
+                return
+            if self.mark_running and status == self.loaded_status:
+                return  # an execution that changed nothing commits nothing
+        if self.mark_running and status is None:
+            status = "running"  # marked with the execution's first commit
+        self.mark_running = False
         events, self._pending = self._pending, []
         blobs, self._pending_blobs = self._pending_blobs, {}
         limit = self.crash_after_events

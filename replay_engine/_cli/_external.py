@@ -659,9 +659,11 @@ def iterate_command(ctx: click.Context, run_id: str, as_json: bool) -> None:
     del as_json  # iterate always speaks JSON (see _always_json)
     started = time.perf_counter()
     with open_engine(ctx) as engine, _quiet_engine_logger():
-        info = engine.status(run_id)
-        was_completed = info.status == "completed"
-        fn = None if was_completed else load_process(info.process)
+        # The stored record, not engine.status(): that reads the whole journal
+        # for a waiting run, and the replay is about to read it anyway.
+        record = engine.store.require_run(run_id)
+        was_completed = record.status == "completed"
+        fn = None if was_completed else load_process(record.process)
         run = engine.iterate(run_id, process=fn)
         note = None
         if was_completed:

@@ -36,8 +36,7 @@ from ._external import add_waiting_columns, waiting_cells, waiting_fields
 
 
 def status_document(engine: Engine, info: RunInfo) -> dict[str, Any]:
-    if info.status in ("failed", "waiting") and not (info.error or info.pending):
-        info = engine.status(info.run_id)  # fills error / pending from the journal
+    """The ``status`` document of a run; ``info`` comes from ``Engine.status``."""
     error = (
         {"type": info.error.type, "message": info.error.message} if info.error else None
     )
@@ -56,6 +55,7 @@ def status_document(engine: Engine, info: RunInfo) -> dict[str, Any]:
         "fork_at": info.fork_at,
         "error": error,
         "pending": pending,
+        "abandoned": list(info.abandoned),
     }
 
 
