@@ -51,6 +51,7 @@ from ._keys import (
     encode_component as encode_component,
     encode_key as encode_key,
     format_key as format_key,
+    is_valid_key as is_valid_key,
     key_bytes_to_text as key_bytes_to_text,
     parse_key as parse_key,
 )
@@ -120,6 +121,7 @@ __all__ = [
     "event_tag",
     "format_key",
     "genesis_digest",
+    "is_valid_key",
     "key_bytes_to_text",
     "pack_seq",
     "parse_key",

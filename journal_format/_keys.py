@@ -57,6 +57,24 @@ def encode_key(key: Sequence[int]) -> bytes:
     return b"".join([encode_component(i) for i in key])
 
 
+# The whole grammar of key bytes, for checking without decoding: each component
+# is 00, or a length byte L in 1..8 and L big-endian bytes, the first non-zero.
+_VALID_KEY = re.compile(
+    rb"(?:\x00"
+    + b"".join(
+        b"|" + bytes((n,)) + rb"[\x01-\xff][\x00-\xff]{" + str(n - 1).encode() + b"}"
+        for n in range(1, 9)
+    )
+    + rb")+",
+    re.DOTALL,
+)
+
+
+def is_valid_key(data: bytes) -> bool:
+    """Whether ``data`` is a valid, minimal, non-empty key encoding (fast)."""
+    return _VALID_KEY.fullmatch(data) is not None
+
+
 def decode_key(data: bytes) -> tuple[int, ...]:
     """Decode key bytes back to the tuple.
 

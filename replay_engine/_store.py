@@ -276,15 +276,20 @@ class Store:
         events_db = self._dbs[jf.DB_EVENTS]
         keys_db = self._dbs[jf.DB_KEYS]
         blobs_db = self._dbs[jf.DB_BLOBS]
-        for address, data in blobs.items():
+        if blobs:
             # overwrite=False: an identical payload is stored once.
-            txn.put(address, data, db=blobs_db, overwrite=False)
+            txn.cursor(db=blobs_db).putmulti(blobs.items(), overwrite=False)
         prefix = jf.run_prefix(record.run_id)
         seq = record.events
         head = record.head
         now = time.time_ns()
         encode = jf.encode_record
         seal = jf.seal
+        event_key = jf.event_key
+        pack_seq = jf.pack_seq
+        valid_key = jf.is_valid_key
+        event_items: list[tuple[bytes, bytes]] = []
+        index_items: list[tuple[bytes, bytes]] = []
         for index, event in enumerate(events):
             # A fork keeps the times its shared events were first written.
             at = now if times is None else times[index]
@@ -293,12 +298,20 @@ class Store:
             )
             sealed = seal(encode(envelope))
             head = sealed[: jf.ADDRESS_SIZE]
-            txn.put(jf.event_key(prefix, seq), sealed, db=events_db)
+            event_items.append((event_key(prefix, seq), sealed))
             key = getattr(event, "key", None)
             if key is not None:
-                jf.decode_key(key)  # FormatError: never write a key no reader can read
-                txn.put(prefix + key, jf.pack_seq(seq), db=keys_db, dupdata=True)
+                if not valid_key(key):
+                    raise jf.FormatError(
+                        f"invocation key bytes {key.hex()} are malformed; nothing was"
+                        " written"
+                    )
+                index_items.append((prefix + key, pack_seq(seq)))
             seq += 1
+        # One C-level loop per database rather than one Python call per record.
+        txn.cursor(db=events_db).putmulti(event_items)
+        if index_items:
+            txn.cursor(db=keys_db).putmulti(index_items, dupdata=True)
         updated = jf.RunRecord(
             v=jf.FORMAT_VERSION,
             run_id=record.run_id,

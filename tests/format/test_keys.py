@@ -172,3 +172,21 @@ def test_max_key_bytes_fits_lmdb_key_limit() -> None:
     assert len(jf.encode_key([UINT64_MAX] * 42)) <= jf.MAX_INVOCATION_KEY_BYTES
     assert len(jf.encode_key([255] * 191)) == jf.MAX_INVOCATION_KEY_BYTES
     assert len(jf.encode_key([UINT64_MAX] * 43)) > jf.MAX_INVOCATION_KEY_BYTES
+
+
+@pytest.mark.spec("JF-010")
+@given(st.binary(max_size=24))
+@example(b"\x01\x00")  # non-minimal
+@example(b"\x09" + b"\x01" * 9)  # length byte above 8
+@example(b"\x02\x01")  # truncated
+def test_fast_key_check_agrees_with_the_decoder(data: bytes) -> None:
+    try:
+        decodes = bool(jf.decode_key(data))
+    except jf.FormatError:
+        decodes = False
+    assert jf.is_valid_key(data) is decodes
+
+
+@given(key_tuples(min_size=1))
+def test_every_encoded_key_passes_the_fast_check(key: tuple[int, ...]) -> None:
+    assert jf.is_valid_key(jf.encode_key(key))
