@@ -24,6 +24,7 @@ from ._timetravel import (
 )
 from ._verify import Problem as Problem, VerifyReport as VerifyReport
 from .errors import (
+    ExecutorUnavailable as ExecutorUnavailable,
     Expired as Expired,
     FormatVersionError as FormatVersionError,
     JournalCorruptError as JournalCorruptError,
@@ -46,6 +47,7 @@ __all__ = [
     "CallState",
     "DurableProcess",
     "Engine",
+    "ExecutorUnavailable",
     "Expired",
     "FormatVersionError",
     "FrontierCall",

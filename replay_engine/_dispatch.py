@@ -28,6 +28,7 @@ from . import _worker
 from ._hooks import Hooks
 from ._journal import RunJournal
 from ._tasks import TaskContext, TaskDef, _task_context
+from .errors import ExecutorUnavailable
 
 _MAX_CHUNK = 64
 
@@ -227,6 +228,14 @@ class Dispatcher:
     ) -> None:
         try:
             outcomes = future.result()
+        except ExecutorUnavailable as exc:
+            # Not the tasks' failure: record nothing for them; the run stops
+            # with this error and a resume dispatches them again.
+            for call in chunk:
+                if not call.future.done():
+                    call.future.set_exception(exc)
+                self._deliver(call, None)
+            return
         except BaseException as exc:  # the executor itself failed (a worker died)
             outcomes = [_worker.error_outcome(exc)] * len(chunk)
         for call, outcome in zip(chunk, outcomes, strict=True):
@@ -322,8 +331,10 @@ class Dispatcher:
 class ExecutorSet:
     """Where sync tasks run: the engine's executor, a thread pool, a process pool."""
 
-    def __init__(self, executor: Any | None) -> None:
+    def __init__(self, executor: Any | None, *, owned: bool = False) -> None:
         self._given = executor
+        # The engine built it (from a distributed.Client or an address).
+        self._owned = owned
         self._threads: cf.ThreadPoolExecutor | None = (
             executor if isinstance(executor, cf.ThreadPoolExecutor) else None
         )
@@ -370,3 +381,6 @@ class ExecutorSet:
         if self._processes is not None:
             self._processes.shutdown(wait=False, cancel_futures=True)
             self._processes = None
+        if self._owned and self._given is not None:
+            self._given.shutdown(wait=False, cancel_futures=True)
+            self._owned = False

@@ -35,6 +35,7 @@ from ._journal import RunJournal, call_site, divergence
 from ._scope import Scope, current_scope
 from ._tasks import TaskDef
 from .errors import (
+    ExecutorUnavailable,
     NonDeterminismError,
     PayloadError,
     ReplayEngineError,
@@ -155,6 +156,7 @@ class Runtime:
         self.sleeping = 0
         self.external: dict[bytes, asyncio.Future[None]] = {}
         self.diverged: NonDeterminismError | None = None
+        self.executor_lost: ExecutorUnavailable | None = None
         self.stopping = False
         self._quiet: asyncio.Future[None] | None = None
         self._quiet_seen = -1
@@ -275,7 +277,13 @@ class Runtime:
         while True:
             future: asyncio.Future[_worker.Outcome] = self.loop.create_future()
             self.dispatcher.submit(Call(tdef, key_text, args_bytes, attempt, future))
-            status, payload = await future
+            try:
+                status, payload = await future
+            except ExecutorUnavailable as exc:
+                # Not the task's failure: remember it, so the run ends with it
+                # even if the process catches it, and nothing is recorded.
+                self.executor_lost = self.executor_lost or exc
+                raise
             self.tick()
             if status == _worker.OK:
                 result_address = jf.address_of(payload)
@@ -565,6 +573,11 @@ class Runtime:
         if isinstance(exc, NonDeterminismError):
             self._finish_stats(status=None)
             raise exc
+        if self.executor_lost is not None:
+            # The executor went away: a pause, not a failure. The interrupted
+            # effects have requests and no outcome; a resume re-dispatches them.
+            self._finish_stats(status=None)
+            raise self.executor_lost
         unvisited = self.journal.unvisited()
         if unvisited:
             key, entry = unvisited[0]

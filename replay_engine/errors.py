@@ -15,6 +15,7 @@
      ├── ReplayRangeError        (also ValueError) replay/fork point out of range
      ├── PostRejected            a post/claim/heartbeat refused; nothing written
      ├── PayloadError            (also TypeError) a value msgspec cannot encode
+     ├── ExecutorUnavailable     the executor effects run on is gone (a Dask scheduler)
      └── ThunkRequired           (also TypeError) parallel.all got awaitables
 
 Every error carries what it is about as attributes (``run_id``, ``key``,
@@ -223,11 +224,28 @@ class PayloadError(ReplayEngineError, TypeError):
     """
 
 
+class ExecutorUnavailable(ReplayEngineError):
+    """The executor that runs effects is unreachable or gone (a Dask scheduler).
+
+    Not a failure of any task: nothing is recorded for the effects it
+    interrupted, which keep their request and no completion, so a resume
+    dispatches them again (same idempotency key) once the executor is back.
+
+    Attributes:
+        address: the executor's address (a scheduler address), when known.
+    """
+
+    def __init__(self, message: str, *, address: str | None = None) -> None:
+        self.address = address
+        super().__init__(message)
+
+
 class ThunkRequired(ReplayEngineError, TypeError):
     """``ctx.parallel.all`` was given awaitables instead of thunks."""
 
 
 __all__ = [
+    "ExecutorUnavailable",
     "Expired",
     "FormatVersionError",
     "JournalCorruptError",

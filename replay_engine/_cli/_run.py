@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import importlib.util
 import json
 import logging
 import multiprocessing
@@ -177,6 +178,15 @@ def _executor(kind: str) -> Iterator[cf.Executor | None]:
     if kind == "threads":
         yield None
         return
+    if kind != "processes":  # a Dask scheduler address (see _executor_option)
+        from .._dask import DaskExecutor
+
+        dask = DaskExecutor(kind)  # connects when the first effect is sent
+        try:
+            yield dask
+        finally:
+            dask.shutdown(wait=True)
+        return
     # Never fork: the child would inherit the LMDB handle and the run locks.
     method = (
         "forkserver"
@@ -238,12 +248,42 @@ _DURABILITY = click.option(
     help="fsync: every commit survives power loss; process: survives a crash"
     " of this process only (faster).",
 )
+
+
+def _executor_option(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """``threads``, ``processes``, or a Dask scheduler ``dask://HOST:PORT``."""
+    if value in ("threads", "processes"):
+        return value
+    if "://" not in value:
+        raise click.BadParameter(
+            f"{value!r} is not one of threads, processes, dask://HOST:PORT",
+            ctx,
+            param,
+        )
+    from .._dask import scheduler_address  # imports no Dask
+
+    try:
+        address = scheduler_address(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+    if importlib.util.find_spec("distributed") is None:
+        raise click.BadParameter(
+            "running effects on Dask needs the 'distributed' package:"
+            " pip install 'replay-engine[dask]'",
+            ctx,
+            param,
+        )
+    return address
+
+
 _EXECUTOR = click.option(
     "--executor",
-    type=click.Choice(["threads", "processes"]),
+    metavar="threads|processes|dask://HOST:PORT",
     default="threads",
     show_default=True,
-    help="Where sync tasks run (processes: tasks are imported by reference).",
+    callback=_executor_option,
+    help="Where sync tasks run: threads, processes, or the Dask scheduler at"
+    " dask://HOST:PORT (processes and Dask import tasks by reference).",
 )
 
 
