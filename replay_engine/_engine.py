@@ -143,9 +143,12 @@ class Engine:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1, not {max_in_flight}")
         owned = False
-        if executor is not None and not isinstance(executor, cf.Executor):
-            # A distributed.Client or a scheduler address ("dask://host:8786"):
-            # _dask imports distributed only now, never at import time.
+        if executor is not None and (
+            not isinstance(executor, cf.Executor)
+            or type(executor).__module__.startswith("distributed.")
+        ):
+            # A distributed.Client (or its executor) or a scheduler address
+            # ("dask://host:8786"): _dask imports distributed only now.
             from ._dask import as_dask_executor
 
             executor, owned = as_dask_executor(executor), True
