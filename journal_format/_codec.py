@@ -53,6 +53,26 @@ def address_of(data: bytes) -> bytes:
     return blake3.blake3(data).digest()
 
 
+def payload_ref(data: bytes) -> bytes:
+    """The reference an event stores for payload ``data`` (JF-026).
+
+    A payload shorter than an address is its own reference (stored inline in
+    the event: smaller than any address, so nothing is gained by a blob);
+    a longer one is referred to by its blake3 address and stored as a blob.
+    """
+    return data if len(data) < ADDRESS_SIZE else blake3.blake3(data).digest()
+
+
+def ref_is_inline(ref: bytes) -> bool:
+    """Whether a payload reference holds the payload itself (shorter than 32)."""
+    return len(ref) < ADDRESS_SIZE
+
+
+def blobs_for(ref: bytes, data: bytes) -> dict[bytes, bytes]:
+    """The blob to store with a reference: none for an inline payload."""
+    return {} if len(ref) < ADDRESS_SIZE else {ref: data}
+
+
 def seal(data: bytes) -> bytes:
     """Prefix bytes with their own digest, so damage is caught on every read."""
     return blake3.blake3(data).digest() + data

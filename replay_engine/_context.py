@@ -18,7 +18,7 @@ import blake3
 
 import journal_format as jf
 
-from ._journal import call_site, divergence
+from ._journal import call_site, describe_args, divergence
 from ._parallel import BranchAbandoned, check_map_fn, check_thunks, run_group
 from ._scope import Scope, current_scope
 from ._tasks import TaskDef, as_task
@@ -143,7 +143,7 @@ class Context:
                 " str, int, float, bool, None, bytes, msgspec Structs); nothing was"
                 " recorded."
             ) from None
-        address = jf.address_of(args_bytes)
+        address = jf.payload_ref(args_bytes)  # small args are compared inline
         rt.activity += 1
         entry = rt.journal.entries.get(key)
         if entry is None:
@@ -164,7 +164,7 @@ class Context:
                     key,
                     entry.seq,
                     recorded=entry.describe(),
-                    replayed=f"task {tdef.name!r} args b3:{address.hex()[:12]}",
+                    replayed=f"task {tdef.name!r} args {describe_args(address)}",
                 )
             )
         entry.visited = True

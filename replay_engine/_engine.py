@@ -226,14 +226,14 @@ class Engine:
                 f"the inputs of run {run_id!r} cannot be encoded: {exc}; nothing was"
                 " recorded"
             ) from None
-        address = jf.address_of(inputs_bytes)
+        address = jf.payload_ref(inputs_bytes)
         started = jf.RunStarted(
             process=_process_ref.reference(process),
             fingerprint=_process_ref.fingerprint(process),
             inputs=address,
         )
         with RunLock(self.path, run_id):
-            self.store.create_run(run_id, started, {address: inputs_bytes})
+            self.store.create_run(run_id, started, jf.blobs_for(address, inputs_bytes))
             journal = RunJournal(self.store, run_id)
             journal.recorded_events = 1
             journal.started = started
@@ -325,7 +325,7 @@ class Engine:
                 )
                 warnings.append(message)
                 _log.warning("%s", message)
-            inputs = jf.decode_payload(self.store.get_blob(started.inputs))
+            inputs = jf.decode_payload(self.store.get_payload(started.inputs))
             journal.loaded_status = record.status
             journal.mark_running = True
             return await self._execute(
@@ -379,7 +379,7 @@ class Engine:
             self.store.read_events(record.run_id, max(0, record.events - 4))
         ):
             if isinstance(stored.event, jf.RunCompleted):
-                return jf.decode_payload(self.store.get_blob(stored.event.result))
+                return jf.decode_payload(self.store.get_payload(stored.event.result))
         raise JournalCorruptError(
             f"run {record.run_id!r} is marked completed but its last events hold no"
             " run_completed record",
@@ -548,7 +548,7 @@ class Engine:
             if not callable(process)
             else process
         )
-        inputs = jf.decode_payload(self.store.get_blob(started.inputs))
+        inputs = jf.decode_payload(self.store.get_payload(started.inputs))
         runtime = Runtime(
             journal,
             run_id,
@@ -670,7 +670,7 @@ class Engine:
 
     def payload(self, address: bytes) -> Any:
         """Decode the payload stored under a content address (checked)."""
-        return jf.decode_payload(self.store.get_blob(address))
+        return jf.decode_payload(self.store.get_payload(address))
 
     def verify(self, run_id: str | None = None) -> VerifyReport:
         """Recompute every digest and chain link of one run (or every run and blob)."""

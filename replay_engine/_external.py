@@ -247,8 +247,8 @@ def post(
                 f"the result posted to key {key_text} of run {run_id!r} cannot be"
                 f" encoded: {exc}; nothing was written"
             ) from None
-        address = jf.address_of(data)
-        blobs[address] = data
+        result_ref = jf.payload_ref(data)
+        blobs.update(jf.blobs_for(result_ref, data))
 
     def body(view: RunTxn) -> int:
         _check_open(view, key_text)
@@ -274,7 +274,7 @@ def post(
             _check_breakpoint_result(result, run_id, key_text)
         event: jf.Event
         if error is None:
-            event = jf.EffectCompleted(key=key, result=next(iter(blobs)), by=by)
+            event = jf.EffectCompleted(key=key, result=result_ref, by=by)
         else:
             event = jf.EffectFailed(
                 key=key,
@@ -307,12 +307,12 @@ def post_signal(store: Store, run_id: str, name: str, payload: Any) -> int:
             f"the payload of event {name!r} for run {run_id!r} cannot be encoded:"
             f" {exc}; nothing was written"
         ) from None
-    address = jf.address_of(data)
+    ref = jf.payload_ref(data)
 
     def body(view: RunTxn) -> int:
         _check_open(view, None)
         return view.append(
-            [jf.SignalReceived(name=name, payload=address)], {address: data}
+            [jf.SignalReceived(name=name, payload=ref)], jf.blobs_for(ref, data)
         ).first_seq
 
     return store.transact(run_id, body)

@@ -22,6 +22,7 @@ from ._store import Store
 from .errors import JournalCorruptError, NonDeterminismError
 
 _key_text = jf.key_bytes_to_text
+_ADDRESS_SIZE = jf.ADDRESS_SIZE
 
 
 class Entry:
@@ -62,7 +63,7 @@ class Entry:
 
     def describe(self) -> str:
         if self.kind == "effect":
-            return f"task {self.task!r} args b3:{self.args.hex()[:12]}"
+            return f"task {self.task!r} args {describe_args(self.args)}"
         if self.kind == "value":
             return f"ctx.{self.task}()"
         return "ctx.sleep()"
@@ -128,7 +129,8 @@ class RunJournal:
                 done = entries.get(event.key)  # type: ignore[union-attr]
                 if done is None or done.kind != "effect":
                     done = self._effect_by_key(event.key, seq)  # type: ignore[union-attr]
-                done.result = fetch(event.result)  # type: ignore[union-attr]
+                ref = event.result  # type: ignore[union-attr]
+                done.result = ref if len(ref) < _ADDRESS_SIZE else fetch(ref)
                 signal_seq = event.signal_seq  # type: ignore[union-attr]
                 if signal_seq is not None:
                     self.consumed_signals.add(signal_seq)
@@ -335,3 +337,14 @@ def divergence(
         recorded=recorded,
         replayed=replayed,
     )
+
+
+def describe_args(ref: bytes) -> str:
+    """Args for an error message: the value when inline, else its address prefix."""
+    if jf.ref_is_inline(ref):
+        try:
+            text = repr(jf.decode_payload(ref))
+        except jf.FormatError:
+            text = f"<bytes {ref.hex()}>"
+        return text if len(text) <= 60 else text[:57] + "..."
+    return f"b3:{ref.hex()[:12]}"

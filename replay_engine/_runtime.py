@@ -31,7 +31,7 @@ from ._context import Context
 from ._dispatch import Call, Dispatcher, ExecutorSet, Slots
 from ._external import abandon, expire
 from ._hooks import Hooks
-from ._journal import RunJournal, call_site, divergence
+from ._journal import RunJournal, call_site, describe_args, divergence
 from ._scope import Scope, current_scope
 from ._tasks import TaskDef
 from .errors import (
@@ -268,7 +268,7 @@ class Runtime:
                     args=address,
                     deadline_ns=deadline_ns,
                 ),
-                {address: args_bytes},
+                jf.blobs_for(address, args_bytes),
             )
         if tdef.external:
             return await self._external(tdef, key, deadline_ns)
@@ -286,10 +286,10 @@ class Runtime:
                 raise
             self.tick()
             if status == _worker.OK:
-                result_address = jf.address_of(payload)
+                result_ref = jf.payload_ref(payload)
                 self.record(
-                    jf.EffectCompleted(key=key, result=result_address),
-                    {result_address: payload},
+                    jf.EffectCompleted(key=key, result=result_ref),
+                    jf.blobs_for(result_ref, payload),
                 )
                 return jf.decode_payload(payload)
             if status == _worker.PAYLOAD_ERROR:
@@ -336,7 +336,7 @@ class Runtime:
             )
             self.tick()
             if isinstance(outcome, jf.EffectCompleted):
-                return jf.decode_payload(self.journal.store.get_blob(outcome.result))
+                return jf.decode_payload(self.journal.store.get_payload(outcome.result))
             assert isinstance(outcome, jf.EffectFailed)
             error = outcome.error
             raise task_failure(
@@ -356,10 +356,10 @@ class Runtime:
         for seq, signal_name, address in journal.signals:
             if signal_name == name and seq not in journal.consumed_signals:
                 journal.consumed_signals.add(seq)
-                payload = journal.store.get_blob(address)
+                payload = journal.store.get_payload(address)
                 self.record(
                     jf.EffectCompleted(key=key, result=address, signal_seq=seq),
-                    {address: payload},
+                    jf.blobs_for(address, payload),
                 )
                 return payload
         return None
@@ -600,8 +600,10 @@ class Runtime:
             except jf.FormatError as err:
                 exc = PayloadError(f"the process's result cannot be encoded: {err}")
             else:
-                address = jf.address_of(data)
-                self.journal.record(jf.RunCompleted(result=address), {address: data})
+                ref = jf.payload_ref(data)
+                self.journal.record(
+                    jf.RunCompleted(result=ref), jf.blobs_for(ref, data)
+                )
                 self._finish_stats(status="completed")
                 return Outcome(status="completed", result=jf.decode_payload(data))
         if isinstance(exc, _Stopped | asyncio.CancelledError) or not isinstance(
@@ -653,7 +655,7 @@ def error_info(exc: BaseException) -> jf.ErrorInfo:
 
 
 def _describe_call(tdef: TaskDef, address: bytes) -> str:
-    return f"task {tdef.name!r} args b3:{address.hex()[:12]}"
+    return f"task {tdef.name!r} args {describe_args(address)}"
 
 
 def _end_of(process: object) -> str:

@@ -605,6 +605,10 @@ class Store:
             )
         return StoredEvent(seq=seq, digest=digest, envelope=envelope)
 
+    def get_payload(self, ref: bytes) -> bytes:
+        """The payload bytes a reference names: inline, or a checked blob."""
+        return ref if jf.ref_is_inline(ref) else self.get_blob(ref)
+
     def get_blob(self, address: bytes) -> bytes:
         """The payload stored under ``address``, checked against it.
 

@@ -51,6 +51,10 @@ class VerifyReport:
 
 
 def _addresses_of(event: jf.Event) -> list[bytes]:
+    return [ref for ref in _refs_of(event) if not jf.ref_is_inline(ref)]
+
+
+def _refs_of(event: jf.Event) -> list[bytes]:
     if isinstance(event, jf.RunStarted):
         return [event.inputs]
     if isinstance(event, jf.EffectRequested):

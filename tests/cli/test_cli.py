@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+import journal_format as jf
 from replay_engine import Engine
 from replay_engine._cli import cli
 
@@ -313,10 +314,12 @@ def test_log_lists_the_events_with_their_keys(
 def test_log_json_carries_the_event_fields(fanout_log: list[dict[str, Any]]) -> None:
     started = fanout_log[0]["fields"]
     assert started["process"] == "cli_flows:fanout"
-    assert len(started["inputs"]) == 64  # a content address, in hex
+    # Payload references in hex: a payload shorter than an address is inline
+    # (here the run had no inputs: msgpack nil), a longer one is its address.
+    assert jf.decode_payload(bytes.fromhex(started["inputs"])) is None
     request = next(e for e in fanout_log if e["type"] == "requested")
     assert request["fields"]["kind"] == "task"
-    assert len(request["fields"]["args"]) == 64
+    assert jf.decode_payload(bytes.fromhex(request["fields"]["args"])) == {"x": 1}
     log = next(e for e in fanout_log if e["type"] == "log")
     assert log["fields"]["message"] == "fanned out"
     assert log["fields"]["fields"] == {"items": 3}

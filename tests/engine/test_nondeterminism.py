@@ -145,7 +145,11 @@ def seq_at(engine: Engine, run_id: str, key: str, tag: str = "requested") -> int
 
 
 def args_hash(args: Any) -> str:
-    return jf.address_of(jf.encode_payload(args)).hex()[:12]
+    """How a divergence message names args: small ones by value, others by address."""
+    data = jf.encode_payload(args)
+    if jf.ref_is_inline(jf.payload_ref(data)):
+        return repr(args)
+    return "b3:" + jf.address_of(data).hex()[:12]
 
 
 @pytest.fixture

@@ -219,3 +219,24 @@ def test_unseal_of_digest_only_record_checks_the_empty_data() -> None:
     assert jf.unseal(jf.seal(b"")) == (jf.address_of(b""), b"")
     with pytest.raises(jf.FormatError):
         jf.unseal(b"\x00" * 32)
+
+
+@pytest.mark.spec("JF-026")
+@given(payloads())
+def test_payload_references_are_inline_below_an_address(value: Any) -> None:
+    data = jf.encode_payload(value)
+    ref = jf.payload_ref(data)
+    if len(data) < jf.ADDRESS_SIZE:
+        assert ref == data and jf.ref_is_inline(ref)
+        assert jf.blobs_for(ref, data) == {}
+    else:
+        assert ref == blake3.blake3(data).digest() and not jf.ref_is_inline(ref)
+        assert jf.blobs_for(ref, data) == {ref: data}
+
+
+@pytest.mark.spec("JF-026")
+def test_the_reference_length_decides_at_the_boundary() -> None:
+    short = jf.encode_payload("x" * 30)  # fixstr: 1 header byte + 30 = 31 bytes
+    exact = jf.encode_payload("x" * 31)  # 32 bytes: addressed, not inline
+    assert len(short) < 32 and jf.payload_ref(short) == short
+    assert len(exact) == 32 and jf.payload_ref(exact) == blake3.blake3(exact).digest()
