@@ -19,7 +19,13 @@ import blake3
 import journal_format as jf
 
 from ._journal import call_site, describe_args, divergence
-from ._parallel import BranchAbandoned, check_map_fn, check_thunks, run_group
+from ._parallel import (
+    BranchAbandoned,
+    Resolved,
+    check_map_fn,
+    check_thunks,
+    run_group,
+)
 from ._scope import Scope, current_scope
 from ._tasks import TaskDef, as_task
 from .errors import PayloadError, ReplayEngineError, task_failure
@@ -165,12 +171,13 @@ class Context:
                     entry.seq,
                     recorded=entry.describe(),
                     replayed=f"task {tdef.name!r} args {describe_args(address)}",
+                    replayed_args=args_bytes,
                 )
             )
         entry.visited = True
         if entry.result is not None:
             rt.stats.replayed += 1
-            return _ready(jf.decode_payload(entry.result))
+            return Resolved(jf.decode_payload(entry.result))
         if entry.abandoned:
             return _raise(BranchAbandoned())
         if entry.error is not None:

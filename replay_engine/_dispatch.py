@@ -151,6 +151,8 @@ class Dispatcher:
             return
         # Write-ahead: commit before dispatching anything.
         self.journal.flush()
+        if self.journal.crashed:
+            return  # a (simulated) dead process dispatches nothing more
         local: list[Call] = []
         remote: dict[int, tuple[cf.Executor, list[Call]]] = {}
         while self.ready:

@@ -30,6 +30,8 @@ class Hooks:
     fake: Callable[[str, str, int, Any], Any] | None = None
     """``(key, task, attempt, args) -> result``: answer an effect without running
     it; raise to fail the attempt; return ``Hooks.REAL`` to run the real task."""
+    sleep: Callable[[str, float], float] | None = None
+    """``(key, seconds) -> seconds``: how long a durable timer really waits."""
     crash_after_events: int | None = None
     """Stop writing and abandon the execution once the journal holds this many."""
     clock_ns: Callable[[], int] = field(default=time.time_ns)

@@ -307,6 +307,7 @@ def divergence(
     replayed: str,
     headline: str = "",
     site: str | None = None,
+    replayed_args: bytes | None = None,
 ) -> NonDeterminismError:
     """Build the NonDeterminismError for a divergence at ``key``."""
     key_text = _key_text(key)
@@ -336,6 +337,7 @@ def divergence(
         seq=seq,
         recorded=recorded,
         replayed=replayed,
+        replayed_args=replayed_args,
     )
 
 

@@ -43,6 +43,25 @@ _NO_ITEM = object()
 _CoroutineType = types.CoroutineType
 
 
+class Resolved:
+    """An awaitable that already has its value: a replayed ``ctx.task``.
+
+    ``await`` on it returns the value at once; the branch driver recognises it
+    and takes the value without driving a coroutine at all (the common
+    ``lambda item: ctx.task(...)`` branch, replayed, costs no send and no
+    StopIteration).
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        return self.value
+        yield  # type: ignore[unreachable]  # a generator that never suspends
+
+
 class BranchAbandoned(BaseException):
     """Internal: this branch waits on an effect that was abandoned.
 
@@ -281,7 +300,10 @@ def _first_step(
     except BaseException as exc:
         return True, _Failure(exc), None
     coro: Coroutine[Any, Any, Any]
-    if type(value) is _CoroutineType or inspect.iscoroutine(value):
+    kind = type(value)
+    if kind is Resolved:
+        return True, value.value, None
+    if kind is _CoroutineType or inspect.iscoroutine(value):
         coro = value
     elif inspect.isawaitable(value):
         coro = _await_any(value)
@@ -315,7 +337,7 @@ async def run_group(
     group = _Group(key, count, limit, on_activity)
     if not count:
         return []
-    text = key_bytes_to_text(key)
+    text = key_bytes_to_text(key) + "."
     next_index = 0
 
     def refill() -> None:
@@ -323,7 +345,7 @@ async def run_group(
         while next_index < count and (limit is None or group.running < limit):
             index = next_index
             next_index += 1
-            scope = Scope(key + encode_component(index), f"{text}.{index}.")
+            scope = Scope(key + encode_component(index), text, index)
             if items is None:
                 group.start(index, scope, makers[index], _NO_ITEM)  # type: ignore[index]
             else:

@@ -380,6 +380,8 @@ class Runtime:
             self.due[key] = due_ns
             await self._wait_external(key)
         if remaining > 0:
+            if self.hooks is not None and self.hooks.sleep is not None:
+                remaining = self.hooks.sleep(_key_text(key), remaining)
             await self._sleep_for(remaining)
         self.record(jf.TimerFired(key=key))
 

@@ -22,14 +22,26 @@ _encode_component = jf.encode_component
 class Scope:
     """The calls of one sequential thread of a process (the root or a branch)."""
 
-    __slots__ = ("logs_at", "next_index", "prefix", "text")
+    __slots__ = ("_branch", "_text", "logs_at", "next_index", "prefix")
 
-    def __init__(self, prefix: bytes, text: str = "") -> None:
+    def __init__(
+        self, prefix: bytes, text: str = "", branch: int | None = None
+    ) -> None:
         self.prefix = prefix
-        self.text = text
-        """The human form of ``prefix`` with a trailing dot (``"3.1."``), or ``""``."""
+        # The human form of ``prefix`` with a trailing dot (``"3.1."``), built
+        # only when needed (live calls): replay never asks for it.
+        self._text = text
+        self._branch = branch
         self.next_index = 0
-        self.logs_at: dict[int, int] = {}
+        self.logs_at: dict[int, int] | None = None
+
+    @property
+    def text(self) -> str:
+        """The human form of the prefix with a trailing dot (``"3.1."``), or ``""``."""
+        if self._branch is not None:
+            self._text = f"{self._text}{self._branch}."
+            self._branch = None
+        return self._text
 
     def next_key(self) -> bytes:
         """Take the next invocation key of this scope."""
@@ -54,13 +66,15 @@ class Scope:
         of later calls.
         """
         index = self.next_index
+        if self.logs_at is None:
+            self.logs_at = {}
         ordinal = self.logs_at.get(index, 0)
         self.logs_at[index] = ordinal + 1
         return self.prefix + _encode_component(index), ordinal
 
     def child(self, key: bytes, branch: int) -> Scope:
         """The scope of branch ``branch`` of the group this scope just keyed."""
-        return Scope(key + _encode_component(branch), f"{self.last_text()}.{branch}.")
+        return Scope(key + _encode_component(branch), f"{self.last_text()}.", branch)
 
 
 current_scope: contextvars.ContextVar[Scope] = contextvars.ContextVar(

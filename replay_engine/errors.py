@@ -113,12 +113,15 @@ class NonDeterminismError(ReplayEngineError):
         seq: int | None = None,
         recorded: str = "",
         replayed: str = "",
+        replayed_args: bytes | None = None,
     ) -> None:
         self.run_id = run_id
         self.key = key
         self.seq = seq
         self.recorded = recorded
         self.replayed = replayed
+        self.replayed_args = replayed_args
+        # The canonical msgpack bytes of the args the process passed (task calls).
         super().__init__(message)
 
 

@@ -28,7 +28,7 @@ from typing import NoReturn
 
 import click
 
-from . import _debug, _export, _external, _inspect, _run, _timetravel
+from . import _check, _debug, _export, _external, _inspect, _run, _timetravel
 from ._common import (
     DEFAULT_JOURNAL,
     ENV_JOURNAL,
@@ -81,7 +81,7 @@ def cli(ctx: click.Context, journal: str) -> None:
     ctx.obj = Options(journal=journal)
 
 
-for _module in (_run, _inspect, _timetravel, _export, _debug, _external):
+for _module in (_run, _inspect, _timetravel, _export, _debug, _external, _check):
     _module.register(cli)
 
 
