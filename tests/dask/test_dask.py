@@ -32,7 +32,6 @@ from tests.dask.dask_flows import executing_count, fan_out, one_failure  # noqa:
 from tests.helpers import ROOT, child_env, run_child  # noqa: E402
 
 
-
 def keys(n: int) -> set[str]:
     """The invocation keys of ``fan_out``'s ``n`` branches (the map is call 0)."""
     return {f"0.{i}.0" for i in range(n)}
