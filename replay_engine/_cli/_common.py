@@ -11,6 +11,7 @@ import concurrent.futures as cf
 import contextlib
 import datetime as _dt
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -346,3 +347,19 @@ def status_style(status: str) -> str:
 
 def utc_text(value: _dt.datetime) -> str:
     return value.astimezone(_dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@contextlib.contextmanager
+def quiet_engine_logger() -> Iterator[None]:
+    """Silence the engine's logger while a command prints ``Run.warnings`` itself.
+
+    Without a handler, logging's last-resort handler would print each warning
+    a second time.
+    """
+    logger = logging.getLogger("replay_engine")
+    handler = logging.NullHandler()
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)

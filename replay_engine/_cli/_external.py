@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import json
-import logging
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -47,6 +46,7 @@ from ._common import (
     load_process,
     make_console,
     open_engine,
+    quiet_engine_logger,
     reporting_errors,
     usage_error,
 )
@@ -110,19 +110,6 @@ def _rejections(as_json: bool) -> Iterator[None]:
         yield
     except PostRejected as exc:
         raise _rejected(exc, as_json=as_json) from None
-
-
-@contextlib.contextmanager
-def _quiet_engine_logger() -> Iterator[None]:
-    # Run.warnings go to stderr as `warning:` lines; without a handler the
-    # logging module's last-resort handler would print them a second time.
-    logger = logging.getLogger("replay_engine")
-    handler = logging.NullHandler()
-    logger.addHandler(handler)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
 
 
 def _signal_waits(events: Sequence[StoredEvent]) -> list[dict[str, Any]]:
@@ -658,7 +645,7 @@ def iterate_command(ctx: click.Context, run_id: str, as_json: bool) -> None:
     """
     del as_json  # iterate always speaks JSON (see _always_json)
     started = time.perf_counter()
-    with open_engine(ctx) as engine, _quiet_engine_logger():
+    with open_engine(ctx) as engine, quiet_engine_logger():
         # The stored record, not engine.status(): that reads the whole journal
         # for a waiting run, and the replay is about to read it anyway.
         record = engine.store.require_run(run_id)

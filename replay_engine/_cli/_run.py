@@ -6,7 +6,6 @@ import concurrent.futures as cf
 import contextlib
 import importlib.util
 import json
-import logging
 import multiprocessing
 import sys
 import time
@@ -29,6 +28,7 @@ from ._common import (
     make_console,
     open_engine,
     plain,
+    quiet_engine_logger,
     reporting_errors,
     status_style,
     usage_error,
@@ -200,19 +200,6 @@ def _executor(kind: str) -> Iterator[cf.Executor | None]:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-@contextlib.contextmanager
-def _quiet_engine_logger() -> Iterator[None]:
-    # Run.warnings are printed by the CLI; without a handler, logging's
-    # last-resort handler would print them a second time.
-    logger = logging.getLogger("replay_engine")
-    handler = logging.NullHandler()
-    logger.addHandler(handler)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-
-
 def _read_input(text: str | None, file: str | None, ctx: click.Context) -> Any:
     if text is not None and file is not None:
         raise usage_error("give --input or --input-file, not both", ctx)
@@ -328,7 +315,7 @@ def run_command(
         open_engine(
             ctx, must_exist=False, durability=durability, executor=pool
         ) as engine,
-        _quiet_engine_logger(),
+        quiet_engine_logger(),
     ):
         with live:
             run = engine.run(
@@ -364,7 +351,7 @@ def resume_command(
     with (
         _executor(executor) as pool,
         open_engine(ctx, durability=durability, executor=pool) as engine,
-        _quiet_engine_logger(),
+        quiet_engine_logger(),
     ):
         info = engine.status(run_id)
         # Import here (not inside the engine) so that any failure to import,
