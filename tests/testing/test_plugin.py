@@ -55,7 +55,7 @@ def test_the_engine_fixture(engine):
 def test_the_process_is_deterministic():
     report = assert_deterministic(flows.process, {"n": 3})
     assert report.seed == int(os.environ["EXPECTED_SEED"])
-    assert 1 <= report.schedules <= int(os.environ["EXPECTED_SCHEDULES"])
+    assert 0 < report.schedules <= int(os.environ["EXPECTED_SCHEDULES"])
     assert report.hash_seeds == (1, 2)
 """
 
