@@ -88,7 +88,9 @@ def test_direct_random_is_caught() -> None:
 def test_iterating_a_set_of_strings_is_caught_under_another_hash_seed() -> None:
     failure = failure_of(hazards.set_iteration, max_examples=3)
     message = str(failure)
-    assert failure.key == "0"
+    # Which of the loop's six calls diverges first depends on this process's
+    # own (random) hash seed: under two seeds the first names may coincide.
+    assert failure.key in {str(i) for i in range(6)}
     assert failure.site == f"{hazards.__file__}:{line_of('# SITE 3')}"
     assert re.search(r"PYTHONHASHSEED=[12] : task '[\w.]+greet' args \{'name'", message)
     assert "RE107 iterating the set names" in message
