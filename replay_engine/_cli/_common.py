@@ -363,3 +363,15 @@ def quiet_engine_logger() -> Iterator[None]:
         yield
     finally:
         logger.removeHandler(handler)
+
+
+def loads_json(text: str, source: str, ctx: click.Context, hint: str = "") -> Any:
+    """Parse a JSON option's value; bad JSON is a usage error naming ``source``."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise usage_error(
+            f"{source} is not valid JSON: {exc.msg} at line {exc.lineno} column"
+            f" {exc.colno}{hint}",
+            ctx,
+        ) from None

@@ -44,6 +44,7 @@ from ._common import (
     emit_json,
     json_option,
     load_process,
+    loads_json,
     make_console,
     open_engine,
     quiet_engine_logger,
@@ -76,14 +77,7 @@ def _parse_json(text: str, option: str, ctx: click.Context) -> Any:
     if text == "-":
         text = sys.stdin.read()
         source = f"{option} - (stdin)"
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise usage_error(
-            f"{source} is not valid JSON: {exc.msg} at line {exc.lineno} column"
-            f" {exc.colno}. Quote strings: --result '\"text\"'",
-            ctx,
-        ) from None
+    return loads_json(text, source, ctx, hint=". Quote strings: --result '\"text\"'")
 
 
 def _check_key(key: str, ctx: click.Context) -> str:

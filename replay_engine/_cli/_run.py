@@ -25,6 +25,7 @@ from ._common import (
     emit_json,
     json_option,
     load_process,
+    loads_json,
     make_console,
     open_engine,
     plain,
@@ -217,14 +218,7 @@ def _read_input(text: str | None, file: str | None, ctx: click.Context) -> Any:
             ) from None
     if text is None:
         return None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise usage_error(
-            f"{source} is not valid JSON: {exc.msg} at line {exc.lineno} column"
-            f" {exc.colno}",
-            ctx,
-        ) from None
+    return loads_json(text, source, ctx)
 
 
 _DURABILITY = click.option(
