@@ -171,7 +171,7 @@ def test_the_report_says_what_was_exercised() -> None:
         seed=3,
     )
     assert isinstance(report, DeterminismReport)
-    assert report.process == "tests.testing.seed_examples:scenario1_quality_checks"
+    assert report.process == "tests.engine.seed_flows:scenario1_quality_checks"
     assert report.seed == 3
     assert report.schedules >= 15
     assert report.crashes > 0 and report.injected_failures > 0
