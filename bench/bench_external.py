@@ -61,10 +61,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import lmdb
-import msgspec
+from _floor import measure_floor
 
-import journal_format as jf
 from replay_engine import Engine, external
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -130,33 +128,6 @@ def child_setup(journal: str, sizes: list[int]) -> dict[str, Any]:
                 "events": len(engine.events(run_id)),
             }
     return out
-
-
-def measure_floor(journal: str, run_id: str, repeat: int) -> dict[str, Any]:
-    """Raw cursor scan + msgspec decode of one run's events (no checks)."""
-    decoder = msgspec.msgpack.Decoder(jf.Envelope)
-    prefix = jf.run_prefix(run_id)
-    size = jf.ADDRESS_SIZE
-    env = lmdb.open(journal, readonly=True, max_dbs=8, subdir=True, lock=True)
-    try:
-        events_db = env.open_db(jf.DB_EVENTS, create=False)
-        times: list[float] = []
-        count = 0
-        for _ in range(repeat):
-            started = time.perf_counter()
-            with env.begin(db=events_db) as txn:
-                cursor = txn.cursor()
-                count = 0
-                if cursor.set_range(prefix):
-                    for key, value in cursor:
-                        if not key.startswith(prefix):
-                            break
-                        decoder.decode(value[size:])
-                        count += 1
-            times.append(time.perf_counter() - started)
-    finally:
-        env.close()
-    return {"events": count, "best_s": min(times)}
 
 
 def child_inprocess(journal: str, n: int, repeat: int) -> dict[str, Any]:
