@@ -40,10 +40,6 @@ _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 _key_text = jf.key_bytes_to_text
 
 
-async def _ready(value: Any) -> Any:
-    return value
-
-
 async def _raise(exc: BaseException) -> Any:
     raise exc
 
@@ -276,7 +272,7 @@ class Context:
             )
         entry.visited = True
         if entry.fired:
-            return _ready(None)
+            return Resolved(None)
         return rt.run_timer(key, scope.prefix, entry.due_ns, float(seconds))
 
     def breakpoint(

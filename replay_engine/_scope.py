@@ -72,10 +72,6 @@ class Scope:
         self.logs_at[index] = ordinal + 1
         return self.prefix + _encode_component(index), ordinal
 
-    def child(self, key: bytes, branch: int) -> Scope:
-        """The scope of branch ``branch`` of the group this scope just keyed."""
-        return Scope(key + _encode_component(branch), f"{self.last_text()}.", branch)
-
 
 current_scope: contextvars.ContextVar[Scope] = contextvars.ContextVar(
     "replay_engine_scope"
