@@ -287,6 +287,8 @@ class FormatMeta(msgspec.Struct, frozen=True):
 MAGIC: Final = "replay-engine-journal"
 
 _envelope_encoder = msgspec.msgpack.Encoder(order="deterministic")
+RECORD_ENCODER: Final = _envelope_encoder
+"""The encoder behind :func:`encode_record`, for loops that encode many records."""
 _envelope_decoder = msgspec.msgpack.Decoder(Envelope)
 _run_decoder = msgspec.msgpack.Decoder(RunRecord)
 _meta_decoder = msgspec.msgpack.Decoder(FormatMeta)

@@ -11,7 +11,10 @@ runs     run id (UTF-8)                              sealed RunRecord
 events   run prefix + seq (u64 big-endian)           sealed Envelope
 keys     run prefix + invocation key bytes           seq (u64 BE), dupsort
 blobs    blake3 address (32 bytes)                   payload bytes
+checkpo… run prefix                                  sealed Checkpoint
 ======== =========================================== ======================
+
+(``checkpo…`` is the ``checkpoints`` database: derived, optional, JF-100.)
 
 The run prefix is one byte holding the length of the run id's UTF-8 bytes,
 then those bytes: prefix-free, so one run's records are contiguous.
@@ -31,6 +34,7 @@ DB_RUNS: Final = b"runs"
 DB_EVENTS: Final = b"events"
 DB_KEYS: Final = b"keys"
 DB_BLOBS: Final = b"blobs"
+DB_CHECKPOINTS: Final = b"checkpoints"
 
 META_FORMAT_KEY: Final = b"format"
 

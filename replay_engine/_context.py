@@ -18,7 +18,7 @@ import blake3
 
 import journal_format as jf
 
-from ._journal import call_site, describe_args, divergence
+from ._journal import call_site, describe_args, describe_entry, divergence
 from ._parallel import (
     BranchAbandoned,
     Resolved,
@@ -38,6 +38,8 @@ U = TypeVar("U")
 
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 _key_text = jf.key_bytes_to_text
+_EFFECT = jf.EFFECT
+_ADDRESS_SIZE = jf.ADDRESS_SIZE
 
 
 async def _raise(exc: BaseException) -> Any:
@@ -147,7 +149,8 @@ class Context:
             ) from None
         address = jf.payload_ref(args_bytes)  # small args are compared inline
         rt.activity += 1
-        entry = rt.journal.entries.get(key)
+        journal = rt.journal
+        entry = journal.entries.get(key)
         if entry is None:
             return rt.run_effect(
                 tdef,
@@ -159,21 +162,24 @@ class Context:
                 0,
                 new=True,
             )
-        if entry.kind != "effect" or entry.task != tdef.name or entry.args != address:
+        if entry.kind != _EFFECT or entry.task != tdef.name or entry.args != address:
             rt.diverge(
                 divergence(
                     rt.run_id,
                     key,
                     entry.seq,
-                    recorded=entry.describe(),
+                    recorded=describe_entry(entry),
                     replayed=f"task {tdef.name!r} args {describe_args(address)}",
                     replayed_args=args_bytes,
                 )
             )
-        entry.visited = True
-        if entry.result is not None:
+        journal.visited.add(key)
+        result = entry.result
+        if result is not None:
             rt.stats.replayed += 1
-            return Resolved(jf.decode_payload(entry.result))
+            if len(result) >= _ADDRESS_SIZE:  # a blob, not an inline payload
+                result = journal.payload(result)
+            return Resolved(jf.decode_payload(result))
         if entry.abandoned:
             return _raise(BranchAbandoned())
         if entry.error is not None:
@@ -260,17 +266,17 @@ class Context:
         entry = rt.journal.entries.get(key)
         if entry is None:
             return rt.run_timer(key, scope.prefix, None, float(seconds))
-        if entry.kind != "timer":
+        if entry.kind != jf.TIMER:
             rt.diverge(
                 divergence(
                     rt.run_id,
                     key,
                     entry.seq,
-                    recorded=entry.describe(),
+                    recorded=describe_entry(entry),
                     replayed="ctx.sleep()",
                 )
             )
-        entry.visited = True
+        rt.journal.visited.add(key)
         if entry.fired:
             return Resolved(None)
         return rt.run_timer(key, scope.prefix, entry.due_ns, float(seconds))
@@ -319,17 +325,17 @@ class Context:
         rt.tick()
         entry = rt.journal.entries.get(key)
         if entry is not None:
-            if entry.kind != "value" or entry.task != kind:
+            if entry.kind != jf.VALUE or entry.task != kind:
                 rt.diverge(
                     divergence(
                         rt.run_id,
                         key,
                         entry.seq,
-                        recorded=entry.describe(),
+                        recorded=describe_entry(entry),
                         replayed=f"ctx.{kind}()",
                     )
                 )
-            entry.visited = True
+            rt.journal.visited.add(key)
             assert entry.value is not None
             return entry.value
         rt.check_new(key, scope.prefix, f"ctx.{kind}()")

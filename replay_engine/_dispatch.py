@@ -64,19 +64,23 @@ class Slots:
         self._lock = threading.Lock()
         self._waiting: dict[int, Dispatcher] = {}
 
-    def take(self, dispatcher: Dispatcher) -> bool:
-        """Take a slot, or remember that ``dispatcher`` waits for one."""
+    def take(self, dispatcher: Dispatcher, wanted: int) -> int:
+        """Take up to ``wanted`` slots; if short, remember that ``dispatcher`` waits."""
         with self._lock:
-            if self.used < self.limit:
-                self.used += 1
-                return True
-            self._waiting[id(dispatcher)] = dispatcher
-            return False
+            granted = min(wanted, self.limit - self.used)
+            if granted < wanted:
+                self._waiting[id(dispatcher)] = dispatcher
+            if granted <= 0:
+                return 0
+            self.used += granted
+            return granted
 
-    def give(self) -> None:
-        """Return a slot and wake every dispatcher that waited for one."""
+    def give(self, count: int = 1) -> None:
+        """Return slots and wake every dispatcher that waited for one."""
         with self._lock:
-            self.used -= 1
+            self.used -= count
+            if not self._waiting:
+                return
             waiting = list(self._waiting.values())
             self._waiting.clear()
         for dispatcher in waiting:
@@ -155,42 +159,58 @@ class Dispatcher:
             return  # a (simulated) dead process dispatches nothing more
         local: list[Call] = []
         remote: dict[int, tuple[cf.Executor, list[Call]]] = {}
-        while self.ready:
-            call = self.ready[0]
-            if call.future.done():  # cancelled while queued
-                self.ready.popleft()
-                continue
-            if not self.slots.take(self):
-                break  # woken by Slots.give when one frees up
-            self.ready.popleft()
-            self.in_flight += 1
-            self.dispatched += 1
-            tdef = call.tdef
-            if tdef.timeout is not None:
-                call.timer = self.loop.call_later(tdef.timeout, self._timed_out, call)
-            injected = self._injected_failure(call)
-            if injected is not None:
-                self._finish(call, injected)
-            elif tdef.is_async:
-                call.task = self.loop.create_task(self._run_async(call))
-                self._async_calls.add(call)
-            elif tdef.executor == "inline":
-                outcome = _worker.run_call(
-                    tdef.fn, call.args_bytes, self.run_id, call.key_text, call.attempt
-                )
-                self._finish(call, outcome)
-            else:
-                executor, by_reference = self.executors.for_task(tdef)
-                if by_reference:
-                    remote.setdefault(id(executor), (executor, []))[1].append(call)
-                else:
-                    local.append(call)
+        ready = self.ready
+        # Slots are taken a batch at a time (one lock round trip per batch).
+        # Inline tasks give theirs back at once, so the next batch may find
+        # more; when none are left, Slots.give wakes this pump later.
+        while ready:
+            slots = self.slots.take(self, len(ready))
+            if not slots:
+                break
+            while ready and slots:
+                call = ready.popleft()
+                if call.future.done():  # cancelled while queued
+                    continue
+                slots -= 1
+                self._start(call, local, remote)
+            if slots:
+                self.slots.give(slots)  # taken for calls cancelled while queued
         if local:
             self._submit_chunks(self.executors.threads(), local, by_reference=False)
         for executor, calls in remote.values():
             self._submit_chunks(executor, calls, by_reference=True)
         if self._on_progress is not None:
             self._on_progress()
+
+    def _start(
+        self,
+        call: Call,
+        local: list[Call],
+        remote: dict[int, tuple[cf.Executor, list[Call]]],
+    ) -> None:
+        """Start one attempt (it holds a slot); pool-bound ones are collected."""
+        self.in_flight += 1
+        self.dispatched += 1
+        tdef = call.tdef
+        if tdef.timeout is not None:
+            call.timer = self.loop.call_later(tdef.timeout, self._timed_out, call)
+        injected = self._injected_failure(call)
+        if injected is not None:
+            self._finish(call, injected)
+        elif tdef.is_async:
+            call.task = self.loop.create_task(self._run_async(call))
+            self._async_calls.add(call)
+        elif tdef.executor == "inline":
+            outcome = _worker.run_call(
+                tdef.fn, call.args_bytes, self.run_id, call.key_text, call.attempt
+            )
+            self._finish(call, outcome)
+        else:
+            executor, by_reference = self.executors.for_task(tdef)
+            if by_reference:
+                remote.setdefault(id(executor), (executor, []))[1].append(call)
+            else:
+                local.append(call)
 
     def _submit_chunks(
         self, executor: cf.Executor, calls: list[Call], *, by_reference: bool

@@ -15,7 +15,14 @@ from typing import Any, TypeVar
 
 import lmdb
 
-from journal_format import DB_BLOBS, DB_EVENTS, DB_KEYS, DB_META, DB_RUNS
+from journal_format import (
+    DB_BLOBS,
+    DB_CHECKPOINTS,
+    DB_EVENTS,
+    DB_KEYS,
+    DB_META,
+    DB_RUNS,
+)
 
 from .errors import ReplayEngineError
 
@@ -67,7 +74,7 @@ def acquire(path: str, *, sync: bool, map_size: int = DEFAULT_MAP_SIZE) -> _Hand
             )
             dbs = {
                 name: env.open_db(name)
-                for name in (DB_META, DB_RUNS, DB_EVENTS, DB_BLOBS)
+                for name in (DB_META, DB_RUNS, DB_EVENTS, DB_BLOBS, DB_CHECKPOINTS)
             }
             dbs[DB_KEYS] = env.open_db(DB_KEYS, dupsort=True, dupfixed=True)
             handle = _Handle(env=env, path=real, sync=sync, pid=os.getpid(), dbs=dbs)

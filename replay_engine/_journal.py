@@ -19,54 +19,29 @@ import journal_format as jf
 
 from ._hooks import SimulatedCrash
 from ._store import Store
-from .errors import JournalCorruptError, NonDeterminismError
+from .errors import NonDeterminismError
 
 _key_text = jf.key_bytes_to_text
 _ADDRESS_SIZE = jf.ADDRESS_SIZE
 
 
-class Entry:
-    """What the journal holds at one invocation key."""
+Entry = jf.CallState
+"""What the journal holds at one invocation key (see ``journal_format``)."""
 
-    __slots__ = (
-        "abandoned",
-        "args",
-        "attempts",
-        "deadline_ns",
-        "due_ns",
-        "effect_kind",
-        "error",
-        "fired",
-        "kind",
-        "result",
-        "seq",
-        "task",
-        "value",
-        "visited",
-    )
+CHECKPOINT_MIN_EVENTS = 16
+"""A waiting run gets a checkpoint once this many events are not covered by one."""
+CHECKPOINT_GROWTH = 4
+"""… and once the uncovered events are at least 1/this of the covered ones, so
+rewriting checkpoints costs O(1) amortised per event (see ``maybe_checkpoint``)."""
 
-    def __init__(self, kind: str, seq: int) -> None:
-        self.kind = kind  # "effect" | "value" | "timer"
-        self.seq = seq
-        self.task = ""
-        self.effect_kind = ""
-        self.args = b""
-        self.result: bytes | None = None
-        self.error: jf.ErrorInfo | None = None
-        self.attempts = 0
-        self.value: int | bytes | None = None
-        self.due_ns = 0
-        self.fired = False
-        self.visited = False
-        self.abandoned = False
-        self.deadline_ns: int | None = None
 
-    def describe(self) -> str:
-        if self.kind == "effect":
-            return f"task {self.task!r} args {describe_args(self.args)}"
-        if self.kind == "value":
-            return f"ctx.{self.task}()"
-        return "ctx.sleep()"
+def describe_entry(entry: Entry) -> str:
+    """A recorded call for an error message."""
+    if entry.kind == jf.EFFECT:
+        return f"task {entry.task!r} args {describe_args(entry.args)}"
+    if entry.kind == jf.VALUE:
+        return f"ctx.{entry.task}()"
+    return "ctx.sleep()"
 
 
 class RunJournal:
@@ -76,16 +51,16 @@ class RunJournal:
         self.store = store
         self.run_id = run_id
         self.read_only = read_only
-        self.entries: dict[bytes, Entry] = {}
-        self.logs: set[tuple[bytes, int]] = set()
-        self.signals: list[tuple[int, str, bytes]] = []
-        """Posted signals: (seq, name, payload address), in journal order."""
-        self.consumed_signals: set[int] = set()
+        self.index = jf.CallIndex()
+        self.entries: dict[bytes, Entry] = self.index.calls
+        self.visited: set[bytes] = set()
+        """Recorded keys this execution has reached (the rest are checked last)."""
         self.recorded_events = 0
-        self.last_event: jf.Event | None = None
-        self.started: jf.RunStarted | None = None
+        self.restored_events = 0
+        """Events covered by the checkpoint the load started from (0: none)."""
         self._pending: list[jf.Event] = []
         self._pending_blobs: dict[bytes, bytes] = {}
+        self._payloads: dict[bytes, bytes] = {}
         self._sorted_keys: list[bytes] | None = None
         self.crash_after_events: int | None = None
         self.loaded_status = ""
@@ -97,91 +72,68 @@ class RunJournal:
         self.events_written = 0
         self.commits = 0
 
+    # The parts of the index the runtime reads by name.
+
+    @property
+    def logs(self) -> set[tuple[bytes, int]]:
+        return self.index.logs
+
+    @property
+    def signals(self) -> list[tuple[int, str, bytes]]:
+        """Posted signals: (seq, name, payload reference), in journal order."""
+        return self.index.signals
+
+    @property
+    def consumed_signals(self) -> set[int]:
+        return self.index.consumed_signals
+
+    @property
+    def started(self) -> jf.RunStarted | None:
+        return self.index.started
+
+    @started.setter
+    def started(self, value: jf.RunStarted | None) -> None:
+        self.index.started = value
+
+    @property
+    def last_event(self) -> jf.Event | None:
+        return self.index.last_event
+
     # -- loading -----------------------------------------------------------------
 
     def load(self, stop: int | None = None) -> None:
         """Read, check and index the run's recorded events (one read transaction).
 
-        The results of completed effects are fetched, checked, in the same
-        snapshot. With ``stop``, only the first ``stop`` events (time travel).
+        Starts from the run's checkpoint when there is a usable one, so only
+        the events after it are read. With ``stop``, only the first ``stop``
+        events (time travel).
         """
-        entries = self.entries
-        logs = self.logs
-        names: dict[str, str] = {}  # one str object per distinct task/kind name
-        requested, completed = jf.EffectRequested, jf.EffectCompleted
+        index, restored = self.store.load_index(self.run_id, stop=stop)
+        self.index = index
+        self.entries = index.calls
+        self.recorded_events = index.events
+        self.restored_events = restored
 
-        def visit(
-            seq: int, envelope: jf.Envelope, fetch: Callable[[bytes], bytes]
-        ) -> None:
-            event = envelope.event
-            kind = type(event)
-            # Ordered by frequency: requests and completions are most events.
-            if kind is requested:
-                entry = Entry("effect", seq)
-                task = event.task  # type: ignore[union-attr]
-                entry.task = names.setdefault(task, task)
-                effect_kind = event.kind  # type: ignore[union-attr]
-                entry.effect_kind = names.setdefault(effect_kind, effect_kind)
-                entry.args = event.args  # type: ignore[union-attr]
-                entry.deadline_ns = event.deadline_ns  # type: ignore[union-attr]
-                entries[event.key] = entry  # type: ignore[union-attr]
-            elif kind is completed:
-                done = entries.get(event.key)  # type: ignore[union-attr]
-                if done is None or done.kind != "effect":
-                    done = self._effect_by_key(event.key, seq)  # type: ignore[union-attr]
-                ref = event.result  # type: ignore[union-attr]
-                done.result = ref if len(ref) < _ADDRESS_SIZE else fetch(ref)
-                signal_seq = event.signal_seq  # type: ignore[union-attr]
-                if signal_seq is not None:
-                    self.consumed_signals.add(signal_seq)
-            else:
-                self._load_other(seq, event, logs)
+    def payload(self, ref: bytes) -> bytes:
+        """The payload a recorded reference names (a blob is read and checked once)."""
+        if len(ref) < _ADDRESS_SIZE:
+            return ref
+        data = self._payloads.get(ref)
+        if data is None:
+            data = self._payloads[ref] = self.store.get_blob(ref)
+        return data
 
-        count, last = self.store.scan_events(self.run_id, visit, stop=stop)
-        self.recorded_events = count
-        self.last_event = last
+    def _checkpoint_due(self, appending: int) -> bool:
+        """Whether to checkpoint with an append of ``appending`` events.
 
-    def _load_other(
-        self, seq: int, event: jf.Event, logs: set[tuple[bytes, int]]
-    ) -> None:
-        entries = self.entries
-        if isinstance(event, jf.LogLine):
-            logs.add((event.key, event.ordinal))
-        elif isinstance(event, jf.ValueRecorded):
-            entry = Entry("value", seq)
-            entry.task = event.kind
-            entry.value = event.value
-            entries[event.key] = entry
-        elif isinstance(event, jf.EffectFailed):
-            self._effect_by_key(event.key, seq).error = event.error
-        elif isinstance(event, jf.AttemptFailed):
-            self._effect_by_key(event.key, seq).attempts = event.attempt
-        elif isinstance(event, jf.TimerStarted):
-            entry = Entry("timer", seq)
-            entry.due_ns = event.due_ns
-            entries[event.key] = entry
-        elif isinstance(event, jf.TimerFired):
-            timer = entries.get(event.key)
-            if timer is not None:
-                timer.fired = True
-        elif isinstance(event, jf.EffectAbandoned):
-            self._effect_by_key(event.key, seq).abandoned = True
-        elif isinstance(event, jf.SignalReceived):
-            self.signals.append((seq, event.name, event.payload))
-        elif isinstance(event, jf.RunStarted):
-            self.started = event
-
-    def _effect_by_key(self, key: bytes, seq: int = -1) -> Entry:
-        entry = self.entries.get(key)
-        if entry is None or entry.kind != "effect":
-            raise JournalCorruptError(
-                f"run {self.run_id!r}: an outcome at key {_key_text(key)} has no"
-                " request before it",
-                run_id=self.run_id,
-                seq=seq if seq >= 0 else None,
-                key=_key_text(key),
-            )
-        return entry
+        The thresholds make rewrites geometric: a run of N events is
+        checkpointed O(log N) times (O(1) amortised per event), and a resume
+        folds at most about a fifth of its events one by one.
+        """
+        total = self.recorded_events + self.events_written + appending
+        covered = self.restored_events
+        uncovered = total - covered
+        return uncovered >= max(CHECKPOINT_MIN_EVENTS, covered // CHECKPOINT_GROWTH)
 
     # -- recording ---------------------------------------------------------------
 
@@ -200,9 +152,17 @@ class RunJournal:
         return bool(self._pending)
 
     def flush(
-        self, status: str | None = None, counters: tuple[int, int] | None = None
+        self,
+        status: str | None = None,
+        counters: tuple[int, int] | None = None,
+        *,
+        checkpoint: bool = False,
     ) -> None:
-        """Commit every buffered event in one transaction (one fsync)."""
+        """Commit every buffered event in one transaction (one fsync).
+
+        With ``checkpoint``, the execution is over and the run will be resumed
+        (it waits): the commit also checkpoints the run when one is due.
+        """
         if self.read_only or self.crashed:
             return
         if not self._pending:
@@ -228,14 +188,31 @@ class RunJournal:
                 if self.on_crash is not None:
                     self.on_crash()
                 return
-        self.store.append(self.run_id, events, blobs, status=status, counters=counters)
+        index = (
+            self.index
+            if checkpoint and events and self._checkpoint_due(len(events))
+            else None
+        )
+        self.store.append(
+            self.run_id,
+            events,
+            blobs,
+            status=status,
+            counters=counters,
+            checkpoint=index,
+        )
         self.events_written += len(events)
+        if index is not None:
+            self.restored_events = index.events
         self.commits += 1
 
     # -- divergence checks -------------------------------------------------------
 
     def check_new_key(
-        self, key: bytes, scope_prefix: bytes, replayed: str = "a new call"
+        self,
+        key: bytes,
+        scope_prefix: bytes,
+        replayed: str | Callable[[], str] = "a new call",
     ) -> None:
         """Refuse a call the journal has not seen if the journal says it is extra.
 
@@ -260,21 +237,27 @@ class RunJournal:
         for later in keys[pos:]:
             if not later.startswith(scope_prefix):
                 break
-            if not self.entries[later].visited:
+            if later not in self.visited:
                 self._raise_extra(
                     key, later, "a later call of the same scope", replayed
                 )
 
     def _raise_extra(
-        self, key: bytes, recorded_key: bytes, what: str, replayed: str
+        self,
+        key: bytes,
+        recorded_key: bytes,
+        what: str,
+        replayed: str | Callable[[], str],
     ) -> None:
         entry = self.entries[recorded_key]
+        if not isinstance(replayed, str):
+            replayed = replayed()  # described only when it is needed
         raise divergence(
             self.run_id,
             key,
             entry.seq,
             recorded=f"nothing at {_key_text(key)}; {what} at"
-            f" {_key_text(recorded_key)} ({entry.describe()})",
+            f" {_key_text(recorded_key)} ({describe_entry(entry)})",
             replayed=f"{replayed} here",
             headline="the process made a call the journal does not have (an extra"
             " or inserted call)",
@@ -282,7 +265,10 @@ class RunJournal:
 
     def unvisited(self) -> list[tuple[bytes, Entry]]:
         """Recorded calls this execution has not reached, in key order."""
-        return sorted((k, e) for k, e in self.entries.items() if not e.visited)
+        visited = self.visited
+        if len(visited) == len(self.entries):
+            return []
+        return sorted((k, e) for k, e in self.entries.items() if k not in visited)
 
 
 def call_site(depth: int = 2) -> str:

@@ -31,7 +31,13 @@ from ._context import Context
 from ._dispatch import Call, Dispatcher, ExecutorSet, Slots
 from ._external import abandon, expire
 from ._hooks import Hooks
-from ._journal import RunJournal, call_site, describe_args, divergence
+from ._journal import (
+    RunJournal,
+    call_site,
+    describe_args,
+    describe_entry,
+    divergence,
+)
 from ._scope import Scope, current_scope
 from ._tasks import TaskDef
 from .errors import (
@@ -44,6 +50,7 @@ from .errors import (
 )
 
 _log = logging.getLogger("replay_engine.process")
+_ADDRESS_SIZE = jf.ADDRESS_SIZE
 _key_text = jf.key_bytes_to_text
 
 # Consecutive idle loop iterations before a run counts as waiting; every hop of
@@ -201,7 +208,10 @@ class Runtime:
         self.dispatcher.schedule_pump()
 
     def check_new(
-        self, key: bytes, scope_prefix: bytes, replayed: str = "a new call"
+        self,
+        key: bytes,
+        scope_prefix: bytes,
+        replayed: str | Callable[[], str] = "a new call",
     ) -> None:
         try:
             self.journal.check_new_key(key, scope_prefix, replayed)
@@ -220,7 +230,7 @@ class Runtime:
                     self.run_id,
                     key,
                     entry.seq,
-                    recorded=entry.describe(),
+                    recorded=describe_entry(entry),
                     replayed="a parallel group (ctx.parallel.all/map)",
                 )
             )
@@ -251,13 +261,14 @@ class Runtime:
         self.check_live()
         if self.frozen:
             if new:
-                self.check_new(key, scope_prefix, _describe_call(tdef, address))
+                self.check_new(key, scope_prefix, lambda: _describe_call(tdef, address))
             reason = (
                 "external" if tdef.external else ("new call" if new else "in flight")
             )
             await self._at_frontier(key, tdef.name, tdef.kind, reason)
         if new:
-            self.check_new(key, scope_prefix, _describe_call(tdef, address))
+            if self.journal.entries:  # nothing recorded: nothing to diverge from
+                self.check_new(key, scope_prefix, lambda: _describe_call(tdef, address))
             if tdef.external and tdef.timeout is not None:
                 deadline_ns = self.clock_ns() + int(tdef.timeout * 1e9)
             self.record(
@@ -268,7 +279,7 @@ class Runtime:
                     args=address,
                     deadline_ns=deadline_ns,
                 ),
-                jf.blobs_for(address, args_bytes),
+                None if len(address) < _ADDRESS_SIZE else {address: args_bytes},
             )
         if tdef.external:
             return await self._external(tdef, key, deadline_ns)
@@ -289,7 +300,7 @@ class Runtime:
                 result_ref = jf.payload_ref(payload)
                 self.record(
                     jf.EffectCompleted(key=key, result=result_ref),
-                    jf.blobs_for(result_ref, payload),
+                    None if result_ref is payload else {result_ref: payload},
                 )
                 return jf.decode_payload(payload)
             if status == _worker.PAYLOAD_ERROR:
@@ -588,8 +599,8 @@ class Runtime:
                 self.run_id,
                 key,
                 entry.seq,
-                recorded=f"{entry.describe()} and {len(unvisited) - 1} more recorded"
-                " calls",
+                recorded=f"{describe_entry(entry)} and {len(unvisited) - 1} more"
+                " recorded calls",
                 replayed="the process finished without making these calls",
                 headline="the journal has calls this execution never made"
                 " (fewer calls)",
@@ -643,7 +654,11 @@ class Runtime:
 
     def _finish_stats(self, status: str | None) -> None:
         self.journal.flush(
-            status=status, counters=(self.stats.dispatched, self.stats.replayed)
+            status=status,
+            counters=(self.stats.dispatched, self.stats.replayed),
+            # A waiting run will be resumed: spare the next resume (an
+            # iterate, typically) reading every event again.
+            checkpoint=status == "waiting",
         )
         self.stats.events_written = self.journal.events_written
         self.stats.commits = self.journal.commits

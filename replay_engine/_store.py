@@ -14,6 +14,8 @@ Caveats (see docs/store.md):
 
 from __future__ import annotations
 
+import logging
+import struct
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -37,7 +39,9 @@ Durability = Literal["fsync", "process"]
 T = TypeVar("T")
 
 _SEQ_BYTES = 8
+_log = logging.getLogger("replay_engine")
 _envelope_decoder = msgspec.msgpack.Decoder(jf.Envelope)
+_SEQ = struct.Struct(">Q")
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,12 +246,17 @@ class Store:
         *,
         status: str | None = None,
         counters: tuple[int, int] | None = None,
+        checkpoint: jf.CallIndex | None = None,
     ) -> AppendResult:
         """Append events (and the blobs they refer to) in one commit.
 
         With durability ``fsync`` the commit is on disk when this returns. The
         run's head is read inside the write transaction, so appends from
         several processes chain correctly.
+
+        With ``checkpoint``, an index of the run's first events, the events
+        after it (including these) are read back, checked and folded into it,
+        and it is stored as the run's checkpoint in the same commit (JF-103).
         """
         runs_db = self._dbs[jf.DB_RUNS]
 
@@ -256,7 +265,10 @@ class Store:
             if raw is None:
                 raise RunNotFoundError(run_id, f"no run {run_id!r} in {self.real_path}")
             record = self._decode_run(run_id, raw)
-            return self._append_in(txn, record, events, blobs, status, counters)
+            result = self._append_in(txn, record, events, blobs, status, counters)
+            if checkpoint is not None:
+                self._put_checkpoint(txn, run_id, checkpoint)
+            return result
 
         result = _env.write(self._handle, body)
         self.commits += 1
@@ -283,30 +295,33 @@ class Store:
         seq = record.events
         head = record.head
         now = time.time_ns()
-        encode = jf.encode_record
-        seal = jf.seal
-        event_key = jf.event_key
-        pack_seq = jf.pack_seq
-        valid_key = jf.is_valid_key
+        # Bare callables: this loop runs once per event of every fresh run.
+        envelope_of = jf.Envelope
+        encode = jf.RECORD_ENCODER.encode
+        pack_seq = _SEQ.pack
+        valid_key = jf.match_valid_key
+        version = jf.FORMAT_VERSION
+        hasher = _blake3()  # reset per record: cheaper than a new hasher each
+        update, digest_of, reset = hasher.update, hasher.digest, hasher.reset
         event_items: list[tuple[bytes, bytes]] = []
         index_items: list[tuple[bytes, bytes]] = []
         for index, event in enumerate(events):
             # A fork keeps the times its shared events were first written.
             at = now if times is None else times[index]
-            envelope = jf.Envelope(
-                v=jf.FORMAT_VERSION, seq=seq, prev=head, at=at, event=event
-            )
-            sealed = seal(encode(envelope))
-            head = sealed[: jf.ADDRESS_SIZE]
-            event_items.append((event_key(prefix, seq), sealed))
+            data = encode(envelope_of(version, seq, head, at, event))
+            update(data)
+            head = digest_of()  # sealed as digest ‖ data (JF-060)
+            reset()
+            packed = pack_seq(seq)
+            event_items.append((prefix + packed, head + data))
             key = getattr(event, "key", None)
             if key is not None:
-                if not valid_key(key):
+                if valid_key(key) is None:
                     raise jf.FormatError(
                         f"invocation key bytes {key.hex()} are malformed; nothing was"
                         " written"
                     )
-                index_items.append((prefix + key, pack_seq(seq)))
+                index_items.append((prefix + key, packed))
             seq += 1
         # One C-level loop per database rather than one Python call per record.
         txn.cursor(db=events_db).putmulti(event_items)
@@ -327,7 +342,11 @@ class Store:
             dispatched=counters[0] if counters else record.dispatched,
             replayed=counters[1] if counters else record.replayed,
         )
-        txn.put(record.run_id.encode(), seal(encode(updated)), db=self._dbs[jf.DB_RUNS])
+        txn.put(
+            record.run_id.encode(),
+            jf.seal(jf.encode_record(updated)),
+            db=self._dbs[jf.DB_RUNS],
+        )
         return AppendResult(first_seq=record.events, count=len(events), head=head)
 
     def fork_run(self, run_id: str, at: int, new_run_id: str, status: str) -> None:
@@ -425,91 +444,142 @@ class Store:
 
     # -- reads -------------------------------------------------------------------
 
-    def scan_events(
+    def load_index(
         self,
         run_id: str,
-        visit: Callable[[int, jf.Envelope, Callable[[bytes], bytes]], None],
         *,
         stop: int | None = None,
-    ) -> tuple[int, jf.Event | None]:
-        """Check and visit the events of a run in one read transaction.
+        use_checkpoint: bool = True,
+    ) -> tuple[jf.CallIndex, int]:
+        """The run's call index, read and checked in one read transaction.
 
-        The hot path of every resume: each event's digest and chain link are
-        checked with no per-event objects beyond the decoded envelope. ``visit``
-        gets ``(seq, envelope, fetch)``, where ``fetch(address)`` returns a
-        checked blob from the same snapshot. Returns the number of events and
-        the last event.
+        The hot path of every resume. It starts from the run's checkpoint when
+        that is valid and covers no more than ``stop`` events (JF-105), else
+        from nothing, then folds every later event up to ``stop``, checking
+        each event's digest and chain link on the way. Returns the index and
+        the number of events restored from a checkpoint (0 if none).
 
         Raises:
-            JournalCorruptError: a damaged event or blob, naming run and seq.
+            JournalCorruptError: a damaged event, naming run and seq.
         """
-        prefix = jf.run_prefix(run_id)
-        events_db = self._dbs[jf.DB_EVENTS]
-        blobs_db = self._dbs[jf.DB_BLOBS]
-        size = jf.ADDRESS_SIZE
-        expected_len = len(prefix) + _SEQ_BYTES
-        # The bare callables, not their checked wrappers: this loop runs once
-        # per event of every resume.
-        decode = _envelope_decoder.decode
-        decode_error = msgspec.DecodeError
 
-        def hash_of(data: bytes) -> bytes:
-            return _blake3(data).digest()
-
-        def body(txn: Any) -> tuple[int, jf.Event | None]:
-            get = txn.get
-            seq = 0
-            envelope: jf.Envelope | None = None
-
-            def fetch(address: bytes) -> bytes:
-                data: bytes | None = get(address, db=blobs_db)
-                if data is None or hash_of(data) != address:
-                    state = "missing" if data is None else "damaged"
-                    raise JournalCorruptError(
-                        f"run {run_id!r}: blob {address.hex()}, referred to by"
-                        f" event seq {seq}, is {state}. `replay-engine verify"
-                        f" {run_id}` lists every damaged record.",
-                        run_id=run_id,
-                        seq=seq,
-                    )
-                return data
-
-            cursor = txn.cursor(db=events_db)
-            prev = jf.genesis_digest(run_id)
-            if cursor.set_range(jf.event_key(prefix, 0)):
-                for k, v in cursor:
-                    if (
-                        seq == stop
-                        or len(k) != expected_len
-                        or not k.startswith(prefix)
-                    ):
-                        break
-                    digest = v[:size]
-                    data = v[size:]
-                    try:
-                        if _blake3(data).digest() != digest:
-                            raise jf.FormatError(
-                                "record bytes do not match their blake3 digest"
-                            )
-                        envelope = decode(data)
-                    except (jf.FormatError, decode_error) as exc:
-                        raise JournalCorruptError(
-                            f"run {run_id!r}, event seq {seq}: {exc}. The journal is"
-                            f" damaged; `replay-engine verify {run_id}` lists every"
-                            " damaged record.",
-                            run_id=run_id,
-                            seq=seq,
-                        ) from None
-                    if envelope.seq != seq or envelope.prev != prev:
-                        self._check_event(run_id, seq, v, prev, seq)
-                    visit(seq, envelope, fetch)
-                    prev = digest
-                    seq += 1
-            if stop is None or seq < stop:
-                self._check_end(txn, run_id, seq, prev)
-            return seq, (envelope.event if envelope is not None else None)
+        def body(txn: Any) -> tuple[jf.CallIndex, int]:
+            start = self._read_checkpoint(txn, run_id, stop) if use_checkpoint else None
+            restored = start.events if start is not None else 0
+            index = start if start is not None else jf.CallIndex()
+            self._fold_events(txn, run_id, index, stop)
+            return index, restored
 
         return _env.read(self._handle, body)
+
+    def _fold_events(
+        self, txn: Any, run_id: str, index: jf.CallIndex, stop: int | None
+    ) -> None:
+        """Fold the run's events after ``index.events`` (up to ``stop``) into it."""
+        cursor = txn.cursor(db=self._dbs[jf.DB_EVENTS])
+        try:
+            if cursor.set_range(jf.event_key(jf.run_prefix(run_id), index.events)):
+                index.fold_records(run_id, cursor, stop)
+        except jf.DamagedEvent as exc:
+            key_text = jf.key_bytes_to_text(exc.key) if exc.key is not None else None
+            where = f"run {run_id!r}, event seq {exc.seq}" + (
+                f" (key {key_text})" if key_text is not None else ""
+            )
+            raise JournalCorruptError(
+                f"{where}: {exc.what}. The journal is damaged; `replay-engine verify"
+                f" {run_id}` lists every damaged record.",
+                run_id=run_id,
+                seq=exc.seq,
+                key=key_text,
+            ) from None
+        except jf.OrphanOutcome as exc:
+            raise JournalCorruptError(
+                f"run {run_id!r}: {exc}. `replay-engine verify {run_id}` lists"
+                " every damaged record.",
+                run_id=run_id,
+                seq=exc.seq,
+                key=jf.key_bytes_to_text(exc.key),
+            ) from None
+        if stop is None or index.events < stop:
+            self._check_end(txn, run_id, index.events, index.head)
+
+    def _read_checkpoint(
+        self, txn: Any, run_id: str, stop: int | None
+    ) -> jf.CallIndex | None:
+        """The run's checkpoint as an index, if it is valid and usable (JF-105).
+
+        A checkpoint is derived data: one that is damaged or does not match
+        the chain is not used (the events are folded instead) and is reported
+        by ``verify``.
+        """
+        raw = txn.get(jf.run_prefix(run_id), db=self._dbs[jf.DB_CHECKPOINTS])
+        if raw is None:
+            return None
+        try:
+            checkpoint = jf.decode_checkpoint(jf.unseal(raw)[1])
+        except jf.FormatError as exc:
+            _log.warning(
+                "run %r: its checkpoint is damaged (%s); reading every event"
+                " instead. `replay-engine verify %s` reports it.",
+                run_id,
+                exc,
+                run_id,
+            )
+            return None
+        problem = self._checkpoint_mismatch(txn, run_id, checkpoint)
+        if problem is not None:
+            _log.warning(
+                "run %r: its checkpoint %s; reading every event instead",
+                run_id,
+                problem,
+            )
+            return None
+        if stop is not None and checkpoint.events > stop:
+            return None
+        return jf.CallIndex.from_checkpoint(checkpoint)
+
+    def _checkpoint_mismatch(
+        self, txn: Any, run_id: str, checkpoint: jf.Checkpoint
+    ) -> str | None:
+        """Why a (well-formed) checkpoint does not belong to the run's chain."""
+        if checkpoint.run_id != run_id:
+            return f"belongs to run {checkpoint.run_id!r}"
+        if checkpoint.v > jf.FORMAT_VERSION:
+            return f"has format version {checkpoint.v}"
+        if checkpoint.events < 1:
+            return "covers no events"
+        last = txn.get(
+            jf.event_key(jf.run_prefix(run_id), checkpoint.events - 1),
+            db=self._dbs[jf.DB_EVENTS],
+        )
+        if last is None:
+            return f"covers {checkpoint.events} events, more than the run has"
+        if last[: jf.ADDRESS_SIZE] != checkpoint.head:
+            return f"does not match the chain at event seq {checkpoint.events - 1}"
+        return None
+
+    def _put_checkpoint(self, txn: Any, run_id: str, index: jf.CallIndex) -> None:
+        try:
+            self._fold_events(txn, run_id, index, None)
+        except JournalCorruptError as exc:
+            # Never lose the events being appended over derived data.
+            _log.warning("run %r: no checkpoint written: %s", run_id, exc)
+            return
+        checkpoint = index.to_checkpoint(run_id, jf.FORMAT_VERSION)
+        txn.put(
+            jf.run_prefix(run_id),
+            jf.seal(jf.encode_checkpoint(checkpoint)),
+            db=self._dbs[jf.DB_CHECKPOINTS],
+        )
+
+    def checkpoint_of(self, run_id: str) -> bytes | None:
+        """The run's raw checkpoint record, unchecked (for ``verify``)."""
+        checkpoints_db = self._dbs[jf.DB_CHECKPOINTS]
+        key = jf.run_prefix(run_id)
+        raw: bytes | None = _env.read(
+            self._handle, lambda txn: txn.get(key, db=checkpoints_db)
+        )
+        return raw
 
     def read_events(
         self, run_id: str, start: int = 0, stop: int | None = None

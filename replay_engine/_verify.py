@@ -97,15 +97,11 @@ def _verify_run(
     store: Store, run_id: str, report: VerifyReport, blob_ok: dict[bytes, bool]
 ) -> None:
     report.runs += 1
-    record: jf.RunRecord | None = None
     raw = dict(store.raw_items(jf.DB_RUNS, run_id.encode())).get(run_id.encode())
     if raw is None:
         report.problems.append(Problem("no such run", run_id=run_id))
         return
-    try:
-        record = jf.decode_run_record(jf.unseal(raw)[1])
-    except jf.FormatError as exc:
-        report.problems.append(Problem(f"run record damaged: {exc}", run_id=run_id))
+    record = _decode_record(run_id, raw, report)
 
     prefix = jf.run_prefix(run_id)
     # The digests the next event may link to: two after a damaged record,
@@ -114,6 +110,9 @@ def _verify_run(
     expected_seq = 0
     keyed: dict[int, bytes] = {}
     damaged: set[int] = set()
+    # Dense, in seq order, for checking the checkpoint (None: damaged).
+    bodies: list[jf.Event | None] = []
+    digests: list[bytes] = []
     referenced: list[tuple[int, str | None, bytes]] = []
     for k, v in _run_events(store, prefix):
         seq = jf.seq_of_event_key(prefix, k)
@@ -128,12 +127,14 @@ def _verify_run(
             )
         expected_seq = seq + 1
         stored_digest = v[: jf.ADDRESS_SIZE]
+        digests.append(stored_digest)
         try:
             _, data = jf.unseal(v)
             envelope = jf.decode_envelope(data)
         except jf.FormatError as exc:
             report.problems.append(Problem(str(exc), run_id=run_id, seq=seq))
             damaged.add(seq)
+            bodies.append(None)
             prevs = {stored_digest, jf.address_of(v[jf.ADDRESS_SIZE :])}
             continue
         key_bytes = getattr(envelope.event, "key", None)
@@ -166,26 +167,96 @@ def _verify_run(
                 )
             )
         prevs = {stored_digest}
+        bodies.append(envelope.event)
         if key_bytes is not None:
             keyed[seq] = key_bytes
         referenced.extend((seq, key_text, a) for a in _addresses_of(envelope.event))
 
     if record is not None:
-        if record.events != expected_seq:
-            report.problems.append(
-                Problem(
-                    f"run record counts {record.events} events, the journal holds"
-                    f" {expected_seq}",
-                    run_id=run_id,
-                )
-            )
-        elif record.head not in prevs:
-            report.problems.append(
-                Problem("run head does not commit to the stored history", run_id=run_id)
-            )
-
+        _verify_record_end(run_id, record, expected_seq, prevs, report)
     _verify_references(store, run_id, referenced, blob_ok, report)
     _verify_index(store, run_id, keyed, damaged, report)
+    if len(bodies) == expected_seq:  # dense: no event is missing
+        _verify_checkpoint(store, run_id, bodies, digests, report)
+
+
+def _decode_record(
+    run_id: str, raw: bytes, report: VerifyReport
+) -> jf.RunRecord | None:
+    try:
+        return jf.decode_run_record(jf.unseal(raw)[1])
+    except jf.FormatError as exc:
+        report.problems.append(Problem(f"run record damaged: {exc}", run_id=run_id))
+        return None
+
+
+def _verify_record_end(
+    run_id: str,
+    record: jf.RunRecord,
+    count: int,
+    heads: set[bytes],
+    report: VerifyReport,
+) -> None:
+    """The run record must count the events and name the chain's last digest."""
+    if record.events != count:
+        report.problems.append(
+            Problem(
+                f"run record counts {record.events} events, the journal holds {count}",
+                run_id=run_id,
+            )
+        )
+    elif record.head not in heads:
+        report.problems.append(
+            Problem("run head does not commit to the stored history", run_id=run_id)
+        )
+
+
+def _verify_checkpoint(
+    store: Store,
+    run_id: str,
+    bodies: list[jf.Event | None],
+    digests: list[bytes],
+    report: VerifyReport,
+) -> None:
+    """The checkpoint must be intact, on the chain and equal to its fold (JF-106)."""
+    raw = store.checkpoint_of(run_id)
+    if raw is None:
+        return
+    try:
+        checkpoint = jf.decode_checkpoint(jf.unseal(raw)[1])
+    except jf.FormatError as exc:
+        report.problems.append(Problem(f"checkpoint damaged: {exc}", run_id=run_id))
+        return
+    covered = checkpoint.events
+    if checkpoint.run_id != run_id:
+        problem = f"checkpoint belongs to run {checkpoint.run_id!r}"
+    elif not 1 <= covered <= len(bodies):
+        problem = f"checkpoint covers {covered} events; the run has {len(bodies)}"
+    elif digests[covered - 1] != checkpoint.head:
+        problem = f"checkpoint does not match the chain at seq {covered - 1}"
+    else:
+        events = bodies[:covered]
+        if any(event is None for event in events):
+            return  # the damaged events are reported; the fold cannot be checked
+        index = jf.CallIndex()
+        try:
+            index.fold(0, events)  # type: ignore[arg-type]
+        except jf.OrphanOutcome:
+            return  # reported by the read path; the fold is undefined
+        index.head = checkpoint.head
+        if index.to_checkpoint(run_id, checkpoint.v) == checkpoint:
+            return
+        problem = (
+            f"checkpoint of the first {covered} events differs from what those"
+            " events say"
+        )
+    report.problems.append(
+        Problem(
+            f"{problem}. It is derived data: resumes ignore it and read the events;"
+            " the next checkpoint replaces it.",
+            run_id=run_id,
+        )
+    )
 
 
 def _run_events(store: Store, prefix: bytes) -> list[tuple[bytes, bytes]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from hypothesis import strategies as st
 
 import journal_format as jf
@@ -181,3 +182,50 @@ run_records = st.builds(
     dispatched=counts,
     replayed=counts,
 )
+
+
+@st.composite
+def histories(draw: st.DrawFn, *, max_events: int = 40) -> list[Any]:
+    """Well-formed run histories: every outcome follows a request at its key.
+
+    Keys come from a small pool, so later events often land on keys that
+    already hold something (a retried request, a timer firing, a value).
+    """
+    pool = draw(st.lists(key_bytes(max_size=3), min_size=1, max_size=6, unique=True))
+    out: list[Any] = [draw(EVENT_STRATEGIES[jf.RunStarted])]
+    requested: list[bytes] = []
+    outcomes = (
+        jf.EffectCompleted,
+        jf.EffectFailed,
+        jf.AttemptFailed,
+        jf.EffectAbandoned,
+        jf.EffectClaimed,
+    )
+    starters = (
+        jf.EffectRequested,
+        jf.ValueRecorded,
+        jf.TimerStarted,
+        jf.TimerFired,
+        jf.LogLine,
+        jf.SignalReceived,
+        jf.RunWaiting,
+        jf.RunFailed,
+    )
+    for _ in range(draw(st.integers(0, max_events))):
+        kinds = starters + (outcomes if requested else ())
+        kind = draw(st.sampled_from(kinds))
+        body = draw(EVENT_STRATEGIES[kind])
+        if kind in outcomes:
+            body = msgspec.structs.replace(body, key=draw(st.sampled_from(requested)))
+        elif "key" in kind.__struct_fields__:
+            key = draw(st.sampled_from(pool))
+            body = msgspec.structs.replace(body, key=key)
+            if kind is jf.EffectRequested:
+                requested.append(key)
+            elif kind in (jf.ValueRecorded, jf.TimerStarted):
+                # The key no longer holds a request.
+                requested = [k for k in requested if k != key]
+        if kind is jf.EffectCompleted and draw(st.booleans()):
+            body = msgspec.structs.replace(body, signal_seq=draw(counts))
+        out.append(body)
+    return out

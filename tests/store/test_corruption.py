@@ -191,9 +191,9 @@ def test_truncated_run_is_caught_by_the_resume_scan(
     store = make_store(journal)
     with store._handle.env.begin(write=True) as txn:
         txn.delete(jf.event_key(jf.run_prefix("r1"), 7), db=store._dbs[jf.DB_EVENTS])
-    seen: list[int] = []
-    with pytest.raises(JournalCorruptError):
-        store.scan_events("r1", lambda seq, envelope, fetch: seen.append(seq))
+    with pytest.raises(JournalCorruptError) as caught:
+        store.load_index("r1")
+    assert caught.value.seq == 7
 
 
 @pytest.mark.spec("JF-032")

@@ -1,0 +1,385 @@
+"""The call index a run's events imply, and checkpoints of it.
+
+A resume needs to know, for every invocation key, what the journal says
+happened there: which task was requested with which args, whether it
+completed (and with what result) or failed, which values and timers were
+recorded. That *call index* is a left fold over the run's events
+(:meth:`CallIndex.fold`), defined here once so that the runtime, ``verify``
+and any other reader agree on it.
+
+A *checkpoint* (JF-100 … JF-105 in docs/journal-format.md) is the call index
+of a run's first ``events`` events, sealed into one record of the
+``checkpoints`` database. It is derived data: the events stay the truth. A
+reader that finds a valid checkpoint folds only the events after it, so a
+resume reads one record plus a short tail instead of every event; one that
+finds none, or one it cannot use, folds every event and gets the same index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Final
+
+import msgspec
+from blake3 import blake3
+
+from ._codec import ADDRESS_SIZE
+from ._errors import FormatError
+from ._events import (
+    AttemptFailed,
+    EffectAbandoned,
+    EffectCompleted,
+    EffectFailed,
+    EffectRequested,
+    Envelope,
+    ErrorInfo,
+    Event,
+    LogLine,
+    RunStarted,
+    SignalReceived,
+    TimerFired,
+    TimerStarted,
+    ValueRecorded,
+)
+from ._keys import key_bytes_to_text
+from ._layout import genesis_digest, run_prefix
+
+_envelope_decoder = msgspec.msgpack.Decoder(Envelope)
+
+EFFECT: Final = 0
+"""``CallState.kind`` of a requested effect (a task or an external effect)."""
+VALUE: Final = 1
+"""``CallState.kind`` of a recorded value (``now``, ``random``, ``uuid``)."""
+TIMER: Final = 2
+"""``CallState.kind`` of a durable timer (``ctx.sleep``)."""
+
+
+class CallState(msgspec.Struct, array_like=True, gc=False):
+    """What a run's events say happened at one invocation key (JF-102).
+
+    Mutable: folding a completion into the index updates the request's state.
+    """
+
+    kind: int
+    """:data:`EFFECT`, :data:`VALUE` or :data:`TIMER`."""
+    seq: int
+    """The seq of the event that created it (the request, value or timer)."""
+    task: str = ""
+    """Effects: the task name. Values: ``now``, ``random`` or ``uuid``."""
+    effect_kind: str = ""
+    """Effects: ``task`` or the kind of an external effect."""
+    args: bytes = b""
+    """Effects: the args' payload reference."""
+    result: bytes | None = None
+    """Effects: the result's payload reference, once completed."""
+    error: ErrorInfo | None = None
+    """Effects: the final failure, once failed."""
+    attempts: int = 0
+    """Effects: the number of the last failed attempt that was retried."""
+    value: int | bytes | None = None
+    """Values: the recorded value."""
+    due_ns: int = 0
+    """Timers: when the timer is due."""
+    fired: bool = False
+    """Timers: whether it fired."""
+    abandoned: bool = False
+    """Effects: abandoned (a lower-index sibling's failure decided its group)."""
+    deadline_ns: int | None = None
+    """External effects with a timeout: when the request expires."""
+
+
+class Checkpoint(msgspec.Struct, omit_defaults=True, gc=False):
+    """The call index of a run's first ``events`` events (JF-101)."""
+
+    v: int
+    run_id: str
+    events: int
+    """How many of the run's events (seqs ``0 .. events - 1``) it covers."""
+    head: bytes
+    """The digest of event ``events - 1``: ties the checkpoint to the chain."""
+    keys: list[bytes]
+    calls: list[CallState]
+    """``calls[i]`` is the state at invocation key ``keys[i]``."""
+    logs: list[tuple[bytes, int]] = msgspec.field(default_factory=list)
+    """Every log line's ``(key, ordinal)``, sorted."""
+    signals: list[tuple[int, str, bytes]] = msgspec.field(default_factory=list)
+    """Every posted signal: ``(seq, name, payload reference)``, in seq order."""
+    consumed_signals: list[int] = msgspec.field(default_factory=list)
+    """Seqs of the signals a wait has consumed, sorted."""
+    started: RunStarted | None = None
+    last_event: Event | None = None
+
+
+_checkpoint_encoder = msgspec.msgpack.Encoder(order="deterministic")
+_checkpoint_decoder = msgspec.msgpack.Decoder(Checkpoint)
+
+
+def encode_checkpoint(checkpoint: Checkpoint) -> bytes:
+    """Encode a checkpoint (seal it before storing: JF-100)."""
+    return _checkpoint_encoder.encode(checkpoint)
+
+
+def decode_checkpoint(data: bytes) -> Checkpoint:
+    """Decode an unsealed checkpoint.
+
+    Raises:
+        FormatError: the bytes are not a checkpoint.
+    """
+    try:
+        checkpoint = _checkpoint_decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise FormatError(f"checkpoint does not decode: {exc}") from None
+    if len(checkpoint.keys) != len(checkpoint.calls):
+        raise FormatError(
+            f"checkpoint has {len(checkpoint.keys)} keys but"
+            f" {len(checkpoint.calls)} call states"
+        )
+    return checkpoint
+
+
+class DamagedEvent(FormatError):
+    """A stored event failed a check while being read."""
+
+    def __init__(self, seq: int, what: str, key: bytes | None = None) -> None:
+        super().__init__(what)
+        self.seq = seq
+        self.what = what
+        self.key = key
+
+
+def _misplaced(envelope: Envelope, seq: int, prev: bytes) -> DamagedEvent:
+    key = getattr(envelope.event, "key", None)
+    if envelope.seq != seq:
+        what = (
+            f"expected seq {seq}, found {envelope.seq}: events are missing or out"
+            " of place"
+        )
+    else:
+        what = (
+            "its link to the previous event does not match (the chain is broken here)"
+        )
+    return DamagedEvent(seq, what, key)
+
+
+class OrphanOutcome(FormatError):
+    """An outcome event whose key has no request before it."""
+
+    def __init__(self, seq: int, key: bytes) -> None:
+        super().__init__(
+            f"event seq {seq}: an outcome at key {key_bytes_to_text(key)} has no"
+            " request before it"
+        )
+        self.seq = seq
+        self.key = key
+
+
+class CallIndex:
+    """What a run's first :attr:`events` events say, by invocation key (JF-102).
+
+    Built by folding events in seq order (:meth:`fold`), or restored from a
+    checkpoint (:meth:`from_checkpoint`) and then folding the events after it:
+    both give equal indexes (JF-104).
+    """
+
+    __slots__ = (
+        "calls",
+        "consumed_signals",
+        "events",
+        "head",
+        "last_event",
+        "logs",
+        "signals",
+        "started",
+    )
+
+    def __init__(self) -> None:
+        self.calls: dict[bytes, CallState] = {}
+        self.logs: set[tuple[bytes, int]] = set()
+        self.signals: list[tuple[int, str, bytes]] = []
+        self.consumed_signals: set[int] = set()
+        self.started: RunStarted | None = None
+        self.last_event: Event | None = None
+        self.events = 0
+        """How many events have been folded in (seqs ``0 .. events - 1``)."""
+        self.head = b""
+        """The digest of event ``events - 1`` (set by whoever read it)."""
+
+    def fold(self, seq: int, events: Iterable[Event]) -> None:
+        """Fold events ``seq, seq + 1, …`` into the index, in order (JF-102).
+
+        Raises:
+            OrphanOutcome: an outcome at a key with no request before it.
+        """
+        event: Event | None = None
+        for event in events:
+            self._fold_one(seq, event)
+            seq += 1
+        self.events = seq
+        if event is not None:
+            self.last_event = event
+
+    def _fold_one(self, seq: int, event: Event) -> None:
+        """The fold rules of JF-102 (``fold_records`` inlines the first two)."""
+        if isinstance(event, EffectRequested):
+            self.calls[event.key] = CallState(
+                EFFECT,
+                seq,
+                event.task,
+                event.kind,
+                event.args,
+                deadline_ns=event.deadline_ns,
+            )
+        elif isinstance(event, EffectCompleted):
+            self._effect(seq, event.key).result = event.result
+            if event.signal_seq is not None:
+                self.consumed_signals.add(event.signal_seq)
+        else:
+            self._fold_other(seq, event)
+
+    def fold_records(
+        self,
+        run_id: str,
+        records: Iterable[tuple[bytes, bytes]],
+        stop: int | None = None,
+    ) -> None:
+        """Check and fold stored events: ``(events key, sealed envelope)`` pairs.
+
+        ``records`` are read in key order from the run's next event on (seq
+        :attr:`events`); reading stops at the first key outside the run, or
+        at seq ``stop``. Each record is checked as section 10 says: its digest
+        (JF-061), its seq (JF-066) and its chain link (JF-063, JF-064). On
+        return :attr:`events` and :attr:`head` describe the last event read.
+
+        Raises:
+            DamagedEvent: a record fails a check (nothing after it is folded).
+            OrphanOutcome: an outcome at a key with no request before it.
+        """
+        prefix = run_prefix(run_id)
+        key_length = len(prefix) + 8
+        size = ADDRESS_SIZE
+        decode = _envelope_decoder.decode
+        hasher = blake3()  # reset per record: cheaper than a new hasher each
+        update, digest_of, reset = hasher.update, hasher.digest, hasher.reset
+        calls = self.calls
+        names: dict[str, str] = {}  # one str object per distinct name
+        requested, completed = EffectRequested, EffectCompleted
+        seq = self.events
+        prev = self.head if seq else genesis_digest(run_id)
+        event: Event | None = None
+        try:
+            for key, value in records:
+                if seq == stop or len(key) != key_length or not key.startswith(prefix):
+                    break
+                digest = value[:size]
+                data = value[size:]
+                update(data)
+                if digest_of() != digest:
+                    raise DamagedEvent(
+                        seq, "record bytes do not match their blake3 digest"
+                    )
+                reset()
+                envelope = decode(data)
+                if envelope.seq != seq or envelope.prev != prev:
+                    raise _misplaced(envelope, seq, prev)
+                event = envelope.event
+                kind = type(event)
+                # The two most frequent rules of _fold_one, inlined: this loop
+                # runs once per event of every cold resume.
+                if kind is requested:
+                    task = event.task  # type: ignore[union-attr]
+                    effect_kind = event.kind  # type: ignore[union-attr]
+                    calls[event.key] = CallState(  # type: ignore[union-attr]
+                        EFFECT,
+                        seq,
+                        names.setdefault(task, task),
+                        names.setdefault(effect_kind, effect_kind),
+                        event.args,  # type: ignore[union-attr]
+                        None,
+                        None,
+                        0,
+                        None,
+                        0,
+                        False,
+                        False,
+                        event.deadline_ns,  # type: ignore[union-attr]
+                    )
+                elif kind is completed:
+                    call = calls.get(event.key)  # type: ignore[union-attr]
+                    if call is None or call.kind != EFFECT:
+                        raise OrphanOutcome(seq, event.key)  # type: ignore[union-attr]
+                    call.result = event.result  # type: ignore[union-attr]
+                    if event.signal_seq is not None:  # type: ignore[union-attr]
+                        self.consumed_signals.add(event.signal_seq)  # type: ignore[union-attr]
+                else:
+                    self._fold_other(seq, event)
+                prev = digest
+                seq += 1
+        except msgspec.DecodeError as exc:
+            raise DamagedEvent(seq, f"event does not decode: {exc}") from None
+        finally:
+            # Whatever was folded before a failure is described exactly.
+            self.events = seq
+            self.head = prev
+            if event is not None:
+                self.last_event = event
+
+    def _fold_other(self, seq: int, event: Event) -> None:
+        calls = self.calls
+        if isinstance(event, LogLine):
+            self.logs.add((event.key, event.ordinal))
+        elif isinstance(event, ValueRecorded):
+            calls[event.key] = CallState(VALUE, seq, event.kind, value=event.value)
+        elif isinstance(event, EffectFailed):
+            self._effect(seq, event.key).error = event.error
+        elif isinstance(event, AttemptFailed):
+            self._effect(seq, event.key).attempts = event.attempt
+        elif isinstance(event, TimerStarted):
+            calls[event.key] = CallState(TIMER, seq, due_ns=event.due_ns)
+        elif isinstance(event, TimerFired):
+            timer = calls.get(event.key)
+            if timer is not None and timer.kind == TIMER:
+                timer.fired = True
+        elif isinstance(event, EffectAbandoned):
+            self._effect(seq, event.key).abandoned = True
+        elif isinstance(event, SignalReceived):
+            self.signals.append((seq, event.name, event.payload))
+        elif isinstance(event, RunStarted):
+            self.started = event
+
+    def _effect(self, seq: int, key: bytes) -> CallState:
+        call = self.calls.get(key)
+        if call is None or call.kind != EFFECT:
+            raise OrphanOutcome(seq, key)
+        return call
+
+    def to_checkpoint(self, run_id: str, version: int) -> Checkpoint:
+        """The checkpoint of this index (keys in byte order, JF-103)."""
+        keys = sorted(self.calls)
+        calls = self.calls
+        return Checkpoint(
+            v=version,
+            run_id=run_id,
+            events=self.events,
+            head=self.head,
+            keys=keys,
+            calls=[calls[k] for k in keys],
+            logs=sorted(self.logs),
+            signals=list(self.signals),
+            consumed_signals=sorted(self.consumed_signals),
+            started=self.started,
+            last_event=self.last_event,
+        )
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Checkpoint) -> CallIndex:
+        """The index a checkpoint holds (the checkpoint's lists are taken over)."""
+        index = cls()
+        index.calls = dict(zip(checkpoint.keys, checkpoint.calls, strict=True))
+        index.logs = set(checkpoint.logs)
+        index.signals = checkpoint.signals
+        index.consumed_signals = set(checkpoint.consumed_signals)
+        index.started = checkpoint.started
+        index.last_event = checkpoint.last_event
+        index.events = checkpoint.events
+        index.head = checkpoint.head
+        return index
