@@ -260,8 +260,17 @@ class Dispatcher:
             return
         except BaseException as exc:  # the executor itself failed (a worker died)
             outcomes = [_worker.error_outcome(exc)] * len(chunk)
+        hooks = self.hooks
+        if hooks is not None and hooks.delay is not None:
+            for call, outcome in zip(chunk, outcomes, strict=True):
+                self._finish(call, outcome)
+            return
+        # The whole chunk at once: one slot hand-back, one pump.
         for call, outcome in zip(chunk, outcomes, strict=True):
-            self._finish(call, outcome)
+            self._release(call, outcome)
+        self.in_flight -= len(chunk)
+        self.slots.give(len(chunk))
+        self.schedule_pump()
 
     async def _run_async(self, call: Call) -> None:
         token = _task_context.set(TaskContext(self.run_id, call.key_text, call.attempt))
@@ -324,13 +333,17 @@ class Dispatcher:
     def _deliver(self, call: Call, outcome: _worker.Outcome | None) -> None:
         self.in_flight -= 1
         self.slots.give()
+        self._release(call, outcome)
+        # Commit the completion soon, and start what was waiting for a slot.
+        self.schedule_pump()
+
+    def _release(self, call: Call, outcome: _worker.Outcome | None) -> None:
+        """Hand an attempt's outcome to the effect waiting for it."""
         self._async_calls.discard(call)
         if call.timer is not None:
             call.timer.cancel()
         if outcome is not None and not call.future.done():
             call.future.set_result(outcome)
-        # Commit the completion soon, and start what was waiting for a slot.
-        self.schedule_pump()
 
     def _timed_out(self, call: Call) -> None:
         if call.future.done():

@@ -58,6 +58,7 @@ class RunJournal:
         self.recorded_events = 0
         self.restored_events = 0
         """Events covered by the checkpoint the load started from (0: none)."""
+        self._checkpoint_stale = False
         self._pending: list[jf.Event] = []
         self._pending_blobs: dict[bytes, bytes] = {}
         self._payloads: dict[bytes, bytes] = {}
@@ -113,6 +114,10 @@ class RunJournal:
         self.entries = index.calls
         self.recorded_events = index.events
         self.restored_events = restored
+        # Many events read one by one (no checkpoint, or an old one: say the
+        # run was killed mid-run): the first commit checkpoints, so the next
+        # resume need not read them all again.
+        self._checkpoint_stale = self._checkpoint_due(0)
 
     def payload(self, ref: bytes) -> bytes:
         """The payload a recorded reference names (a blob is read and checked once)."""
@@ -161,7 +166,8 @@ class RunJournal:
         """Commit every buffered event in one transaction (one fsync).
 
         With ``checkpoint``, the execution is over and the run will be resumed
-        (it waits): the commit also checkpoints the run when one is due.
+        (it waits): the commit also checkpoints the run when one is due. So
+        does the first commit after a load that read many events one by one.
         """
         if self.read_only or self.crashed:
             return
@@ -188,12 +194,12 @@ class RunJournal:
                 if self.on_crash is not None:
                     self.on_crash()
                 return
-        index = (
-            self.index
-            if checkpoint and events and self._checkpoint_due(len(events))
-            else None
-        )
-        self.store.append(
+        index = None
+        if events and (checkpoint or self._checkpoint_stale):
+            self._checkpoint_stale = False
+            if self._checkpoint_due(len(events)):
+                index = self.index
+        result = self.store.append(
             self.run_id,
             events,
             blobs,
@@ -202,8 +208,8 @@ class RunJournal:
             checkpoint=index,
         )
         self.events_written += len(events)
-        if index is not None:
-            self.restored_events = index.events
+        if result.checkpointed:
+            self.restored_events = result.checkpointed
         self.commits += 1
 
     # -- divergence checks -------------------------------------------------------

@@ -14,6 +14,7 @@ Caveats (see docs/store.md):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import struct
 import time
@@ -62,6 +63,8 @@ class AppendResult:
     first_seq: int
     count: int
     head: bytes
+    checkpointed: int = 0
+    """Events the checkpoint written with this append covers (0: none written)."""
 
 
 class Store:
@@ -267,7 +270,8 @@ class Store:
             record = self._decode_run(run_id, raw)
             result = self._append_in(txn, record, events, blobs, status, counters)
             if checkpoint is not None:
-                self._put_checkpoint(txn, run_id, checkpoint)
+                covered = self._put_checkpoint(txn, run_id, checkpoint)
+                result = dataclasses.replace(result, checkpointed=covered)
             return result
 
         result = _env.write(self._handle, body)
@@ -558,19 +562,30 @@ class Store:
             return f"does not match the chain at event seq {checkpoint.events - 1}"
         return None
 
-    def _put_checkpoint(self, txn: Any, run_id: str, index: jf.CallIndex) -> None:
+    def _put_checkpoint(self, txn: Any, run_id: str, base: jf.CallIndex) -> int:
+        """Checkpoint the run as it stands in ``txn``, from ``base``; events covered.
+
+        ``base`` is left as it is (the runtime may still be using it): a copy,
+        through the checkpoint's own encoding, is brought up to date.
+        """
+        version = jf.FORMAT_VERSION
+        index = jf.CallIndex.from_checkpoint(
+            jf.decode_checkpoint(
+                jf.encode_checkpoint(base.to_checkpoint(run_id, version))
+            )
+        )
         try:
             self._fold_events(txn, run_id, index, None)
         except JournalCorruptError as exc:
             # Never lose the events being appended over derived data.
             _log.warning("run %r: no checkpoint written: %s", run_id, exc)
-            return
-        checkpoint = index.to_checkpoint(run_id, jf.FORMAT_VERSION)
+            return 0
         txn.put(
             jf.run_prefix(run_id),
-            jf.seal(jf.encode_checkpoint(checkpoint)),
+            jf.seal(jf.encode_checkpoint(index.to_checkpoint(run_id, version))),
             db=self._dbs[jf.DB_CHECKPOINTS],
         )
+        return index.events
 
     def checkpoint_of(self, run_id: str) -> bytes | None:
         """The run's raw checkpoint record, unchecked (for ``verify``)."""

@@ -18,6 +18,7 @@ import pytest
 
 import journal_format as jf
 from replay_engine import Engine, external, task
+from replay_engine._hooks import Hooks
 from replay_engine._store import Store
 
 RUN = "cp"
@@ -241,3 +242,35 @@ def test_time_travel_before_the_checkpoint_reads_the_events(engine: Engine) -> N
     without = engine.replay(RUN, until=until)
     assert without.to_dict() == with_checkpoint.to_dict()
     assert 0 < len(with_checkpoint.completed_keys()) < 40
+
+
+async def two_maps(inputs: dict[str, int], ctx: Any) -> Any:
+    first = await ctx.parallel.map(range(30), lambda i: ctx.task(double, {"i": i}))
+    second = await ctx.parallel.map(range(30), lambda i: ctx.task(double, {"i": -i}))
+    return sum(first) + sum(second)
+
+
+@pytest.mark.spec("JF-100", "JF-105")
+def test_a_run_cut_short_is_checkpointed_by_its_first_resume_commit(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "journal")
+    # The run dies after its first 50 events (the in-process crash hook: no
+    # more writes, as if killed), so it never stopped waiting: no checkpoint.
+    with Engine(path, hooks=Hooks(crash_after_events=50)) as crashing:
+        crashing.run(two_maps, {}, run_id=RUN)
+    with Engine(path) as engine:
+        assert engine.store.require_run(RUN).events == 50
+        assert _raw_checkpoint(engine.store) is None
+        run = engine.resume(RUN)
+        assert run.status == "completed" and run.result == 0
+        checkpoint = _checkpoint(engine.store)
+        # Written with the resume's first commit (its new requests), not later:
+        # it covers the 50 events read one by one and that first commit.
+        assert 50 < checkpoint.events < engine.store.require_run(RUN).events
+        events = [s.event for s in engine.store.read_events(RUN)]
+        index = jf.CallIndex()
+        index.fold(0, events[: checkpoint.events])
+        index.head = checkpoint.head
+        assert index.to_checkpoint(RUN, jf.FORMAT_VERSION) == checkpoint
+        assert engine.verify(RUN).ok
