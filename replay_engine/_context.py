@@ -40,6 +40,7 @@ _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 _key_text = jf.key_bytes_to_text
 _EFFECT = jf.EFFECT
 _ADDRESS_SIZE = jf.ADDRESS_SIZE
+_current_scope = current_scope.get
 
 
 async def _raise(exc: BaseException) -> Any:
@@ -127,7 +128,10 @@ class Context:
         if rt.diverged is not None or rt.stopping:
             rt.check_live()
         tdef = t if type(t) is TaskDef else as_task(t)
-        scope = _scope()
+        try:
+            scope = _current_scope()
+        except LookupError:
+            scope = _scope()  # raises the explanatory error
         key = scope.next_key()
         if type(args) is dict:
             pass  # the common case, without the slower ABC check below
@@ -147,7 +151,12 @@ class Context:
                 " str, int, float, bool, None, bytes, msgspec Structs); nothing was"
                 " recorded."
             ) from None
-        address = jf.payload_ref(args_bytes)  # small args are compared inline
+        # Small args are their own reference, compared inline (JF-026).
+        address = (
+            args_bytes
+            if len(args_bytes) < _ADDRESS_SIZE
+            else jf.payload_ref(args_bytes)
+        )
         rt.activity += 1
         journal = rt.journal
         entry = journal.entries.get(key)

@@ -31,6 +31,12 @@ from ._tasks import TaskContext, TaskDef, _task_context
 from .errors import ExecutorUnavailable
 
 _MAX_CHUNK = 64
+"""Most attempts in one pool job while a task's cost is unknown."""
+_MAX_MEASURED_CHUNK = 512
+"""Most attempts in one pool job of tasks measured to be tiny."""
+_CHUNK_SECONDS = 0.002
+"""What a pool job of measured tasks should take: long enough to amortise the
+job, short enough that one slow batch does not hold back the others."""
 
 
 class Call:
@@ -111,6 +117,8 @@ class Dispatcher:
             max_in_flight if isinstance(max_in_flight, Slots) else Slots(max_in_flight)
         )
         self._async_calls: set[Call] = set()
+        self._task_cost: dict[str, float] = {}
+        """Seconds per attempt of each thread-pool task, a running average."""
         self.ready: deque[Call] = deque()
         self.in_flight = 0
         self.dispatched = 0
@@ -216,7 +224,22 @@ class Dispatcher:
         self, executor: cf.Executor, calls: list[Call], *, by_reference: bool
     ) -> None:
         workers = getattr(executor, "_max_workers", 4) or 4
+        # Spread over the workers: at least two chunks each.
         size = max(1, min(_MAX_CHUNK, len(calls) // (2 * workers)))
+        slowest = 0.0 if not by_reference else None
+        for call in calls:
+            cost = self._task_cost.get(call.tdef.name)
+            if cost is None or slowest is None:
+                slowest = None
+                break
+            slowest = max(slowest, cost)
+        if slowest is not None:
+            # Every task here has been timed: make each chunk take about
+            # _CHUNK_SECONDS. Tiny tasks then go hundreds to a job (each job
+            # and its completion cost more than such a task), slow ones alone.
+            size = max(
+                1, min(_MAX_MEASURED_CHUNK, int(_CHUNK_SECONDS / max(slowest, 1e-9)))
+            )
         for start in range(0, len(calls), size):
             chunk = calls[start : start + size]
             if any(c.tdef.timeout is not None for c in chunk) and len(chunk) > 1:
@@ -229,7 +252,7 @@ class Dispatcher:
     def _submit_chunk(
         self, executor: cf.Executor, chunk: list[Call], by_reference: bool
     ) -> None:
-        future: cf.Future[list[_worker.Outcome]]
+        future: cf.Future[Any]
         if by_reference:
             items_r = [(c.tdef.ref, c.args_bytes, c.key_text, c.attempt) for c in chunk]
             future = executor.submit(_worker.run_remote_chunk, items_r, self.run_id)
@@ -238,18 +261,19 @@ class Dispatcher:
             future = executor.submit(_worker.run_local_chunk, items_l, self.run_id)
         loop = self.loop
 
-        def done(f: cf.Future[list[_worker.Outcome]]) -> None:
+        def done(f: cf.Future[Any]) -> None:
             # A closed loop means the run was abandoned; nothing is waiting.
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._chunk_done, chunk, f)
 
         future.add_done_callback(done)
 
-    def _chunk_done(
-        self, chunk: list[Call], future: cf.Future[list[_worker.Outcome]]
-    ) -> None:
+    def _chunk_done(self, chunk: list[Call], future: cf.Future[Any]) -> None:
         try:
             outcomes = future.result()
+            if isinstance(outcomes, tuple):  # a local chunk: (outcomes, seconds)
+                outcomes, seconds = outcomes
+                self._note_cost(chunk, seconds)
         except ExecutorUnavailable as exc:
             # Not the tasks' failure: record nothing for them; the run stops
             # with this error and a resume dispatches them again.
@@ -318,6 +342,14 @@ class Dispatcher:
                         f"the fake result cannot be encoded: {exc}",
                     )
         return None
+
+    def _note_cost(self, chunk: list[Call], seconds: float) -> None:
+        """Fold a chunk's time per task into each of its tasks' running cost."""
+        per_task = seconds / len(chunk)
+        costs = self._task_cost
+        for name in {c.tdef.name for c in chunk}:
+            old = costs.get(name)
+            costs[name] = per_task if old is None else 0.7 * old + 0.3 * per_task
 
     def _finish(self, call: Call, outcome: _worker.Outcome | None) -> None:
         hooks = self.hooks

@@ -258,7 +258,8 @@ class Runtime:
         new: bool,
         deadline_ns: int | None = None,
     ) -> Any:
-        self.check_live()
+        if self.diverged is not None or self.stopping:
+            self.check_live()
         if self.frozen:
             if new:
                 self.check_new(key, scope_prefix, lambda: _describe_call(tdef, address))

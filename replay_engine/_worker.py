@@ -7,6 +7,7 @@ task by reference (``module:qualname``), never a pickled function.
 from __future__ import annotations
 
 import importlib
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -56,9 +57,15 @@ def run_call(
 
 def run_local_chunk(
     items: list[tuple[Callable[..., Any], bytes, str, int]], run_id: str
-) -> list[Outcome]:
-    """Execute several sync attempts in one pool job (amortises submission)."""
-    return [run_call(fn, a, run_id, k, n) for fn, a, k, n in items]
+) -> tuple[list[Outcome], float]:
+    """Execute several sync attempts in one pool job (amortises submission).
+
+    Returns their outcomes and the seconds they took together, from which
+    the dispatcher sizes later chunks.
+    """
+    started = time.perf_counter()
+    outcomes = [run_call(fn, a, run_id, k, n) for fn, a, k, n in items]
+    return outcomes, time.perf_counter() - started
 
 
 _resolved: dict[str, Callable[..., Any]] = {}
