@@ -34,9 +34,10 @@ and folded: what the first resume of a run that never stopped ``waiting``
 
 The floor is measured in the same child, before the engine opens the journal
 and again after the resumes (the better of the two is used, so that a burst of
-the host's noise cannot flatter the ratio): the journal's LMDB environment opened read-only with py-lmdb, a cursor over the
-run's range of the ``events`` database, and a msgspec decode of every
-envelope (the value after its 32-byte digest) into ``journal_format.Envelope``.
+the host's noise cannot flatter the ratio): the journal's LMDB environment
+opened read-only with py-lmdb, a cursor over the run's range of the ``events``
+database, and a msgspec decode of every envelope (the value after its 32-byte
+digest) into ``journal_format.Envelope``.
 No digest check, no chain check, no blob reads. Each effect is two events
 (``requested`` + ``completed``), so the floor per effect is two events' worth.
 
