@@ -186,7 +186,12 @@ def task(
             executor: a thread pool unless the engine was given another),
             ``"thread"``, ``"process"`` (a process pool; the function must be
             importable by reference) or ``"inline"`` (on the event loop, for
-            tiny pure functions).
+            tiny pure functions). Sync tasks on a pool run several to a pool
+            job, one after another (sized from their measured cost: a job of
+            tiny tasks holds hundreds), so a sync task must never wait for
+            another task of the same run to be running; make such tasks
+            ``async`` (or give them a ``timeout``, which runs each attempt in a
+            job of its own).
 
     Returns:
         The :class:`TaskDef`, or a decorator making one.
