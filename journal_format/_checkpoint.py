@@ -265,7 +265,7 @@ class CallIndex:
         requested, completed = EffectRequested, EffectCompleted
         seq = self.events
         prev = self.head if seq else genesis_digest(run_id)
-        event: Event | None = None
+        last = self.last_event
         try:
             for key, value in records:
                 if seq == stop or len(key) != key_length or not key.startswith(prefix):
@@ -312,16 +312,16 @@ class CallIndex:
                         self.consumed_signals.add(event.signal_seq)  # type: ignore[union-attr]
                 else:
                     self._fold_other(seq, event)
+                last = event
                 prev = digest
                 seq += 1
         except msgspec.DecodeError as exc:
             raise DamagedEvent(seq, f"event does not decode: {exc}") from None
         finally:
-            # Whatever was folded before a failure is described exactly.
+            # Up to the last event folded whole, even when one fails a check.
             self.events = seq
             self.head = prev
-            if event is not None:
-                self.last_event = event
+            self.last_event = last
 
     def _fold_other(self, seq: int, event: Event) -> None:
         calls = self.calls

@@ -36,6 +36,18 @@ _KEY_TEXT = re.compile(r"[0-9]+(?:\.[0-9]+)*")
 _SMALL: tuple[bytes, ...] = (b"\x00", *(bytes((1, i)) for i in range(1, 256)))
 
 
+# Two-byte components (256 ..< 65536: the branches of a large parallel.map),
+# built on first use: a table index is several times cheaper than the
+# arithmetic, and a 100k-branch map takes one per branch.
+_MEDIUM: list[bytes] = []
+
+
+def _medium(index: int) -> bytes:
+    if not _MEDIUM:
+        _MEDIUM.extend(bytes((2, i >> 8, i & 0xFF)) for i in range(65536))
+    return _MEDIUM[index]
+
+
 def encode_component(index: int) -> bytes:
     """Encode one key component.
 
@@ -44,6 +56,8 @@ def encode_component(index: int) -> bytes:
     """
     if 0 <= index < 256:
         return _SMALL[index]
+    if 256 <= index < 65536:
+        return _MEDIUM[index] if _MEDIUM else _medium(index)
     if index < 0 or index > MAX_COMPONENT:
         raise FormatError(
             f"invocation key component {index} is outside 0..{MAX_COMPONENT}"
