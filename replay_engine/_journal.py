@@ -3,9 +3,11 @@
 What was recorded, loaded once, and what is being recorded, buffered for the
 next group commit.
 
-Loading reads the run's events in one checked scan (every digest and chain
-link) and indexes them by invocation key, so each replayed call costs a dict
-lookup rather than a database round trip.
+Loading builds the run's call index (``journal_format.CallIndex``: what the
+journal says happened at each invocation key) in one read transaction, from
+the run's checkpoint plus a checked fold of the events after it, so each
+replayed call costs a dict lookup rather than a database round trip. Commits
+that leave a run waiting keep its checkpoint current.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ CHECKPOINT_MIN_EVENTS = 16
 """A waiting run gets a checkpoint once this many events are not covered by one."""
 CHECKPOINT_GROWTH = 4
 """… and once the uncovered events are at least 1/this of the covered ones, so
-rewriting checkpoints costs O(1) amortised per event (see ``maybe_checkpoint``)."""
+rewriting checkpoints costs O(1) amortised per event (see ``_checkpoint_due``)."""
 
 
 def describe_entry(entry: Entry) -> str:
