@@ -1,0 +1,84 @@
+"""How sync tasks are grouped into thread-pool jobs.
+
+Counted with a real thread pool that records what each job it is given holds:
+tiny tasks, once timed, go many to a job; slow ones go one to a job, so they
+still run side by side.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from replay_engine import Engine, task
+
+
+class CountingPool(cf.ThreadPoolExecutor):
+    """A thread pool that remembers how many effects each job carried."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=4)
+        self.jobs: list[int] = []
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            self.jobs.append(len(args[0]))  # run_local_chunk(items, run_id)
+        return super().submit(fn, *args, **kwargs)
+
+
+@task(name="jobs.tiny")
+def tiny(i: int) -> int:
+    return i
+
+
+@task(name="jobs.slow")
+def slow(i: int) -> int:
+    time.sleep(0.02)
+    return i
+
+
+async def tiny_then_more(inputs: Any, ctx: Any) -> int:
+    first = await ctx.parallel.map(range(50), lambda i: ctx.task(tiny, {"i": i}))
+    more = await ctx.parallel.map(range(2000), lambda i: ctx.task(tiny, {"i": i}))
+    return sum(first) + sum(more)
+
+
+async def slow_twice(inputs: Any, ctx: Any) -> int:
+    first = await ctx.parallel.map(range(8), lambda i: ctx.task(slow, {"i": i}))
+    again = await ctx.parallel.map(range(24), lambda i: ctx.task(slow, {"i": i}))
+    return sum(first) + sum(again)
+
+
+def test_timed_tiny_tasks_go_many_to_a_job(tmp_path: Path) -> None:
+    pool = CountingPool()
+    try:
+        with Engine(str(tmp_path / "j"), executor=pool) as engine:
+            run = engine.run(tiny_then_more, None)
+        assert run.result == sum(range(50)) + sum(range(2000))
+    finally:
+        pool.shutdown()
+    assert sum(pool.jobs) == 2050
+    # The first 50, not yet timed, are spread over the 4 workers: jobs of 6.
+    assert pool.jobs[0] == 50 // (2 * 4)
+    # Once timed, a job holds every ready call (up to the in-flight bound),
+    # not one 2 * workers-th of them: few jobs for 2,000 tiny tasks.
+    assert max(pool.jobs) > 64
+    assert len(pool.jobs) < 2050 // 64
+
+
+def test_slow_tasks_go_one_to_a_job(tmp_path: Path) -> None:
+    pool = CountingPool()
+    try:
+        with Engine(str(tmp_path / "j"), executor=pool) as engine:
+            run = engine.run(slow_twice, None)
+        assert run.result == sum(range(8)) + sum(range(24))
+    finally:
+        pool.shutdown()
+    # Untimed, 8 calls over 4 workers go one per job (24 would go 3 per job);
+    # timed at 20 ms each, 24 go one per job too, so they run side by side.
+    assert pool.jobs == [1] * 32
