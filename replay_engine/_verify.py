@@ -225,7 +225,9 @@ def _verify_checkpoint(
     try:
         checkpoint = jf.decode_checkpoint(jf.unseal(raw)[1])
     except jf.FormatError as exc:
-        report.problems.append(Problem(f"checkpoint damaged: {exc}", run_id=run_id))
+        report.problems.append(
+            Problem(f"checkpoint damaged: {exc}. {_DERIVED}", run_id=run_id)
+        )
         return
     covered = checkpoint.events
     if checkpoint.run_id != run_id:
@@ -250,13 +252,13 @@ def _verify_checkpoint(
             f"checkpoint of the first {covered} events differs from what those"
             " events say"
         )
-    report.problems.append(
-        Problem(
-            f"{problem}. It is derived data: resumes ignore it and read the events;"
-            " the next checkpoint replaces it.",
-            run_id=run_id,
-        )
-    )
+    report.problems.append(Problem(f"{problem}. {_DERIVED}", run_id=run_id))
+
+
+_DERIVED = (
+    "A checkpoint is derived data: resumes ignore this one and read the events,"
+    " and the next checkpoint replaces it"
+)
 
 
 def _run_events(store: Store, prefix: bytes) -> list[tuple[bytes, bytes]]:
