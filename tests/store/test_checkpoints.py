@@ -274,3 +274,22 @@ def test_a_run_cut_short_is_checkpointed_by_its_first_resume_commit(
         index.head = checkpoint.head
         assert index.to_checkpoint(RUN, jf.FORMAT_VERSION) == checkpoint
         assert engine.verify(RUN).ok
+
+
+@pytest.mark.spec("JF-105")
+def test_time_travel_past_the_checkpoint_starts_from_it(engine: Engine) -> None:
+    engine.run(fan, {"n": 40}, run_id=RUN)
+    covered = _checkpoint(engine.store).events
+    engine.post(RUN, "1", result=7)  # one event past the checkpoint
+    for until in (covered, covered + 1):
+        index, restored = engine.store.load_index(RUN, stop=until)
+        assert restored == covered and index.events == until
+    snapshots = [engine.replay(RUN, until=u).to_dict() for u in (covered, covered + 1)]
+    with engine.store._handle.env.begin(write=True) as txn:
+        txn.delete(jf.run_prefix(RUN), db=engine.store._dbs[jf.DB_CHECKPOINTS])
+    assert snapshots == [
+        engine.replay(RUN, until=u).to_dict() for u in (covered, covered + 1)
+    ]
+    # The posted result is in the later snapshot only.
+    assert snapshots[1]["result"] == 2 * sum(range(40)) + 7
+    assert snapshots[0]["process_status"] == "frontier"
