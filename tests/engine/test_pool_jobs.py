@@ -54,31 +54,32 @@ async def slow_twice(inputs: Any, ctx: Any) -> int:
     return sum(first) + sum(again)
 
 
-def test_timed_tiny_tasks_go_many_to_a_job(tmp_path: Path) -> None:
+def _jobs_of(path: Path, process: Any) -> tuple[Any, list[int]]:
+    """Run ``process`` on a counting pool: its result, and what each job held."""
     pool = CountingPool()
     try:
-        with Engine(str(tmp_path / "j"), executor=pool) as engine:
-            run = engine.run(tiny_then_more, None)
-        assert run.result == sum(range(50)) + sum(range(2000))
+        with Engine(str(path), executor=pool) as engine:
+            result = engine.run(process, None).result
     finally:
         pool.shutdown()
-    assert sum(pool.jobs) == 2050
+    return result, pool.jobs
+
+
+def test_timed_tiny_tasks_go_many_to_a_job(tmp_path: Path) -> None:
+    result, jobs = _jobs_of(tmp_path / "j", tiny_then_more)
+    assert result == sum(range(50)) + sum(range(2000))
+    assert sum(jobs) == 2050
     # The first 50, not yet timed, are spread over the 4 workers: jobs of 6.
-    assert pool.jobs[0] == 50 // (2 * 4)
+    assert jobs[0] == 50 // (2 * 4)
     # Once timed, a job holds every ready call (up to the in-flight bound),
     # not one 2 * workers-th of them: few jobs for 2,000 tiny tasks.
-    assert max(pool.jobs) > 64
-    assert len(pool.jobs) < 2050 // 64
+    assert max(jobs) > 64
+    assert len(jobs) < 2050 // 64
 
 
 def test_slow_tasks_go_one_to_a_job(tmp_path: Path) -> None:
-    pool = CountingPool()
-    try:
-        with Engine(str(tmp_path / "j"), executor=pool) as engine:
-            run = engine.run(slow_twice, None)
-        assert run.result == sum(range(8)) + sum(range(24))
-    finally:
-        pool.shutdown()
+    result, jobs = _jobs_of(tmp_path / "j", slow_twice)
+    assert result == sum(range(8)) + sum(range(24))
     # Untimed, 8 calls over 4 workers go one per job (24 would go 3 per job);
     # timed at 20 ms each, 24 go one per job too, so they run side by side.
-    assert pool.jobs == [1] * 32
+    assert jobs == [1] * 32
