@@ -15,6 +15,7 @@ from ._checkpoint import (
     Checkpoint as Checkpoint,
     DamagedEvent as DamagedEvent,
     OrphanOutcome as OrphanOutcome,
+    checkpoint_mismatch as checkpoint_mismatch,
     decode_checkpoint as decode_checkpoint,
     encode_checkpoint as encode_checkpoint,
 )
@@ -137,6 +138,7 @@ __all__ = [
     "blobs_for",
     "check_blob",
     "check_run_id",
+    "checkpoint_mismatch",
     "decode_checkpoint",
     "decode_envelope",
     "decode_key",

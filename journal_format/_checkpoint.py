@@ -17,7 +17,7 @@ finds none, or one it cannot use, folds every event and gets the same index.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Final
 
 import msgspec
@@ -26,6 +26,7 @@ from blake3 import blake3
 from ._codec import ADDRESS_SIZE
 from ._errors import FormatError
 from ._events import (
+    FORMAT_VERSION,
     AttemptFailed,
     EffectAbandoned,
     EffectCompleted,
@@ -135,6 +136,29 @@ def decode_checkpoint(data: bytes) -> Checkpoint:
             f" {len(checkpoint.calls)} call states"
         )
     return checkpoint
+
+
+def checkpoint_mismatch(
+    checkpoint: Checkpoint, run_id: str, digest_of: Callable[[int], bytes | None]
+) -> str | None:
+    """Why a decoded checkpoint cannot be used for ``run_id`` (JF-105), or None.
+
+    ``digest_of(seq)`` is the stored digest of the run's event ``seq``, or
+    None when the run has no such event.
+    """
+    if checkpoint.run_id != run_id:
+        return f"belongs to run {checkpoint.run_id!r}"
+    if checkpoint.v > FORMAT_VERSION:
+        return f"has format version {checkpoint.v}"
+    if checkpoint.events < 1:
+        return "covers no events"
+    last = checkpoint.events - 1
+    digest = digest_of(last)
+    if digest is None:
+        return f"covers {checkpoint.events} events, more than the run has"
+    if digest != checkpoint.head:
+        return f"does not match the chain at event seq {last}"
+    return None
 
 
 class DamagedEvent(FormatError):

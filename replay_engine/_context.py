@@ -39,7 +39,6 @@ U = TypeVar("U")
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 _key_text = jf.key_bytes_to_text
 _EFFECT = jf.EFFECT
-_ADDRESS_SIZE = jf.ADDRESS_SIZE
 _current_scope = current_scope.get
 
 
@@ -151,12 +150,7 @@ class Context:
                 " str, int, float, bool, None, bytes, msgspec Structs); nothing was"
                 " recorded."
             ) from None
-        # Small args are their own reference, compared inline (JF-026).
-        address = (
-            args_bytes
-            if len(args_bytes) < _ADDRESS_SIZE
-            else jf.payload_ref(args_bytes)
-        )
+        address = jf.payload_ref(args_bytes)  # small args are compared inline
         rt.activity += 1
         journal = rt.journal
         entry = journal.entries.get(key)
@@ -186,9 +180,7 @@ class Context:
         result = entry.result
         if result is not None:
             rt.stats.replayed += 1
-            if len(result) >= _ADDRESS_SIZE:  # a blob, not an inline payload
-                result = journal.payload(result)
-            return Resolved(jf.decode_payload(result))
+            return Resolved(jf.decode_payload(journal.payload(result)))
         if entry.abandoned:
             return _raise(BranchAbandoned())
         if entry.error is not None:

@@ -264,14 +264,17 @@ class Dispatcher:
         def done(f: cf.Future[Any]) -> None:
             # A closed loop means the run was abandoned; nothing is waiting.
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._chunk_done, chunk, f)
+                loop.call_soon_threadsafe(self._chunk_done, chunk, f, not by_reference)
 
         future.add_done_callback(done)
 
-    def _chunk_done(self, chunk: list[Call], future: cf.Future[Any]) -> None:
+    def _chunk_done(
+        self, chunk: list[Call], future: cf.Future[Any], timed: bool
+    ) -> None:
+        """A pool job ended; ``timed`` jobs (local ones) also report their seconds."""
         try:
             outcomes = future.result()
-            if isinstance(outcomes, tuple):  # a local chunk: (outcomes, seconds)
+            if timed:
                 outcomes, seconds = outcomes
                 self._note_cost(chunk, seconds)
         except ExecutorUnavailable as exc:

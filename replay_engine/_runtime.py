@@ -50,7 +50,6 @@ from .errors import (
 )
 
 _log = logging.getLogger("replay_engine.process")
-_ADDRESS_SIZE = jf.ADDRESS_SIZE
 _key_text = jf.key_bytes_to_text
 
 # Consecutive idle loop iterations before a run counts as waiting; every hop of
@@ -268,8 +267,7 @@ class Runtime:
             )
             await self._at_frontier(key, tdef.name, tdef.kind, reason)
         if new:
-            if self.journal.entries:  # nothing recorded: nothing to diverge from
-                self.check_new(key, scope_prefix, lambda: _describe_call(tdef, address))
+            self.check_new(key, scope_prefix, lambda: _describe_call(tdef, address))
             if tdef.external and tdef.timeout is not None:
                 deadline_ns = self.clock_ns() + int(tdef.timeout * 1e9)
             self.record(
@@ -280,7 +278,7 @@ class Runtime:
                     args=address,
                     deadline_ns=deadline_ns,
                 ),
-                None if len(address) < _ADDRESS_SIZE else {address: args_bytes},
+                jf.blobs_for(address, args_bytes),
             )
         if tdef.external:
             return await self._external(tdef, key, deadline_ns)
@@ -301,7 +299,7 @@ class Runtime:
                 result_ref = jf.payload_ref(payload)
                 self.record(
                     jf.EffectCompleted(key=key, result=result_ref),
-                    None if result_ref is payload else {result_ref: payload},
+                    jf.blobs_for(result_ref, payload),
                 )
                 return jf.decode_payload(payload)
             if status == _worker.PAYLOAD_ERROR:

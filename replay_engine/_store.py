@@ -530,7 +530,14 @@ class Store:
                 run_id,
             )
             return None
-        problem = self._checkpoint_mismatch(txn, run_id, checkpoint)
+        events_db = self._dbs[jf.DB_EVENTS]
+        prefix = jf.run_prefix(run_id)
+
+        def digest_of(seq: int) -> bytes | None:
+            stored: bytes | None = txn.get(jf.event_key(prefix, seq), db=events_db)
+            return None if stored is None else stored[: jf.ADDRESS_SIZE]
+
+        problem = jf.checkpoint_mismatch(checkpoint, run_id, digest_of)
         if problem is not None:
             _log.warning(
                 "run %r: its checkpoint %s; reading every event instead",
@@ -541,26 +548,6 @@ class Store:
         if stop is not None and checkpoint.events > stop:
             return None
         return jf.CallIndex.from_checkpoint(checkpoint)
-
-    def _checkpoint_mismatch(
-        self, txn: Any, run_id: str, checkpoint: jf.Checkpoint
-    ) -> str | None:
-        """Why a (well-formed) checkpoint does not belong to the run's chain."""
-        if checkpoint.run_id != run_id:
-            return f"belongs to run {checkpoint.run_id!r}"
-        if checkpoint.v > jf.FORMAT_VERSION:
-            return f"has format version {checkpoint.v}"
-        if checkpoint.events < 1:
-            return "covers no events"
-        last = txn.get(
-            jf.event_key(jf.run_prefix(run_id), checkpoint.events - 1),
-            db=self._dbs[jf.DB_EVENTS],
-        )
-        if last is None:
-            return f"covers {checkpoint.events} events, more than the run has"
-        if last[: jf.ADDRESS_SIZE] != checkpoint.head:
-            return f"does not match the chain at event seq {checkpoint.events - 1}"
-        return None
 
     def _put_checkpoint(self, txn: Any, run_id: str, base: jf.CallIndex) -> int:
         """Checkpoint the run as it stands in ``txn``, from ``base``; events covered.

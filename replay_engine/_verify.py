@@ -230,12 +230,11 @@ def _verify_checkpoint(
         )
         return
     covered = checkpoint.events
-    if checkpoint.run_id != run_id:
-        problem = f"checkpoint belongs to run {checkpoint.run_id!r}"
-    elif not 1 <= covered <= len(bodies):
-        problem = f"checkpoint covers {covered} events; the run has {len(bodies)}"
-    elif digests[covered - 1] != checkpoint.head:
-        problem = f"checkpoint does not match the chain at seq {covered - 1}"
+    mismatch = jf.checkpoint_mismatch(
+        checkpoint, run_id, lambda seq: digests[seq] if seq < len(digests) else None
+    )
+    if mismatch is not None:
+        problem = f"checkpoint {mismatch}"
     else:
         events = bodies[:covered]
         if any(event is None for event in events):
