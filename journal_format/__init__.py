@@ -7,6 +7,7 @@ imports ``replay_engine``. The normative description is
 """
 
 from ._checkpoint import (
+    CHAIN_BROKEN as CHAIN_BROKEN,
     EFFECT as EFFECT,
     TIMER as TIMER,
     VALUE as VALUE,
@@ -18,6 +19,7 @@ from ._checkpoint import (
     checkpoint_mismatch as checkpoint_mismatch,
     decode_checkpoint as decode_checkpoint,
     encode_checkpoint as encode_checkpoint,
+    out_of_place as out_of_place,
 )
 from ._codec import (
     ADDRESS_SIZE as ADDRESS_SIZE,
@@ -93,6 +95,7 @@ from ._layout import (
 
 __all__ = [
     "ADDRESS_SIZE",
+    "CHAIN_BROKEN",
     "DB_BLOBS",
     "DB_CHECKPOINTS",
     "DB_EVENTS",
@@ -157,6 +160,7 @@ __all__ = [
     "is_valid_key",
     "key_bytes_to_text",
     "match_valid_key",
+    "out_of_place",
     "pack_seq",
     "parse_key",
     "payload_ref",

@@ -171,18 +171,22 @@ class DamagedEvent(FormatError):
         self.key = key
 
 
-def _misplaced(envelope: Envelope, seq: int, prev: bytes) -> DamagedEvent:
+CHAIN_BROKEN: Final = (
+    "its link to the previous event does not match (the chain is broken here)"
+)
+"""What is wrong with an event whose ``prev`` is not its predecessor's digest."""
+
+
+def out_of_place(expected: int, found: int) -> str:
+    """What is wrong with an event read as seq ``expected`` that says ``found``."""
+    return f"expected seq {expected}, found {found}: events are missing or out of place"
+
+
+def _misplaced(envelope: Envelope, seq: int) -> DamagedEvent:
     key = getattr(envelope.event, "key", None)
     if envelope.seq != seq:
-        what = (
-            f"expected seq {seq}, found {envelope.seq}: events are missing or out"
-            " of place"
-        )
-    else:
-        what = (
-            "its link to the previous event does not match (the chain is broken here)"
-        )
-    return DamagedEvent(seq, what, key)
+        return DamagedEvent(seq, out_of_place(seq, envelope.seq), key)
+    return DamagedEvent(seq, CHAIN_BROKEN, key)
 
 
 class OrphanOutcome(FormatError):
@@ -304,7 +308,7 @@ class CallIndex:
                 reset()
                 envelope = decode(data)
                 if envelope.seq != seq or envelope.prev != prev:
-                    raise _misplaced(envelope, seq, prev)
+                    raise _misplaced(envelope, seq)
                 event = envelope.event
                 kind = type(event)
                 # The two most frequent rules of _fold_one, inlined: this loop

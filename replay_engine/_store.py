@@ -161,33 +161,52 @@ class Store:
             RunExistsError: a run with this id exists.
         """
         jf.check_run_id(run_id)
-        runs_db = self._dbs[jf.DB_RUNS]
 
         def body(txn: Any) -> None:
-            if txn.get(run_id.encode(), db=runs_db) is not None:
-                raise RunExistsError(
-                    f"a run named {run_id!r} already exists in {self.real_path};"
-                    f" resume it with `replay-engine resume {run_id}`, or choose"
-                    " another run id"
-                )
-            now = time.time_ns()
-            record = jf.RunRecord(
-                v=jf.FORMAT_VERSION,
-                run_id=run_id,
-                process=started.process,
-                fingerprint=started.fingerprint,
-                status="running",
-                created_ns=now,
-                updated_ns=now,
-                events=0,
-                head=jf.genesis_digest(run_id),
-                parent=started.parent,
-                fork_at=started.fork_at,
+            record = self._new_record(
+                txn,
+                run_id,
+                started,
+                "running",
+                f"resume it with `replay-engine resume {run_id}`, or choose another"
+                " run id",
             )
             self._append_in(txn, record, [started], blobs, None, None)
 
         _env.write(self._handle, body)
         self.commits += 1
+
+    def _new_record(
+        self,
+        txn: Any,
+        run_id: str,
+        started: jf.RunStarted,
+        status: str,
+        if_taken: str,
+    ) -> jf.RunRecord:
+        """The record of a run about to be created, with no events yet.
+
+        Raises:
+            RunExistsError: the id is taken (the message ends with ``if_taken``).
+        """
+        if txn.get(run_id.encode(), db=self._dbs[jf.DB_RUNS]) is not None:
+            raise RunExistsError(
+                f"a run named {run_id!r} already exists in {self.real_path}; {if_taken}"
+            )
+        now = time.time_ns()
+        return jf.RunRecord(
+            v=jf.FORMAT_VERSION,
+            run_id=run_id,
+            process=started.process,
+            fingerprint=started.fingerprint,
+            status=status,
+            created_ns=now,
+            updated_ns=now,
+            events=0,
+            head=jf.genesis_digest(run_id),
+            parent=started.parent,
+            fork_at=started.fork_at,
+        )
 
     def get_run(self, run_id: str) -> jf.RunRecord | None:
         """The run's record, or None if there is no such run."""
@@ -386,27 +405,10 @@ class Store:
             fork_at=at,
             seed=first.seed or run_id,
         )
-        runs_db = self._dbs[jf.DB_RUNS]
 
         def body(txn: Any) -> None:
-            if txn.get(new_run_id.encode(), db=runs_db) is not None:
-                raise RunExistsError(
-                    f"a run named {new_run_id!r} already exists in {self.real_path};"
-                    " choose another id for the fork"
-                )
-            now = time.time_ns()
-            record = jf.RunRecord(
-                v=jf.FORMAT_VERSION,
-                run_id=new_run_id,
-                process=started.process,
-                fingerprint=started.fingerprint,
-                status=status,
-                created_ns=now,
-                updated_ns=now,
-                events=0,
-                head=jf.genesis_digest(new_run_id),
-                parent=run_id,
-                fork_at=at,
+            record = self._new_record(
+                txn, new_run_id, started, status, "choose another id for the fork"
             )
             self._append_in(
                 txn,
@@ -485,17 +487,7 @@ class Store:
             if cursor.set_range(jf.event_key(jf.run_prefix(run_id), index.events)):
                 index.fold_records(run_id, cursor, stop)
         except jf.DamagedEvent as exc:
-            key_text = jf.key_bytes_to_text(exc.key) if exc.key is not None else None
-            where = f"run {run_id!r}, event seq {exc.seq}" + (
-                f" (key {key_text})" if key_text is not None else ""
-            )
-            raise JournalCorruptError(
-                f"{where}: {exc.what}. The journal is damaged; `replay-engine verify"
-                f" {run_id}` lists every damaged record.",
-                run_id=run_id,
-                seq=exc.seq,
-                key=key_text,
-            ) from None
+            raise _damaged(run_id, exc.seq, exc.key, exc.what) from None
         except jf.OrphanOutcome as exc:
             raise JournalCorruptError(
                 f"run {run_id!r}: {exc}. `replay-engine verify {run_id}` lists"
@@ -653,28 +645,14 @@ class Store:
             digest, data = jf.unseal(raw)
             envelope = jf.decode_envelope(data)
         except jf.FormatError as exc:
-            raise JournalCorruptError(
-                f"run {run_id!r}, event seq {seq}: {exc}. The journal is damaged;"
-                f" `replay-engine verify {run_id}` lists every damaged record.",
-                run_id=run_id,
-                seq=seq,
-            ) from None
+            raise _damaged(run_id, seq, None, str(exc)) from None
+        key = getattr(envelope.event, "key", None)
         if seq != expected_seq or envelope.seq != seq:
             raise _damaged(
-                run_id,
-                seq,
-                envelope,
-                f"expected seq {expected_seq}, found {envelope.seq}: events are"
-                " missing or out of place",
+                run_id, seq, key, jf.out_of_place(expected_seq, envelope.seq)
             )
         if expected_prev is not None and envelope.prev != expected_prev:
-            raise _damaged(
-                run_id,
-                seq,
-                envelope,
-                "its link to the previous event does not match (the chain is"
-                " broken here)",
-            )
+            raise _damaged(run_id, seq, key, jf.CHAIN_BROKEN)
         return StoredEvent(seq=seq, digest=digest, envelope=envelope)
 
     def get_payload(self, ref: bytes) -> bytes:
@@ -772,10 +750,9 @@ class Store:
 
 
 def _damaged(
-    run_id: str, seq: int, envelope: jf.Envelope, what: str
+    run_id: str, seq: int, key: bytes | None, what: str
 ) -> JournalCorruptError:
     # Built only on failure: naming the key costs more than checking the event.
-    key = getattr(envelope.event, "key", None)
     key_text = jf.key_bytes_to_text(key) if key is not None else None
     where = f"run {run_id!r}, event seq {seq}" + (
         f" (key {key_text})" if key_text is not None else ""
