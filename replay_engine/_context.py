@@ -26,6 +26,7 @@ from ._parallel import (
     check_thunks,
     run_group,
 )
+from ._payload import encode_or_refuse
 from ._scope import Scope, current_scope
 from ._tasks import TaskDef, as_task
 from .errors import PayloadError, ReplayEngineError, task_failure
@@ -222,13 +223,7 @@ class Context:
         anchor, ordinal = scope.log_anchor()
         if (anchor, ordinal) in rt.journal.logs or rt.frozen:
             return
-        try:
-            jf.encode_payload(fields)
-        except jf.FormatError as exc:
-            raise PayloadError(
-                f"ctx.log({message!r}) at {call_site()}: fields cannot be encoded:"
-                f" {exc}"
-            ) from None
+        encode_or_refuse(fields, f"ctx.log({message!r}) at {call_site()}: fields", "")
         rt.record(
             jf.LogLine(key=anchor, ordinal=ordinal, message=str(message), fields=fields)
         )

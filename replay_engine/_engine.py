@@ -26,13 +26,13 @@ from ._external import PendingEffect, pending_effects
 from ._hooks import Hooks
 from ._journal import RunJournal
 from ._lock import RunLock
+from ._payload import encode_or_refuse
 from ._runtime import Outcome, RunStats, Runtime
 from ._store import Durability, Store, StoredEvent
 from ._timetravel import Snapshot, build_calls
 from ._verify import VerifyReport, verify
 from .errors import (
     JournalCorruptError,
-    PayloadError,
     ReplayEngineError,
     ReplayRangeError,
 )
@@ -219,13 +219,9 @@ class Engine:
         _check_run_id(run_id)
         if isinstance(process, str):
             process = _process_ref.load(process)
-        try:
-            inputs_bytes = jf.encode_payload(inputs)
-        except jf.FormatError as exc:
-            raise PayloadError(
-                f"the inputs of run {run_id!r} cannot be encoded: {exc}; nothing was"
-                " recorded"
-            ) from None
+        inputs_bytes = encode_or_refuse(
+            inputs, f"the inputs of run {run_id!r}", "; nothing was recorded"
+        )
         address = jf.payload_ref(inputs_bytes)
         started = jf.RunStarted(
             process=_process_ref.reference(process),

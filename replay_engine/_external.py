@@ -17,8 +17,9 @@ from typing import Any
 
 import journal_format as jf
 
+from ._payload import encode_or_refuse
 from ._store import RunTxn, Store, StoredEvent
-from .errors import PayloadError, PostRejected
+from .errors import PostRejected
 
 _key_text = jf.key_bytes_to_text
 
@@ -240,13 +241,11 @@ def post(
     if error is None:
         if not has_result:
             raise ValueError("post needs result=... or error=...")
-        try:
-            data = jf.encode_payload(result)
-        except jf.FormatError as exc:
-            raise PayloadError(
-                f"the result posted to key {key_text} of run {run_id!r} cannot be"
-                f" encoded: {exc}; nothing was written"
-            ) from None
+        data = encode_or_refuse(
+            result,
+            f"the result posted to key {key_text} of run {run_id!r}",
+            "; nothing was written",
+        )
         result_ref = jf.payload_ref(data)
         blobs.update(jf.blobs_for(result_ref, data))
 
@@ -300,13 +299,11 @@ def _check_breakpoint_result(result: Any, run_id: str, key_text: str) -> None:
 
 def post_signal(store: Store, run_id: str, name: str, payload: Any) -> int:
     """Record a named signal for ``ctx.wait_for_event``; returns its event seq."""
-    try:
-        data = jf.encode_payload(payload)
-    except jf.FormatError as exc:
-        raise PayloadError(
-            f"the payload of event {name!r} for run {run_id!r} cannot be encoded:"
-            f" {exc}; nothing was written"
-        ) from None
+    data = encode_or_refuse(
+        payload,
+        f"the payload of event {name!r} for run {run_id!r}",
+        "; nothing was written",
+    )
     ref = jf.payload_ref(data)
 
     def body(view: RunTxn) -> int:
