@@ -65,7 +65,6 @@ import os
 import pstats
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -73,6 +72,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
+import _child
 import lmdb
 from _floor import measure_floor
 
@@ -387,31 +387,15 @@ def child_main(args: argparse.Namespace) -> None:
 
 
 def run_child(case: str, journal: Path, args: argparse.Namespace) -> dict[str, Any]:
-    cmd = [
-        sys.executable,
+    return _child.run_child(
         os.path.abspath(__file__),
-        "--child",
         case,
-        "--journal",
-        str(journal),
-        "--n",
-        str(args.n),
-        "--repeat",
-        str(args.repeat),
-        "--top",
-        str(args.top),
-        "--profiler",
-        args.profiler,
-    ]
-    started = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    took = time.perf_counter() - started
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr)
-        raise SystemExit(f"bench_engine: child {case!r} failed ({proc.returncode})")
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    result["child_s"] = took
-    return result
+        journal,
+        [
+            *("--n", str(args.n), "--repeat", str(args.repeat)),
+            *("--top", str(args.top), "--profiler", args.profiler),
+        ],
+    )
 
 
 def _us(seconds: float) -> str:

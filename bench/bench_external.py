@@ -61,6 +61,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import _child
 from _floor import measure_floor
 
 from replay_engine import Engine, external
@@ -218,26 +219,16 @@ def _env() -> dict[str, str]:
 
 
 def run_child(case: str, journal: Path, args: argparse.Namespace) -> dict[str, Any]:
-    cmd = [
-        sys.executable,
+    return _child.run_child(
         os.path.abspath(__file__),
-        "--child",
         case,
-        "--journal",
-        str(journal),
-        "--repeat",
-        str(args.repeat),
-        "--steps",
-        str(args.steps),
-        "--sizes",
-        ",".join(str(n) for n in args.size_list),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=_env())
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr)
-        raise SystemExit(f"bench_external: child {case!r} failed ({proc.returncode})")
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
+        journal,
+        [
+            *("--repeat", str(args.repeat), "--steps", str(args.steps)),
+            *("--sizes", ",".join(str(n) for n in args.size_list)),
+        ],
+        env=_env(),
+    )
 
 
 def measure_cli(journal: Path, n: int, repeat: int) -> dict[str, Any]:
