@@ -6,6 +6,8 @@
   ``scripts/test-slow.sh``).
 * ``journal_dir``: a fresh journal directory path (not created).
 * ``make_store``: opens a real LMDB ``Store`` and closes it at teardown.
+* ``open_engine``: opens the test's ``journal`` (a fixture of the test's own
+  directory) with the Python API, closed at teardown.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
+from replay_engine import Engine
 from replay_engine._store import Store
 
 settings.register_profile("default", deadline=None)
@@ -88,3 +91,18 @@ def make_store() -> Iterator[Callable[..., Store]]:
 def store(make_store: Callable[..., Store], journal_dir: Path) -> Store:
     """A store on ``journal_dir`` with the default (fsync) durability."""
     return make_store(journal_dir)
+
+
+@pytest.fixture
+def open_engine(journal: Path) -> Iterator[Callable[[], Engine]]:
+    """Open the test's journal with the Python API (closed at teardown)."""
+    opened: list[Engine] = []
+
+    def make() -> Engine:
+        engine = Engine(str(journal))
+        opened.append(engine)
+        return engine
+
+    yield make
+    for engine in opened:
+        engine.close()

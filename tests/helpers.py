@@ -11,25 +11,62 @@ import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import lmdb
+from click.testing import CliRunner, Result
 
 import journal_format as jf
+from replay_engine._cli import cli
 from replay_engine._store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def child_env() -> dict[str, str]:
-    """The environment for a child interpreter that imports this checkout."""
-    env = dict(os.environ)
+def child_env(*import_paths: Path, **extra: str) -> dict[str, str]:
+    """The environment for a child interpreter that imports this checkout.
+
+    ``import_paths`` go first on its ``PYTHONPATH`` (say, a folder of test
+    processes); ``extra`` variables are set. A ``REPLAY_ENGINE_JOURNAL`` of
+    the caller's is not passed on: each test names its own journal.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "REPLAY_ENGINE_JOURNAL"}
     env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT), *filter(None, [env.get("PYTHONPATH")])]
+        [*map(str, import_paths), str(ROOT), *filter(None, [env.get("PYTHONPATH")])]
     )
+    env.update(extra)
     return env
+
+
+Invoke = Callable[..., Result]
+
+
+def cli_invoker(journal: Path) -> Invoke:
+    """``invoke(*args, code=N, stdin=TEXT)``: the CLI in-process on ``journal``.
+
+    Runs ``replay-engine --journal JOURNAL *args`` through click's CliRunner
+    and asserts the exit code when ``code`` is given; other keyword arguments
+    go to ``CliRunner.invoke``.
+    """
+    runner = CliRunner()
+
+    def invoke(
+        *args: str, code: int | None = None, stdin: str | None = None, **kwargs: Any
+    ) -> Result:
+        kwargs.setdefault("input", stdin)
+        result = runner.invoke(
+            cli, ["--journal", str(journal), *args], catch_exceptions=False, **kwargs
+        )
+        if code is not None:
+            assert result.exit_code == code, (
+                f"{args}: exit {result.exit_code}, expected {code}\n"
+                f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+            )
+        return result
+
+    return invoke
 
 
 def run_child(code: str, *args: str, timeout: float = 60) -> str:

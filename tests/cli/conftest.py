@@ -8,16 +8,15 @@ imported as the top-level module ``cli_flows`` (this directory goes on
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
-from replay_engine import Engine
-from replay_engine._cli import ENV_JOURNAL, cli
+from replay_engine._cli import ENV_JOURNAL
+from tests import helpers
 
 FLOWS_DIR = Path(__file__).resolve().parent
 ROOT = FLOWS_DIR.parent.parent
@@ -39,20 +38,7 @@ def invoke(journal: Path, monkeypatch: pytest.MonkeyPatch) -> Invoke:
     """
     monkeypatch.syspath_prepend(str(FLOWS_DIR))
     monkeypatch.delenv(ENV_JOURNAL, raising=False)
-    runner = CliRunner()
-
-    def run(*args: str, code: int | None = None, **kwargs: Any) -> Result:
-        result = runner.invoke(
-            cli, ["--journal", str(journal), *args], catch_exceptions=False, **kwargs
-        )
-        if code is not None:
-            assert result.exit_code == code, (
-                f"exit {result.exit_code}, expected {code}\n"
-                f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-            )
-        return result
-
-    return run
+    return helpers.cli_invoker(journal)
 
 
 @pytest.fixture
@@ -66,26 +52,6 @@ def invoke_json(invoke: Invoke) -> Callable[..., Any]:
     return run
 
 
-@pytest.fixture
-def open_engine(journal: Path) -> Iterator[Callable[[], Engine]]:
-    """Open the test's journal with the Python API (closed at teardown)."""
-    opened: list[Engine] = []
-
-    def make() -> Engine:
-        engine = Engine(str(journal))
-        opened.append(engine)
-        return engine
-
-    yield make
-    for engine in opened:
-        engine.close()
-
-
 def child_env(**extra: str) -> dict[str, str]:
     """Environment for a CLI subprocess: this checkout and cli_flows importable."""
-    env = {k: v for k, v in os.environ.items() if k != ENV_JOURNAL}
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(FLOWS_DIR), str(ROOT), *filter(None, [env.get("PYTHONPATH")])]
-    )
-    env.update(extra)
-    return env
+    return helpers.child_env(FLOWS_DIR, **extra)

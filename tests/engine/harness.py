@@ -10,7 +10,6 @@ journal and dies for real.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -20,10 +19,9 @@ from typing import Any
 
 import journal_format as jf
 from replay_engine import Engine
+from tests.helpers import child_env
 
 from .flows import SIDE_ENV
-
-ROOT = Path(__file__).resolve().parents[2]
 
 CHILD = r"""
 import json, os, signal, sys
@@ -57,15 +55,6 @@ else:
     run = engine.resume(run_id)
 print(json.dumps({"status": run.status, "result": run.result}))
 """
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT), *filter(None, [env.get("PYTHONPATH")])]
-    )
-    env.update(extra)
-    return env
 
 
 def start_child(

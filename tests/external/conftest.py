@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
 from replay_engine import Engine
-from replay_engine._cli import cli as cli_group
+from tests import helpers
 
 from .ext_flows import SIDE_ENV
 from .helpers import child_env
@@ -38,21 +38,6 @@ def engine(journal: Path) -> Iterator[Engine]:
     eng = Engine(str(journal))
     yield eng
     eng.close()
-
-
-@pytest.fixture
-def open_engine(journal: Path) -> Iterator[Callable[[], Engine]]:
-    """Open the test's journal with the Python API (closed at teardown)."""
-    opened: list[Engine] = []
-
-    def make() -> Engine:
-        eng = Engine(str(journal))
-        opened.append(eng)
-        return eng
-
-    yield make
-    for eng in opened:
-        eng.close()
 
 
 @pytest.fixture
@@ -99,23 +84,7 @@ def cli(journal: Path, side: Path) -> Cli:
 @pytest.fixture
 def invoke(journal: Path, side: Path) -> Callable[..., Result]:
     """``invoke(*args, code=N)``: the CLI in-process (click's CliRunner)."""
-    runner = CliRunner()
-
-    def run(*args: str, code: int | None = None, stdin: str | None = None) -> Result:
-        result = runner.invoke(
-            cli_group,
-            ["--journal", str(journal), *args],
-            input=stdin,
-            catch_exceptions=False,
-        )
-        if code is not None:
-            assert result.exit_code == code, (
-                f"{args}: exit {result.exit_code}, expected {code}\n"
-                f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-            )
-        return result
-
-    return run
+    return helpers.cli_invoker(journal)
 
 
 @pytest.fixture

@@ -3,28 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import journal_format as jf
 from replay_engine import Engine
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    """Environment for a child interpreter importing this checkout (and tests)."""
-    env = {k: v for k, v in os.environ.items() if k != "REPLAY_ENGINE_JOURNAL"}
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT), *filter(None, [env.get("PYTHONPATH")])]
-    )
-    env.update(extra)
-    return env
+from tests.helpers import child_env
 
 
 def start_python(code: str, *args: str, **env: str) -> subprocess.Popen[str]:

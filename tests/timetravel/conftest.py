@@ -12,18 +12,18 @@ independently of ``Engine.replay``.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
 import journal_format as jf
 from replay_engine import Engine
-from replay_engine._cli import ENV_JOURNAL, cli
+from replay_engine._cli import ENV_JOURNAL
+from tests import helpers
 
 FLOWS_DIR = Path(__file__).resolve().parent
 ROOT = FLOWS_DIR.parent.parent
@@ -79,20 +79,7 @@ def recorded(engine: Engine, journal: Path, tmp_path: Path) -> Recorded:
 @pytest.fixture
 def invoke(journal: Path, flows_on_path: None) -> Invoke:
     """``invoke(*args, code=N)`` runs ``replay-engine --journal J *args`` in-process."""
-    runner = CliRunner()
-
-    def run(*args: str, code: int | None = None, **kwargs: Any) -> Result:
-        result = runner.invoke(
-            cli, ["--journal", str(journal), *args], catch_exceptions=False, **kwargs
-        )
-        if code is not None:
-            assert result.exit_code == code, (
-                f"exit {result.exit_code}, expected {code}\n"
-                f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-            )
-        return result
-
-    return run
+    return helpers.cli_invoker(journal)
 
 
 @pytest.fixture
@@ -107,12 +94,7 @@ def invoke_json(invoke: Invoke) -> Callable[..., Any]:
 
 def child_env(**extra: str) -> dict[str, str]:
     """Environment for a CLI subprocess: this checkout and ``tt_flows`` importable."""
-    env = {k: v for k, v in os.environ.items() if k != ENV_JOURNAL}
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(FLOWS_DIR), str(ROOT), *filter(None, [env.get("PYTHONPATH")])]
-    )
-    env.update(extra)
-    return env
+    return helpers.child_env(FLOWS_DIR, **extra)
 
 
 # -- the expected state, from the events alone -----------------------------------
