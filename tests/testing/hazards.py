@@ -93,6 +93,10 @@ async def completion_order_fixed(inputs: Any, ctx: Any) -> Any:
     return await ctx.task(record, {"order": list(range(4)), "results": results})
 
 
+FIXED = (wall_clock_fixed, random_fixed, set_iteration_fixed, completion_order_fixed)
+"""Each hazard above, fixed the way its error message says."""
+
+
 # -- hazards only some schedules reveal -------------------------------------------
 
 

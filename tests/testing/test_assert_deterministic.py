@@ -122,16 +122,7 @@ def test_completion_order_is_found_by_a_minimal_schedule() -> None:
     reproduce(message)
 
 
-@pytest.mark.parametrize(
-    "process",
-    [
-        hazards.wall_clock_fixed,
-        hazards.random_fixed,
-        hazards.set_iteration_fixed,
-        hazards.completion_order_fixed,
-    ],
-    ids=lambda p: p.__name__,
-)
+@pytest.mark.parametrize("process", hazards.FIXED, ids=lambda p: p.__name__)
 def test_the_fixed_processes_pass(process: Any) -> None:
     assert_deterministic(process, None, max_examples=10)
 

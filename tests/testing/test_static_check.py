@@ -234,13 +234,7 @@ def test_the_four_hazard_processes_are_flagged_at_their_lines() -> None:
 
 @pytest.mark.parametrize(
     "process",
-    [
-        hazards.wall_clock_fixed,
-        hazards.random_fixed,
-        hazards.set_iteration_fixed,
-        hazards.completion_order_fixed,
-        *(p for p, _ in seed_examples.EXAMPLES),
-    ],
+    [*hazards.FIXED, *(p for p, _ in seed_examples.EXAMPLES)],
     ids=lambda p: p.__name__,
 )
 def test_deterministic_processes_pass(process: Any) -> None:
