@@ -40,7 +40,6 @@ U = TypeVar("U")
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 _key_text = jf.key_bytes_to_text
 _EFFECT = jf.EFFECT
-_current_scope = current_scope.get
 
 
 async def _raise(exc: BaseException) -> Any:
@@ -128,10 +127,7 @@ class Context:
         if rt.diverged is not None or rt.stopping:
             rt.check_live()
         tdef = t if type(t) is TaskDef else as_task(t)
-        try:
-            scope = _current_scope()
-        except LookupError:
-            scope = _scope()  # raises the explanatory error
+        scope = _scope()
         key = scope.next_key()
         if type(args) is dict:
             pass  # the common case, without the slower ABC check below
