@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from replay_engine import Engine, task
-from replay_engine._dask import DaskExecutor
+from replay_engine._run.dask_executor import DaskExecutor
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import journal_format as jf  # noqa: E402
-from replay_engine._store import Store  # noqa: E402
+from replay_engine._store.store import Store  # noqa: E402
 
 RUN = "bench"
 

@@ -5,24 +5,24 @@ start on every resume; each effect goes through ``ctx.task`` and is answered
 from the journal once it has completed. See README.md and docs/.
 """
 
-from ._durable import DurableProcess as DurableProcess
-from ._engine import Engine as Engine, Run as Run, RunInfo as RunInfo
-from ._external import PendingEffect as PendingEffect
-from ._runtime import FrontierCall as FrontierCall, RunStats as RunStats
-from ._store import StoredEvent as StoredEvent
-from ._tasks import (
+from ._api.durable import DurableProcess as DurableProcess
+from ._api.engine import Engine as Engine, Run as Run, RunInfo as RunInfo
+from ._api.time_travel import (
+    CallState as CallState,
+    LogEntry as LogEntry,
+    Snapshot as Snapshot,
+)
+from ._run.runtime import FrontierCall as FrontierCall, RunStats as RunStats
+from ._run.tasks import (
     TaskContext as TaskContext,
     TaskDef as TaskDef,
     external as external,
     task as task,
     task_context as task_context,
 )
-from ._timetravel import (
-    CallState as CallState,
-    LogEntry as LogEntry,
-    Snapshot as Snapshot,
-)
-from ._verify import Problem as Problem, VerifyReport as VerifyReport
+from ._store.posts import PendingEffect as PendingEffect
+from ._store.store import StoredEvent as StoredEvent
+from ._store.verify import Problem as Problem, VerifyReport as VerifyReport
 from .errors import (
     ExecutorUnavailable as ExecutorUnavailable,
     Expired as Expired,

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from replay_engine import Engine
-from replay_engine._store import Store
+from replay_engine._store.store import Store
 
 settings.register_profile("default", deadline=None)
 settings.register_profile(

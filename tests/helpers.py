@@ -20,7 +20,7 @@ from click.testing import CliRunner, Result
 
 import journal_format as jf
 from replay_engine._cli import cli
-from replay_engine._store import Store
+from replay_engine._store.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -73,7 +73,7 @@ def test_journal_dir_and_make_store(suite: pytest.Pytester) -> None:
             OPENED.extend([store.real_path, other.real_path])
 
         def test_closed_after():
-            from replay_engine import _env
+            from replay_engine._store import env as _env
             assert len(OPENED) == 2
             assert not set(OPENED) & set(_env._registry)
         """

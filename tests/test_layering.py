@@ -67,7 +67,7 @@ def test_journal_format_imports_no_runtime(path: Path) -> None:
     "source",
     [
         "import replay_engine",
-        "import replay_engine._store as s",
+        "import replay_engine._store.store as s",
         "from replay_engine import Engine",
         "from replay_engine.errors import JournalCorruptError",
         "def f():\n    from replay_engine import _env",

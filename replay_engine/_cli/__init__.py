@@ -28,8 +28,16 @@ from typing import NoReturn
 
 import click
 
-from . import _check, _debug, _export, _external, _inspect, _run, _timetravel
-from ._common import (
+from . import (
+    check_cmd as _check,
+    debug_cmd as _debug,
+    effect_cmds as _external,
+    export_cmds as _export,
+    inspect_cmds as _inspect,
+    run_cmds as _run,
+    travel_cmds as _timetravel,
+)
+from .common import (
     DEFAULT_JOURNAL,
     ENV_JOURNAL,
     EXIT_FAILED,

@@ -24,12 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import (
-    Engine,
-    NonDeterminismError,
-    ReplayEngineError,
-    _process_ref as process_ref,
-)
+from .. import Engine, NonDeterminismError, ReplayEngineError
+from .._run import process_ref
 from . import _hashseed as hashseed, _messages as messages
 from ._fakes import FakeTasks
 from ._messages import DeterminismFailure

@@ -27,8 +27,8 @@ from collections.abc import Callable, Iterator, Mapping
 from types import ModuleType, TracebackType
 from typing import Any
 
-from .._hooks import Hooks
-from .._tasks import TaskDef, as_task, importable_module_name
+from .._run.hooks import Hooks
+from .._run.tasks import TaskDef, as_task, importable_module_name
 
 Fake = Any
 """A value to return, an exception (instance or class) to raise, or a callable

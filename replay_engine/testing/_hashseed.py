@@ -20,7 +20,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from .. import ProcessImportError, _process_ref as process_ref
+from .. import ProcessImportError
+from .._run import process_ref
 
 _MARK = "@@replay-engine-hashseed@@"
 

@@ -205,7 +205,7 @@ def test_divergence_exits_1_with_the_full_message(
 
 
 def test_a_locked_run_exits_1(invoke: Invoke, journal: Path) -> None:
-    from replay_engine._lock import RunLock
+    from replay_engine._store.lock import RunLock
 
     invoke("run", "cli_flows:waits", "--run-id", "w1", code=3)
     lock = RunLock(str(journal), "w1")  # another executor holds the run

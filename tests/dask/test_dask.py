@@ -25,7 +25,7 @@ import pytest
 distributed = pytest.importorskip("distributed")
 
 from replay_engine import Engine, RunStats  # noqa: E402
-from replay_engine._dask import DaskExecutor  # noqa: E402
+from replay_engine._run.dask_executor import DaskExecutor  # noqa: E402
 from replay_engine.errors import ExecutorUnavailable  # noqa: E402
 from tests.dask.conftest import effect_counts, make_cluster, side_lines  # noqa: E402
 from tests.dask.dask_flows import executing_count, fan_out, one_failure  # noqa: E402
@@ -59,7 +59,7 @@ def wait_idle(cluster: Any, client: Any, timeout: float = 30) -> None:
 def test_the_core_does_not_import_dask() -> None:
     out = run_child(
         "import sys, tempfile\n"
-        "import replay_engine, replay_engine._cli, replay_engine._dask\n"
+        "import replay_engine, replay_engine._cli, replay_engine._run.dask_executor\n"
         "from replay_engine import Engine\n"
         "from tests.dask.dask_flows import fan_out\n"
         "with Engine(tempfile.mkdtemp()) as e:\n"

@@ -25,7 +25,9 @@ from .flows import SIDE_ENV
 
 CHILD = r"""
 import json, os, signal, sys
-from replay_engine import Engine, _process_ref, _store
+from replay_engine import Engine
+from replay_engine._run import process_ref as _process_ref
+from replay_engine._store import store as _store
 
 mode, journal, run_id, ref, inputs, durability, kill_at = sys.argv[1:8]
 kill_at = int(kill_at)

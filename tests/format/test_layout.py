@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 import journal_format as jf
-from replay_engine._store import Store
+from replay_engine._store.store import Store
 from tests.helpers import effects, new_run, raw_env, requested
 
 

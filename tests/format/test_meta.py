@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 import journal_format as jf
-from replay_engine._store import Store
+from replay_engine._store.store import Store
 from replay_engine.errors import (
     FormatVersionError,
     JournalCorruptError,

@@ -18,8 +18,8 @@ import pytest
 
 import journal_format as jf
 from replay_engine import Engine, external, task
-from replay_engine._hooks import Hooks
-from replay_engine._store import Store
+from replay_engine._run.hooks import Hooks
+from replay_engine._store.store import Store
 
 RUN = "cp"
 

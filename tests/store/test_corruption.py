@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import journal_format as jf
-from replay_engine._store import Store
-from replay_engine._verify import verify
+from replay_engine._store.store import Store
+from replay_engine._store.verify import verify
 from replay_engine.errors import JournalCorruptError
 from tests.helpers import effects, new_run, payload, requested
 

@@ -21,7 +21,7 @@ from hypothesis.stateful import (
 )
 
 import journal_format as jf
-from replay_engine._store import Store
+from replay_engine._store.store import Store
 from replay_engine.errors import RunExistsError, RunNotFoundError
 from tests.strategies import payloads
 

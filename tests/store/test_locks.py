@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from replay_engine._lock import RunLock
+from replay_engine._store.lock import RunLock
 from replay_engine.errors import RunLockedError
 from tests.helpers import child_env
 
 HOLD_LOCK = """
 import sys, time
-from replay_engine._lock import RunLock
+from replay_engine._store.lock import RunLock
 lock = RunLock(sys.argv[1], sys.argv[2])
 print("locked", flush=True)
 time.sleep(120)
@@ -100,7 +100,11 @@ def test_two_locks_in_one_process_conflict(journal_dir: Path) -> None:
 def test_released_lock_is_free_for_another_process(journal_dir: Path) -> None:
     lock = RunLock(str(journal_dir), "r1")
     lock.release()
-    code = "import sys\nfrom replay_engine._lock import RunLock\nRunLock(*sys.argv[1:])"
+    code = (
+        "import sys\n"
+        "from replay_engine._store.lock import RunLock\n"
+        "RunLock(*sys.argv[1:])"
+    )
     subprocess.run(
         [sys.executable, "-c", code, str(journal_dir), "r1"],
         env=child_env(),

@@ -14,12 +14,8 @@ from pathlib import Path
 import pytest
 
 import journal_format as jf
-from replay_engine._store import Store
-from replay_engine.errors import (
-    ReplayEngineError,
-    RunExistsError,
-    RunNotFoundError,
-)
+from replay_engine._store.store import Store
+from replay_engine.errors import ReplayEngineError, RunExistsError, RunNotFoundError
 from tests.helpers import (
     child_env,
     completed,
@@ -37,7 +33,7 @@ MakeStore = Callable[..., Store]
 DUMP_RUN = """
 import json, sys
 import journal_format as jf
-from replay_engine._store import Store
+from replay_engine._store.store import Store
 store = Store(sys.argv[1])
 record = store.require_run(sys.argv[2])
 events = store.read_events(sys.argv[2])
@@ -220,7 +216,7 @@ def test_durability_sets_lmdb_sync(
 
 APPEND_THEN_DIE = """
 import os, signal, sys
-from replay_engine._store import Store
+from replay_engine._store.store import Store
 from tests.helpers import effects, new_run
 store = Store(sys.argv[1], durability="process")
 new_run(store, "r1")
@@ -310,7 +306,7 @@ def test_map_grows_far_past_its_initial_size(
 
 GROWN_ELSEWHERE = """
 import sys
-from replay_engine._store import Store
+from replay_engine._store.store import Store
 from tests.helpers import effects
 store = Store(sys.argv[1], map_size=64 * 1024)
 print("ready", flush=True)
@@ -352,7 +348,7 @@ def test_map_grown_by_another_process_is_adopted(
 
 GROW_WHILE_READING = """
 import os, sys, threading
-from replay_engine._store import Store
+from replay_engine._store.store import Store
 from tests.helpers import completed, effects, new_run, payload
 store = Store(sys.argv[1], map_size=64 * 1024, durability="process")
 new_run(store, "r1")
@@ -388,7 +384,7 @@ def test_map_growth_does_not_break_reads_in_other_threads(journal_dir: Path) -> 
 
 ABORT_WHILE_READING = """
 import sys, threading, time
-from replay_engine._store import Store
+from replay_engine._store.store import Store
 from replay_engine.errors import RunExistsError
 from tests.helpers import effects, new_run, started
 store = Store(sys.argv[1], durability="process")

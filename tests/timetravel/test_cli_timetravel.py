@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import journal_format as jf
-from replay_engine._cli._common import plain
+from replay_engine._cli.common import plain
 
 from .conftest import Invoke, Recorded, call_keys, expected_done, key_of
 

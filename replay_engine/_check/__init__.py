@@ -1,0 +1,1 @@
+"""The static determinism checker and its rules (``replay-engine check``)."""

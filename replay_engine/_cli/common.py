@@ -1,0 +1,377 @@
+"""What every command shares: errors, the JSON and console helpers, opening the engine.
+
+Errors print one line ``error: <message>`` on stderr (a multi-line message,
+such as a ``NonDeterminismError``'s, keeps its lines); with ``--json`` an
+``{"error": {...}}`` document is printed on stdout as well.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import datetime as _dt
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, fields, is_dataclass
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import click
+import msgspec
+from rich.console import Console
+
+import journal_format as jf
+
+from .. import (
+    Engine,
+    PayloadError,
+    ProcessImportError,
+    ReplayEngineError,
+    RunExistsError,
+    RunNotFoundError,
+)
+
+ENV_JOURNAL = "REPLAY_ENGINE_JOURNAL"
+DEFAULT_JOURNAL = ".replay"
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_WAITING = 3
+
+STATUS_EXIT = {"completed": EXIT_OK, "failed": EXIT_FAILED, "waiting": EXIT_WAITING}
+STATUSES = ("completed", "failed", "waiting", "running")
+EVENT_TAGS = tuple(sorted(str(t.__struct_config__.tag) for t in jf.EVENT_TYPES))
+# A log line's key is an anchor (the key of the next call in its scope), not a
+# call of its own, so it must not borrow that call's task name.
+TASKLESS_TAGS = frozenset({"log"})
+SHORT_DIGEST = 12
+
+# Errors that mean "you asked for something that is not there or not valid";
+# every other ReplayEngineError (a damaged journal, a locked run, a divergence)
+# exits 1.
+USAGE_ERRORS: tuple[type[ReplayEngineError], ...] = (
+    RunNotFoundError,
+    ProcessImportError,
+    PayloadError,
+    RunExistsError,
+)
+
+
+# -- errors --------------------------------------------------------------------
+
+
+class CliError(click.ClickException):
+    """An error the CLI reports as ``error: <message>`` (and as JSON with --json).
+
+    Exits 1; :class:`CliUsageError` exits 2.
+    """
+
+    exit_code = EXIT_FAILED
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error_type: str = "ReplayEngineError",
+        details: Mapping[str, Any] | None = None,
+        as_json: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.details = dict(details or {})
+        self.as_json = as_json
+
+    @staticmethod
+    def from_exception(exc: BaseException, *, as_json: bool) -> CliError:
+        """Translate an engine error, choosing the exit code by its type."""
+        kind = CliUsageError if isinstance(exc, USAGE_ERRORS) else CliError
+        details = {
+            name: plain(getattr(exc, name))
+            for name in ("run_id", "key", "seq")
+            if getattr(exc, name, None) not in (None, "")
+        }
+        return kind(
+            str(exc), error_type=type(exc).__name__, details=details, as_json=as_json
+        )
+
+    def document(self) -> dict[str, Any]:
+        """The ``{"error": ...}`` JSON document."""
+        return {
+            "error": {
+                "type": self.error_type,
+                "message": self.message,
+                "exit_code": self.exit_code,
+                **self.details,
+            }
+        }
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        if self.as_json:
+            click.echo(dumps(self.document()))
+        click.echo(f"error: {self.message}", err=True, file=file)
+
+
+class CliUsageError(CliError):
+    """A usage error (exit 2): bad arguments, an unknown run, bad input."""
+
+    exit_code = EXIT_USAGE
+
+    @classmethod
+    def bad_usage(
+        cls, message: str, *, as_json: bool = False, hint: str | None = None
+    ) -> CliUsageError:
+        """A usage error of the command line itself, with a hint to --help."""
+        text = message.rstrip()
+        if hint:
+            text = text if text.endswith((".", "?", "!")) else text + "."
+            text = f"{text} {hint}"
+        return cls(text, error_type="UsageError", as_json=as_json)
+
+
+def usage_error(message: str, ctx: click.Context | None = None) -> CliUsageError:
+    ctx = ctx or click.get_current_context(silent=True)
+    hint = None
+    if ctx is not None:
+        hint = f"Try '{ctx.command_path} --help' for help."
+    return CliUsageError.bad_usage(message, as_json=json_mode(ctx), hint=hint)
+
+
+def json_mode(ctx: click.Context | None) -> bool:
+    root = ctx.find_root() if ctx is not None else None
+    return bool(root is not None and root.meta.get("replay_engine.json"))
+
+
+# -- the group -----------------------------------------------------------------
+
+
+class OrderedGroup(click.Group):
+    """A group that lists its commands in declaration order and reports errors.
+
+    Usage errors raised by click (a missing argument, an unknown option) are
+    re-raised as :class:`CliUsageError`, so every error has the same shape.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        # --json is a per-command flag, but a usage error can happen before the
+        # command sees it; the raw arguments tell us what the caller wants.
+        wants_json = "--json" in args
+        try:
+            ctx = super().make_context(info_name, args, parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            raise converted(exc, wants_json) from None
+        ctx.meta["replay_engine.json"] = wants_json
+        return ctx
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CliError:
+            raise
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            raise converted(exc, json_mode(ctx)) from None
+
+
+def converted(exc: click.UsageError, as_json: bool) -> CliUsageError:
+    hint = None
+    if exc.ctx is not None:
+        hint = f"Try '{exc.ctx.command_path} --help' for help."
+    return CliUsageError.bad_usage(exc.format_message(), as_json=as_json, hint=hint)
+
+
+@dataclass
+class Options:
+    journal: str
+
+
+def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        help="Print one JSON document on stdout (see docs/cli-json.md).",
+    )(fn)
+
+
+def reporting_errors(fn: Callable[..., None]) -> Callable[..., None]:
+    """Run a command body, turning engine errors into :class:`CliError`."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        as_json = bool(kwargs.get("as_json"))
+        ctx = click.get_current_context()
+        ctx.find_root().meta["replay_engine.json"] = as_json
+        try:
+            fn(*args, **kwargs)
+        except CliError as exc:
+            exc.as_json = as_json
+            raise
+        except click.UsageError as exc:
+            raise converted(exc, as_json) from None
+        except ReplayEngineError as exc:
+            raise CliError.from_exception(exc, as_json=as_json) from None
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+# -- shared helpers ------------------------------------------------------------
+
+
+def journal_path(ctx: click.Context, *, must_exist: bool) -> str:
+    opts = ctx.find_object(Options)
+    path = opts.journal if opts is not None else DEFAULT_JOURNAL
+    if must_exist and not Path(path).is_dir():
+        raise usage_error(
+            f"no journal at {path!r}: give --journal DIR or set ${ENV_JOURNAL}"
+            f" (it defaults to {DEFAULT_JOURNAL!r})",
+            ctx,
+        )
+    return path
+
+
+@contextlib.contextmanager
+def open_engine(
+    ctx: click.Context,
+    *,
+    must_exist: bool = True,
+    durability: Literal["fsync", "process"] = "fsync",
+    executor: cf.Executor | None = None,
+) -> Iterator[Engine]:
+    path = journal_path(ctx, must_exist=must_exist)
+    try:
+        engine = Engine(path, durability=durability, executor=executor)
+    except OSError as exc:
+        raise usage_error(
+            f"cannot open the journal at {path!r}: {exc.strerror or exc}", ctx
+        ) from None
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
+def dumps(document: Any) -> str:
+    return json.dumps(plain(document), indent=2, ensure_ascii=False)
+
+
+def emit_json(document: Any) -> None:
+    click.echo(dumps(document))
+
+
+def plain(value: Any) -> Any:
+    """A JSON-ready form: bytes as hex, datetimes as ISO 8601, structs as objects."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, _dt.datetime | _dt.date | _dt.time):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [plain(v) for v in value]
+        if isinstance(value, set | frozenset):
+            items.sort(key=repr)
+        return items
+    if isinstance(value, msgspec.Struct):
+        return {f: plain(getattr(value, f)) for f in value.__struct_fields__}
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in fields(value)}
+    return str(value)
+
+
+def make_console() -> Console:
+    stream = sys.stdout
+    width = None
+    if not stream.isatty() and "COLUMNS" not in os.environ:
+        width = 160  # rich would fold tables to 80 columns in a pipe
+    return Console(file=stream, width=width, highlight=False, soft_wrap=False)
+
+
+def key_text(key: bytes | None) -> str | None:
+    if key is None:
+        return None
+    try:
+        return jf.key_bytes_to_text(key)
+    except jf.FormatError:
+        return f"<bytes {key.hex()}>"
+
+
+def check_run_id(run_id: str, ctx: click.Context) -> None:
+    try:
+        jf.check_run_id(run_id)
+    except jf.FormatError as exc:
+        raise usage_error(str(exc), ctx) from None
+
+
+def load_process(ref: str) -> Callable[..., Any]:
+    from .._run.process_ref import load
+
+    try:
+        return load(ref)
+    except ReplayEngineError:
+        raise
+    except Exception as exc:
+        # An import that fails with anything else (a SyntaxError, an error at
+        # module level) is still "cannot import the process".
+        raise ProcessImportError(
+            f"importing process {ref!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def status_style(status: str) -> str:
+    return {
+        "completed": "green",
+        "failed": "red",
+        "waiting": "yellow",
+        "running": "cyan",
+    }.get(status, "")
+
+
+def utc_text(value: _dt.datetime) -> str:
+    return value.astimezone(_dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@contextlib.contextmanager
+def quiet_engine_logger() -> Iterator[None]:
+    """Silence the engine's logger while a command prints ``Run.warnings`` itself.
+
+    Without a handler, logging's last-resort handler would print each warning
+    a second time.
+    """
+    logger = logging.getLogger("replay_engine")
+    handler = logging.NullHandler()
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
+def loads_json(text: str, source: str, ctx: click.Context, hint: str = "") -> Any:
+    """Parse a JSON option's value; bad JSON is a usage error naming ``source``."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise usage_error(
+            f"{source} is not valid JSON: {exc.msg} at line {exc.lineno} column"
+            f" {exc.colno}{hint}",
+            ctx,
+        ) from None

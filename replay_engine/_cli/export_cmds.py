@@ -1,0 +1,228 @@
+"""``export`` and ``timeline``: a run's events as JSON lines, and as a Gantt chart."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import click
+from rich.text import Text
+
+import journal_format as jf
+
+from .. import Engine, RunInfo, RunNotFoundError
+from .common import (
+    emit_json,
+    json_option,
+    make_console,
+    open_engine,
+    plain,
+    reporting_errors,
+    usage_error,
+)
+from .event_rows import event_document
+from .timeline_html import build_timeline, render_html, times_by_seq
+
+# (event type, field) pairs that hold the content address of a payload.
+ADDRESS_FIELDS = frozenset(
+    {
+        ("run_started", "inputs"),
+        ("requested", "args"),
+        ("completed", "result"),
+        ("signal", "payload"),
+        ("run_completed", "result"),
+    }
+)
+_ENVELOPE = ("seq", "type", "key", "task", "digest", "prev", "at", "v")
+_MAX_FORK_DEPTH = 32
+
+
+def export_records(
+    events: Sequence[Any], payload: Callable[[bytes], Any] | None
+) -> Iterator[dict[str, Any]]:
+    """One flat JSON-ready object per event (see docs/cli-json.md, ``export``).
+
+    With ``payload``, payload addresses are replaced by the decoded payloads;
+    without it they stay as hex.
+    """
+    tasks: dict[str, str] = {}
+    for stored in events:
+        event = stored.event
+        if isinstance(event, jf.EffectRequested):
+            tasks[jf.key_bytes_to_text(event.key)] = event.task
+        doc = event_document(stored, tasks)
+        record = {name: doc[name] for name in _ENVELOPE}
+        for name, stored_value in doc["fields"].items():
+            value = stored_value
+            if payload is not None and (doc["type"], name) in ADDRESS_FIELDS:
+                value = plain(payload(getattr(event, name)))
+            # A field named like an envelope entry (none is, today) keeps both.
+            record["field_" + name if name in record else name] = value
+        yield record
+
+
+def _payload_reader(engine: Engine) -> Callable[[bytes], Any]:
+    cache: dict[bytes, Any] = {}
+
+    def read(address: bytes) -> Any:
+        if address not in cache:
+            cache[address] = engine.payload(address)
+        return cache[address]
+
+    return read
+
+
+def _open_output(path: str, ctx: click.Context) -> IO[str]:
+    try:
+        return open(path, "w", encoding="utf-8")
+    except OSError as exc:
+        raise usage_error(
+            f"cannot write {path!r}: {exc.strerror or exc}", ctx
+        ) from None
+
+
+@click.command("export")
+@click.argument("run_id")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl"]),
+    default="jsonl",
+    show_default=True,
+    help="jsonl: one JSON object per line, one line per event.",
+)
+@click.option(
+    "--payloads/--no-payloads",
+    default=True,
+    show_default=True,
+    help="Inline decoded payloads (inputs, args, results), or keep their"
+    " content addresses as hex.",
+)
+@click.option("-o", "--output", metavar="FILE", help="Write to FILE instead of stdout.")
+@json_option
+@click.pass_context
+@reporting_errors
+def export_command(
+    ctx: click.Context,
+    run_id: str,
+    fmt: str,
+    payloads: bool,
+    output: str | None,
+    as_json: bool,
+) -> None:
+    """Export the events of RUN_ID, one JSON object per event.
+
+    Each object has seq, type, key, task, digest, prev, at and v, then the
+    event's own fields. With --json and no -o, the objects are printed as one
+    JSON array; with -o, a summary document is printed.
+    """
+    with open_engine(ctx) as engine:
+        events = engine.events(run_id)
+        reader = _payload_reader(engine) if payloads else None
+        records = list(export_records(events, reader))
+    if output is None:
+        if as_json:
+            emit_json(records)
+        else:
+            for record in records:
+                click.echo(_line(record))
+        return
+    with _open_output(output, ctx) as fh:
+        for record in records:
+            fh.write(_line(record) + "\n")
+    doc = {
+        "run_id": run_id,
+        "format": fmt,
+        "events": len(records),
+        "payloads": payloads,
+        "output": str(Path(output).resolve()),
+    }
+    if as_json:
+        emit_json(doc)
+    else:
+        make_console().print(
+            f"wrote {len(records)} events of run {run_id} to {output}", markup=False
+        )
+
+
+def _line(record: dict[str, Any]) -> str:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
+def inherited_times(engine: Engine, info: RunInfo, depth: int = 0) -> dict[int, int]:
+    """For a fork: when its shared events happened in its parent (and so on up)."""
+    if info.parent is None or info.fork_at is None or depth > _MAX_FORK_DEPTH:
+        return {}
+    try:
+        parent = engine.status(info.parent)
+    except RunNotFoundError:
+        return {}
+    upstream = inherited_times(engine, parent, depth + 1)
+    shared = engine.events(info.parent, 0, min(info.fork_at, parent.events))
+    return {s.seq: upstream.get(s.seq, s.envelope.at) for s in shared}
+
+
+@click.command("timeline")
+@click.argument("run_id")
+@click.option(
+    "-o",
+    "--output",
+    metavar="FILE",
+    help="The HTML file to write (default: RUN_ID.timeline.html; '-' for stdout).",
+)
+@json_option
+@click.pass_context
+@reporting_errors
+def timeline_command(
+    ctx: click.Context, run_id: str, output: str | None, as_json: bool
+) -> None:
+    """Write a self-contained HTML Gantt chart of RUN_ID's calls.
+
+    One row per call in key order, a bar from its request to its outcome;
+    blue: dispatched by the latest execution, grey: completed in an earlier
+    one (replayed), red: failed, striped: in flight, ticks: retried attempts.
+    Hover a bar for its task, key and timings. The page loads nothing from
+    the network.
+    """
+    with open_engine(ctx) as engine:
+        info = engine.status(run_id)
+        events = engine.events(run_id)
+        times = times_by_seq(events, inherited_times(engine, info))
+    timeline = build_timeline(run_id, info.status, events, times, fork_at=info.fork_at)
+    page = render_html(timeline)
+    path = output or f"{run_id}.timeline.html"
+    if path == "-" and as_json:
+        raise usage_error("give -o FILE with --json: stdout holds the JSON", ctx)
+    if path == "-":
+        sys.stdout.write(page)
+        return
+    with _open_output(path, ctx) as fh:
+        fh.write(page)
+    doc = {
+        "run_id": run_id,
+        "output": str(Path(path).resolve()),
+        "rows": len(timeline.rows),
+        "keys": [row.key for row in timeline.rows],
+        "events": timeline.events,
+        "executions": timeline.latest_execution + 1,
+    }
+    if as_json:
+        emit_json(doc)
+        return
+    make_console().print(
+        Text.assemble(
+            ("wrote ", "dim"),
+            (path, "bold"),
+            (f": {len(timeline.rows)} calls, {timeline.events} events,", "dim"),
+            (f" {timeline.latest_execution + 1} execution(s)", "dim"),
+        )
+    )
+
+
+def register(group: click.Group) -> None:
+    """Add ``export`` and ``timeline``."""
+    group.add_command(export_command)
+    group.add_command(timeline_command)

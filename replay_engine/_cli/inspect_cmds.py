@@ -1,0 +1,323 @@
+"""``status``, ``runs``, ``log`` and ``verify``: read the journal, execute nothing."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import click
+from rich.table import Table
+from rich.text import Text
+
+import journal_format as jf
+
+from .. import Engine, RunInfo, VerifyReport
+from .common import (
+    EVENT_TAGS,
+    EXIT_FAILED,
+    SHORT_DIGEST,
+    STATUSES,
+    emit_json,
+    json_option,
+    make_console,
+    open_engine,
+    plain,
+    reporting_errors,
+    status_style,
+    usage_error,
+    utc_text,
+)
+from .effect_cmds import add_waiting_columns, waiting_cells, waiting_fields
+from .event_rows import detail, event_document
+
+# -- inspecting ----------------------------------------------------------------
+
+
+def status_document(engine: Engine, info: RunInfo) -> dict[str, Any]:
+    """The ``status`` document of a run; ``info`` comes from ``Engine.status``."""
+    error = (
+        {"type": info.error.type, "message": info.error.message} if info.error else None
+    )
+    pending = list(info.pending)
+    return {
+        "run_id": info.run_id,
+        "status": info.status,
+        "result": engine.result(info.run_id),
+        "events": info.events,
+        "dispatched": info.dispatched,
+        "replayed": info.replayed,
+        "process": info.process,
+        "created": info.created,
+        "updated": info.updated,
+        "parent": info.parent,
+        "fork_at": info.fork_at,
+        "error": error,
+        "pending": pending,
+        "abandoned": list(info.abandoned),
+    }
+
+
+@click.command("status")
+@click.argument("run_id")
+@json_option
+@click.pass_context
+@reporting_errors
+def status_command(ctx: click.Context, run_id: str, as_json: bool) -> None:
+    """Show the stored state of RUN_ID (executes nothing)."""
+    with open_engine(ctx) as engine:
+        info = engine.status(run_id)
+        doc = status_document(engine, info)
+    if as_json:
+        emit_json(doc)
+        return
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="dim")
+    table.add_column()
+    table.add_row("run_id", info.run_id)
+    table.add_row("status", Text(info.status, style=status_style(info.status)))
+    table.add_row("process", info.process)
+    table.add_row("events", str(info.events))
+    table.add_row("dispatched", str(info.dispatched))
+    table.add_row("replayed", str(info.replayed))
+    table.add_row("created", utc_text(info.created))
+    table.add_row("updated", utc_text(info.updated))
+    if info.parent is not None:
+        table.add_row("forked from", f"{info.parent} at event {info.fork_at}")
+    if info.status == "completed":
+        table.add_row("result", Text(json.dumps(plain(doc["result"]))))
+    error = doc["error"]
+    if error is not None:
+        table.add_row("error", Text(f"{error['type']}: {error['message']}", "red"))
+    if doc["pending"]:
+        table.add_row("pending", ", ".join(doc["pending"]))
+    make_console().print(table)
+
+
+@click.command("runs")
+@click.option(
+    "--status",
+    type=click.Choice(STATUSES),
+    help="Only runs with this status.",
+)
+@json_option
+@click.pass_context
+@reporting_errors
+def runs_command(ctx: click.Context, status: str | None, as_json: bool) -> None:
+    """List the runs in the journal, newest first."""
+    with open_engine(ctx) as engine:
+        infos = engine.runs(status)
+        rows = [
+            {
+                "run_id": i.run_id,
+                "status": i.status,
+                "process": i.process,
+                "events": i.events,
+                "created": i.created,
+                "updated": i.updated,
+                "parent": i.parent,
+                **waiting_fields(engine, i),
+            }
+            for i in infos
+        ]
+    if as_json:
+        emit_json(rows)
+        return
+    console = make_console()
+    if not rows:
+        console.print("no runs" + (f" with status {status}" if status else ""))
+        return
+    table = Table()
+    for name in ("run id", "status", "process", "events", "created", "updated"):
+        table.add_column(name, justify="right" if name == "events" else "left")
+    waiting = any(row["status"] == "waiting" for row in rows)
+    if waiting:
+        add_waiting_columns(table)
+    for i, row in zip(infos, rows, strict=True):
+        table.add_row(
+            i.run_id,
+            Text(i.status, style=status_style(i.status)),
+            i.process,
+            str(i.events),
+            utc_text(i.created),
+            utc_text(i.updated),
+            *(waiting_cells(row) if waiting else ()),
+        )
+    console.print(table)
+
+
+def _key_matches(key: str | None, prefix: tuple[int, ...]) -> bool:
+    if key is None or key.startswith("<"):
+        return False
+    parts = tuple(int(p) for p in key.split("."))
+    return parts[: len(prefix)] == prefix
+
+
+@click.command("log")
+@click.argument("run_id")
+@click.option(
+    "--type",
+    "types",
+    multiple=True,
+    type=click.Choice(EVENT_TAGS),
+    help="Only events of this type (repeatable).",
+)
+@click.option(
+    "--key-prefix",
+    metavar="KEY",
+    help="Only events whose key is KEY or under it (3.1 matches 3.1, 3.1.0 …).",
+)
+@click.option(
+    "--task",
+    "task_pattern",
+    metavar="NAME",
+    help="Only effect events of tasks matching NAME (a glob such as 'ci.*').",
+)
+@click.option(
+    "--from",
+    "from_seq",
+    type=click.IntRange(min=0),
+    metavar="SEQ",
+    help="First seq to show.",
+)
+@click.option(
+    "--to",
+    "to_seq",
+    type=click.IntRange(min=0),
+    metavar="SEQ",
+    help="Last seq to show (inclusive).",
+)
+@json_option
+@click.pass_context
+@reporting_errors
+def log_command(
+    ctx: click.Context,
+    run_id: str,
+    types: Sequence[str],
+    key_prefix: str | None,
+    task_pattern: str | None,
+    from_seq: int | None,
+    to_seq: int | None,
+    as_json: bool,
+) -> None:
+    """Show the events of RUN_ID: seq, type, key, task and hashes."""
+    prefix: tuple[int, ...] | None = None
+    if key_prefix is not None:
+        try:
+            prefix = jf.parse_key(key_prefix)
+        except jf.FormatError as exc:
+            raise usage_error(f"--key-prefix: {exc}", ctx) from None
+    if from_seq is not None and to_seq is not None and to_seq < from_seq:
+        raise usage_error(f"--to {to_seq} is before --from {from_seq}", ctx)
+    with open_engine(ctx) as engine:
+        start = from_seq or 0
+        stop = None if to_seq is None else to_seq + 1
+        if task_pattern is not None and start > 0:
+            # Completions name their task through the request, which may be earlier.
+            stored_events = engine.events(run_id, 0, stop)
+        else:
+            stored_events = engine.events(run_id, start, stop)
+    tasks: dict[str, str] = {}
+    docs = []
+    for stored in stored_events:
+        event = stored.event
+        if isinstance(event, jf.EffectRequested):
+            tasks[jf.key_bytes_to_text(event.key)] = event.task
+        if stored.seq < start:
+            continue
+        doc = event_document(stored, tasks)
+        if types and doc["type"] not in types:
+            continue
+        if prefix is not None and not _key_matches(doc["key"], prefix):
+            continue
+        if task_pattern is not None and (
+            doc["task"] is None or not fnmatch.fnmatchcase(doc["task"], task_pattern)
+        ):
+            continue
+        docs.append(doc)
+    if as_json:
+        emit_json(docs)
+        return
+    table = Table()
+    table.add_column("seq", justify="right")
+    for name in ("type", "key", "task", "digest", "prev", "detail"):
+        table.add_column(name)
+    for doc in docs:
+        table.add_row(
+            str(doc["seq"]),
+            doc["type"],
+            doc["key"] or "",
+            doc["task"] or "",
+            doc["digest"][:SHORT_DIGEST],
+            doc["prev"][:SHORT_DIGEST],
+            Text(detail(doc)),
+        )
+    make_console().print(table)
+
+
+def _verify_document(report: VerifyReport) -> dict[str, Any]:
+    return {
+        "ok": report.ok,
+        "runs": report.runs,
+        "events": report.events,
+        "blobs": report.blobs,
+        "problems": [
+            {"run_id": p.run_id, "seq": p.seq, "key": p.key, "message": p.message}
+            for p in report.problems
+        ],
+    }
+
+
+@click.command("verify")
+@click.argument("run_id", required=False)
+@json_option
+@click.pass_context
+@reporting_errors
+def verify_command(ctx: click.Context, run_id: str | None, as_json: bool) -> None:
+    """Recompute every digest and chain link of RUN_ID (or of the whole journal).
+
+    Exit 0 intact, 1 damaged.
+    """
+    with open_engine(ctx) as engine:
+        report = engine.verify(run_id)
+    doc = _verify_document(report)
+    if as_json:
+        emit_json(doc)
+    else:
+        console = make_console()
+        scope = f"run {run_id}" if run_id else "journal"
+        counts = f"{report.runs} runs, {report.events} events, {report.blobs} blobs"
+        if report.ok:
+            console.print(Text(f"{scope} intact: {counts}", style="green"))
+        else:
+            table = Table(title=f"{scope} damaged: {len(report.problems)} problems")
+            for name in ("run", "seq", "key", "problem"):
+                table.add_column(name)
+            for p in report.problems:
+                table.add_row(
+                    p.run_id or "",
+                    "" if p.seq is None else str(p.seq),
+                    p.key or "",
+                    Text(p.message),
+                )
+            console.print(table)
+            console.print(f"checked {counts}", style="dim")
+    if not report.ok:
+        click.echo(
+            f"error: {_scope_text(run_id)} is damaged"
+            f" ({len(report.problems)} problems)",
+            err=True,
+        )
+        ctx.exit(EXIT_FAILED)
+
+
+def _scope_text(run_id: str | None) -> str:
+    """How verify names what it checked."""
+    return f"run {run_id!r}" if run_id else "the journal"
+
+
+def register(group: click.Group) -> None:
+    """Add ``status``, ``runs``, ``log`` and ``verify``."""
+    for command in (status_command, runs_command, log_command, verify_command):
+        group.add_command(command)

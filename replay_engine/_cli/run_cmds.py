@@ -1,0 +1,364 @@
+"""``run`` and ``resume``: execute a process, with a live progress display."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import importlib.util
+import json
+import multiprocessing
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import click
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.text import Text
+
+from .. import Run, RunStats
+from .common import (
+    EXIT_OK,
+    STATUS_EXIT,
+    check_run_id,
+    emit_json,
+    json_option,
+    load_process,
+    loads_json,
+    make_console,
+    open_engine,
+    plain,
+    quiet_engine_logger,
+    reporting_errors,
+    status_style,
+    usage_error,
+)
+
+# -- run and resume ------------------------------------------------------------
+
+
+class _Live:
+    """Progress display and log lines while a run works."""
+
+    def __init__(self, *, as_json: bool) -> None:
+        self.as_json = as_json
+        self.logs: list[dict[str, Any]] = []
+        self.console = make_console()
+        self.interactive = not as_json and sys.stdout.isatty()
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+        self._last = 0.0
+
+    def __enter__(self) -> _Live:
+        if self.interactive:
+            self._progress = Progress(
+                SpinnerColumn(),
+                TextColumn("[bold]{task.description}"),
+                TextColumn(
+                    "done {task.fields[done]}  in flight {task.fields[in_flight]}"
+                    "  replayed {task.fields[replayed]}"
+                ),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(
+                "running", total=None, done=0, in_flight=0, replayed=0
+            )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def on_progress(self, stats: RunStats) -> None:
+        if self._progress is None or self._task is None:
+            return
+        now = time.monotonic()
+        if now - self._last < 0.05:  # a wide fan-out reports thousands of times
+            return
+        self._last = now
+        self._progress.update(
+            self._task,
+            done=max(0, stats.dispatched - stats.in_flight),
+            in_flight=stats.in_flight,
+            replayed=stats.replayed,
+        )
+
+    def on_log(self, key: str, message: str, fields: dict[str, Any]) -> None:
+        self.logs.append({"key": key, "message": message, "fields": plain(fields)})
+        if self.as_json:
+            return
+        line = Text()
+        line.append(f"log {key:>8}  ", style="dim")
+        line.append(message)
+        for name, value in fields.items():
+            line.append(f" {name}=", style="dim")
+            line.append(json.dumps(plain(value), ensure_ascii=False))
+        self.console.print(line)
+
+
+def _run_document(run: Run, process: str | None, logs: list[dict[str, Any]]) -> Any:
+    stats = run.stats
+    error = None
+    if run.error is not None:
+        error = {
+            "type": run.error.type,
+            "message": run.error.message,
+            "traceback": run.error.traceback,
+        }
+    return {
+        "run_id": run.run_id,
+        "status": run.status,
+        "process": process,
+        "result": run.result,
+        "error": error,
+        "pending": list(run.pending),
+        "stats": {
+            "dispatched": stats.dispatched,
+            "replayed": stats.replayed,
+            "events_written": stats.events_written,
+            "commits": stats.commits,
+            "elapsed": round(stats.elapsed, 6),
+        },
+        "warnings": list(run.warnings),
+        "logs": logs,
+    }
+
+
+def _report_run(run: Run, process: str | None, live: _Live, *, as_json: bool) -> None:
+    for warning in run.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if as_json:
+        emit_json(_run_document(run, process, live.logs))
+    else:
+        _print_run(run, process)
+    code = STATUS_EXIT.get(run.status, EXIT_OK)
+    if code:
+        click.get_current_context().exit(code)
+
+
+def _print_run(run: Run, process: str | None) -> None:
+    console = make_console()
+    head = Text()
+    head.append("run ", style="dim")
+    head.append(run.run_id, style="bold")
+    head.append("  ")
+    head.append(run.status, style=f"bold {status_style(run.status)}")
+    if process:
+        head.append(f"  ({process})", style="dim")
+    console.print(head)
+    if run.status == "completed":
+        console.print(Text("result: ", style="dim"), end="")
+        console.print(json.dumps(plain(run.result), ensure_ascii=False), markup=False)
+    elif run.status == "failed" and run.error is not None:
+        console.print(
+            Text(f"error: {run.error.type}: {run.error.message}", style="red")
+        )
+    elif run.status == "waiting":
+        keys = ", ".join(run.pending) or "(none)"
+        console.print(f"waiting for external effects at keys: {keys}", markup=False)
+        console.print(
+            f"post their results, then: replay-engine resume {run.run_id}",
+            style="dim",
+            markup=False,
+        )
+    s = run.stats
+    console.print(
+        f"dispatched {s.dispatched} · replayed {s.replayed} · events written"
+        f" {s.events_written} · commits {s.commits} · elapsed {s.elapsed:.3f}s",
+        style="dim",
+        markup=False,
+    )
+
+
+@contextlib.contextmanager
+def _executor(kind: str) -> Iterator[cf.Executor | None]:
+    if kind == "threads":
+        yield None
+        return
+    if kind != "processes":  # a Dask scheduler address (see _executor_option)
+        from .._run.dask_executor import DaskExecutor
+
+        dask = DaskExecutor(kind)  # connects when the first effect is sent
+        try:
+            yield dask
+        finally:
+            dask.shutdown(wait=True)
+        return
+    # Never fork: the child would inherit the LMDB handle and the run locks.
+    method = (
+        "forkserver"
+        if "forkserver" in multiprocessing.get_all_start_methods()
+        else "spawn"
+    )
+    pool = cf.ProcessPoolExecutor(mp_context=multiprocessing.get_context(method))
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _read_input(text: str | None, file: str | None, ctx: click.Context) -> Any:
+    if text is not None and file is not None:
+        raise usage_error("give --input or --input-file, not both", ctx)
+    source = "--input"
+    if file is not None:
+        source = f"--input-file {file}"
+        try:
+            if file == "-":
+                text = sys.stdin.read()
+            else:
+                text = Path(file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise usage_error(
+                f"cannot read {file!r}: {exc.strerror or exc}", ctx
+            ) from None
+    if text is None:
+        return None
+    return loads_json(text, source, ctx)
+
+
+_DURABILITY = click.option(
+    "--durability",
+    type=click.Choice(["fsync", "process"]),
+    default="fsync",
+    show_default=True,
+    help="fsync: every commit survives power loss; process: survives a crash"
+    " of this process only (faster).",
+)
+
+
+def _executor_option(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """``threads``, ``processes``, or a Dask scheduler ``dask://HOST:PORT``."""
+    if value in ("threads", "processes"):
+        return value
+    if "://" not in value:
+        raise click.BadParameter(
+            f"{value!r} is not one of threads, processes, dask://HOST:PORT",
+            ctx,
+            param,
+        )
+    from .._run.dask_executor import scheduler_address
+
+    try:
+        address = scheduler_address(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+    if importlib.util.find_spec("distributed") is None:
+        raise click.BadParameter(
+            "running effects on Dask needs the 'distributed' package:"
+            " pip install 'replay-engine[dask]'",
+            ctx,
+            param,
+        )
+    return address
+
+
+_EXECUTOR = click.option(
+    "--executor",
+    metavar="threads|processes|dask://HOST:PORT",
+    default="threads",
+    show_default=True,
+    callback=_executor_option,
+    help="Where sync tasks run: threads, processes, or the Dask scheduler at"
+    " dask://HOST:PORT (processes and Dask import tasks by reference).",
+)
+
+
+@click.command("run")
+@click.argument("process", metavar="MODULE:FUNC")
+@click.option(
+    "--input", "input_json", metavar="JSON", help="The run's inputs, as JSON."
+)
+@click.option(
+    "--input-file",
+    metavar="FILE",
+    help="Read the inputs (JSON) from FILE ('-' for stdin).",
+)
+@click.option("--run-id", metavar="ID", help="The new run's id (generated if omitted).")
+@_DURABILITY
+@_EXECUTOR
+@json_option
+@click.pass_context
+@reporting_errors
+def run_command(
+    ctx: click.Context,
+    process: str,
+    input_json: str | None,
+    input_file: str | None,
+    run_id: str | None,
+    durability: Literal["fsync", "process"],
+    executor: str,
+    as_json: bool,
+) -> None:
+    """Start a run of MODULE:FUNC and execute it until it ends or waits.
+
+    The module is imported with the current directory on sys.path, as
+    `python -m` does. Exit 0 completed, 1 failed, 3 waiting.
+    """
+    inputs = _read_input(input_json, input_file, ctx)
+    if run_id is not None:
+        check_run_id(run_id, ctx)
+    fn = load_process(process)
+    live = _Live(as_json=as_json)
+    with (
+        _executor(executor) as pool,
+        open_engine(
+            ctx, must_exist=False, durability=durability, executor=pool
+        ) as engine,
+        quiet_engine_logger(),
+    ):
+        with live:
+            run = engine.run(
+                fn,
+                inputs,
+                run_id=run_id,
+                on_progress=live.on_progress,
+                on_log=live.on_log,
+            )
+        _report_run(run, engine.status(run.run_id).process, live, as_json=as_json)
+
+
+@click.command("resume")
+@click.argument("run_id")
+@_DURABILITY
+@_EXECUTOR
+@json_option
+@click.pass_context
+@reporting_errors
+def resume_command(
+    ctx: click.Context,
+    run_id: str,
+    durability: Literal["fsync", "process"],
+    executor: str,
+    as_json: bool,
+) -> None:
+    """Re-execute RUN_ID from the start, serving completed effects from the journal.
+
+    A completed run returns its recorded result and executes nothing. Exit 0
+    completed, 1 failed, 3 waiting.
+    """
+    live = _Live(as_json=as_json)
+    with (
+        _executor(executor) as pool,
+        open_engine(ctx, durability=durability, executor=pool) as engine,
+        quiet_engine_logger(),
+    ):
+        info = engine.status(run_id)
+        # Import here (not inside the engine) so that any failure to import,
+        # not only an ImportError, is reported as a ProcessImportError.
+        fn = load_process(info.process) if info.status != "completed" else None
+        with live:
+            run = engine.resume(
+                run_id, process=fn, on_progress=live.on_progress, on_log=live.on_log
+            )
+        _report_run(run, info.process, live, as_json=as_json)
+
+
+def register(group: click.Group) -> None:
+    """Add ``run`` and ``resume``."""
+    group.add_command(run_command)
+    group.add_command(resume_command)

@@ -1,0 +1,166 @@
+"""``replay`` and ``fork``: a run as it stood after N events, and a branch from there.
+
+``replay`` re-executes the process against a prefix of its journal through
+:meth:`Engine.replay`, which dispatches nothing and writes nothing. ``fork``
+is :meth:`Engine.fork`. The interactive stepper over the same machinery is
+``debug`` (``_debug.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+from rich.text import Text
+
+from .. import Engine, Snapshot
+from .common import (
+    check_run_id,
+    emit_json,
+    json_option,
+    load_process,
+    make_console,
+    open_engine,
+    plain,
+    reporting_errors,
+    usage_error,
+)
+from .inspect_cmds import status_document
+from .snapshot_views import UNTIL_HELP, parse_until, snapshot_view
+
+PROCESS_OPTION = click.option(
+    "--process",
+    "process_ref",
+    metavar="MODULE:FUNC",
+    help="Replay with this process instead of the recorded one (for example"
+    " when its module moved).",
+)
+
+
+def replay_process(
+    engine: Engine, run_id: str, process_ref: str | None
+) -> Callable[..., Any]:
+    """The process to replay ``run_id`` with: ``process_ref`` or the recorded one.
+
+    Raises RunNotFoundError before trying to import anything, and reports any
+    failure to import as a ProcessImportError (exit 2).
+    """
+    info = engine.status(run_id)
+    return load_process(process_ref or info.process)
+
+
+def take_snapshot(
+    engine: Engine,
+    run_id: str,
+    until: int | str | None,
+    process: Callable[..., Any],
+    ctx: click.Context,
+) -> Snapshot:
+    """``engine.replay``, with an out-of-range ``until`` reported as a usage error."""
+    if isinstance(until, int):
+        events = engine.status(run_id).events
+        if until > events:
+            raise usage_error(
+                f"--until {until} is outside 0..{events}: run {run_id!r} has"
+                f" {events} events",
+                ctx,
+            )
+    try:
+        return engine.replay(run_id, until, process=process)
+    except ValueError as exc:  # an unknown key:KEY
+        raise usage_error(f"--until: {exc}", ctx) from None
+
+
+@click.command("replay")
+@click.argument("run_id")
+@click.option("--until", metavar="N|key:KEY", callback=parse_until, help=UNTIL_HELP)
+@PROCESS_OPTION
+@json_option
+@click.pass_context
+@reporting_errors
+def replay_command(
+    ctx: click.Context,
+    run_id: str,
+    until: int | str | None,
+    process_ref: str | None,
+    as_json: bool,
+) -> None:
+    """Show RUN_ID as it stood after its first N events; dispatches nothing.
+
+    The process is re-executed against that prefix of its journal: the
+    invocation tree with each call done, failed, in flight or not reached, the
+    log lines emitted so far, the frontier calls the process stopped at (with
+    their source lines), and its result if it returned.
+    """
+    with open_engine(ctx) as engine:
+        fn = replay_process(engine, run_id, process_ref)
+        snap = take_snapshot(engine, run_id, until, fn, ctx)
+    if as_json:
+        emit_json(snap.to_dict())
+        return
+    make_console().print(snapshot_view(snap))
+
+
+@click.command("fork")
+@click.argument("run_id")
+@click.option(
+    "--at",
+    "at",
+    type=click.IntRange(min=1),
+    required=True,
+    metavar="N",
+    help="Share the first N events of RUN_ID (1..events).",
+)
+@click.option(
+    "--run-id",
+    "new_run_id",
+    metavar="NEW",
+    help="The new run's id (default: RUN_ID-fork-xxxx).",
+)
+@json_option
+@click.pass_context
+@reporting_errors
+def fork_command(
+    ctx: click.Context, run_id: str, at: int, new_run_id: str | None, as_json: bool
+) -> None:
+    """Branch RUN_ID at event N: a new run sharing its first N events.
+
+    Nothing executes; resume the new run to go on from the fork point with
+    the current code. The parent run is left as it is.
+    """
+    if new_run_id is not None:
+        check_run_id(new_run_id, ctx)
+    with open_engine(ctx) as engine:
+        engine.status(run_id)  # an unknown run is reported before --at
+        try:
+            info = engine.fork(run_id, at, new_run_id)
+        except ValueError as exc:
+            raise usage_error(f"--at: {exc}", ctx) from None
+        doc = status_document(engine, info)
+    if as_json:
+        emit_json(plain(doc))
+        return
+    console = make_console()
+    console.print(
+        Text.assemble(
+            ("forked ", "dim"),
+            (run_id, "bold"),
+            (" at event ", "dim"),
+            (str(info.fork_at), "bold"),
+            (" → ", "dim"),
+            (info.run_id, "bold green"),
+            (f"  ({info.events} events, {info.status})", "dim"),
+        )
+    )
+    console.print(
+        f"resume it with: replay-engine resume {info.run_id}",
+        style="dim",
+        markup=False,
+    )
+
+
+def register(group: click.Group) -> None:
+    """Add ``replay`` and ``fork``."""
+    group.add_command(replay_command)
+    group.add_command(fork_command)

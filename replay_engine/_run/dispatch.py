@@ -1,0 +1,456 @@
+"""Dispatching effects: write-ahead group commits, bounded concurrency, batching.
+
+The one rule that keeps a crashed run exact: **everything recorded so far is
+committed before anything is dispatched**. Requests, completions, log lines and
+recorded values accumulate in the journal's buffer; the pump, which runs once
+per event-loop iteration that has work, commits them in one transaction (one
+fsync) and only then starts the calls that became ready. A wide fan-out thus
+costs one fsync per loop iteration, not one per effect, and no effect ever runs
+before the completions it may depend on are durable.
+
+Sync tasks go to a thread pool in chunks (one pool job runs several small
+tasks), because one submission per tiny task costs more than the task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import contextlib
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import journal_format as jf
+
+from ..errors import ExecutorUnavailable
+from . import jobs as _worker
+from .hooks import Hooks
+from .journal import RunJournal
+from .tasks import TaskContext, TaskDef, _task_context
+
+_MAX_CHUNK = 64
+"""Most attempts in one pool job while a task's cost is unknown."""
+_MAX_MEASURED_CHUNK = 512
+"""Most attempts in one pool job of tasks measured to be tiny."""
+_CHUNK_SECONDS = 0.002
+"""What a pool job of measured tasks should take: long enough to amortise the
+job, short enough that one slow batch does not hold back the others."""
+
+
+class Call:
+    """One attempt of one effect, waiting for or undergoing execution."""
+
+    __slots__ = ("args_bytes", "attempt", "future", "key_text", "task", "tdef", "timer")
+
+    def __init__(
+        self,
+        tdef: TaskDef,
+        key_text: str,
+        args_bytes: bytes,
+        attempt: int,
+        future: asyncio.Future[_worker.Outcome],
+    ) -> None:
+        self.tdef = tdef
+        self.key_text = key_text
+        self.args_bytes = args_bytes
+        self.attempt = attempt
+        self.future = future
+        self.task: asyncio.Task[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class Slots:
+    """The engine-wide bound on effects executing at once, shared by every run."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self.used = 0
+        self._lock = threading.Lock()
+        self._waiting: dict[int, Dispatcher] = {}
+
+    def take(self, dispatcher: Dispatcher, wanted: int) -> int:
+        """Take up to ``wanted`` slots; if short, remember that ``dispatcher`` waits."""
+        with self._lock:
+            granted = min(wanted, self.limit - self.used)
+            if granted < wanted:
+                self._waiting[id(dispatcher)] = dispatcher
+            if granted <= 0:
+                return 0
+            self.used += granted
+            return granted
+
+    def give(self, count: int = 1) -> None:
+        """Return slots and wake every dispatcher that waited for one."""
+        with self._lock:
+            self.used -= count
+            if not self._waiting:
+                return
+            waiting = list(self._waiting.values())
+            self._waiting.clear()
+        for dispatcher in waiting:
+            with contextlib.suppress(RuntimeError):  # its loop has closed
+                dispatcher.loop.call_soon_threadsafe(dispatcher.schedule_pump)
+
+
+class Dispatcher:
+    """Runs effect attempts for one executing run."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        journal: RunJournal,
+        run_id: str,
+        *,
+        executors: ExecutorSet,
+        max_in_flight: int | Slots,
+        on_progress: Callable[[], None] | None = None,
+        hooks: Hooks | None = None,
+    ) -> None:
+        self.loop = loop
+        self.hooks = hooks
+        self.journal = journal
+        self.run_id = run_id
+        self.executors = executors
+        self.slots = (
+            max_in_flight if isinstance(max_in_flight, Slots) else Slots(max_in_flight)
+        )
+        self._async_calls: set[Call] = set()
+        self._task_cost: dict[str, float] = {}
+        """Seconds per attempt of each thread-pool task, a running average."""
+        self.ready: deque[Call] = deque()
+        self.in_flight = 0
+        self.dispatched = 0
+        self._pump_scheduled = False
+        self._on_progress = on_progress
+        self.closed = False
+
+    # -- public ------------------------------------------------------------------
+
+    def submit(self, call: Call) -> None:
+        """Queue an attempt; it starts after the next group commit."""
+        self.ready.append(call)
+        self.schedule_pump()
+
+    def schedule_pump(self) -> None:
+        """Make sure buffered events are committed (and ready calls started) soon."""
+        if not self._pump_scheduled and not self.closed:
+            self._pump_scheduled = True
+            self.loop.call_soon(self._pump)
+
+    @property
+    def busy(self) -> bool:
+        """True while anything is queued, executing, or waiting to be committed."""
+        return bool(self.ready) or self.in_flight > 0 or self._pump_scheduled
+
+    def close(self) -> None:
+        """Stop starting work; cancel async attempts still running."""
+        self.closed = True
+        for call in self.ready:
+            if not call.future.done():
+                call.future.cancel()
+        self.ready.clear()
+        for call in list(self._async_calls):
+            if call.task is not None and not call.task.done():
+                call.task.cancel()
+
+    # -- the pump ----------------------------------------------------------------
+
+    def _pump(self) -> None:
+        self._pump_scheduled = False
+        if self.closed:
+            return
+        # Write-ahead: commit before dispatching anything.
+        self.journal.flush()
+        if self.journal.crashed:
+            return  # a (simulated) dead process dispatches nothing more
+        local: list[Call] = []
+        remote: dict[int, tuple[cf.Executor, list[Call]]] = {}
+        ready = self.ready
+        # Slots are taken a batch at a time (one lock round trip per batch).
+        # Inline tasks give theirs back at once, so the next batch may find
+        # more; when none are left, Slots.give wakes this pump later.
+        while ready:
+            slots = self.slots.take(self, len(ready))
+            if not slots:
+                break
+            while ready and slots:
+                call = ready.popleft()
+                if call.future.done():  # cancelled while queued
+                    continue
+                slots -= 1
+                self._start(call, local, remote)
+            if slots:
+                self.slots.give(slots)  # taken for calls cancelled while queued
+        if local:
+            self._submit_chunks(self.executors.threads(), local, by_reference=False)
+        for executor, calls in remote.values():
+            self._submit_chunks(executor, calls, by_reference=True)
+        if self._on_progress is not None:
+            self._on_progress()
+
+    def _start(
+        self,
+        call: Call,
+        local: list[Call],
+        remote: dict[int, tuple[cf.Executor, list[Call]]],
+    ) -> None:
+        """Start one attempt (it holds a slot); pool-bound ones are collected."""
+        self.in_flight += 1
+        self.dispatched += 1
+        tdef = call.tdef
+        if tdef.timeout is not None:
+            call.timer = self.loop.call_later(tdef.timeout, self._timed_out, call)
+        injected = self._injected_failure(call)
+        if injected is not None:
+            self._finish(call, injected)
+        elif tdef.is_async:
+            call.task = self.loop.create_task(self._run_async(call))
+            self._async_calls.add(call)
+        elif tdef.executor == "inline":
+            outcome = _worker.run_call(
+                tdef.fn, call.args_bytes, self.run_id, call.key_text, call.attempt
+            )
+            self._finish(call, outcome)
+        else:
+            executor, by_reference = self.executors.for_task(tdef)
+            if by_reference:
+                remote.setdefault(id(executor), (executor, []))[1].append(call)
+            else:
+                local.append(call)
+
+    def _submit_chunks(
+        self, executor: cf.Executor, calls: list[Call], *, by_reference: bool
+    ) -> None:
+        workers = getattr(executor, "_max_workers", 4) or 4
+        # Spread over the workers: at least two chunks each.
+        size = max(1, min(_MAX_CHUNK, len(calls) // (2 * workers)))
+        slowest = 0.0 if not by_reference else None
+        for call in calls:
+            cost = self._task_cost.get(call.tdef.name)
+            if cost is None or slowest is None:
+                slowest = None
+                break
+            slowest = max(slowest, cost)
+        if slowest is not None:
+            # Every task here has been timed: make each chunk take about
+            # _CHUNK_SECONDS. Tiny tasks then go hundreds to a job (each job
+            # and its completion cost more than such a task), slow ones alone.
+            size = max(
+                1, min(_MAX_MEASURED_CHUNK, int(_CHUNK_SECONDS / max(slowest, 1e-9)))
+            )
+        for start in range(0, len(calls), size):
+            chunk = calls[start : start + size]
+            if any(c.tdef.timeout is not None for c in chunk) and len(chunk) > 1:
+                # A timeout is per attempt: never queue one behind another.
+                for call in chunk:
+                    self._submit_chunk(executor, [call], by_reference)
+            else:
+                self._submit_chunk(executor, chunk, by_reference)
+
+    def _submit_chunk(
+        self, executor: cf.Executor, chunk: list[Call], by_reference: bool
+    ) -> None:
+        future: cf.Future[Any]
+        if by_reference:
+            items_r = [(c.tdef.ref, c.args_bytes, c.key_text, c.attempt) for c in chunk]
+            future = executor.submit(_worker.run_remote_chunk, items_r, self.run_id)
+        else:
+            items_l = [(c.tdef.fn, c.args_bytes, c.key_text, c.attempt) for c in chunk]
+            future = executor.submit(_worker.run_local_chunk, items_l, self.run_id)
+        loop = self.loop
+
+        def done(f: cf.Future[Any]) -> None:
+            # A closed loop means the run was abandoned; nothing is waiting.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._chunk_done, chunk, f, not by_reference)
+
+        future.add_done_callback(done)
+
+    def _chunk_done(
+        self, chunk: list[Call], future: cf.Future[Any], timed: bool
+    ) -> None:
+        """A pool job ended; ``timed`` jobs (local ones) also report their seconds."""
+        try:
+            outcomes = future.result()
+            if timed:
+                outcomes, seconds = outcomes
+                self._note_cost(chunk, seconds)
+        except ExecutorUnavailable as exc:
+            # Not the tasks' failure: record nothing for them; the run stops
+            # with this error and a resume dispatches them again.
+            for call in chunk:
+                if not call.future.done():
+                    call.future.set_exception(exc)
+                self._deliver(call, None)
+            return
+        except BaseException as exc:  # the executor itself failed (a worker died)
+            outcomes = [_worker.error_outcome(exc)] * len(chunk)
+        hooks = self.hooks
+        if hooks is not None and hooks.delay is not None:
+            for call, outcome in zip(chunk, outcomes, strict=True):
+                self._finish(call, outcome)
+            return
+        # The whole chunk at once: one slot hand-back, one pump.
+        for call, outcome in zip(chunk, outcomes, strict=True):
+            self._release(call, outcome)
+        self.in_flight -= len(chunk)
+        self.slots.give(len(chunk))
+        self.schedule_pump()
+
+    async def _run_async(self, call: Call) -> None:
+        token = _task_context.set(TaskContext(self.run_id, call.key_text, call.attempt))
+        try:
+            args = jf.decode_payload(call.args_bytes)
+            result = await call.tdef.fn(**args)
+        except asyncio.CancelledError:
+            self._finish(call, None)
+            raise
+        except Exception as exc:
+            self._finish(call, _worker.error_outcome(exc))
+            return
+        finally:
+            _task_context.reset(token)
+        try:
+            outcome: _worker.Outcome = (_worker.OK, jf.encode_payload(result))
+        except jf.FormatError as exc:
+            outcome = (
+                _worker.PAYLOAD_ERROR,
+                f"the task's result cannot be journaled: {exc}",
+            )
+        self._finish(call, outcome)
+
+    def _injected_failure(self, call: Call) -> _worker.Outcome | None:
+        """An outcome the testing hooks impose instead of running the task."""
+        hooks = self.hooks
+        if hooks is None:
+            return None
+        if hooks.fail is not None:
+            exc = hooks.fail(call.key_text, call.tdef.name, call.attempt)
+            if exc is not None:
+                return _worker.error_outcome(exc)
+        if hooks.fake is not None:
+            args = jf.decode_payload(call.args_bytes)
+            try:
+                value = hooks.fake(call.key_text, call.tdef.name, call.attempt, args)
+            except Exception as exc:
+                return _worker.error_outcome(exc)
+            if value is not hooks.REAL:
+                try:
+                    return (_worker.OK, jf.encode_payload(value))
+                except jf.FormatError as exc:
+                    return (
+                        _worker.PAYLOAD_ERROR,
+                        f"the fake result cannot be encoded: {exc}",
+                    )
+        return None
+
+    def _note_cost(self, chunk: list[Call], seconds: float) -> None:
+        """Fold a chunk's time per task into each of its tasks' running cost."""
+        per_task = seconds / len(chunk)
+        costs = self._task_cost
+        for name in {c.tdef.name for c in chunk}:
+            old = costs.get(name)
+            costs[name] = per_task if old is None else 0.7 * old + 0.3 * per_task
+
+    def _finish(self, call: Call, outcome: _worker.Outcome | None) -> None:
+        hooks = self.hooks
+        if hooks is not None and hooks.delay is not None and outcome is not None:
+            seconds = hooks.delay(call.key_text, call.tdef.name, call.attempt)
+            if seconds > 0:
+                # Deliver later: this is how a test makes branches finish in
+                # any order it likes.
+                self.loop.call_later(seconds, self._deliver, call, outcome)
+                return
+        self._deliver(call, outcome)
+
+    def _deliver(self, call: Call, outcome: _worker.Outcome | None) -> None:
+        self.in_flight -= 1
+        self.slots.give()
+        self._release(call, outcome)
+        # Commit the completion soon, and start what was waiting for a slot.
+        self.schedule_pump()
+
+    def _release(self, call: Call, outcome: _worker.Outcome | None) -> None:
+        """Hand an attempt's outcome to the effect waiting for it."""
+        self._async_calls.discard(call)
+        if call.timer is not None:
+            call.timer.cancel()
+        if outcome is not None and not call.future.done():
+            call.future.set_result(outcome)
+
+    def _timed_out(self, call: Call) -> None:
+        if call.future.done():
+            return
+        timeout = call.tdef.timeout
+        call.future.set_result(
+            (
+                _worker.ERROR,
+                (
+                    "TimeoutError",
+                    f"attempt exceeded the task's timeout of {timeout}s",
+                    "",
+                ),
+            )
+        )
+        if call.task is not None:
+            call.task.cancel()
+
+
+class ExecutorSet:
+    """Where sync tasks run: the engine's executor, a thread pool, a process pool."""
+
+    def __init__(self, executor: Any | None, *, owned: bool = False) -> None:
+        self._given = executor
+        # The engine built it (from a distributed.Client or an address).
+        self._owned = owned
+        self._threads: cf.ThreadPoolExecutor | None = (
+            executor if isinstance(executor, cf.ThreadPoolExecutor) else None
+        )
+        self._own_threads = False
+        self._processes: cf.ProcessPoolExecutor | None = None
+
+    def threads(self) -> cf.ThreadPoolExecutor:
+        if self._threads is None:
+            self._threads = cf.ThreadPoolExecutor(thread_name_prefix="replay-engine")
+            self._own_threads = True
+        return self._threads
+
+    def processes(self) -> cf.ProcessPoolExecutor:
+        if self._processes is None:
+            import multiprocessing
+
+            # forkserver/spawn: a fork of this process would inherit the LMDB
+            # handle and the run locks, which must never happen.
+            method = (
+                "forkserver"
+                if "forkserver" in multiprocessing.get_all_start_methods()
+                else "spawn"
+            )
+            self._processes = cf.ProcessPoolExecutor(
+                mp_context=multiprocessing.get_context(method)
+            )
+        return self._processes
+
+    def for_task(self, tdef: TaskDef) -> tuple[cf.Executor, bool]:
+        """The executor for a sync task, and whether it takes tasks by reference."""
+        if tdef.executor == "process":
+            return self.processes(), True
+        if tdef.executor == "thread" or self._given is None:
+            return self.threads(), False
+        if isinstance(self._given, cf.ThreadPoolExecutor):
+            return self._given, False
+        return self._given, True
+
+    def shutdown(self) -> None:
+        """Shut down the pools this set created (never one the user passed in)."""
+        if self._own_threads and self._threads is not None:
+            self._threads.shutdown(wait=False, cancel_futures=True)
+            self._threads = None
+        if self._processes is not None:
+            self._processes.shutdown(wait=False, cancel_futures=True)
+            self._processes = None
+        if self._owned and self._given is not None:
+            self._given.shutdown(wait=False, cancel_futures=True)
+            self._owned = False

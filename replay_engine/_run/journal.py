@@ -1,0 +1,346 @@
+"""A run's journal as the engine sees it while executing.
+
+What was recorded, loaded once, and what is being recorded, buffered for the
+next group commit.
+
+Loading builds the run's call index (``journal_format.CallIndex``: what the
+journal says happened at each invocation key) in one read transaction, from
+the run's checkpoint plus a checked fold of the events after it, so each
+replayed call costs a dict lookup rather than a database round trip. Commits
+that leave a run waiting keep its checkpoint current.
+"""
+
+from __future__ import annotations
+
+import bisect
+import sys
+from collections.abc import Callable
+from types import FrameType
+
+import journal_format as jf
+
+from .._store.store import Store
+from ..errors import NonDeterminismError
+from .hooks import SimulatedCrash
+
+_key_text = jf.key_bytes_to_text
+_ADDRESS_SIZE = jf.ADDRESS_SIZE
+
+
+Entry = jf.CallState
+"""What the journal holds at one invocation key (see ``journal_format``)."""
+
+CHECKPOINT_MIN_EVENTS = 16
+"""A waiting run gets a checkpoint once this many events are not covered by one."""
+CHECKPOINT_GROWTH = 4
+"""… and once the uncovered events are at least 1/this of the covered ones, so
+rewriting checkpoints costs O(1) amortised per event (see ``_checkpoint_due``)."""
+
+
+def describe_entry(entry: Entry) -> str:
+    """A recorded call for an error message."""
+    if entry.kind == jf.EFFECT:
+        return f"task {entry.task!r} args {describe_args(entry.args)}"
+    if entry.kind == jf.VALUE:
+        return f"ctx.{entry.task}()"
+    return "ctx.sleep()"
+
+
+class RunJournal:
+    """Recorded state of one run plus the buffer of events not yet committed."""
+
+    def __init__(self, store: Store, run_id: str, *, read_only: bool = False) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.read_only = read_only
+        self.index = jf.CallIndex()
+        self.entries: dict[bytes, Entry] = self.index.calls
+        self.visited: set[bytes] = set()
+        """Recorded keys this execution has reached (the rest are checked last)."""
+        self.recorded_events = 0
+        self.restored_events = 0
+        """Events covered by the checkpoint the load started from (0: none)."""
+        self._checkpoint_stale = False
+        self._pending: list[jf.Event] = []
+        self._pending_blobs: dict[bytes, bytes] = {}
+        self._payloads: dict[bytes, bytes] = {}
+        self._sorted_keys: list[bytes] | None = None
+        self.crash_after_events: int | None = None
+        self.loaded_status = ""
+        self.mark_running = False
+        """A resumed run is marked running with its first commit, not before:
+        an iterate that finds nothing to do writes nothing and fsyncs nothing."""
+        self.on_crash: Callable[[], None] | None = None
+        self.crashed = False
+        self.events_written = 0
+        self.commits = 0
+
+    # The parts of the index the runtime reads by name.
+
+    @property
+    def logs(self) -> set[tuple[bytes, int]]:
+        return self.index.logs
+
+    @property
+    def signals(self) -> list[tuple[int, str, bytes]]:
+        """Posted signals: (seq, name, payload reference), in journal order."""
+        return self.index.signals
+
+    @property
+    def consumed_signals(self) -> set[int]:
+        return self.index.consumed_signals
+
+    @property
+    def started(self) -> jf.RunStarted | None:
+        return self.index.started
+
+    @started.setter
+    def started(self, value: jf.RunStarted | None) -> None:
+        self.index.started = value
+
+    @property
+    def last_event(self) -> jf.Event | None:
+        return self.index.last_event
+
+    # -- loading -----------------------------------------------------------------
+
+    def load(self, stop: int | None = None) -> None:
+        """Read, check and index the run's recorded events (one read transaction).
+
+        Starts from the run's checkpoint when there is a usable one, so only
+        the events after it are read. With ``stop``, only the first ``stop``
+        events (time travel).
+        """
+        index, restored = self.store.load_index(self.run_id, stop=stop)
+        self.index = index
+        self.entries = index.calls
+        self.recorded_events = index.events
+        self.restored_events = restored
+        # Many events read one by one (no checkpoint, or an old one: say the
+        # run was killed mid-run): the first commit checkpoints, so the next
+        # resume need not read them all again.
+        self._checkpoint_stale = self._checkpoint_due(0)
+
+    def payload(self, ref: bytes) -> bytes:
+        """The payload a recorded reference names (a blob is read and checked once)."""
+        if len(ref) < _ADDRESS_SIZE:
+            return ref
+        data = self._payloads.get(ref)
+        if data is None:
+            data = self._payloads[ref] = self.store.get_blob(ref)
+        return data
+
+    def _checkpoint_due(self, appending: int) -> bool:
+        """Whether to checkpoint with an append of ``appending`` events.
+
+        The thresholds make rewrites geometric: a run of N events is
+        checkpointed O(log N) times (O(1) amortised per event), and a resume
+        folds at most about a fifth of its events one by one.
+        """
+        total = self.recorded_events + self.events_written + appending
+        covered = self.restored_events
+        uncovered = total - covered
+        return uncovered >= max(CHECKPOINT_MIN_EVENTS, covered // CHECKPOINT_GROWTH)
+
+    # -- recording ---------------------------------------------------------------
+
+    def record(self, event: jf.Event, blobs: dict[bytes, bytes] | None = None) -> None:
+        """Buffer an event (and its blobs) for the next group commit."""
+        if self.crashed:
+            raise SimulatedCrash  # the "dead" process records nothing more
+        if self.read_only:
+            raise AssertionError("a read-only journal (time travel) was written to")
+        self._pending.append(event)
+        if blobs:
+            self._pending_blobs.update(blobs)
+
+    @property
+    def has_pending(self) -> bool:
+        return bool(self._pending)
+
+    def flush(
+        self,
+        status: str | None = None,
+        counters: tuple[int, int] | None = None,
+        *,
+        checkpoint: bool = False,
+    ) -> None:
+        """Commit every buffered event in one transaction (one fsync).
+
+        With ``checkpoint``, the execution is over and the run will be resumed
+        (it waits): the commit also checkpoints the run when one is due. So
+        does the first commit after a load that read many events one by one.
+        """
+        if self.read_only or self.crashed:
+            return
+        if not self._pending:
+            if status is None and counters is None:
+                return
+            if self.mark_running and status == self.loaded_status:
+                return  # an execution that changed nothing commits nothing
+        if self.mark_running and status is None:
+            status = "running"  # marked with the execution's first commit
+        self.mark_running = False
+        events, self._pending = self._pending, []
+        blobs, self._pending_blobs = self._pending_blobs, {}
+        limit = self.crash_after_events
+        if limit is not None:
+            room = limit - (self.recorded_events + self.events_written)
+            if room < len(events):
+                # A simulated crash lands exactly after event `limit`: write
+                # what fits, then nothing more, ever, from this execution.
+                if room > 0:
+                    self.store.append(self.run_id, events[:room], blobs)
+                    self.events_written += room
+                self.crashed = True
+                if self.on_crash is not None:
+                    self.on_crash()
+                return
+        index = None
+        if events and (checkpoint or self._checkpoint_stale):
+            self._checkpoint_stale = False
+            if self._checkpoint_due(len(events)):
+                index = self.index
+        result = self.store.append(
+            self.run_id,
+            events,
+            blobs,
+            status=status,
+            counters=counters,
+            checkpoint=index,
+        )
+        self.events_written += len(events)
+        if result.checkpointed:
+            self.restored_events = result.checkpointed
+        self.commits += 1
+
+    # -- divergence checks -------------------------------------------------------
+
+    def check_new_key(
+        self,
+        key: bytes,
+        scope_prefix: bytes,
+        replayed: str | Callable[[], str] = "a new call",
+    ) -> None:
+        """Refuse a call the journal has not seen if the journal says it is extra.
+
+        A new call at index ``i`` of a scope diverges when the journal holds a
+        later sibling (index > ``i``: a call was inserted) or a descendant of
+        ``key`` (a group was recorded there). Only calls past the journal's
+        frontier reach this check, so it does not slow replay.
+        """
+        if not self.entries:
+            return
+        keys = self._sorted_keys
+        if keys is None:
+            keys = self._sorted_keys = sorted(self.entries)
+        # Descendants of key: byte strings starting with key, other than key.
+        pos = bisect.bisect_right(keys, key)
+        if pos < len(keys) and keys[pos].startswith(key):
+            self._raise_extra(key, keys[pos], "a call nested inside it", replayed)
+        # Later siblings (or their subtrees) of the same scope that this
+        # execution has not reached. One it has already called proves nothing:
+        # keys are taken when calls are made, and an earlier call may be
+        # awaited (so recorded) after a later one.
+        for later in keys[pos:]:
+            if not later.startswith(scope_prefix):
+                break
+            if later not in self.visited:
+                self._raise_extra(
+                    key, later, "a later call of the same scope", replayed
+                )
+
+    def _raise_extra(
+        self,
+        key: bytes,
+        recorded_key: bytes,
+        what: str,
+        replayed: str | Callable[[], str],
+    ) -> None:
+        entry = self.entries[recorded_key]
+        if not isinstance(replayed, str):
+            replayed = replayed()  # described only when it is needed
+        raise divergence(
+            self.run_id,
+            key,
+            entry.seq,
+            recorded=f"nothing at {_key_text(key)}; {what} at"
+            f" {_key_text(recorded_key)} ({describe_entry(entry)})",
+            replayed=f"{replayed} here",
+            headline="the process made a call the journal does not have (an extra"
+            " or inserted call)",
+        )
+
+    def unvisited(self) -> list[tuple[bytes, Entry]]:
+        """Recorded calls this execution has not reached, in key order."""
+        visited = self.visited
+        if len(visited) == len(self.entries):
+            return []
+        return sorted((k, e) for k, e in self.entries.items() if k not in visited)
+
+
+def call_site(depth: int = 2) -> str:
+    """``file:line`` of the user code that made the current ctx call."""
+    frame: FrameType | None = sys._getframe(depth)
+    # Skip the engine's own (private) modules and asyncio's machinery.
+    while frame is not None and (
+        frame.f_globals.get("__name__", "").startswith(("replay_engine._", "asyncio"))
+    ):
+        frame = frame.f_back
+    if frame is None:
+        return "<unknown>"
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+
+
+def divergence(
+    run_id: str,
+    key: bytes,
+    seq: int | None,
+    *,
+    recorded: str,
+    replayed: str,
+    headline: str = "",
+    site: str | None = None,
+    replayed_args: bytes | None = None,
+) -> NonDeterminismError:
+    """Build the NonDeterminismError for a divergence at ``key``."""
+    key_text = _key_text(key)
+    where = f"at key {key_text}" + (f" (event seq {seq})" if seq is not None else "")
+    site = site if site is not None else call_site(3)
+    fork_hint = (
+        f"\nTo branch from the last agreeing event: replay-engine fork {run_id}"
+        f" --at {seq}"
+        if seq is not None
+        else ""
+    )
+    message = (
+        f"run {run_id!r} diverged from its journal {where}"
+        + (f": {headline}" if headline else "")
+        + f".\n  recorded: {recorded}\n  replayed: {replayed}\n  call site: {site}\n"
+        "The process must make the same ctx calls in the same places on every"
+        " resume. Likely causes:\n"
+        "  1. a branch on time, randomness or the environment read outside"
+        " ctx.now()/ctx.random()/ctx.uuid();\n"
+        "  2. iterating a set, or a dict built in an order that changed;\n"
+        "  3. the process code changed since the run started." + fork_hint
+    )
+    return NonDeterminismError(
+        message,
+        run_id=run_id,
+        key=key_text,
+        seq=seq,
+        recorded=recorded,
+        replayed=replayed,
+        replayed_args=replayed_args,
+    )
+
+
+def describe_args(ref: bytes) -> str:
+    """Args for an error message: the value when inline, else its address prefix."""
+    if jf.ref_is_inline(ref):
+        try:
+            text = repr(jf.decode_payload(ref))
+        except jf.FormatError:
+            text = f"<bytes {ref.hex()}>"
+        return text if len(text) <= 60 else text[:57] + "..."
+    return f"b3:{ref.hex()[:12]}"

@@ -1,0 +1,398 @@
+"""``ctx.parallel.all`` and ``ctx.parallel.map``: branches with stable keys.
+
+Each branch runs in its own scope (``k.j``) and its own copy of the context,
+so its calls get keys from its place in the program, never from timing.
+
+Branches are driven *eagerly*: a branch's coroutine is started synchronously
+and becomes an asyncio Task only if it actually suspends. On replay nearly
+every branch completes without suspending (its results come from the
+journal), so replaying a 100k-branch map creates no Tasks at all; creating one
+Task per branch costs several times the journal lookup it wraps.
+
+Outcome rules, the same whatever the completion order: every branch is
+settled; results come back in input order; if any branch failed, the failure
+of the lowest-index branch is raised (its siblings' completions stay recorded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import types
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Coroutine,
+    Generator,
+    Iterable,
+    Sequence,
+)
+from typing import Any, TypeVar
+
+from journal_format import encode_component, key_bytes_to_text
+
+from ..errors import ThunkRequired
+from .scope import Scope, current_scope
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+_PENDING = object()
+_NO_ITEM = object()
+_CoroutineType = types.CoroutineType
+
+
+class Resolved:
+    """An awaitable that already has its value: a replayed ``ctx.task``.
+
+    ``await`` on it returns the value at once; the branch driver recognises it
+    and takes the value without driving a coroutine at all (the common
+    ``lambda item: ctx.task(...)`` branch, replayed, costs no send and no
+    StopIteration).
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        return self.value
+        yield  # type: ignore[unreachable]  # a generator that never suspends
+
+
+class BranchAbandoned(BaseException):
+    """Internal: this branch waits on an effect that was abandoned.
+
+    Raised only when a lower-index sibling has failed, so the group's outcome
+    (that failure) no longer depends on this branch.
+    """
+
+
+class _Continue:
+    """Hand a coroutine that already ran its first step over to an asyncio Task."""
+
+    __slots__ = ("coro", "first")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
+        self.coro = coro
+        self.first = first
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, value = self.coro, self.first
+        self.first = None
+        while True:
+            try:
+                sent = yield value
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # cancellation thrown in by the Task
+                try:
+                    value = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+
+
+async def _continue(coro: Coroutine[Any, Any, Any], first: Any) -> Any:
+    return await _Continue(coro, first)
+
+
+async def _await_any(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+class _Branch:
+    """A suspended branch, driven straight from the futures it awaits.
+
+    A branch waiting on an effect yields the asyncio Future of that effect;
+    instead of wrapping the branch in a Task (whose creation, first step and
+    completion each cost a scheduling hop), the branch resumes from that
+    future's done-callback, in its own context. Anything else it yields (a
+    bare ``yield``, a foreign awaitable) hands it over to a real Task.
+    """
+
+    __slots__ = ("context", "coro", "group", "index", "task", "waiting")
+
+    def __init__(
+        self,
+        group: _Group,
+        index: int,
+        coro: Coroutine[Any, Any, Any],
+        context: contextvars.Context,
+    ) -> None:
+        self.group = group
+        self.index = index
+        self.coro: Coroutine[Any, Any, Any] | None = coro
+        self.context = context
+        self.waiting: asyncio.Future[Any] | None = None
+        self.task: asyncio.Task[Any] | None = None
+
+    def wait_on(self, yielded: Any) -> None:
+        if isinstance(yielded, asyncio.Future) and yielded._asyncio_future_blocking:
+            yielded._asyncio_future_blocking = False  # as asyncio's Task does
+            self.waiting = yielded
+            yielded.add_done_callback(self._wake, context=self.context)
+            return
+        assert self.coro is not None
+        task = asyncio.get_running_loop().create_task(
+            _continue(self.coro, yielded), context=self.context
+        )
+        self.task = task
+        task.add_done_callback(self._task_done)
+
+    def _wake(self, _future: asyncio.Future[Any]) -> None:
+        self.waiting = None
+        coro = self.coro
+        if coro is None:  # abandoned meanwhile
+            return
+        try:
+            yielded = coro.send(None)
+        except StopIteration as stop:
+            self.group.branch_done(self.index, stop.value)
+        except BaseException as exc:  # the branch's failure, whatever it is
+            self.group.branch_done(self.index, _Failure(exc))
+        else:
+            self.wait_on(yielded)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        if task.cancelled():
+            value: Any = _Failure(asyncio.CancelledError())
+        else:
+            exc = task.exception()
+            value = _Failure(exc) if exc is not None else task.result()
+        self.group.branch_done(self.index, value)
+
+    def cancel(self) -> None:
+        """Cancel it: the awaited future raises CancelledError inside the branch."""
+        if self.task is not None:
+            self.task.cancel()
+        elif self.waiting is not None:
+            self.waiting.cancel()
+
+    def abandon(self) -> None:
+        """Drop it without settling through the group (the group settles it)."""
+        if self.task is not None:
+            self.task.remove_done_callback(self._task_done)
+            self.task.cancel()
+        else:
+            if self.waiting is not None:
+                self.waiting.remove_done_callback(self._wake)
+            if self.coro is not None:
+                self.coro.close()
+        self.coro = None
+
+
+class _Group:
+    """The branches of one parallel call, settling into one result list."""
+
+    def __init__(
+        self, key: bytes, count: int, limit: int | None, on_activity: Callable[[], None]
+    ) -> None:
+        self.key = key
+        self.results: list[Any] = [_PENDING] * count
+        self.failures: dict[int, BaseException] = {}
+        self.remaining = count
+        self.limit = limit
+        self.running = 0
+        self.branches: dict[int, _Branch] = {}
+        self.waiter: asyncio.Future[None] | None = None
+        self.on_activity = on_activity
+        self.refill: Callable[[], None] | None = None
+
+    def start(
+        self, index: int, scope: Scope, make: Callable[..., Any], item: Any
+    ) -> None:
+        """Start branch ``index``: run it until it first suspends, or to its end."""
+        context = contextvars.copy_context()
+        done, value, pending = context.run(_first_step, scope, make, item)
+        if done:
+            self._settle(index, value)
+            return
+        coro, first = pending
+        self.running += 1
+        branch = _Branch(self, index, coro, context)
+        self.branches[index] = branch
+        branch.wait_on(first)
+
+    def branch_done(self, index: int, value: Any) -> None:
+        """A suspended branch finished (``value`` may be a ``_Failure``)."""
+        self.running -= 1
+        del self.branches[index]
+        self._settle(index, value)
+        self.on_activity()
+        # Only here, never from _settle: an eager branch settles inside refill's
+        # own loop, and re-entering it would recurse once per branch.
+        if self.refill is not None and self.remaining:
+            self.refill()
+
+    def _settle(self, index: int, value: Any) -> None:
+        if isinstance(value, _Failure):
+            self.failures[index] = value.exc
+            self.results[index] = None
+        else:
+            self.results[index] = value
+        self.remaining -= 1
+        if self.remaining == 0 and self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def outcome(self) -> list[Any]:
+        real = [
+            i for i, e in self.failures.items() if not isinstance(e, BranchAbandoned)
+        ]
+        if real:
+            raise self.failures[min(real)]
+        if self.failures:
+            raise self.failures[min(self.failures)]
+        return self.results
+
+    def decided_failure(self) -> int | None:
+        """The failing branch that decides the outcome whatever the rest return.
+
+        That is the lowest-index failure, if every unsettled branch has a
+        higher index (so none of them can change which failure is raised).
+        """
+        real = [
+            i for i, e in self.failures.items() if not isinstance(e, BranchAbandoned)
+        ]
+        if not real or not self.branches:
+            return None
+        lowest = min(real)
+        return lowest if lowest < min(self.branches) else None
+
+    def unsettled_prefixes(self) -> list[bytes]:
+        """Key prefixes of the branches still running."""
+        return [self.key + encode_component(i) for i in sorted(self.branches)]
+
+    def abandon_rest(self) -> None:
+        """Settle every unsettled branch as abandoned (their work is dropped)."""
+        for index, branch in sorted(self.branches.items()):
+            branch.abandon()
+            self.running -= 1
+            self._settle(index, _Failure(BranchAbandoned()))
+        self.branches.clear()
+
+    def cancel(self) -> None:
+        for branch in list(self.branches.values()):
+            branch.cancel()
+
+
+class _Failure:
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def _first_step(
+    scope: Scope, make: Callable[..., Any], item: Any
+) -> tuple[bool, Any, Any]:
+    """Run in the branch's own context: set its scope, call it, drive one step."""
+    current_scope.set(scope)
+    try:
+        value = make() if item is _NO_ITEM else make(item)
+    except BaseException as exc:
+        return True, _Failure(exc), None
+    coro: Coroutine[Any, Any, Any]
+    kind = type(value)
+    if kind is Resolved:
+        return True, value.value, None
+    if kind is _CoroutineType or inspect.iscoroutine(value):
+        coro = value
+    elif inspect.isawaitable(value):
+        coro = _await_any(value)
+    else:
+        return True, value, None
+    try:
+        first = coro.send(None)
+    except StopIteration as stop:
+        return True, stop.value, None
+    except BaseException as exc:
+        return True, _Failure(exc), None
+    return False, None, (coro, first)
+
+
+async def run_group(
+    key: bytes,
+    makers: Sequence[Callable[[], Any]] | Callable[[Any], Any],
+    items: Sequence[Any] | None,
+    limit: int | None,
+    on_activity: Callable[[], None],
+    active: set[_Group],
+) -> list[Any]:
+    """Run branches as the group at ``key``; see the module doc.
+
+    While it waits, the group is in ``active``, so the runtime can settle it
+    early when its outcome is already decided (see ``decided_failure``).
+    """
+    # parallel.all: one thunk per branch; parallel.map: one function, one item
+    # per branch (no per-item closure).
+    count = len(items) if items is not None else len(makers)  # type: ignore[arg-type]
+    group = _Group(key, count, limit, on_activity)
+    if not count:
+        return []
+    text = key_bytes_to_text(key) + "."
+    next_index = 0
+
+    def refill() -> None:
+        nonlocal next_index
+        while next_index < count and (limit is None or group.running < limit):
+            index = next_index
+            next_index += 1
+            scope = Scope(key + encode_component(index), text, index)
+            if items is None:
+                group.start(index, scope, makers[index], _NO_ITEM)  # type: ignore[index]
+            else:
+                group.start(index, scope, makers, items[index])  # type: ignore[arg-type]
+
+    group.refill = refill
+    refill()
+    if group.remaining:
+        loop = asyncio.get_running_loop()
+        group.waiter = loop.create_future()
+        active.add(group)
+        try:
+            await group.waiter
+        except BaseException:
+            group.cancel()
+            raise
+        finally:
+            active.discard(group)
+    return group.outcome()
+
+
+def check_thunks(thunks: Iterable[Any]) -> list[Callable[[], Any]]:
+    """Refuse awaitables where thunks are expected (seed Pitfall 1)."""
+    items = list(thunks)
+    bad = [i for i, t in enumerate(items) if not callable(t)]
+    if bad:
+        for item in items:
+            if inspect.iscoroutine(item):
+                item.close()  # never awaited, never recorded
+        first = items[bad[0]]
+        raise ThunkRequired(
+            f"ctx.parallel.all expects thunks (functions that start a call), but item"
+            f" {bad[0]} is {type(first).__name__}. Calls passed directly start at"
+            " once, one after another, outside the parallel group. Wrap each in a"
+            " lambda:\n"
+            "    await ctx.parallel.all([\n"
+            "        lambda: ctx.task(task_a, {...}),\n"
+            "        lambda: ctx.task(task_b, {...}),\n"
+            "    ])"
+        )
+    return items
+
+
+def check_map_fn(fn: Callable[[T], Any]) -> Callable[[T], Any]:
+    """Refuse a map function that is not callable."""
+    if not callable(fn):
+        raise TypeError(
+            f"ctx.parallel.map expects a function of one item, got {type(fn).__name__}"
+        )
+    return fn
