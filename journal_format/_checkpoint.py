@@ -48,14 +48,14 @@ from ._layout import genesis_digest, run_prefix
 _envelope_decoder = msgspec.msgpack.Decoder(Envelope)
 
 EFFECT: Final = 0
-"""``CallState.kind`` of a requested effect (a task or an external effect)."""
+"""``CallEntry.kind`` of a requested effect (a task or an external effect)."""
 VALUE: Final = 1
-"""``CallState.kind`` of a recorded value (``now``, ``random``, ``uuid``)."""
+"""``CallEntry.kind`` of a recorded value (``now``, ``random``, ``uuid``)."""
 TIMER: Final = 2
-"""``CallState.kind`` of a durable timer (``ctx.sleep``)."""
+"""``CallEntry.kind`` of a durable timer (``ctx.sleep``)."""
 
 
-class CallState(msgspec.Struct, array_like=True, gc=False):
+class CallEntry(msgspec.Struct, array_like=True, gc=False):
     """What a run's events say happened at one invocation key (JF-102).
 
     Mutable: folding a completion into the index updates the request's state.
@@ -99,7 +99,7 @@ class Checkpoint(msgspec.Struct, omit_defaults=True, gc=False):
     head: bytes
     """The digest of event ``events - 1``: ties the checkpoint to the chain."""
     keys: list[bytes]
-    calls: list[CallState]
+    calls: list[CallEntry]
     """``calls[i]`` is the state at invocation key ``keys[i]``."""
     logs: list[tuple[bytes, int]] = msgspec.field(default_factory=list)
     """Every log line's ``(key, ordinal)``, sorted."""
@@ -221,7 +221,7 @@ class CallIndex:
     )
 
     def __init__(self) -> None:
-        self.calls: dict[bytes, CallState] = {}
+        self.calls: dict[bytes, CallEntry] = {}
         self.logs: set[tuple[bytes, int]] = set()
         self.signals: list[tuple[int, str, bytes]] = []
         self.consumed_signals: set[int] = set()
@@ -249,7 +249,7 @@ class CallIndex:
     def _fold_one(self, seq: int, event: Event) -> None:
         """The fold rules of JF-102 (``fold_records`` inlines the first two)."""
         if isinstance(event, EffectRequested):
-            self.calls[event.key] = CallState(
+            self.calls[event.key] = CallEntry(
                 EFFECT,
                 seq,
                 event.task,
@@ -316,7 +316,7 @@ class CallIndex:
                 if kind is requested:
                     task = event.task  # type: ignore[union-attr]
                     effect_kind = event.kind  # type: ignore[union-attr]
-                    calls[event.key] = CallState(  # type: ignore[union-attr]
+                    calls[event.key] = CallEntry(  # type: ignore[union-attr]
                         EFFECT,
                         seq,
                         names.setdefault(task, task),
@@ -356,13 +356,13 @@ class CallIndex:
         if isinstance(event, LogLine):
             self.logs.add((event.key, event.ordinal))
         elif isinstance(event, ValueRecorded):
-            calls[event.key] = CallState(VALUE, seq, event.kind, value=event.value)
+            calls[event.key] = CallEntry(VALUE, seq, event.kind, value=event.value)
         elif isinstance(event, EffectFailed):
             self._effect(seq, event.key).error = event.error
         elif isinstance(event, AttemptFailed):
             self._effect(seq, event.key).attempts = event.attempt
         elif isinstance(event, TimerStarted):
-            calls[event.key] = CallState(TIMER, seq, due_ns=event.due_ns)
+            calls[event.key] = CallEntry(TIMER, seq, due_ns=event.due_ns)
         elif isinstance(event, TimerFired):
             timer = calls.get(event.key)
             if timer is not None and timer.kind == TIMER:
@@ -374,7 +374,7 @@ class CallIndex:
         elif isinstance(event, RunStarted):
             self.started = event
 
-    def _effect(self, seq: int, key: bytes) -> CallState:
+    def _effect(self, seq: int, key: bytes) -> CallEntry:
         call = self.calls.get(key)
         if call is None or call.kind != EFFECT:
             raise OrphanOutcome(seq, key)

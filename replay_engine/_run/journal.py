@@ -27,7 +27,7 @@ _key_text = jf.key_bytes_to_text
 _ADDRESS_SIZE = jf.ADDRESS_SIZE
 
 
-Entry = jf.CallState
+Entry = jf.CallEntry
 """What the journal holds at one invocation key (see ``journal_format``)."""
 
 CHECKPOINT_MIN_EVENTS = 16

@@ -121,8 +121,8 @@ def test_an_outcome_without_a_request_is_refused(outcome: Any) -> None:
 @pytest.mark.spec("JF-102")
 def test_a_call_state_missing_trailing_entries_takes_their_defaults() -> None:
     data = msgspec.msgpack.encode([0, 5, "lint", "task", b"\x01"])
-    state = msgspec.msgpack.decode(data, type=jf.CallState)
-    assert state == jf.CallState(jf.EFFECT, 5, "lint", "task", b"\x01")
+    state = msgspec.msgpack.decode(data, type=jf.CallEntry)
+    assert state == jf.CallEntry(jf.EFFECT, 5, "lint", "task", b"\x01")
     assert state.result is None and state.deadline_ns is None and not state.fired
 
 
