@@ -85,12 +85,8 @@ _VALID_KEY = re.compile(
 
 
 match_valid_key = _VALID_KEY.fullmatch
-"""``match_valid_key(data)`` is not None iff :func:`is_valid_key` (for hot loops)."""
-
-
-def is_valid_key(data: bytes) -> bool:
-    """Whether ``data`` is a valid, minimal, non-empty key encoding (fast)."""
-    return _VALID_KEY.fullmatch(data) is not None
+"""``match_valid_key(data)`` is not None iff ``data`` is a valid, minimal,
+non-empty key encoding: a check without decoding, fast enough for hot loops."""
 
 
 def decode_key(data: bytes) -> tuple[int, ...]:
