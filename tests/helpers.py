@@ -1,16 +1,14 @@
 """Small builders shared by the store and format tests.
 
 Everything here works on real journals: raw LMDB handles for tests that must
-see or damage the bytes, and child interpreters for tests that need a second
-process.
+see or damage the bytes. Child interpreters are started by ``tests.children``
+(with :func:`child_env`); journals are read by ``tests.journal_views``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -67,24 +65,6 @@ def cli_invoker(journal: Path) -> Invoke:
         return result
 
     return invoke
-
-
-def run_child(code: str, *args: str, timeout: float = 60) -> str:
-    """Run ``code`` in a fresh interpreter (``sys.argv[1:]`` = args); its stdout.
-
-    Raises:
-        AssertionError: the child failed; its stderr is in the message.
-    """
-    proc = subprocess.run(
-        [sys.executable, "-c", code, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=child_env(),
-        check=False,
-    )
-    assert proc.returncode == 0, f"child exited {proc.returncode}:\n{proc.stderr}"
-    return proc.stdout
 
 
 @contextlib.contextmanager

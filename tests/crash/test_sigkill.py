@@ -36,6 +36,7 @@ import pytest
 
 import journal_format as jf
 from replay_engine import Engine, RunLockedError
+from tests.children import crash_child, finish_child, start_child
 from tests.engine import flows
 from tests.engine.flows import (
     KILL_AT_START_ENV,
@@ -44,14 +45,7 @@ from tests.engine.flows import (
     read_side,
     starts,
 )
-from tests.engine.harness import (
-    content,
-    crash_child,
-    finish_child,
-    requested_keys,
-    settled_keys,
-    start_child,
-)
+from tests.journal_views import content, requested_keys, settled_keys
 
 MakeEngine = Callable[..., Engine]
 

@@ -27,9 +27,10 @@ distributed = pytest.importorskip("distributed")
 from replay_engine import Engine, RunStats  # noqa: E402
 from replay_engine._run.dask_executor import DaskExecutor  # noqa: E402
 from replay_engine.errors import ExecutorUnavailable  # noqa: E402
+from tests.children import run_child  # noqa: E402
 from tests.dask.conftest import effect_counts, make_cluster, side_lines  # noqa: E402
 from tests.dask.dask_flows import executing_count, fan_out, one_failure  # noqa: E402
-from tests.helpers import ROOT, child_env, run_child  # noqa: E402
+from tests.helpers import ROOT, child_env  # noqa: E402
 
 
 def keys(n: int) -> set[str]:

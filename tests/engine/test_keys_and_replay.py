@@ -30,10 +30,10 @@ from replay_engine import (
     RunLockedError,
     TaskFailed,
 )
+from tests.journal_views import key_of, keys_of, requested_tasks, tags
 
 from . import flows
 from .flows import read_side, starts
-from .harness import key_of, keys_of, requested_tasks, tags
 
 MakeEngine = Callable[..., Engine]
 

@@ -19,10 +19,10 @@ import pytest
 
 import journal_format as jf
 from replay_engine import Engine, NonDeterminismError, ReplayEngineError
+from tests.journal_views import key_of
 
 from . import flows
 from .flows import read_side, starts
-from .harness import key_of
 
 MakeEngine = Callable[..., Engine]
 

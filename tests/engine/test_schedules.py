@@ -18,9 +18,9 @@ from hypothesis import given, settings, strategies as st
 
 import journal_format as jf
 from replay_engine import Engine, TaskFailed
+from tests.journal_views import content, key_of, keys_of
 
 from . import flows
-from .harness import content, key_of, keys_of
 
 leaf = st.one_of(
     st.tuples(st.just("async"), st.integers(0, 9)),

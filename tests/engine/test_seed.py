@@ -23,18 +23,18 @@ import pytest
 
 import journal_format as jf
 from replay_engine import Engine, Run, ThunkRequired
-
-from . import seed_flows as sf
-from .flows import GAUGE, SIDE_ENV, read_side, starts
-from .harness import (
+from tests.children import crash_child
+from tests.journal_views import (
     content,
-    crash_child,
     key_of,
     keys_of,
     requested_tasks,
     settled_keys,
     tags,
 )
+
+from . import seed_flows as sf
+from .flows import GAUGE, SIDE_ENV, read_side, starts
 
 MakeEngine = Callable[..., Engine]
 RUN_ID = "seed"

@@ -23,9 +23,9 @@ from click.testing import Result
 
 from replay_engine import Engine
 from tests import helpers
+from tests.helpers import child_env
 
 from .ext_flows import SIDE_ENV
-from .helpers import child_env
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 from replay_engine import Engine, PostRejected
+from tests.journal_views import snapshot
 
 from . import ext_flows as f
-from .helpers import snapshot
 
 
 def by_key(engine: Engine, run_id: str) -> dict[str, Any]:

@@ -17,8 +17,7 @@ from click.testing import Result
 
 import journal_format as jf
 from replay_engine import Engine
-
-from .helpers import snapshot
+from tests.journal_views import snapshot
 
 Invoke = Callable[..., Result]
 InvokeJson = Callable[..., Any]

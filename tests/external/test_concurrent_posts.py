@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 from replay_engine import Engine
+from tests.helpers import child_env
+from tests.journal_views import outcomes_per_key
 
 from . import ext_flows as f
-from .helpers import child_env, outcomes_per_key
 from .workers import run_together
 
 

@@ -29,10 +29,11 @@ import pytest
 
 import journal_format as jf
 from replay_engine import Engine
+from tests.helpers import child_env
+from tests.journal_views import outcomes_per_key
 
 from . import ext_flows as f
 from .ext_flows import SIDE_ENV, read_side
-from .helpers import child_env, outcomes_per_key
 from .workers import start_post_loop
 
 

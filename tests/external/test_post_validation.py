@@ -19,9 +19,9 @@ from replay_engine import (
     ReplayEngineError,
     RunNotFoundError,
 )
+from tests.journal_views import snapshot
 
 from . import ext_flows as f
-from .helpers import snapshot
 
 
 def refused(engine: Engine, run_id: str, reason: str, call: object) -> PostRejected:

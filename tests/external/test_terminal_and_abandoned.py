@@ -10,10 +10,10 @@ import pytest
 
 import journal_format as jf
 from replay_engine import Engine, PostRejected
+from tests.journal_views import snapshot, tags
 
 from . import ext_flows as f
 from .ext_flows import read_side
-from .helpers import snapshot, tags
 
 
 def abandoned_events(engine: Engine, run_id: str) -> dict[str, str]:

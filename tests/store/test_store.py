@@ -16,6 +16,7 @@ import pytest
 import journal_format as jf
 from replay_engine._store.store import Store
 from replay_engine.errors import ReplayEngineError, RunExistsError, RunNotFoundError
+from tests.children import run_child
 from tests.helpers import (
     child_env,
     completed,
@@ -23,7 +24,6 @@ from tests.helpers import (
     new_run,
     payload,
     requested,
-    run_child,
     started,
 )
 
