@@ -34,7 +34,6 @@ from .store import Store
 # PendingEffect and pending_effects live in ``pending``; they are re-exported
 # here for the callers in other layers that still import them from ``posts``.
 __all__ = [
-    "TERMINAL",
     "PendingEffect",
     "abandon",
     "claim",
