@@ -1,140 +1,50 @@
-"""External effects: what is pending, and posting results, claims and signals.
+"""External effects: posting results, claims and signals, and expiring effects.
 
-Everything here that writes does so in one LMDB write transaction that first
-re-reads the run's current state (``Store.transact``): a post is validated
-against the journal as it is at that instant and appended atomically, so of
-two agents racing to post one key exactly one wins, and forty concurrent
-posters all succeed without ever failing for a lock. A crash mid-post loses or
-duplicates nothing: the transaction either committed or did not.
+Everything here writes, in one LMDB write transaction that first re-reads the
+run's current state (``Store.transact``): a post is validated against the
+journal as it is at that instant and appended atomically, so of two agents
+racing to post one key exactly one wins, and forty concurrent posters all
+succeed without ever failing for a lock. A crash mid-post loses or duplicates
+nothing: the transaction either committed or did not. What is pending is
+read by ``pending``.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import journal_format as jf
 
 from ..errors import PostRejected
 from .payload import encode_or_refuse
-from .store import RunTxn, Store, StoredEvent
+from .pending import (
+    NOT_POSTABLE,
+    EffectState,
+    PendingEffect,
+    external_states,
+    pending_effects,
+    utc_datetime,
+)
+from .run_txn import RunTxn
+from .store import Store
 
-_key_text = jf.key_bytes_to_text
+# PendingEffect and pending_effects live in ``pending``; they are re-exported
+# here for the callers in other layers that still import them from ``posts``.
+__all__ = [
+    "PendingEffect",
+    "abandon",
+    "claim",
+    "expire",
+    "heartbeat",
+    "pending_effects",
+    "post",
+    "post_signal",
+]
 
 TERMINAL = ("completed", "failed")
-NOT_POSTABLE = ("task", "signal")
-
-
-def _when(ns: int | None) -> _dt.datetime | None:
-    return None if ns is None else _dt.datetime.fromtimestamp(ns / 1e9, _dt.UTC)
-
-
-@dataclass
-class PendingEffect:
-    """An external effect waiting for its result."""
-
-    key: str
-    task: str
-    kind: str
-    args: Any
-    requested_at: _dt.datetime
-    seq: int
-    deadline: _dt.datetime | None = None
-    claimed_by: str | None = None
-    lease_expires: _dt.datetime | None = None
-    stale: bool = False
-    """True when a claim's lease expired without a result: offered again."""
-    abandoned: bool = False
-    """True when its parallel group failed: its result can no longer matter."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready form (times as ISO 8601)."""
-
-        def iso(t: _dt.datetime | None) -> str | None:
-            return None if t is None else t.isoformat()
-
-        return {
-            "key": self.key,
-            "task": self.task,
-            "kind": self.kind,
-            "args": self.args,
-            "requested_at": iso(self.requested_at),
-            "seq": self.seq,
-            "deadline": iso(self.deadline),
-            "claimed_by": self.claimed_by,
-            "lease_expires": iso(self.lease_expires),
-            "stale": self.stale,
-            "abandoned": self.abandoned,
-        }
-
-
-@dataclass
-class _State:
-    request: StoredEvent
-    outcome: StoredEvent | None = None
-    claim: jf.EffectClaimed | None = None
-    abandoned: bool = False
-
-
-def _external_states(events: list[StoredEvent]) -> dict[bytes, _State]:
-    states: dict[bytes, _State] = {}
-    for stored in events:
-        event = stored.event
-        if isinstance(event, jf.EffectRequested):
-            if event.kind not in NOT_POSTABLE:
-                states[event.key] = _State(request=stored)
-        elif isinstance(event, jf.EffectCompleted | jf.EffectFailed):
-            state = states.get(event.key)
-            if state is not None:
-                state.outcome = stored
-        elif isinstance(event, jf.EffectClaimed):
-            state = states.get(event.key)
-            if state is not None:
-                state.claim = event
-        elif isinstance(event, jf.EffectAbandoned):
-            state = states.get(event.key)
-            if state is not None:
-                state.abandoned = True
-    return states
-
-
-def pending_effects(
-    events: list[StoredEvent],
-    payload: Any,
-    *,
-    now_ns: int | None = None,
-    include_abandoned: bool = True,
-) -> list[PendingEffect]:
-    """External effects without an outcome, in key order."""
-    now_ns = time.time_ns() if now_ns is None else now_ns
-    out: list[PendingEffect] = []
-    for key, state in sorted(_external_states(events).items()):
-        if state.outcome is not None:
-            continue
-        if state.abandoned and not include_abandoned:
-            continue
-        request = state.request.event
-        assert isinstance(request, jf.EffectRequested)
-        claim = state.claim
-        out.append(
-            PendingEffect(
-                key=_key_text(key),
-                task=request.task,
-                kind=request.kind,
-                args=payload(request.args),
-                requested_at=_when(state.request.envelope.at)
-                or _dt.datetime.now(_dt.UTC),
-                seq=state.request.seq,
-                deadline=_when(request.deadline_ns),
-                claimed_by=claim.worker if claim else None,
-                lease_expires=_when(claim.lease_until_ns) if claim else None,
-                stale=claim is not None and claim.lease_until_ns <= now_ns,
-                abandoned=state.abandoned,
-            )
-        )
-    return out
 
 
 def _reject(reason: str, message: str, run_id: str, key: str | None) -> PostRejected:
@@ -172,7 +82,7 @@ def _check_open(view: RunTxn, key_text: str | None) -> None:
         )
 
 
-def _pending_state(view: RunTxn, key: bytes, key_text: str) -> _State:
+def _pending_state(view: RunTxn, key: bytes, key_text: str) -> EffectState:
     events = view.events_at(key)
     request = next((s for s in events if isinstance(s.event, jf.EffectRequested)), None)
     if request is None:
@@ -194,15 +104,9 @@ def _pending_state(view: RunTxn, key: bytes, key_text: str) -> _State:
         raise _reject(
             "not_external", f"key {key_text} is {what}", view.run_id, key_text
         )
-    state = _State(request=request)
+    state = EffectState(request=request)
     for stored in events:
-        ev = stored.event
-        if isinstance(ev, jf.EffectCompleted | jf.EffectFailed):
-            state.outcome = stored
-        elif isinstance(ev, jf.EffectClaimed):
-            state.claim = ev
-        elif isinstance(ev, jf.EffectAbandoned):
-            state.abandoned = True
+        state.note(stored)
     if state.outcome is not None:
         by = getattr(state.outcome.event, "by", None)
         raise _reject(
@@ -236,7 +140,7 @@ def post(
 ) -> int:
     """Record the outcome of a pending external effect; returns its event seq."""
     key = _parse_key(run_id, key_text)
-    key_text = _key_text(key)
+    key_text = jf.key_bytes_to_text(key)
     blobs: dict[bytes, bytes] = {}
     if error is None:
         if not has_result:
@@ -262,8 +166,8 @@ def post(
             raise _reject(
                 "claimed",
                 f"key {key_text} is claimed by {claim.worker!r} until"
-                f" {_when(claim.lease_until_ns)}; only that worker may post until the"
-                " lease expires",
+                f" {utc_datetime(claim.lease_until_ns)}; only that worker may post"
+                " until the lease expires",
                 run_id,
                 key_text,
             )
@@ -323,7 +227,7 @@ def claim(
     *,
     limit: int | None = 1,
     kind: str | None = None,
-    payload: Any,
+    payload: Callable[[bytes], Any],
 ) -> list[PendingEffect]:
     """Atomically hand out unclaimed (or lease-expired) effects to ``worker``."""
     if lease_seconds <= 0:
@@ -334,7 +238,7 @@ def claim(
         now = time.time_ns()
         until = now + int(lease_seconds * 1e9)
         taken: list[tuple[bytes, int]] = []
-        for key, state in sorted(_external_states(view.events()).items()):
+        for key, state in sorted(external_states(view.events()).items()):
             if state.outcome is not None or state.abandoned:
                 continue
             request = state.request.event
@@ -356,7 +260,7 @@ def claim(
         return taken
 
     taken = store.transact(run_id, body)
-    keys = {_key_text(k) for k, _ in taken}
+    keys = {jf.key_bytes_to_text(k) for k, _ in taken}
     events = store.read_events(run_id)
     return [p for p in pending_effects(events, payload) if p.key in keys]
 
@@ -366,7 +270,7 @@ def heartbeat(
 ) -> _dt.datetime:
     """Extend ``worker``'s lease on a pending effect; returns the new expiry."""
     key = _parse_key(run_id, key_text)
-    key_text = _key_text(key)
+    key_text = jf.key_bytes_to_text(key)
 
     def body(view: RunTxn) -> int:
         _check_open(view, key_text)
@@ -395,7 +299,7 @@ def heartbeat(
         return until
 
     until_ns = store.transact(run_id, body)
-    when = _when(until_ns)
+    when = utc_datetime(until_ns)
     assert when is not None
     return when
 

@@ -70,13 +70,13 @@ def verify(store: Store, run_id: str | None = None) -> VerifyReport:
     """Check one run (or every run, and every blob) and report all damage."""
     report = VerifyReport()
     blob_ok = _verify_blobs(store, report) if run_id is None else {}
-    run_ids = [run_id] if run_id is not None else _run_ids(store, report)
+    run_ids = [run_id] if run_id is not None else _run_ids(store)
     for rid in run_ids:
         _verify_run(store, rid, report, blob_ok)
     return report
 
 
-def _run_ids(store: Store, report: VerifyReport) -> list[str]:
+def _run_ids(store: Store) -> list[str]:
     return [k.decode(errors="replace") for k, _ in store.raw_items(jf.DB_RUNS)]
 
 

@@ -184,6 +184,36 @@ def test_truncated_run_is_caught_by_reads(journal: Path, make_store: MakeStore) 
         store.read_events("r1")
 
 
+@pytest.mark.spec("JF-067")
+def test_run_with_every_event_gone_is_caught_by_reads(
+    journal: Path, make_store: MakeStore
+) -> None:
+    # r2 is the last run in key order: no event of any run follows its own.
+    store = make_store(journal)
+    for key, _ in store.raw_items(jf.DB_EVENTS, jf.run_prefix("r2")):
+        with store._handle.env.begin(write=True) as txn:
+            txn.delete(key, db=store._dbs[jf.DB_EVENTS])
+    with pytest.raises(JournalCorruptError, match="missing at the end") as caught:
+        store.read_events("r2")
+    assert caught.value.seq == 0
+    with pytest.raises(JournalCorruptError, match="missing at the end"):
+        store.transact("r2", lambda view: view.events())
+
+
+@pytest.mark.spec("JF-064", "JF-067")
+def test_a_transaction_reads_the_chain_as_reads_do(
+    journal: Path, make_store: MakeStore
+) -> None:
+    store = make_store(journal)
+    with store._handle.env.begin(write=True) as txn:
+        txn.delete(jf.event_key(jf.run_prefix("r1"), 2), db=store._dbs[jf.DB_EVENTS])
+    with pytest.raises(JournalCorruptError) as read:
+        store.read_events("r1")
+    with pytest.raises(JournalCorruptError) as in_txn:
+        store.transact("r1", lambda view: view.events())
+    assert (in_txn.value.seq, str(in_txn.value)) == (read.value.seq, str(read.value))
+
+
 @pytest.mark.spec("JF-065", "JF-067")
 def test_truncated_run_is_caught_by_the_resume_scan(
     journal: Path, make_store: MakeStore

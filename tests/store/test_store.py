@@ -126,14 +126,6 @@ def test_seqs_for_key_and_index_scan(store: Store) -> None:
     ]
 
 
-def test_set_status_appends_nothing(store: Store) -> None:
-    new_run(store, "r1")
-    head = store.require_run("r1").head
-    store.set_status("r1", "completed")
-    record = store.require_run("r1")
-    assert (record.status, record.events, record.head) == ("completed", 1, head)
-
-
 # -- errors ----------------------------------------------------------------------
 
 

@@ -1,0 +1,66 @@
+"""``RunTxn``: one run inside one write transaction, for read-check-append.
+
+A module of its own because it is the store's second way in: ``Store`` opens a
+transaction per call, while a post, claim or expiry must read the run as it
+is, decide, and append in the *same* transaction, so that of two agents racing
+to post one key exactly one wins. ``Store.transact`` hands a ``RunTxn`` to its
+body; the chain is read and written by the same code as ``Store`` (``chain``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import journal_format as jf
+
+from .chain import AppendResult, StoredEvent, append_events, events_at, read_chain
+from .records import decode_run, refuse_write
+
+
+class RunTxn:
+    """One run inside a write transaction: checked reads and atomic appends."""
+
+    def __init__(
+        self,
+        txn: Any,
+        dbs: dict[bytes, Any],
+        record: jf.RunRecord,
+        *,
+        path: str,
+        read_only: bool,
+    ) -> None:
+        self._txn = txn
+        self._dbs = dbs
+        self._path = path
+        self._read_only = read_only
+        self.record = record
+        self.run_id = record.run_id
+
+    def events(self) -> list[StoredEvent]:
+        """Every event of the run, each checked (digest and chain)."""
+        return read_chain(self._txn, self._dbs, self.run_id, 0, None)
+
+    def events_at(self, key: bytes) -> list[StoredEvent]:
+        """The run's events at invocation key ``key`` (via the index), checked."""
+        return events_at(self._txn, self._dbs, self.run_id, key)
+
+    def append(
+        self,
+        events: Sequence[jf.Event],
+        blobs: dict[bytes, bytes] | None = None,
+        status: str | None = None,
+    ) -> AppendResult:
+        """Append events in this transaction (committed when the body returns).
+
+        Raises:
+            FormatVersionError: the journal was opened read-only (JF-044).
+        """
+        if self._read_only:
+            raise refuse_write(self._path)
+        result = append_events(
+            self._txn, self._dbs, self.record, events, blobs or {}, status, None
+        )
+        raw = self._txn.get(self.run_id.encode(), db=self._dbs[jf.DB_RUNS])
+        self.record = decode_run(self.run_id, raw)
+        return result
