@@ -32,7 +32,7 @@ from replay_engine import Engine
 
 from . import ext_flows as f
 from .ext_flows import SIDE_ENV, read_side
-from .helpers import child_env, outcomes_per_key
+from .helpers import child_env, outcomes_per_key, stored_record
 from .workers import start_post_loop
 
 
@@ -43,7 +43,7 @@ def check_journal(engine: Engine, run_id: str, earlier: list[bytes]) -> list[byt
     assert digests[: len(earlier)] == earlier  # only appended, nothing rewritten
     outcomes = outcomes_per_key(engine, run_id)
     assert all(count == 1 for count in outcomes.values()), outcomes
-    record = engine.store.require_run(run_id)
+    record = stored_record(engine, run_id)
     assert record.events == len(digests) and record.head == digests[-1]
     return digests
 
