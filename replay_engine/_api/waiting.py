@@ -143,11 +143,12 @@ def _events_at(store: Store, run_id: str, keys: Sequence[str]) -> list[StoredEve
 
 
 def _last_waiting(
-    store: Store, record: jf.RunRecord, chunk: int = 64
+    store: Store, record: jf.RunRecord, chunk: int = 8
 ) -> tuple[jf.RunWaiting | None, list[StoredEvent]]:
-    """The run's last ``run_waiting`` event, read backwards in chunks.
+    """The run's last ``run_waiting`` event, read backwards in doubling chunks.
 
-    Without one, every event read is returned, for a full fold.
+    It is usually the last event, or a few posts before it. Without one,
+    every event read is returned, for a full fold.
     """
     stop = record.events
     read: list[StoredEvent] = []
