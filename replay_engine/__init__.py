@@ -3,15 +3,22 @@
 A process function ``async def process(inputs, ctx)`` is re-executed from the
 start on every resume; each effect goes through ``ctx.task`` and is answered
 from the journal once it has completed. See README.md and docs/.
+
+Public modules besides this one: ``replay_engine.errors`` (the exception
+tree), ``replay_engine.testing`` (determinism tests), ``replay_engine.check``
+(the static determinism checker).
 """
 
 from ._api.durable import DurableProcess as DurableProcess
-from ._api.engine import Engine as Engine, Run as Run, RunInfo as RunInfo
+from ._api.engine import Engine as Engine
+from ._api.executing import load_process as load_process
+from ._api.results import Run as Run, RunInfo as RunInfo
 from ._api.time_travel import (
     CallState as CallState,
     LogEntry as LogEntry,
     Snapshot as Snapshot,
 )
+from ._api.waiting import SignalWait as SignalWait, Waiting as Waiting
 from ._run.runtime import FrontierCall as FrontierCall, RunStats as RunStats
 from ._run.tasks import (
     TaskContext as TaskContext,
@@ -67,6 +74,7 @@ __all__ = [
     "RunLockedError",
     "RunNotFoundError",
     "RunStats",
+    "SignalWait",
     "Snapshot",
     "StoredEvent",
     "TaskContext",
@@ -74,7 +82,9 @@ __all__ = [
     "TaskFailed",
     "ThunkRequired",
     "VerifyReport",
+    "Waiting",
     "external",
+    "load_process",
     "task",
     "task_context",
 ]

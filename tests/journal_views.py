@@ -15,6 +15,7 @@ from typing import Any
 
 import journal_format as jf
 from replay_engine import Engine
+from replay_engine._store.store import Store
 
 
 def tags(engine: Engine, run_id: str) -> list[str]:
@@ -113,14 +114,28 @@ class Snapshot:
     blobs: int
 
 
+def stored_record(engine: Engine, run_id: str) -> jf.RunRecord:
+    """The run's record as stored (read through a ``Store`` of its own)."""
+    store = Store(engine.path)
+    try:
+        return store.require_run(run_id)
+    finally:
+        store.close()
+
+
 def snapshot(engine: Engine, run_id: str) -> Snapshot:
-    record = engine.store.require_run(run_id)
+    store = Store(engine.path)
+    try:
+        record = store.require_run(run_id)
+        blobs = len(store.raw_items(jf.DB_BLOBS))
+    finally:
+        store.close()
     return Snapshot(
         events=record.events,
         head=record.head,
         status=record.status,
         digests=tuple(s.digest for s in engine.events(run_id)),
-        blobs=len(engine.store.raw_items(jf.DB_BLOBS)),
+        blobs=blobs,
     )
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 from typing import Any
 
-from replay_engine import Engine, task
+from replay_engine import DurableProcess, Engine, Run, task
 
 _SIDE = "REPLAY_TEST_DURABLE_SIDE"
 
@@ -46,3 +47,20 @@ def test_durable_process_is_still_a_process_function(
         run = engine.run(durable, {"words": ["x"]}, run_id="d2")
     assert run.result == ["X"]
     assert durable.__name__ == "pipeline"
+
+
+def test_start_async_starts_then_resumes(tmp_path: Path, monkeypatch: Any) -> None:
+    side = tmp_path / "side.log"
+    monkeypatch.setenv(_SIDE, str(side))
+
+    async def twice(durable: DurableProcess) -> tuple[Run, Run]:
+        first = await durable.start_async({"words": ["c", "d"]}, run_id="d3")
+        again = await durable.start_async({"words": ["c", "d"]}, run_id="d3")
+        return first, again
+
+    with Engine(str(tmp_path / "j")) as engine:
+        first, again = asyncio.run(twice(engine.durable(pipeline)))
+    assert first.status == again.status == "completed"
+    assert first.result == again.result == ["C", "D"]
+    assert again.stats.dispatched == 0  # the second start found the run
+    assert sorted(side.read_text().split()) == ["c", "d"]

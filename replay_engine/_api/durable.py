@@ -4,14 +4,30 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..errors import RunExistsError
-
-if TYPE_CHECKING:
-    from .engine import Engine, Run
+from .results import Run
 
 ProcessFn = Callable[[Any, Any], Coroutine[Any, Any, Any]]
+
+
+class _Runner(Protocol):
+    """What a durable process needs of its engine (``Engine`` has it).
+
+    A protocol rather than ``Engine`` itself, so that this module and the
+    engine do not import each other.
+    """
+
+    def run(self, process: ProcessFn, inputs: Any = None, *, run_id: str) -> Run: ...
+
+    async def run_async(
+        self, process: ProcessFn, inputs: Any = None, *, run_id: str
+    ) -> Run: ...
+
+    def resume(self, run_id: str, *, process: ProcessFn) -> Run: ...
+
+    async def resume_async(self, run_id: str, *, process: ProcessFn) -> Run: ...
 
 
 class DurableProcess:
@@ -22,7 +38,7 @@ class DurableProcess:
     call can be made again after any crash.
     """
 
-    def __init__(self, engine: Engine, fn: ProcessFn) -> None:
+    def __init__(self, engine: _Runner, fn: ProcessFn) -> None:
         self.engine = engine
         self.fn = fn
         functools.update_wrapper(self, fn)

@@ -14,11 +14,17 @@ damaged, 2 usage error (bad arguments, unknown run, unimportable process, bad
 input JSON), 3 the run is waiting for external effects.
 
 The commands live in one module per theme, each adding its commands to the
-group with ``register``: ``_run`` (run, resume), ``_inspect`` (status, runs,
-log, verify), ``_timetravel`` (replay, fork), ``_export`` (export, timeline;
-the page is drawn by ``_timeline``), ``_debug`` (the interactive stepper) and
-``_external`` (pending, post, iterate). ``_common`` holds what they share,
-``_events`` the JSON form of an event, ``_views`` the rich snapshot views.
+group with ``register``: ``run_cmds`` (run, resume), ``inspect_cmds``
+(status, runs, log, verify), ``travel_cmds`` (replay, fork), ``export_cmds``
+(export, timeline; the page is modelled by ``timeline_model`` and drawn by
+``timeline_html``), ``debug_cmd`` (the interactive stepper), ``effect_cmds``
+(pending; it registers ``post_cmd`` and ``iterate_cmd`` too) and ``check_cmd``.
+``common`` holds what they share, ``event_rows`` the JSON form of an event,
+``snapshot_views`` the rich snapshot views, ``waiting_views`` what ``runs``
+shows of a waiting run.
+
+The CLI is built on the public API only: ``replay_engine`` and its public
+modules (``errors``, ``check``), plus ``journal_format`` to decode events.
 """
 
 from __future__ import annotations

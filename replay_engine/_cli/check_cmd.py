@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .._check.checker import main_check
+from ..check import main_check
 from .common import json_option, reporting_errors, usage_error
 
 

@@ -252,8 +252,14 @@ def open_engine(
     *,
     must_exist: bool = True,
     durability: Literal["fsync", "process"] = "fsync",
-    executor: cf.Executor | None = None,
+    executor: cf.Executor | str | None = None,
 ) -> Iterator[Engine]:
+    """The engine on the journal of ``--journal``, closed when the block ends.
+
+    ``executor`` is given to :class:`Engine` as is: a Dask scheduler address
+    it cannot use (not an address, ``distributed`` not installed) is a usage
+    error, reported before the journal is opened.
+    """
     path = journal_path(ctx, must_exist=must_exist)
     try:
         engine = Engine(path, durability=durability, executor=executor)
@@ -261,6 +267,8 @@ def open_engine(
         raise usage_error(
             f"cannot open the journal at {path!r}: {exc.strerror or exc}", ctx
         ) from None
+    except (ValueError, ImportError) as exc:
+        raise usage_error(f"--executor: {exc}", ctx) from None
     try:
         yield engine
     finally:
@@ -319,21 +327,6 @@ def check_run_id(run_id: str, ctx: click.Context) -> None:
         jf.check_run_id(run_id)
     except jf.FormatError as exc:
         raise usage_error(str(exc), ctx) from None
-
-
-def load_process(ref: str) -> Callable[..., Any]:
-    from .._run.process_ref import load
-
-    try:
-        return load(ref)
-    except ReplayEngineError:
-        raise
-    except Exception as exc:
-        # An import that fails with anything else (a SyntaxError, an error at
-        # module level) is still "cannot import the process".
-        raise ProcessImportError(
-            f"importing process {ref!r} failed: {type(exc).__name__}: {exc}"
-        ) from exc
 
 
 def status_style(status: str) -> str:

@@ -24,7 +24,8 @@ from .common import (
     usage_error,
 )
 from .event_rows import event_document
-from .timeline_html import build_timeline, render_html, times_by_seq
+from .timeline_html import render_html
+from .timeline_model import build_timeline, times_by_seq
 
 # (event type, field) pairs that hold the content address of a payload.
 ADDRESS_FIELDS = frozenset(

@@ -29,8 +29,8 @@ from .common import (
     usage_error,
     utc_text,
 )
-from .effect_cmds import add_waiting_columns, waiting_cells, waiting_fields
 from .event_rows import detail, event_document
+from .waiting_views import add_waiting_columns, waiting_cells, waiting_fields
 
 # -- inspecting ----------------------------------------------------------------
 

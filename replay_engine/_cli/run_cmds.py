@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
-import importlib.util
 import json
 import multiprocessing
 import sys
@@ -17,14 +16,13 @@ import click
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from .. import Run, RunStats
+from .. import Run, RunStats, load_process
 from .common import (
     EXIT_OK,
     STATUS_EXIT,
     check_run_id,
     emit_json,
     json_option,
-    load_process,
     loads_json,
     make_console,
     open_engine,
@@ -175,18 +173,17 @@ def _print_run(run: Run, process: str | None) -> None:
 
 
 @contextlib.contextmanager
-def _executor(kind: str) -> Iterator[cf.Executor | None]:
+def _executor(kind: str) -> Iterator[cf.Executor | str | None]:
+    """What ``--executor`` names, for ``Engine(executor=...)``.
+
+    A Dask scheduler address is passed on as the string: the engine makes
+    the client (connected when the first effect is sent) and closes it.
+    """
     if kind == "threads":
         yield None
         return
     if kind != "processes":  # a Dask scheduler address (see _executor_option)
-        from .._run.dask_executor import DaskExecutor
-
-        dask = DaskExecutor(kind)  # connects when the first effect is sent
-        try:
-            yield dask
-        finally:
-            dask.shutdown(wait=True)
+        yield kind
         return
     # Never fork: the child would inherit the LMDB handle and the run locks.
     method = (
@@ -232,7 +229,10 @@ _DURABILITY = click.option(
 
 
 def _executor_option(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    """``threads``, ``processes``, or a Dask scheduler ``dask://HOST:PORT``."""
+    """``threads``, ``processes``, or a Dask scheduler ``dask://HOST:PORT``.
+
+    The engine checks an address when it is opened (a usage error there).
+    """
     if value in ("threads", "processes"):
         return value
     if "://" not in value:
@@ -241,20 +241,7 @@ def _executor_option(ctx: click.Context, param: click.Parameter, value: str) -> 
             ctx,
             param,
         )
-    from .._run.dask_executor import scheduler_address
-
-    try:
-        address = scheduler_address(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), ctx, param) from None
-    if importlib.util.find_spec("distributed") is None:
-        raise click.BadParameter(
-            "running effects on Dask needs the 'distributed' package:"
-            " pip install 'replay-engine[dask]'",
-            ctx,
-            param,
-        )
-    return address
+    return value
 
 
 _EXECUTOR = click.option(
@@ -348,8 +335,7 @@ def resume_command(
         quiet_engine_logger(),
     ):
         info = engine.status(run_id)
-        # Import here (not inside the engine) so that any failure to import,
-        # not only an ImportError, is reported as a ProcessImportError.
+        # Import before the live display starts, so an import error prints alone.
         fn = load_process(info.process) if info.status != "completed" else None
         with live:
             run = engine.resume(

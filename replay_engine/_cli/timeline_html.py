@@ -1,24 +1,6 @@
 """The ``timeline`` page: a self-contained HTML Gantt chart of a run.
 
-One row per call, in key order (tree order): every key of a ``requested``,
-``value`` or ``timer_started`` event. ``log`` lines have no row: their key is
-an anchor, not a call. A bar runs from the call's first event (``requested``
-or ``timer_started``) to its outcome (``completed``, ``failed`` or
-``timer_fired``), on the clock of the events' envelopes (``at``); a value
-(``ctx.now`` …) is a diamond.
-
-Colours. A run is executed in *executions*: the first ``run``, then every
-``resume``. An execution that ends without finishing the run records
-``run_waiting`` or ``run_failed``, and a fork's own events start a new
-execution after the ``fork_at`` events it shares with its parent; these are
-the boundaries (dashed lines on the chart). An effect that completed in the
-run's **latest** execution is *dispatched* (blue): that execution ran it. One
-that completed in an **earlier** execution is *replayed* (grey): the latest
-execution was served its result from the journal. A resume after a crash
-writes no boundary, so its effects count as part of the execution that
-crashed; a result posted to an external effect counts as part of the
-execution after the post. Failed effects are red, retried attempts are ticks
-on their bar, and a call with no outcome yet is striped (in flight).
+The rows, colours and boundaries come from :mod:`.timeline_model`.
 
 Long quiet stretches (a run waiting days for an agent) are collapsed to a
 narrow hatched gap so the work on either side stays readable; see
@@ -34,11 +16,9 @@ from __future__ import annotations
 import html
 import itertools
 import json
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Sequence
 
-import journal_format as jf
+from .timeline_model import Row, Timeline
 
 LABEL_WIDTH = 360
 CHART_WIDTH = 780
@@ -51,127 +31,6 @@ QUIET_SHARE = 0.05
 """A gap with no events is collapsed when wider than this share of the span …"""
 QUIET_RATIO = 20
 """… and this many times the median gap between events."""
-
-
-@dataclass
-class Boundary:
-    """Where one execution ended (or, for a fork, where its own events begin)."""
-
-    label: str
-    at: int
-
-
-@dataclass
-class Row:
-    """One call on the chart."""
-
-    key: str
-    parts: tuple[int, ...]
-    task: str
-    kind: str
-    """The effect's kind (``task``, an external kind), ``value`` or ``timer``."""
-    start: int
-    end: int | None = None
-    status: str = "in flight"
-    """``done``, ``failed`` or ``in flight``."""
-    execution: int = 0
-    """The execution in which the call finished (or started, if it has not)."""
-    attempts: list[tuple[int, str]] = field(default_factory=list)
-    """Failed attempts that were retried: (time, error)."""
-    error: str | None = None
-
-
-@dataclass
-class Timeline:
-    """A run laid out in time."""
-
-    run_id: str
-    process: str
-    status: str
-    events: int
-    start: int
-    end: int
-    rows: list[Row]
-    boundaries: list[Boundary]
-    latest_execution: int
-    times: list[int] = field(default_factory=list)
-    """When each event happened, by seq."""
-
-    def shade(self, row: Row) -> str:
-        """The CSS class that colours ``row`` (see the module docstring)."""
-        if row.kind == "value":
-            return "value"
-        if row.status == "failed":
-            return "failed"
-        if row.status == "in flight":
-            return "inflight"
-        return "dispatched" if row.execution == self.latest_execution else "replayed"
-
-
-def build_timeline(
-    run_id: str,
-    status: str,
-    events: Sequence[Any],
-    times: Sequence[int],
-    *,
-    fork_at: int | None = None,
-) -> Timeline:
-    """Lay out ``events`` (stored events); ``times[seq]`` is when each happened."""
-    rows: dict[bytes, Row] = {}
-    boundaries: list[Boundary] = []
-    execution = latest = 0
-    process = ""
-    for stored in events:
-        seq, event, at = stored.seq, stored.event, times[stored.seq]
-        if fork_at is not None and seq == fork_at:
-            execution += 1
-            boundaries.append(Boundary(f"fork at {fork_at}", at))
-        if isinstance(event, jf.RunStarted):
-            process = event.process
-        elif isinstance(event, jf.EffectRequested):
-            rows[event.key] = _row(event.key, event.task, event.kind, at, execution)
-        elif isinstance(event, jf.ValueRecorded):
-            row = _row(event.key, f"ctx.{event.kind}", "value", at, execution)
-            row.end, row.status = at, "done"
-            rows[event.key] = row
-        elif isinstance(event, jf.TimerStarted):
-            rows[event.key] = _row(event.key, "ctx.sleep", "timer", at, execution)
-        elif isinstance(event, jf.EffectCompleted | jf.EffectFailed | jf.TimerFired):
-            done = rows.get(event.key)
-            if done is not None:
-                done.end, done.execution = at, execution
-                done.status = "failed" if isinstance(event, jf.EffectFailed) else "done"
-                if isinstance(event, jf.EffectFailed):
-                    done.error = f"{event.error.type}: {event.error.message}"
-        elif isinstance(event, jf.AttemptFailed):
-            retried = rows.get(event.key)
-            if retried is not None:
-                text = f"attempt {event.attempt}: {event.error.type}: "
-                retried.attempts.append((at, text + event.error.message))
-        latest = execution  # the execution of the last event seen
-        if isinstance(event, jf.RunWaiting | jf.RunFailed):
-            execution += 1
-            boundaries.append(Boundary(jf.event_tag(event), at))
-    start = min(times) if times else 0
-    end = max(times) if times else 0
-    ordered = sorted(rows.values(), key=lambda r: r.parts)
-    return Timeline(
-        run_id,
-        process,
-        status,
-        len(events),
-        start,
-        end,
-        ordered,
-        boundaries,
-        latest,
-        list(times),
-    )
-
-
-def _row(key: bytes, task: str, kind: str, at: int, execution: int) -> Row:
-    parts = jf.decode_key(key)
-    return Row(jf.format_key(parts), parts, task, kind, at, execution=execution)
 
 
 def _duration(ns: float) -> str:
@@ -475,8 +334,3 @@ _PAGE = """<!DOCTYPE html>
 </body>
 </html>
 """
-
-
-def times_by_seq(events: Sequence[Any], inherited: Mapping[int, int]) -> list[int]:
-    """Each event's time: a fork's shared prefix keeps its parent's times."""
-    return [inherited.get(s.seq, s.envelope.at) for s in events]

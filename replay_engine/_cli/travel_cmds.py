@@ -14,12 +14,11 @@ from typing import Any
 import click
 from rich.text import Text
 
-from .. import Engine, Snapshot
+from .. import Engine, Snapshot, load_process
 from .common import (
     check_run_id,
     emit_json,
     json_option,
-    load_process,
     make_console,
     open_engine,
     plain,

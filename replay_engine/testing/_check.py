@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import Engine, NonDeterminismError, ReplayEngineError
-from .._run import process_ref
+from .._testing_seam import process_reference
 from . import _hashseed as hashseed, _messages as messages
 from ._fakes import FakeTasks
 from ._messages import DeterminismFailure
@@ -110,7 +110,7 @@ class ScheduleChecker:
             self.fakes.check_names()  # a typo in a task name fails here, clearly
         self.run_id = run_id
         self.seed = seed
-        self.ref = process_ref.reference(process)
+        self.ref = process_reference(process)
         self.stats = Stats()
         self._dir = Path(tempfile.mkdtemp(prefix="replay-determinism-"))
         self._baselines: dict[tuple[tuple[str, int], ...], tuple[Trace, str]] = {}

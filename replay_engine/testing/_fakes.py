@@ -27,8 +27,8 @@ from collections.abc import Callable, Iterator, Mapping
 from types import ModuleType, TracebackType
 from typing import Any
 
-from .._run.hooks import Hooks
-from .._run.tasks import TaskDef, as_task, importable_module_name
+from .. import TaskDef
+from .._testing_seam import Hooks, as_task, importable_module_name
 
 Fake = Any
 """A value to return, an exception (instance or class) to raise, or a callable

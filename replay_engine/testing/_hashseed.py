@@ -20,8 +20,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from .. import ProcessImportError
-from .._run import process_ref
+from .. import ProcessImportError, load_process
+from .._testing_seam import process_reference
 
 _MARK = "@@replay-engine-hashseed@@"
 
@@ -58,11 +58,11 @@ print("{_MARK}" + json.dumps(out))
 
 def importable_reference(process: Callable[..., Any]) -> str | None:
     """``module:qualname`` if another interpreter can import ``process`` by it."""
-    ref = process_ref.reference(process)
+    ref = process_reference(process)
     if "<locals>" in ref or "<lambda>" in ref:
         return None
     try:
-        loaded = process_ref.load(ref)
+        loaded = load_process(ref)
     except ProcessImportError:
         return None
     return ref if loaded is process else None

@@ -15,7 +15,7 @@ from typing import Any
 import journal_format as jf
 
 from .. import NonDeterminismError
-from .._check.checker import check_process
+from ..check import check_process
 from ._fakes import FakeTasks
 from ._schedule import DEFAULT_RUN_ID, Execution, ProcessFn, Schedule
 from ._trace import CallRecord, Difference, Trace, describe_change, short

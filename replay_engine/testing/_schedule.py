@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import Engine, NonDeterminismError, ReplayEngineError
-from .._run.hooks import Hooks
+from .._testing_seam import Hooks
 from ._fakes import FakeTasks
 from ._trace import CallRecord, Trace, build_trace
 

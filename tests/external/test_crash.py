@@ -30,7 +30,7 @@ import pytest
 import journal_format as jf
 from replay_engine import Engine
 from tests.helpers import child_env
-from tests.journal_views import outcomes_per_key
+from tests.journal_views import outcomes_per_key, stored_record
 
 from . import ext_flows as f
 from .ext_flows import SIDE_ENV, read_side
@@ -38,13 +38,15 @@ from .workers import start_post_loop
 
 
 def check_journal(engine: Engine, run_id: str, earlier: list[bytes]) -> list[bytes]:
+    # First: opening a Store begins a write transaction, and LMDB shows readers
+    # a SIGKILLed writer's last commit only once the next writer has begun.
+    record = stored_record(engine, run_id)
     report = engine.verify(run_id)
     assert report.ok, report.problems
     digests = [s.digest for s in engine.events(run_id)]
     assert digests[: len(earlier)] == earlier  # only appended, nothing rewritten
     outcomes = outcomes_per_key(engine, run_id)
     assert all(count == 1 for count in outcomes.values()), outcomes
-    record = engine.store.require_run(run_id)
     assert record.events == len(digests) and record.head == digests[-1]
     return digests
 

@@ -44,7 +44,7 @@ def test_cli_status_pending_survives_posts(
 def test_iterate_that_changes_nothing_commits_nothing(engine: Engine) -> None:
     engine.run(f.fan, {"n": 3}, run_id="a")
     events = len(engine.events("a"))
-    before = engine.store.commits
+    before = engine._store.commits  # the engine's own store: its commit count
     assert engine.iterate("a").status == "waiting"
     assert len(engine.events("a")) == events
-    assert engine.store.commits == before
+    assert engine._store.commits == before

@@ -97,8 +97,8 @@ def _problems(engine: Engine, run_id: str = RUN) -> list[str]:
 def test_a_waiting_run_is_checkpointed_as_it_stands(engine: Engine) -> None:
     run = engine.run(fan, {"n": 40}, run_id=RUN)
     assert run.status == "waiting"
-    record = engine.store.require_run(RUN)
-    raw = _raw_checkpoint(engine.store)
+    record = engine._store.require_run(RUN)
+    raw = _raw_checkpoint(engine._store)
     assert raw is not None
     digest, data = jf.unseal(raw)  # sealed: raises if the digest is wrong
     assert digest == jf.address_of(data)
@@ -107,7 +107,7 @@ def test_a_waiting_run_is_checkpointed_as_it_stands(engine: Engine) -> None:
     assert checkpoint.head == record.head
     # 40 tasks and the gate; the parallel group itself records nothing.
     assert len(checkpoint.keys) == 41
-    assert checkpoint == _cold(engine.store)
+    assert checkpoint == _cold(engine._store)
     assert engine.verify(RUN).ok
 
 
@@ -117,9 +117,9 @@ def test_completed_and_short_runs_are_not_checkpointed(engine: Engine) -> None:
     assert done.status == "completed" and done.result == 2 * sum(range(40))
     short = engine.run(fan, {"n": 3}, run_id="short")
     assert short.status == "waiting"
-    assert engine.store.require_run("short").events < 16
-    assert _raw_checkpoint(engine.store, "done") is None
-    assert _raw_checkpoint(engine.store, "short") is None
+    assert engine._store.require_run("short").events < 16
+    assert _raw_checkpoint(engine._store, "done") is None
+    assert _raw_checkpoint(engine._store, "short") is None
 
 
 @pytest.mark.spec("JF-105")
@@ -127,12 +127,12 @@ def test_a_resume_reads_the_checkpoint_and_folds_only_what_follows(
     engine: Engine,
 ) -> None:
     engine.run(fan, {"n": 40}, run_id=RUN)
-    covered = _checkpoint(engine.store).events
+    covered = _checkpoint(engine._store).events
     engine.post(RUN, "1", result=1000)  # one event after the checkpoint
-    index, restored = engine.store.load_index(RUN)
+    index, restored = engine._store.load_index(RUN)
     assert restored == covered
-    assert index.events == covered + 1 == engine.store.require_run(RUN).events
-    assert index.to_checkpoint(RUN, jf.FORMAT_VERSION) == _cold(engine.store)
+    assert index.events == covered + 1 == engine._store.require_run(RUN).events
+    assert index.to_checkpoint(RUN, jf.FORMAT_VERSION) == _cold(engine._store)
     run = engine.resume(RUN)
     assert run.status == "completed"
     assert run.result == 2 * sum(range(40)) + 1000
@@ -152,9 +152,9 @@ def test_sequential_external_steps_are_checkpointed_geometrically(
         run = engine.iterate(RUN)
         if run.status == "completed":
             break
-        total = engine.store.require_run(RUN).events
-        raw = _raw_checkpoint(engine.store)
-        covered = _checkpoint(engine.store).events if raw is not None else 0
+        total = engine._store.require_run(RUN).events
+        raw = _raw_checkpoint(engine._store)
+        covered = _checkpoint(engine._store).events if raw is not None else 0
         if covered and (not written or written[-1] != covered):
             written.append(covered)
         # What a resume folds one event at a time stays a fraction of the run
@@ -171,10 +171,10 @@ def test_an_iterate_with_nothing_to_do_leaves_the_checkpoint_alone(
     engine: Engine,
 ) -> None:
     engine.run(fan, {"n": 40}, run_id=RUN)
-    before = (_raw_checkpoint(engine.store), engine.store.require_run(RUN))
+    before = (_raw_checkpoint(engine._store), engine._store.require_run(RUN))
     run = engine.iterate(RUN)
     assert run.status == "waiting" and run.stats.replayed == 40
-    assert (_raw_checkpoint(engine.store), engine.store.require_run(RUN)) == before
+    assert (_raw_checkpoint(engine._store), engine._store.require_run(RUN)) == before
 
 
 @pytest.mark.spec("JF-105", "JF-106")
@@ -182,13 +182,13 @@ def test_a_damaged_checkpoint_is_ignored_and_reported(
     engine: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
     engine.run(fan, {"n": 40}, run_id=RUN)
-    raw = bytearray(_raw_checkpoint(engine.store) or b"")
+    raw = bytearray(_raw_checkpoint(engine._store) or b"")
     raw[len(raw) // 2] ^= 0x40
-    _put_raw_checkpoint(engine.store, RUN, bytes(raw))
+    _put_raw_checkpoint(engine._store, RUN, bytes(raw))
     with caplog.at_level(logging.WARNING, logger="replay_engine"):
-        index, restored = engine.store.load_index(RUN)
+        index, restored = engine._store.load_index(RUN)
     assert restored == 0
-    assert index.to_checkpoint(RUN, jf.FORMAT_VERSION) == _cold(engine.store)
+    assert index.to_checkpoint(RUN, jf.FORMAT_VERSION) == _cold(engine._store)
     assert any("checkpoint is damaged" in r.getMessage() for r in caplog.records)
     assert any("checkpoint damaged" in p for p in _problems(engine))
     engine.post(RUN, "1", result=5)
@@ -199,12 +199,12 @@ def test_a_damaged_checkpoint_is_ignored_and_reported(
 @pytest.mark.spec("JF-105", "JF-106")
 def test_a_checkpoint_off_the_chain_is_ignored_and_reported(engine: Engine) -> None:
     engine.run(fan, {"n": 40}, run_id=RUN)
-    checkpoint = _checkpoint(engine.store)
-    _forge(engine.store, msgspec.structs.replace(checkpoint, head=b"\x05" * 32))
-    assert engine.store.load_index(RUN)[1] == 0
+    checkpoint = _checkpoint(engine._store)
+    _forge(engine._store, msgspec.structs.replace(checkpoint, head=b"\x05" * 32))
+    assert engine._store.load_index(RUN)[1] == 0
     assert any("does not match the chain" in p for p in _problems(engine))
-    _forge(engine.store, msgspec.structs.replace(checkpoint, events=10**6))
-    assert engine.store.load_index(RUN)[1] == 0
+    _forge(engine._store, msgspec.structs.replace(checkpoint, events=10**6))
+    assert engine._store.load_index(RUN)[1] == 0
     assert any("covers 1000000 events" in p for p in _problems(engine))
 
 
@@ -212,8 +212,8 @@ def test_a_checkpoint_off_the_chain_is_ignored_and_reported(engine: Engine) -> N
 def test_another_runs_checkpoint_is_ignored_and_reported(engine: Engine) -> None:
     engine.run(fan, {"n": 40}, run_id=RUN)
     engine.run(fan, {"n": 40}, run_id="other")
-    _put_raw_checkpoint(engine.store, "other", _raw_checkpoint(engine.store) or b"")
-    assert engine.store.load_index("other")[1] == 0
+    _put_raw_checkpoint(engine._store, "other", _raw_checkpoint(engine._store) or b"")
+    assert engine._store.load_index("other")[1] == 0
     assert any(f"belongs to run {RUN!r}" in p for p in _problems(engine, "other"))
 
 
@@ -222,23 +222,23 @@ def test_verify_reports_a_checkpoint_that_disagrees_with_its_events(
     engine: Engine,
 ) -> None:
     engine.run(fan, {"n": 40}, run_id=RUN)
-    checkpoint = _checkpoint(engine.store)
+    checkpoint = _checkpoint(engine._store)
     calls = list(checkpoint.calls)
     calls[3] = msgspec.structs.replace(calls[3], result=jf.encode_payload(-1))
-    _forge(engine.store, msgspec.structs.replace(checkpoint, calls=calls))
+    _forge(engine._store, msgspec.structs.replace(checkpoint, calls=calls))
     assert any("differs from what those events say" in p for p in _problems(engine))
 
 
 @pytest.mark.spec("JF-105")
 def test_time_travel_before_the_checkpoint_reads_the_events(engine: Engine) -> None:
     engine.run(fan, {"n": 40}, run_id=RUN)
-    covered = _checkpoint(engine.store).events
+    covered = _checkpoint(engine._store).events
     until = covered - 12  # among the completions, before the gate
-    index, restored = engine.store.load_index(RUN, stop=until)
+    index, restored = engine._store.load_index(RUN, stop=until)
     assert restored == 0 and index.events == until
     with_checkpoint = engine.replay(RUN, until=until)
-    with engine.store._handle.env.begin(write=True) as txn:
-        txn.delete(jf.run_prefix(RUN), db=engine.store._dbs[jf.DB_CHECKPOINTS])
+    with engine._store._handle.env.begin(write=True) as txn:
+        txn.delete(jf.run_prefix(RUN), db=engine._store._dbs[jf.DB_CHECKPOINTS])
     without = engine.replay(RUN, until=until)
     assert without.to_dict() == with_checkpoint.to_dict()
     assert 0 < len(with_checkpoint.completed_keys()) < 40
@@ -260,15 +260,15 @@ def test_a_run_cut_short_is_checkpointed_by_its_first_resume_commit(
     with Engine(path, hooks=Hooks(crash_after_events=50)) as crashing:
         crashing.run(two_maps, {}, run_id=RUN)
     with Engine(path) as engine:
-        assert engine.store.require_run(RUN).events == 50
-        assert _raw_checkpoint(engine.store) is None
+        assert engine._store.require_run(RUN).events == 50
+        assert _raw_checkpoint(engine._store) is None
         run = engine.resume(RUN)
         assert run.status == "completed" and run.result == 0
-        checkpoint = _checkpoint(engine.store)
+        checkpoint = _checkpoint(engine._store)
         # Written with the resume's first commit (its new requests), not later:
         # it covers the 50 events read one by one and that first commit.
-        assert 50 < checkpoint.events < engine.store.require_run(RUN).events
-        events = [s.event for s in engine.store.read_events(RUN)]
+        assert 50 < checkpoint.events < engine._store.require_run(RUN).events
+        events = [s.event for s in engine._store.read_events(RUN)]
         index = jf.CallIndex()
         index.fold(0, events[: checkpoint.events])
         index.head = checkpoint.head
@@ -279,14 +279,14 @@ def test_a_run_cut_short_is_checkpointed_by_its_first_resume_commit(
 @pytest.mark.spec("JF-105")
 def test_time_travel_past_the_checkpoint_starts_from_it(engine: Engine) -> None:
     engine.run(fan, {"n": 40}, run_id=RUN)
-    covered = _checkpoint(engine.store).events
+    covered = _checkpoint(engine._store).events
     engine.post(RUN, "1", result=7)  # one event past the checkpoint
     for until in (covered, covered + 1):
-        index, restored = engine.store.load_index(RUN, stop=until)
+        index, restored = engine._store.load_index(RUN, stop=until)
         assert restored == covered and index.events == until
     snapshots = [engine.replay(RUN, until=u).to_dict() for u in (covered, covered + 1)]
-    with engine.store._handle.env.begin(write=True) as txn:
-        txn.delete(jf.run_prefix(RUN), db=engine.store._dbs[jf.DB_CHECKPOINTS])
+    with engine._store._handle.env.begin(write=True) as txn:
+        txn.delete(jf.run_prefix(RUN), db=engine._store._dbs[jf.DB_CHECKPOINTS])
     assert snapshots == [
         engine.replay(RUN, until=u).to_dict() for u in (covered, covered + 1)
     ]

@@ -1,0 +1,107 @@
+"""What every part of ``Engine`` shares: the journal, the executors, the hooks.
+
+``Engine`` is composed of one class per job (executing, external effects,
+time travel, inspection), each a subclass of :class:`EngineBase`, which opens
+and closes the journal and holds the state they all use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+from collections.abc import Coroutine
+from typing import Any, Self, TypeVar
+
+import journal_format as jf
+
+from .._run.dispatch import ExecutorSet, Slots
+from .._run.hooks import Hooks
+from .._store.posts import PendingEffect, pending_effects
+from .._store.store import Durability, Store
+from ..errors import JournalCorruptError, ReplayEngineError
+
+T = TypeVar("T")
+
+DEFAULT_MAX_IN_FLIGHT = 1024
+"""Effects executing at once, engine-wide, unless ``max_in_flight`` says otherwise."""
+
+
+class EngineBase:
+    """The journal and executors of an ``Engine`` (see its docstring for the args)."""
+
+    def __init__(
+        self,
+        path: str = ".replay",
+        *,
+        durability: Durability = "fsync",
+        executor: Any | None = None,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        map_size: int | None = None,
+        hooks: Hooks | None = None,
+    ) -> None:
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be >= 1, not {max_in_flight}")
+        owned = False
+        if executor is not None and (
+            not isinstance(executor, cf.Executor)
+            or type(executor).__module__.startswith("distributed.")
+        ):
+            # A distributed.Client (or its executor) or a scheduler address
+            # ("dask://host:8786"): dask_executor imports distributed only now.
+            from .._run.dask_executor import as_dask_executor
+
+            executor, owned = as_dask_executor(executor), True
+        kwargs = {} if map_size is None else {"map_size": map_size}
+        self._store = Store(path, durability=durability, **kwargs)
+        self.path = self._store.real_path
+        self.max_in_flight = max_in_flight
+        self._slots = Slots(max_in_flight)
+        self._executors = ExecutorSet(executor, owned=owned)
+        # Only replay_engine.testing passes hooks (completion order, crashes).
+        self._hooks = hooks
+
+    def close(self) -> None:
+        """Shut down pools this engine created and release the journal."""
+        self._executors.shutdown()
+        self._store.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def payload(self, address: bytes) -> Any:
+        """Decode the payload stored under a content address (checked)."""
+        return jf.decode_payload(self._store.get_payload(address))
+
+    def _pending_effects(self, run_id: str) -> list[PendingEffect]:
+        """External effects without a result, from a fold of the whole journal."""
+        return pending_effects(self._store.read_events(run_id), self.payload)
+
+    def _recorded_result(self, record: jf.RunRecord) -> Any:
+        for stored in reversed(
+            self._store.read_events(record.run_id, max(0, record.events - 4))
+        ):
+            if isinstance(stored.event, jf.RunCompleted):
+                return self.payload(stored.event.result)
+        raise JournalCorruptError(
+            f"run {record.run_id!r} is marked completed but its last events hold no"
+            " run_completed record",
+            run_id=record.run_id,
+        )
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to its end for a synchronous caller (never inside a loop)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass  # the normal case; run outside `except` so tracebacks stay clean
+    else:
+        coro.close()
+        raise ReplayEngineError(
+            "Engine.run/resume were called inside a running event loop; await"
+            " run_async/resume_async instead"
+        )
+    return asyncio.run(coro)

@@ -1,0 +1,273 @@
+"""Executing runs: ``run``, ``resume``, ``durable``, and loading process functions."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import secrets
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import journal_format as jf
+
+from .._run import process_ref as _process_ref
+from .._run.context import Context
+from .._run.journal import RunJournal
+from .._run.runtime import Outcome, RunStats, Runtime
+from .._store.lock import RunLock
+from .._store.payload import encode_or_refuse
+from ..errors import JournalCorruptError, ProcessImportError, ReplayEngineError
+from .base import EngineBase, run_sync
+from .durable import DurableProcess
+from .results import Run, utc
+
+ProcessFn = Callable[[Any, Context], Coroutine[Any, Any, Any]]
+OnProgress = Callable[[RunStats], None]
+OnLog = Callable[[str, str, dict[str, Any]], None]
+
+_log = logging.getLogger("replay_engine")
+
+
+def load_process(ref: str) -> Callable[..., Any]:
+    """Import the process function named ``"module:qualname"``.
+
+    The module is imported as ``python -m`` would, with the current directory
+    on ``sys.path``; ``qualname`` may be dotted (``Flows.process``). This is
+    how ``resume`` finds a run's recorded process.
+
+    Raises:
+        ProcessImportError: ``ref`` is not ``module:qualname``, the module
+            cannot be imported (an ImportError, a SyntaxError, or any error
+            raised while it runs), it has no such attribute, or the attribute
+            is not callable.
+    """
+    try:
+        return _process_ref.load(ref)
+    except ReplayEngineError:
+        raise
+    except Exception as exc:
+        # Anything else raised on the way (a module __getattr__, say) still
+        # means "cannot import the process".
+        raise ProcessImportError(
+            f"importing process {ref!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+class Executing(EngineBase):
+    """``Engine``'s methods that execute a run: start it, resume it."""
+
+    def run(
+        self,
+        process: ProcessFn | str,
+        inputs: Any = None,
+        *,
+        run_id: str | None = None,
+        on_progress: OnProgress | None = None,
+        on_log: OnLog | None = None,
+    ) -> Run:
+        """Start a new run of ``process`` and execute it until it ends or waits.
+
+        Args:
+            process: ``async def process(inputs, ctx)``, or its
+                ``"module:qualname"``.
+            inputs: any msgspec-encodable value; the process gets it decoded.
+            run_id: the run's id; a fresh one when omitted.
+            on_progress: called with live counters while the run works.
+            on_log: called with ``(key, message, fields)`` for each new log line.
+
+        Raises:
+            RunExistsError: ``run_id`` is taken.
+            PayloadError: ``inputs`` cannot be encoded (nothing is recorded).
+        """
+        return run_sync(
+            self.run_async(
+                process, inputs, run_id=run_id, on_progress=on_progress, on_log=on_log
+            )
+        )
+
+    async def run_async(
+        self,
+        process: ProcessFn | str,
+        inputs: Any = None,
+        *,
+        run_id: str | None = None,
+        on_progress: OnProgress | None = None,
+        on_log: OnLog | None = None,
+    ) -> Run:
+        """The same as :meth:`run`, for asyncio callers."""
+        run_id = run_id or _new_run_id()
+        try:
+            jf.check_run_id(run_id)
+        except jf.FormatError as exc:
+            raise ReplayEngineError(str(exc)) from None
+        if isinstance(process, str):
+            process = load_process(process)
+        inputs_bytes = encode_or_refuse(
+            inputs, f"the inputs of run {run_id!r}", "; nothing was recorded"
+        )
+        address = jf.payload_ref(inputs_bytes)
+        started = jf.RunStarted(
+            process=_process_ref.reference(process),
+            fingerprint=_process_ref.fingerprint(process),
+            inputs=address,
+        )
+        with RunLock(self.path, run_id):
+            self._store.create_run(run_id, started, jf.blobs_for(address, inputs_bytes))
+            journal = RunJournal(self._store, run_id)
+            journal.recorded_events = 1
+            journal.started = started
+            decoded = jf.decode_payload(inputs_bytes)
+            return await self._execute(
+                journal, process, decoded, [], on_progress=on_progress, on_log=on_log
+            )
+
+    def resume(
+        self,
+        run_id: str,
+        *,
+        process: ProcessFn | str | None = None,
+        on_progress: OnProgress | None = None,
+        on_log: OnLog | None = None,
+    ) -> Run:
+        """Re-execute a run from the start, serving completed effects from its journal.
+
+        A completed run is terminal: its recorded result is returned and
+        nothing runs. A failed, waiting or interrupted run re-executes with the
+        current code.
+
+        Args:
+            run_id: the run.
+            process: the process function (or a ``module:qualname`` string),
+                when the recorded reference cannot be imported here, or to run
+                new code under the run.
+            on_progress: as for :meth:`run`.
+            on_log: as for :meth:`run`.
+
+        Raises:
+            RunNotFoundError: no such run.
+            RunLockedError: another process is executing it.
+            NonDeterminismError: the process diverged from the journal; nothing
+                is recorded for the divergence and the run can be resumed once
+                the code is fixed.
+        """
+        return run_sync(
+            self.resume_async(
+                run_id, process=process, on_progress=on_progress, on_log=on_log
+            )
+        )
+
+    async def resume_async(
+        self,
+        run_id: str,
+        *,
+        process: ProcessFn | str | None = None,
+        on_progress: OnProgress | None = None,
+        on_log: OnLog | None = None,
+        park_timers: bool = False,
+    ) -> Run:
+        """The same as :meth:`resume`, for asyncio callers."""
+        record = self._store.require_run(run_id)
+        if record.status == "completed":
+            return Run(
+                run_id=run_id, status="completed", result=self._recorded_result(record)
+            )
+        with RunLock(self.path, run_id):
+            journal = RunJournal(self._store, run_id)
+            journal.load()
+            started = journal.started
+            if started is None:
+                raise JournalCorruptError(
+                    f"run {run_id!r} has no run_started event at seq 0",
+                    run_id=run_id,
+                    seq=0,
+                )
+            if isinstance(journal.last_event, jf.RunCompleted):
+                return Run(
+                    run_id=run_id,
+                    status="completed",
+                    result=self._recorded_result(record),
+                )
+            fn = (
+                process
+                if callable(process)
+                else load_process(process or started.process)
+            )
+            warnings = _changed_code_warnings(run_id, started, fn)
+            inputs = self.payload(started.inputs)
+            journal.loaded_status = record.status
+            journal.mark_running = True
+            return await self._execute(
+                journal,
+                fn,
+                inputs,
+                warnings,
+                on_progress=on_progress,
+                on_log=on_log,
+                park_timers=park_timers,
+            )
+
+    async def _execute(
+        self,
+        journal: RunJournal,
+        process: ProcessFn,
+        inputs: Any,
+        warnings: list[str],
+        *,
+        on_progress: OnProgress | None,
+        on_log: OnLog | None,
+        park_timers: bool = False,
+    ) -> Run:
+        runtime = Runtime(
+            journal,
+            journal.run_id,
+            executors=self._executors,
+            max_in_flight=self._slots,
+            on_progress=on_progress,
+            on_log=on_log,
+            park_timers=park_timers,
+            hooks=self._hooks,
+        )
+        outcome: Outcome = await runtime.execute(process, inputs)
+        due = outcome.next_due_ns
+        return Run(
+            run_id=journal.run_id,
+            status=outcome.status,
+            result=outcome.result,
+            error=outcome.error,
+            pending=outcome.pending,
+            stats=runtime.stats,
+            warnings=warnings,
+            next_due=None if due is None else utc(due),
+        )
+
+    def durable(self, fn: ProcessFn) -> DurableProcess:
+        """Make an async function a durable process of this engine, in one line.
+
+        Example::
+
+            @engine.durable
+            async def pipeline(inputs, ctx): ...
+
+            run = pipeline.start({"feature": "x"}, run_id="r1")  # or resumes r1
+        """
+        return DurableProcess(self, fn)
+
+
+def _changed_code_warnings(
+    run_id: str, started: jf.RunStarted, fn: Callable[..., Any]
+) -> list[str]:
+    """A warning (also logged) when the process's module changed since the start."""
+    if _process_ref.fingerprint(fn) == started.fingerprint:
+        return []
+    message = (
+        f"the code of process {started.process} changed since run"
+        f" {run_id!r} started; replay will stop with NonDeterminismError"
+        " if the change alters the calls already recorded"
+    )
+    _log.warning("%s", message)
+    return [message]
+
+
+def _new_run_id() -> str:
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%d-%H%M%S")
+    return f"run-{stamp}-{secrets.token_hex(3)}"

@@ -1,0 +1,67 @@
+"""Inspecting runs without executing them: status, result, runs, events, verify."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import journal_format as jf
+
+from .._store.store import StoredEvent
+from .._store.verify import VerifyReport, verify
+from .base import EngineBase
+from .results import RunInfo
+
+
+class Inspection(EngineBase):
+    """``Engine``'s read-only methods: what is stored, nothing executed."""
+
+    def status(self, run_id: str) -> RunInfo:
+        """The stored state of a run.
+
+        Raises:
+            RunNotFoundError: no such run (close matches are suggested).
+        """
+        record = self._store.require_run(run_id)
+        info = RunInfo._from_record(record)
+        if record.status == "failed" and record.events:
+            for stored in reversed(self._store.read_events(run_id)):
+                if isinstance(stored.event, jf.RunFailed):
+                    info = dataclasses.replace(info, error=stored.event.error)
+                    break
+        if record.status != "running":
+            # From the whole journal: claims, posts and signals follow run_waiting.
+            pending = self._pending_effects(run_id)
+            info = dataclasses.replace(
+                info,
+                pending=tuple(p.key for p in pending if not p.abandoned)
+                if record.status == "waiting"
+                else (),
+                abandoned=tuple(p.key for p in pending if p.abandoned),
+            )
+        return info
+
+    def result(self, run_id: str) -> Any:
+        """The recorded result of a completed run (None otherwise)."""
+        record = self._store.require_run(run_id)
+        return self._recorded_result(record) if record.status == "completed" else None
+
+    def runs(self, status: str | None = None) -> list[RunInfo]:
+        """Every run in the journal, newest first (only those with ``status``)."""
+        infos = [RunInfo._from_record(r) for r in self._store.list_runs()]
+        if status is not None:
+            infos = [i for i in infos if i.status == status]
+        return sorted(infos, key=lambda i: i.created, reverse=True)
+
+    def events(
+        self, run_id: str, start: int = 0, stop: int | None = None
+    ) -> list[StoredEvent]:
+        """A run's events ``start`` up to ``stop``, each checked as it is read."""
+        self._store.require_run(run_id)
+        return self._store.read_events(run_id, start, stop)
+
+    def verify(self, run_id: str | None = None) -> VerifyReport:
+        """Recompute every digest and chain link of one run (or every run and blob)."""
+        if run_id is not None:
+            self._store.require_run(run_id)
+        return verify(self._store, run_id)

@@ -1,0 +1,144 @@
+"""Time travel: ``replay`` a run as it stood after N events, ``fork`` it from there.
+
+:mod:`.time_travel` builds the snapshot's view of the journal; this module
+re-executes the process against the prefix in a frozen runtime.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import journal_format as jf
+
+from .._run.journal import RunJournal
+from .._run.runtime import Runtime
+from ..errors import JournalCorruptError, ReplayRangeError
+from .base import run_sync
+from .executing import ProcessFn, load_process
+from .inspecting import Inspection
+from .results import RunInfo
+from .time_travel import Snapshot, build_calls
+
+
+class TimeTravel(Inspection):
+    """``Engine``'s methods that look back: ``replay`` and ``fork``."""
+
+    def replay(
+        self,
+        run_id: str,
+        until: int | str | None = None,
+        *,
+        process: ProcessFn | str | None = None,
+    ) -> Snapshot:
+        """The run as it stood after its first ``until`` events; nothing is dispatched.
+
+        The process is re-executed against the journal prefix only: calls the
+        prefix answers are answered, and the process stops at the first calls
+        that would need a later event (the frontier).
+
+        Args:
+            run_id: the run.
+            until: how many events to use (0..events; None for all), or
+                ``"key:3.1.0"`` to stop when the call at that key is reached.
+            process: the process, if its recorded reference cannot be imported.
+
+        Raises:
+            RunNotFoundError: no such run.
+            ReplayRangeError: ``until`` is out of range or names an unknown key.
+            NonDeterminismError: the process no longer agrees with its journal.
+        """
+        return run_sync(self.replay_async(run_id, until, process=process))
+
+    async def replay_async(
+        self,
+        run_id: str,
+        until: int | str | None = None,
+        *,
+        process: ProcessFn | str | None = None,
+    ) -> Snapshot:
+        """The same as :meth:`replay`, for asyncio callers."""
+        record = self._store.require_run(run_id)
+        limit = self._resolve_until(run_id, record.events, until)
+        all_events = self._store.read_events(run_id)
+        journal = RunJournal(self._store, run_id, read_only=True)
+        journal.load(stop=max(limit, 1))
+        started = journal.started
+        if started is None:
+            raise JournalCorruptError(
+                f"run {run_id!r} has no run_started event", run_id=run_id, seq=0
+            )
+        fn = process if callable(process) else load_process(process or started.process)
+        inputs = self.payload(started.inputs)
+        runtime = Runtime(
+            journal,
+            run_id,
+            executors=self._executors,
+            max_in_flight=self._slots,
+            frozen=True,
+            hooks=self._hooks,
+        )
+        outcome = await runtime.execute(fn, inputs)
+        payload_cache: dict[bytes, Any] = {}
+
+        def payload(address: bytes) -> Any:
+            if address not in payload_cache:
+                payload_cache[address] = self.payload(address)
+            return payload_cache[address]
+
+        calls, logs = build_calls(all_events, limit, payload)
+        return Snapshot(
+            run_id=run_id,
+            until=limit,
+            events=record.events,
+            process_status=outcome.status,
+            result=outcome.result,
+            error=outcome.error,
+            calls=calls,
+            logs=logs,
+            frontier=sorted(
+                runtime.frontier.values(), key=lambda f: jf.parse_key(f.key)
+            ),
+        )
+
+    def _resolve_until(self, run_id: str, events: int, until: int | str | None) -> int:
+        if until is None:
+            return events
+        if isinstance(until, str):
+            text = until.strip()
+            if text.startswith("key:"):
+                key = jf.encode_key(jf.parse_key(text[4:]))
+                seqs = self._store.seqs_for_key(run_id, key)
+                if not seqs:
+                    raise ReplayRangeError(
+                        f"run {run_id!r} has no call at key {text[4:]}; see"
+                        f" `replay-engine log {run_id}` for its keys"
+                    )
+                return min(seqs)
+            until = int(text)
+        if not 0 <= until <= events:
+            raise ReplayRangeError(
+                f"until={until} is outside 0..{events} for run {run_id!r}"
+            )
+        return until
+
+    def fork(self, run_id: str, at: int, new_run_id: str | None = None) -> RunInfo:
+        """A new run sharing the first ``at`` events of ``run_id``; resume it to go on.
+
+        The fork records its parent and fork point. Its journal's blobs are
+        shared with the parent's, not copied. Resuming it re-executes the
+        process (with the current code) against the shared prefix and goes on
+        live from there: the "fix the code, rerun from step N" workflow.
+
+        Raises:
+            RunNotFoundError: no such run.
+            RunExistsError: ``new_run_id`` is taken.
+            ReplayRangeError: ``at`` is outside 1..events.
+        """
+        new_run_id = new_run_id or f"{run_id}-fork-{secrets.token_hex(2)}"
+        record = self._store.require_run(run_id)
+        kept = self._store.read_events(run_id, max(0, at - 1), at) if at >= 1 else []
+        last = kept[-1].event if kept else None
+        status = "completed" if isinstance(last, jf.RunCompleted) else "running"
+        self._store.fork_run(record.run_id, at, new_run_id, status)
+        return self.status(new_run_id)

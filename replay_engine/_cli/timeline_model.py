@@ -1,0 +1,156 @@
+"""The ``timeline`` model: one row per call of a run, its boundaries and times.
+
+One row per call, in key order (tree order): every key of a ``requested``,
+``value`` or ``timer_started`` event. ``log`` lines have no row: their key is
+an anchor, not a call. A bar runs from the call's first event (``requested``
+or ``timer_started``) to its outcome (``completed``, ``failed`` or
+``timer_fired``), on the clock of the events' envelopes (``at``); a value
+(``ctx.now`` …) is a diamond.
+
+Colours. A run is executed in *executions*: the first ``run``, then every
+``resume``. An execution that ends without finishing the run records
+``run_waiting`` or ``run_failed``, and a fork's own events start a new
+execution after the ``fork_at`` events it shares with its parent; these are
+the boundaries (dashed lines on the chart). An effect that completed in the
+run's **latest** execution is *dispatched* (blue): that execution ran it. One
+that completed in an **earlier** execution is *replayed* (grey): the latest
+execution was served its result from the journal. A resume after a crash
+writes no boundary, so its effects count as part of the execution that
+crashed; a result posted to an external effect counts as part of the
+execution after the post. Failed effects are red, retried attempts are ticks
+on their bar, and a call with no outcome yet is striped (in flight).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import journal_format as jf
+
+
+@dataclass
+class Boundary:
+    """Where one execution ended (or, for a fork, where its own events begin)."""
+
+    label: str
+    at: int
+
+
+@dataclass
+class Row:
+    """One call on the chart."""
+
+    key: str
+    parts: tuple[int, ...]
+    task: str
+    kind: str
+    """The effect's kind (``task``, an external kind), ``value`` or ``timer``."""
+    start: int
+    end: int | None = None
+    status: str = "in flight"
+    """``done``, ``failed`` or ``in flight``."""
+    execution: int = 0
+    """The execution in which the call finished (or started, if it has not)."""
+    attempts: list[tuple[int, str]] = field(default_factory=list)
+    """Failed attempts that were retried: (time, error)."""
+    error: str | None = None
+
+
+@dataclass
+class Timeline:
+    """A run laid out in time."""
+
+    run_id: str
+    process: str
+    status: str
+    events: int
+    start: int
+    end: int
+    rows: list[Row]
+    boundaries: list[Boundary]
+    latest_execution: int
+    times: list[int] = field(default_factory=list)
+    """When each event happened, by seq."""
+
+    def shade(self, row: Row) -> str:
+        """The CSS class that colours ``row`` (see the module docstring)."""
+        if row.kind == "value":
+            return "value"
+        if row.status == "failed":
+            return "failed"
+        if row.status == "in flight":
+            return "inflight"
+        return "dispatched" if row.execution == self.latest_execution else "replayed"
+
+
+def build_timeline(
+    run_id: str,
+    status: str,
+    events: Sequence[Any],
+    times: Sequence[int],
+    *,
+    fork_at: int | None = None,
+) -> Timeline:
+    """Lay out ``events`` (stored events); ``times[seq]`` is when each happened."""
+    rows: dict[bytes, Row] = {}
+    boundaries: list[Boundary] = []
+    execution = latest = 0
+    process = ""
+    for stored in events:
+        seq, event, at = stored.seq, stored.event, times[stored.seq]
+        if fork_at is not None and seq == fork_at:
+            execution += 1
+            boundaries.append(Boundary(f"fork at {fork_at}", at))
+        if isinstance(event, jf.RunStarted):
+            process = event.process
+        elif isinstance(event, jf.EffectRequested):
+            rows[event.key] = _row(event.key, event.task, event.kind, at, execution)
+        elif isinstance(event, jf.ValueRecorded):
+            row = _row(event.key, f"ctx.{event.kind}", "value", at, execution)
+            row.end, row.status = at, "done"
+            rows[event.key] = row
+        elif isinstance(event, jf.TimerStarted):
+            rows[event.key] = _row(event.key, "ctx.sleep", "timer", at, execution)
+        elif isinstance(event, jf.EffectCompleted | jf.EffectFailed | jf.TimerFired):
+            done = rows.get(event.key)
+            if done is not None:
+                done.end, done.execution = at, execution
+                done.status = "failed" if isinstance(event, jf.EffectFailed) else "done"
+                if isinstance(event, jf.EffectFailed):
+                    done.error = f"{event.error.type}: {event.error.message}"
+        elif isinstance(event, jf.AttemptFailed):
+            retried = rows.get(event.key)
+            if retried is not None:
+                text = f"attempt {event.attempt}: {event.error.type}: "
+                retried.attempts.append((at, text + event.error.message))
+        latest = execution  # the execution of the last event seen
+        if isinstance(event, jf.RunWaiting | jf.RunFailed):
+            execution += 1
+            boundaries.append(Boundary(jf.event_tag(event), at))
+    start = min(times) if times else 0
+    end = max(times) if times else 0
+    ordered = sorted(rows.values(), key=lambda r: r.parts)
+    return Timeline(
+        run_id,
+        process,
+        status,
+        len(events),
+        start,
+        end,
+        ordered,
+        boundaries,
+        latest,
+        list(times),
+    )
+
+
+def _row(key: bytes, task: str, kind: str, at: int, execution: int) -> Row:
+    parts = jf.decode_key(key)
+    return Row(jf.format_key(parts), parts, task, kind, at, execution=execution)
+
+
+def times_by_seq(events: Sequence[Any], inherited: Mapping[int, int]) -> list[int]:
+    """Each event's time: a fork's shared prefix keeps its parent's times."""
+    return [inherited.get(s.seq, s.envelope.at) for s in events]
