@@ -35,6 +35,7 @@ EXPECTED_ALL = [
     "RunLockedError",
     "RunNotFoundError",
     "RunStats",
+    "SignalWait",
     "Snapshot",
     "StoredEvent",
     "TaskContext",
@@ -42,7 +43,9 @@ EXPECTED_ALL = [
     "TaskFailed",
     "ThunkRequired",
     "VerifyReport",
+    "Waiting",
     "external",
+    "load_process",
     "task",
     "task_context",
 ]

@@ -228,32 +228,12 @@ def test_the_checker_allows_the_leaf_imports() -> None:
 
 #: Violations other branches of issue 11 are removing; the lead empties this
 #: table after merging them (strict=False: a fixed module simply passes).
-KNOWN_VIOLATIONS: dict[str, str] = {
-    "replay_engine/_check/checker.py": "_run.process_ref, rich",
-    "replay_engine/_cli/check_cmd.py": "_check.checker",
-    "replay_engine/_cli/common.py": "_run.process_ref",
-    "replay_engine/_cli/effect_cmds.py": "_store.posts, _store.store",
-    "replay_engine/_cli/run_cmds.py": "_run.dask_executor",
-    "replay_engine/testing/_check.py": "_run.process_ref",
-    "replay_engine/testing/_fakes.py": "_run.hooks, _run.tasks",
-    "replay_engine/testing/_hashseed.py": "_run.process_ref",
-    "replay_engine/testing/_messages.py": "_check.checker",
-    "replay_engine/testing/_schedule.py": "_run.hooks",
-}
 
 
 def _layer_cases() -> list[object]:
-    cases = []
-    for path in _sources(ENGINE):
-        rel = str(path.relative_to(ROOT))
-        reason = KNOWN_VIOLATIONS.get(rel)
-        marks = (
-            [pytest.mark.xfail(reason=f"issue 11: imports {reason}", strict=False)]
-            if reason
-            else []
-        )
-        cases.append(pytest.param(path, id=rel, marks=marks))
-    return cases
+    return [
+        pytest.param(path, id=str(path.relative_to(ROOT))) for path in _sources(ENGINE)
+    ]
 
 
 def test_every_module_has_a_layer() -> None:
@@ -420,11 +400,6 @@ def _engine_sources() -> dict[str, tuple[str, str]]:
     return sources
 
 
-@pytest.mark.xfail(
-    reason="issue 11: _run.context <-> _run.runtime and "
-    "_api.engine <-> _api.durable remain",
-    strict=False,
-)
 def test_replay_engine_has_no_import_cycles() -> None:
     """No two modules of ``replay_engine`` import each other, even indirectly.
 

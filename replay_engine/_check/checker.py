@@ -37,14 +37,12 @@ from __future__ import annotations
 import ast
 import builtins
 import inspect
-import json
 import textwrap
 import types
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .._run import process_ref as _process_ref
 from . import rules
 
 
@@ -75,21 +73,12 @@ class Finding:
         return asdict(self)
 
 
-def check_process(ref_or_fn: str | Callable[..., Any]) -> list[Finding]:
-    """Statically check a process function (``"module:qualname"`` or the function).
-
-    Returns:
-        The findings, sorted by file, line and column (empty when clean).
+def check_function(fn: Callable[..., Any]) -> tuple[list[Finding], list[str]]:
+    """The findings for ``fn`` and the names of the functions checked.
 
     Raises:
-        ProcessImportError: a reference that cannot be imported.
         ValueError: the function's source is unavailable.
     """
-    return _check(ref_or_fn)[0]
-
-
-def _check(ref_or_fn: str | Callable[..., Any]) -> tuple[list[Finding], list[str]]:
-    fn = _process_ref.load(ref_or_fn) if isinstance(ref_or_fn, str) else ref_or_fn
     fn = inspect.unwrap(fn)
     module = inspect.getmodule(fn)
     try:
@@ -372,46 +361,3 @@ class _Checker:
                 function=self._current,
             )
         )
-
-
-# -- the command ---------------------------------------------------------------------
-
-
-def main_check(ref: str, as_json: bool) -> int:
-    """Print the findings for ``ref`` (rich text, or one JSON document); 0 clean, 1 not.
-
-    Raises:
-        ProcessImportError: ``ref`` cannot be imported (a usage error, exit 2).
-    """
-    findings, functions = _check(ref)
-    if as_json:
-        print(
-            json.dumps(
-                {
-                    "process": ref,
-                    "ok": not findings,
-                    "functions": functions,
-                    "findings": [f.to_dict() for f in findings],
-                }
-            )
-        )
-        return 1 if findings else 0
-    from rich.console import Console
-    from rich.markup import escape
-
-    console = Console(highlight=False)
-    for f in findings:
-        console.print(
-            f"[bold]{escape(f.file)}:{f.line}:{f.col}[/]: [red]{f.code}[/]"
-            f" {escape(f.message)}"
-        )
-        console.print(f"    [green]use:[/] {escape(f.replacement)}")
-    checked = f"checked {len(functions)} function{'s' * (len(functions) != 1)}"
-    if findings:
-        console.print(
-            f"[red]{len(findings)} determinism hazard{'s' * (len(findings) != 1)}"
-            f"[/] in {escape(ref)} ({checked})"
-        )
-        return 1
-    console.print(f"[green]no determinism hazards[/] in {escape(ref)} ({checked})")
-    return 0

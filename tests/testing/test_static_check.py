@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from replay_engine._check.checker import Finding, check_process, main_check
+from replay_engine.check import Finding, check_process, main_check
 
 from . import hazards, seed_examples
 
