@@ -23,12 +23,9 @@ from .._store.store import Store
 from ..errors import NonDeterminismError
 from .hooks import SimulatedCrash
 
-_key_text = jf.key_bytes_to_text
-_ADDRESS_SIZE = jf.ADDRESS_SIZE
-
-
-Entry = jf.CallEntry
-"""What the journal holds at one invocation key (see ``journal_format``)."""
+GROUP = -1
+"""The call kind of a parallel group: it takes a key but records nothing there,
+so any entry at its key is a divergence (no entry has this kind)."""
 
 CHECKPOINT_MIN_EVENTS = 16
 """A waiting run gets a checkpoint once this many events are not covered by one."""
@@ -37,13 +34,24 @@ CHECKPOINT_GROWTH = 4
 rewriting checkpoints costs O(1) amortised per event (see ``_checkpoint_due``)."""
 
 
-def describe_entry(entry: Entry) -> str:
+def describe_entry(entry: jf.CallEntry) -> str:
     """A recorded call for an error message."""
     if entry.kind == jf.EFFECT:
         return f"task {entry.task!r} args {describe_args(entry.args)}"
     if entry.kind == jf.VALUE:
         return f"ctx.{entry.task}()"
     return "ctx.sleep()"
+
+
+def describe_call(kind: int, task: str, args: bytes) -> str:
+    """A replayed call for an error message (the mirror of :func:`describe_entry`)."""
+    if kind == jf.EFFECT:
+        return f"task {task!r} args {describe_args(args)}"
+    if kind == jf.VALUE:
+        return f"ctx.{task}()"
+    if kind == jf.TIMER:
+        return "ctx.sleep()"
+    return "a parallel group (ctx.parallel.all/map)"
 
 
 class RunJournal:
@@ -54,9 +62,13 @@ class RunJournal:
         self.run_id = run_id
         self.read_only = read_only
         self.index = jf.CallIndex()
-        self.entries: dict[bytes, Entry] = self.index.calls
+        self.entries: dict[bytes, jf.CallEntry] = self.index.calls
         self.visited: set[bytes] = set()
         """Recorded keys this execution has reached (the rest are checked last)."""
+        self.diverged: NonDeterminismError | None = None
+        """The first divergence this execution met. Every later ctx call
+        re-raises it, so user code catching it cannot make the run go on
+        recording."""
         self.recorded_events = 0
         self.restored_events = 0
         """Events covered by the checkpoint the load started from (0: none)."""
@@ -123,7 +135,7 @@ class RunJournal:
 
     def payload(self, ref: bytes) -> bytes:
         """The payload a recorded reference names (a blob is read and checked once)."""
-        if len(ref) < _ADDRESS_SIZE:
+        if len(ref) < jf.ADDRESS_SIZE:
             return ref
         data = self._payloads.get(ref)
         if data is None:
@@ -214,6 +226,56 @@ class RunJournal:
             self.restored_events = result.checkpointed
         self.commits += 1
 
+    # -- the replay decision -----------------------------------------------------
+
+    def answer(
+        self,
+        key: bytes,
+        kind: int,
+        task: str = "",
+        args: bytes = b"",
+        args_bytes: bytes | None = None,
+    ) -> jf.CallEntry | None:
+        """What the journal says about the call a process just made at ``key``.
+
+        ``None``: nothing is recorded there, the call is new (at or past the
+        frontier; :meth:`check_new_key` decides whether it may be). Otherwise
+        the recorded entry, once it is known to be the same call: the same
+        kind, task (or value kind) and args address; the key is then marked
+        visited. Timers and values compare their empty task/args fields, so
+        one comparison serves every kind; a parallel group (:data:`GROUP`)
+        records nothing at its key and so diverges on any entry.
+
+        This is the only place a replayed call is decided: every ctx method
+        asks here, so what counts as "the same call" cannot drift between them.
+
+        Raises:
+            NonDeterminismError: the journal holds another call at ``key``
+                (``args_bytes``, when given, is attached for inspection).
+        """
+        entry = self.entries.get(key)
+        if entry is None:
+            return None
+        if entry.kind != kind or entry.task != task or entry.args != args:
+            raise self._diverge(
+                divergence(
+                    self.run_id,
+                    key,
+                    entry.seq,
+                    recorded=describe_entry(entry),
+                    replayed=describe_call(kind, task, args),
+                    replayed_args=args_bytes,
+                )
+            )
+        self.visited.add(key)
+        return entry
+
+    def _diverge(self, error: NonDeterminismError) -> NonDeterminismError:
+        """Remember the first divergence; it is the one raised from now on."""
+        if self.diverged is None:
+            self.diverged = error
+        return self.diverged
+
     # -- divergence checks -------------------------------------------------------
 
     def check_new_key(
@@ -260,18 +322,20 @@ class RunJournal:
         entry = self.entries[recorded_key]
         if not isinstance(replayed, str):
             replayed = replayed()  # described only when it is needed
-        raise divergence(
-            self.run_id,
-            key,
-            entry.seq,
-            recorded=f"nothing at {_key_text(key)}; {what} at"
-            f" {_key_text(recorded_key)} ({describe_entry(entry)})",
-            replayed=f"{replayed} here",
-            headline="the process made a call the journal does not have (an extra"
-            " or inserted call)",
+        raise self._diverge(
+            divergence(
+                self.run_id,
+                key,
+                entry.seq,
+                recorded=f"nothing at {jf.key_bytes_to_text(key)}; {what} at"
+                f" {jf.key_bytes_to_text(recorded_key)} ({describe_entry(entry)})",
+                replayed=f"{replayed} here",
+                headline="the process made a call the journal does not have (an extra"
+                " or inserted call)",
+            )
         )
 
-    def unvisited(self) -> list[tuple[bytes, Entry]]:
+    def unvisited(self) -> list[tuple[bytes, jf.CallEntry]]:
         """Recorded calls this execution has not reached, in key order."""
         visited = self.visited
         if len(visited) == len(self.entries):
@@ -304,7 +368,7 @@ def divergence(
     replayed_args: bytes | None = None,
 ) -> NonDeterminismError:
     """Build the NonDeterminismError for a divergence at ``key``."""
-    key_text = _key_text(key)
+    key_text = jf.key_bytes_to_text(key)
     where = f"at key {key_text}" + (f" (event seq {seq})" if seq is not None else "")
     site = site if site is not None else call_site(3)
     fork_hint = (
