@@ -28,7 +28,7 @@ from journal_format import ADDRESS_SIZE, EFFECT
 
 from ..errors import PayloadError, ReplayEngineError
 from .backend import ContextBackend
-from .journal import call_site
+from .divergence import call_site
 from .parallel import Resolved, check_map_fn, check_thunks, run_group
 from .scope import Scope, current_scope
 from .tasks import TaskDef, as_task

@@ -26,9 +26,13 @@ import journal_format as jf
 
 from ..errors import ExecutorUnavailable
 from . import jobs
+from .executors import ExecutorSet
 from .hooks import Hooks
 from .journal import RunJournal
 from .tasks import TaskContext, TaskDef, _task_context
+
+# ExecutorSet is defined next door; the API layer imports it from here.
+__all__ = ["Call", "Dispatcher", "ExecutorSet", "Slots"]
 
 _MAX_CHUNK = 64
 """Most attempts in one pool job while a task's cost is unknown."""
@@ -396,61 +400,3 @@ class Dispatcher:
         )
         if call.task is not None:
             call.task.cancel()
-
-
-class ExecutorSet:
-    """Where sync tasks run: the engine's executor, a thread pool, a process pool."""
-
-    def __init__(self, executor: Any | None, *, owned: bool = False) -> None:
-        self._given = executor
-        # The engine built it (from a distributed.Client or an address).
-        self._owned = owned
-        self._threads: cf.ThreadPoolExecutor | None = (
-            executor if isinstance(executor, cf.ThreadPoolExecutor) else None
-        )
-        self._own_threads = False
-        self._processes: cf.ProcessPoolExecutor | None = None
-
-    def threads(self) -> cf.ThreadPoolExecutor:
-        if self._threads is None:
-            self._threads = cf.ThreadPoolExecutor(thread_name_prefix="replay-engine")
-            self._own_threads = True
-        return self._threads
-
-    def processes(self) -> cf.ProcessPoolExecutor:
-        if self._processes is None:
-            import multiprocessing
-
-            # forkserver/spawn: a fork of this process would inherit the LMDB
-            # handle and the run locks, which must never happen.
-            method = (
-                "forkserver"
-                if "forkserver" in multiprocessing.get_all_start_methods()
-                else "spawn"
-            )
-            self._processes = cf.ProcessPoolExecutor(
-                mp_context=multiprocessing.get_context(method)
-            )
-        return self._processes
-
-    def for_task(self, tdef: TaskDef) -> tuple[cf.Executor, bool]:
-        """The executor for a sync task, and whether it takes tasks by reference."""
-        if tdef.executor == "process":
-            return self.processes(), True
-        if tdef.executor == "thread" or self._given is None:
-            return self.threads(), False
-        if isinstance(self._given, cf.ThreadPoolExecutor):
-            return self._given, False
-        return self._given, True
-
-    def shutdown(self) -> None:
-        """Shut down the pools this set created (never one the user passed in)."""
-        if self._own_threads and self._threads is not None:
-            self._threads.shutdown(wait=False, cancel_futures=True)
-            self._threads = None
-        if self._processes is not None:
-            self._processes.shutdown(wait=False, cancel_futures=True)
-            self._processes = None
-        if self._owned and self._given is not None:
-            self._given.shutdown(wait=False, cancel_futures=True)
-            self._owned = False

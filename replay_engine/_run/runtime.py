@@ -30,8 +30,9 @@ from ..errors import (
 from . import gc_relax, jobs, waits
 from .context import Context
 from .dispatch import Call, ExecutorSet, Slots
+from .divergence import call_site, describe_args
 from .hooks import Hooks
-from .journal import GROUP, RunJournal, call_site, describe_args
+from .journal import GROUP, RunJournal
 from .parallel import BranchAbandoned, Resolved
 from .scope import Scope, current_scope
 from .settle import Outcome, error_info, settle_finished, settle_waiting, stop

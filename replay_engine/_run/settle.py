@@ -24,7 +24,7 @@ import journal_format as jf
 
 from ..errors import NonDeterminismError, PayloadError
 from . import jobs
-from .journal import describe_entry, divergence
+from .divergence import describe_entry, divergence
 from .state import ExecutionState, Stopped
 
 

@@ -17,7 +17,7 @@ import journal_format as jf
 
 from .._store.posts import expire
 from ..errors import task_failure
-from .journal import call_site
+from .divergence import call_site
 from .quiet import schedule_quiet_check
 from .state import ExecutionState, FrontierCall, Stopped
 from .tasks import TaskDef
