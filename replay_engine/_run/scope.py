@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextvars
 
 import journal_format as jf
-from journal_format import encode_component
+from journal_format import MAX_INVOCATION_KEY_BYTES, encode_component
 
 from ..errors import ReplayEngineError
 
@@ -47,7 +47,7 @@ class Scope:
         index = self.next_index
         self.next_index = index + 1
         key = self.prefix + encode_component(index)
-        if len(key) > jf.MAX_INVOCATION_KEY_BYTES:
+        if len(key) > MAX_INVOCATION_KEY_BYTES:
             raise ReplayEngineError(
                 f"invocation key {jf.key_bytes_to_text(key)} is too deep for the"
                 " journal (nesting is limited to about 40 levels)"
