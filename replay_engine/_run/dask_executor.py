@@ -5,7 +5,7 @@ address; ``distributed`` itself is imported only when the adapter is built,
 so the core never needs it (``pip install "replay-engine[dask]"``).
 
 The dispatcher hands any executor but a thread pool its tasks *by
-reference*: ``submit(_worker.run_remote_chunk, items, run_id)``, where each
+reference*: ``submit(jobs.run_remote_chunk, items, run_id)``, where each
 item is ``("module:qualname", args_bytes, key, attempt)`` and the result a
 list of plain ``(status, payload)`` tuples. Workers import the task functions;
 args and results cross as msgspec bytes. :class:`DaskExecutor` gives a Client
@@ -48,7 +48,7 @@ from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
 from ..errors import ExecutorUnavailable
-from . import jobs as _worker
+from . import jobs
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -205,7 +205,7 @@ class DaskExecutor(cf.Executor):
         out.set_running_or_notify_cancel()
         loop = _running_loop()
         if (
-            fn is _worker.run_remote_chunk
+            fn is jobs.run_remote_chunk
             and loop is not None
             and len(args) == 2
             and not kwargs
@@ -290,7 +290,7 @@ class DaskExecutor(cf.Executor):
             pack[1].extend(items)
             pack[2].append((out, len(items)))
         for run_id, items, parts in packs:
-            self._send(_worker.run_remote_chunk, (items, run_id), {}, parts)
+            self._send(jobs.run_remote_chunk, (items, run_id), {}, parts)
 
     def _send(
         self,

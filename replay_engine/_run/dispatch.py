@@ -25,10 +25,14 @@ from typing import Any
 import journal_format as jf
 
 from ..errors import ExecutorUnavailable
-from . import jobs as _worker
+from . import jobs
+from .executors import ExecutorSet
 from .hooks import Hooks
 from .journal import RunJournal
 from .tasks import TaskContext, TaskDef, _task_context
+
+# ExecutorSet is defined next door; the API layer imports it from here.
+__all__ = ["Call", "Dispatcher", "ExecutorSet", "Slots"]
 
 _MAX_CHUNK = 64
 """Most attempts in one pool job while a task's cost is unknown."""
@@ -50,7 +54,7 @@ class Call:
         key_text: str,
         args_bytes: bytes,
         attempt: int,
-        future: asyncio.Future[_worker.Outcome],
+        future: asyncio.Future[jobs.Outcome],
     ) -> None:
         self.tdef = tdef
         self.key_text = key_text
@@ -209,7 +213,7 @@ class Dispatcher:
             call.task = self.loop.create_task(self._run_async(call))
             self._async_calls.add(call)
         elif tdef.executor == "inline":
-            outcome = _worker.run_call(
+            outcome = jobs.run_call(
                 tdef.fn, call.args_bytes, self.run_id, call.key_text, call.attempt
             )
             self._finish(call, outcome)
@@ -255,10 +259,10 @@ class Dispatcher:
         future: cf.Future[Any]
         if by_reference:
             items_r = [(c.tdef.ref, c.args_bytes, c.key_text, c.attempt) for c in chunk]
-            future = executor.submit(_worker.run_remote_chunk, items_r, self.run_id)
+            future = executor.submit(jobs.run_remote_chunk, items_r, self.run_id)
         else:
             items_l = [(c.tdef.fn, c.args_bytes, c.key_text, c.attempt) for c in chunk]
-            future = executor.submit(_worker.run_local_chunk, items_l, self.run_id)
+            future = executor.submit(jobs.run_local_chunk, items_l, self.run_id)
         loop = self.loop
 
         def done(f: cf.Future[Any]) -> None:
@@ -286,7 +290,7 @@ class Dispatcher:
                 self._deliver(call, None)
             return
         except BaseException as exc:  # the executor itself failed (a worker died)
-            outcomes = [_worker.error_outcome(exc)] * len(chunk)
+            outcomes = [jobs.error_outcome(exc)] * len(chunk)
         hooks = self.hooks
         if hooks is not None and hooks.delay is not None:
             for call, outcome in zip(chunk, outcomes, strict=True):
@@ -308,20 +312,20 @@ class Dispatcher:
             self._finish(call, None)
             raise
         except Exception as exc:
-            self._finish(call, _worker.error_outcome(exc))
+            self._finish(call, jobs.error_outcome(exc))
             return
         finally:
             _task_context.reset(token)
         try:
-            outcome: _worker.Outcome = (_worker.OK, jf.encode_payload(result))
+            outcome: jobs.Outcome = (jobs.OK, jf.encode_payload(result))
         except jf.FormatError as exc:
             outcome = (
-                _worker.PAYLOAD_ERROR,
+                jobs.PAYLOAD_ERROR,
                 f"the task's result cannot be journaled: {exc}",
             )
         self._finish(call, outcome)
 
-    def _injected_failure(self, call: Call) -> _worker.Outcome | None:
+    def _injected_failure(self, call: Call) -> jobs.Outcome | None:
         """An outcome the testing hooks impose instead of running the task."""
         hooks = self.hooks
         if hooks is None:
@@ -329,19 +333,19 @@ class Dispatcher:
         if hooks.fail is not None:
             exc = hooks.fail(call.key_text, call.tdef.name, call.attempt)
             if exc is not None:
-                return _worker.error_outcome(exc)
+                return jobs.error_outcome(exc)
         if hooks.fake is not None:
             args = jf.decode_payload(call.args_bytes)
             try:
                 value = hooks.fake(call.key_text, call.tdef.name, call.attempt, args)
             except Exception as exc:
-                return _worker.error_outcome(exc)
+                return jobs.error_outcome(exc)
             if value is not hooks.REAL:
                 try:
-                    return (_worker.OK, jf.encode_payload(value))
+                    return (jobs.OK, jf.encode_payload(value))
                 except jf.FormatError as exc:
                     return (
-                        _worker.PAYLOAD_ERROR,
+                        jobs.PAYLOAD_ERROR,
                         f"the fake result cannot be encoded: {exc}",
                     )
         return None
@@ -354,7 +358,7 @@ class Dispatcher:
             old = costs.get(name)
             costs[name] = per_task if old is None else 0.7 * old + 0.3 * per_task
 
-    def _finish(self, call: Call, outcome: _worker.Outcome | None) -> None:
+    def _finish(self, call: Call, outcome: jobs.Outcome | None) -> None:
         hooks = self.hooks
         if hooks is not None and hooks.delay is not None and outcome is not None:
             seconds = hooks.delay(call.key_text, call.tdef.name, call.attempt)
@@ -365,14 +369,14 @@ class Dispatcher:
                 return
         self._deliver(call, outcome)
 
-    def _deliver(self, call: Call, outcome: _worker.Outcome | None) -> None:
+    def _deliver(self, call: Call, outcome: jobs.Outcome | None) -> None:
         self.in_flight -= 1
         self.slots.give()
         self._release(call, outcome)
         # Commit the completion soon, and start what was waiting for a slot.
         self.schedule_pump()
 
-    def _release(self, call: Call, outcome: _worker.Outcome | None) -> None:
+    def _release(self, call: Call, outcome: jobs.Outcome | None) -> None:
         """Hand an attempt's outcome to the effect waiting for it."""
         self._async_calls.discard(call)
         if call.timer is not None:
@@ -386,7 +390,7 @@ class Dispatcher:
         timeout = call.tdef.timeout
         call.future.set_result(
             (
-                _worker.ERROR,
+                jobs.ERROR,
                 (
                     "TimeoutError",
                     f"attempt exceeded the task's timeout of {timeout}s",
@@ -396,61 +400,3 @@ class Dispatcher:
         )
         if call.task is not None:
             call.task.cancel()
-
-
-class ExecutorSet:
-    """Where sync tasks run: the engine's executor, a thread pool, a process pool."""
-
-    def __init__(self, executor: Any | None, *, owned: bool = False) -> None:
-        self._given = executor
-        # The engine built it (from a distributed.Client or an address).
-        self._owned = owned
-        self._threads: cf.ThreadPoolExecutor | None = (
-            executor if isinstance(executor, cf.ThreadPoolExecutor) else None
-        )
-        self._own_threads = False
-        self._processes: cf.ProcessPoolExecutor | None = None
-
-    def threads(self) -> cf.ThreadPoolExecutor:
-        if self._threads is None:
-            self._threads = cf.ThreadPoolExecutor(thread_name_prefix="replay-engine")
-            self._own_threads = True
-        return self._threads
-
-    def processes(self) -> cf.ProcessPoolExecutor:
-        if self._processes is None:
-            import multiprocessing
-
-            # forkserver/spawn: a fork of this process would inherit the LMDB
-            # handle and the run locks, which must never happen.
-            method = (
-                "forkserver"
-                if "forkserver" in multiprocessing.get_all_start_methods()
-                else "spawn"
-            )
-            self._processes = cf.ProcessPoolExecutor(
-                mp_context=multiprocessing.get_context(method)
-            )
-        return self._processes
-
-    def for_task(self, tdef: TaskDef) -> tuple[cf.Executor, bool]:
-        """The executor for a sync task, and whether it takes tasks by reference."""
-        if tdef.executor == "process":
-            return self.processes(), True
-        if tdef.executor == "thread" or self._given is None:
-            return self.threads(), False
-        if isinstance(self._given, cf.ThreadPoolExecutor):
-            return self._given, False
-        return self._given, True
-
-    def shutdown(self) -> None:
-        """Shut down the pools this set created (never one the user passed in)."""
-        if self._own_threads and self._threads is not None:
-            self._threads.shutdown(wait=False, cancel_futures=True)
-            self._threads = None
-        if self._processes is not None:
-            self._processes.shutdown(wait=False, cancel_futures=True)
-            self._processes = None
-        if self._owned and self._given is not None:
-            self._given.shutdown(wait=False, cancel_futures=True)
-            self._owned = False

@@ -8,42 +8,31 @@ journal says happened at each invocation key) in one read transaction, from
 the run's checkpoint plus a checked fold of the events after it, so each
 replayed call costs a dict lookup rather than a database round trip. Commits
 that leave a run waiting keep its checkpoint current.
+
+It also decides every replayed call (:meth:`RunJournal.answer`).
 """
 
 from __future__ import annotations
 
 import bisect
-import sys
 from collections.abc import Callable
-from types import FrameType
 
 import journal_format as jf
 
 from .._store.store import Store
 from ..errors import NonDeterminismError
+from .divergence import describe_call, describe_entry, divergence
 from .hooks import SimulatedCrash
 
-_key_text = jf.key_bytes_to_text
-_ADDRESS_SIZE = jf.ADDRESS_SIZE
-
-
-Entry = jf.CallEntry
-"""What the journal holds at one invocation key (see ``journal_format``)."""
+GROUP = -1
+"""The call kind of a parallel group: it takes a key but records nothing there,
+so any entry at its key is a divergence (no entry has this kind)."""
 
 CHECKPOINT_MIN_EVENTS = 16
 """A waiting run gets a checkpoint once this many events are not covered by one."""
 CHECKPOINT_GROWTH = 4
 """… and once the uncovered events are at least 1/this of the covered ones, so
 rewriting checkpoints costs O(1) amortised per event (see ``_checkpoint_due``)."""
-
-
-def describe_entry(entry: Entry) -> str:
-    """A recorded call for an error message."""
-    if entry.kind == jf.EFFECT:
-        return f"task {entry.task!r} args {describe_args(entry.args)}"
-    if entry.kind == jf.VALUE:
-        return f"ctx.{entry.task}()"
-    return "ctx.sleep()"
 
 
 class RunJournal:
@@ -54,9 +43,13 @@ class RunJournal:
         self.run_id = run_id
         self.read_only = read_only
         self.index = jf.CallIndex()
-        self.entries: dict[bytes, Entry] = self.index.calls
+        self.entries: dict[bytes, jf.CallEntry] = self.index.calls
         self.visited: set[bytes] = set()
         """Recorded keys this execution has reached (the rest are checked last)."""
+        self.diverged: NonDeterminismError | None = None
+        """The first divergence this execution met. Every later ctx call
+        re-raises it, so user code catching it cannot make the run go on
+        recording."""
         self.recorded_events = 0
         self.restored_events = 0
         """Events covered by the checkpoint the load started from (0: none)."""
@@ -123,7 +116,7 @@ class RunJournal:
 
     def payload(self, ref: bytes) -> bytes:
         """The payload a recorded reference names (a blob is read and checked once)."""
-        if len(ref) < _ADDRESS_SIZE:
+        if len(ref) < jf.ADDRESS_SIZE:
             return ref
         data = self._payloads.get(ref)
         if data is None:
@@ -214,6 +207,56 @@ class RunJournal:
             self.restored_events = result.checkpointed
         self.commits += 1
 
+    # -- the replay decision -----------------------------------------------------
+
+    def answer(
+        self,
+        key: bytes,
+        kind: int,
+        task: str = "",
+        args: bytes = b"",
+        args_bytes: bytes | None = None,
+    ) -> jf.CallEntry | None:
+        """What the journal says about the call a process just made at ``key``.
+
+        ``None``: nothing is recorded there, the call is new (at or past the
+        frontier; :meth:`check_new_key` decides whether it may be). Otherwise
+        the recorded entry, once it is known to be the same call: the same
+        kind, task (or value kind) and args address; the key is then marked
+        visited. Timers and values compare their empty task/args fields, so
+        one comparison serves every kind; a parallel group (:data:`GROUP`)
+        records nothing at its key and so diverges on any entry.
+
+        This is the only place a replayed call is decided: every ctx method
+        asks here, so what counts as "the same call" cannot drift between them.
+
+        Raises:
+            NonDeterminismError: the journal holds another call at ``key``
+                (``args_bytes``, when given, is attached for inspection).
+        """
+        entry = self.entries.get(key)
+        if entry is None:
+            return None
+        if entry.kind != kind or entry.task != task or entry.args != args:
+            raise self._diverge(
+                divergence(
+                    self.run_id,
+                    key,
+                    entry.seq,
+                    recorded=describe_entry(entry),
+                    replayed=describe_call(kind, task, args),
+                    replayed_args=args_bytes,
+                )
+            )
+        self.visited.add(key)
+        return entry
+
+    def _diverge(self, error: NonDeterminismError) -> NonDeterminismError:
+        """Remember the first divergence; it is the one raised from now on."""
+        if self.diverged is None:
+            self.diverged = error
+        return self.diverged
+
     # -- divergence checks -------------------------------------------------------
 
     def check_new_key(
@@ -260,87 +303,22 @@ class RunJournal:
         entry = self.entries[recorded_key]
         if not isinstance(replayed, str):
             replayed = replayed()  # described only when it is needed
-        raise divergence(
-            self.run_id,
-            key,
-            entry.seq,
-            recorded=f"nothing at {_key_text(key)}; {what} at"
-            f" {_key_text(recorded_key)} ({describe_entry(entry)})",
-            replayed=f"{replayed} here",
-            headline="the process made a call the journal does not have (an extra"
-            " or inserted call)",
+        raise self._diverge(
+            divergence(
+                self.run_id,
+                key,
+                entry.seq,
+                recorded=f"nothing at {jf.key_bytes_to_text(key)}; {what} at"
+                f" {jf.key_bytes_to_text(recorded_key)} ({describe_entry(entry)})",
+                replayed=f"{replayed} here",
+                headline="the process made a call the journal does not have (an extra"
+                " or inserted call)",
+            )
         )
 
-    def unvisited(self) -> list[tuple[bytes, Entry]]:
+    def unvisited(self) -> list[tuple[bytes, jf.CallEntry]]:
         """Recorded calls this execution has not reached, in key order."""
         visited = self.visited
         if len(visited) == len(self.entries):
             return []
         return sorted((k, e) for k, e in self.entries.items() if k not in visited)
-
-
-def call_site(depth: int = 2) -> str:
-    """``file:line`` of the user code that made the current ctx call."""
-    frame: FrameType | None = sys._getframe(depth)
-    # Skip the engine's own (private) modules and asyncio's machinery.
-    while frame is not None and (
-        frame.f_globals.get("__name__", "").startswith(("replay_engine._", "asyncio"))
-    ):
-        frame = frame.f_back
-    if frame is None:
-        return "<unknown>"
-    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
-
-
-def divergence(
-    run_id: str,
-    key: bytes,
-    seq: int | None,
-    *,
-    recorded: str,
-    replayed: str,
-    headline: str = "",
-    site: str | None = None,
-    replayed_args: bytes | None = None,
-) -> NonDeterminismError:
-    """Build the NonDeterminismError for a divergence at ``key``."""
-    key_text = _key_text(key)
-    where = f"at key {key_text}" + (f" (event seq {seq})" if seq is not None else "")
-    site = site if site is not None else call_site(3)
-    fork_hint = (
-        f"\nTo branch from the last agreeing event: replay-engine fork {run_id}"
-        f" --at {seq}"
-        if seq is not None
-        else ""
-    )
-    message = (
-        f"run {run_id!r} diverged from its journal {where}"
-        + (f": {headline}" if headline else "")
-        + f".\n  recorded: {recorded}\n  replayed: {replayed}\n  call site: {site}\n"
-        "The process must make the same ctx calls in the same places on every"
-        " resume. Likely causes:\n"
-        "  1. a branch on time, randomness or the environment read outside"
-        " ctx.now()/ctx.random()/ctx.uuid();\n"
-        "  2. iterating a set, or a dict built in an order that changed;\n"
-        "  3. the process code changed since the run started." + fork_hint
-    )
-    return NonDeterminismError(
-        message,
-        run_id=run_id,
-        key=key_text,
-        seq=seq,
-        recorded=recorded,
-        replayed=replayed,
-        replayed_args=replayed_args,
-    )
-
-
-def describe_args(ref: bytes) -> str:
-    """Args for an error message: the value when inline, else its address prefix."""
-    if jf.ref_is_inline(ref):
-        try:
-            text = repr(jf.decode_payload(ref))
-        except jf.FormatError:
-            text = f"<bytes {ref.hex()}>"
-        return text if len(text) <= 60 else text[:57] + "..."
-    return f"b3:{ref.hex()[:12]}"

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
-import types
 from collections.abc import (
     Awaitable,
     Callable,
@@ -28,6 +27,7 @@ from collections.abc import (
     Iterable,
     Sequence,
 )
+from types import CoroutineType
 from typing import Any, TypeVar
 
 from journal_format import encode_component, key_bytes_to_text
@@ -40,7 +40,6 @@ U = TypeVar("U")
 
 _PENDING = object()
 _NO_ITEM = object()
-_CoroutineType = types.CoroutineType
 
 
 class Resolved:
@@ -303,7 +302,7 @@ def _first_step(
     kind = type(value)
     if kind is Resolved:
         return True, value.value, None
-    if kind is _CoroutineType or inspect.iscoroutine(value):
+    if kind is CoroutineType or inspect.iscoroutine(value):
         coro = value
     elif inspect.isawaitable(value):
         coro = _await_any(value)

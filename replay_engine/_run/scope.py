@@ -13,10 +13,9 @@ from __future__ import annotations
 import contextvars
 
 import journal_format as jf
+from journal_format import MAX_INVOCATION_KEY_BYTES, encode_component
 
 from ..errors import ReplayEngineError
-
-_encode_component = jf.encode_component
 
 
 class Scope:
@@ -47,8 +46,8 @@ class Scope:
         """Take the next invocation key of this scope."""
         index = self.next_index
         self.next_index = index + 1
-        key = self.prefix + _encode_component(index)
-        if len(key) > jf.MAX_INVOCATION_KEY_BYTES:
+        key = self.prefix + encode_component(index)
+        if len(key) > MAX_INVOCATION_KEY_BYTES:
             raise ReplayEngineError(
                 f"invocation key {jf.key_bytes_to_text(key)} is too deep for the"
                 " journal (nesting is limited to about 40 levels)"
@@ -70,7 +69,7 @@ class Scope:
             self.logs_at = {}
         ordinal = self.logs_at.get(index, 0)
         self.logs_at[index] = ordinal + 1
-        return self.prefix + _encode_component(index), ordinal
+        return self.prefix + encode_component(index), ordinal
 
 
 current_scope: contextvars.ContextVar[Scope] = contextvars.ContextVar(

@@ -1,0 +1,194 @@
+"""Settling an execution: stop it, and record how it ended.
+
+An execution ends in one of four ways:
+
+* the process returns: ``RunCompleted`` is recorded (the run is terminal);
+* the process raises: ``RunFailed`` is recorded (a later resume re-executes);
+* the process diverges from its journal: ``NonDeterminismError`` is raised and
+  nothing is recorded for the divergence, so the run can be resumed once the
+  code is fixed (the run pauses rather than fails);
+* nothing can progress but external effects: ``RunWaiting`` is recorded.
+
+A time-travel replay (``frozen``) records nothing: it reports ``frontier``
+where it had to stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import journal_format as jf
+
+from ..errors import NonDeterminismError, PayloadError
+from . import jobs
+from .divergence import describe_entry, divergence
+from .state import ExecutionState, Stopped
+
+
+@dataclass
+class Outcome:
+    """How an execution ended."""
+
+    status: str
+    result: Any = None
+    error: jf.ErrorInfo | None = None
+    pending: list[str] = field(default_factory=list)
+    next_due_ns: int | None = None
+
+
+def error_info(exc: BaseException) -> jf.ErrorInfo:
+    """The recorded form of an exception."""
+    _, (name, message, tb) = jobs.error_outcome(exc)
+    return jf.ErrorInfo(type=name, message=message, traceback=tb)
+
+
+async def stop(state: ExecutionState, main: asyncio.Task[Any]) -> None:
+    """Stop the execution: close dispatch, cancel the waits, unwind the process."""
+    state.stopping = True
+    state.dispatcher.close()
+    for future in state.external.values():
+        if not future.done():
+            future.cancel()
+    if main.done():
+        if not main.cancelled():
+            main.exception()  # retrieved: the outcome is being settled elsewhere
+    else:
+        main.cancel()
+        # Unwinding a cancelled process: whatever it raises now is moot.
+        with contextlib.suppress(BaseException):
+            await main
+    # Give cancelled async tasks one iteration to unwind.
+    await asyncio.sleep(0)
+
+
+async def settle_waiting(state: ExecutionState, main: asyncio.Task[Any]) -> Outcome:
+    """The process is blocked on external effects: record ``RunWaiting``."""
+    pending = sorted(k for k in state.external if k not in state.parked_timers)
+    next_due = min(state.due.values()) if state.due else None
+    await stop(state, main)
+    if state.frozen:
+        return Outcome(
+            status="frontier", pending=[jf.key_bytes_to_text(k) for k in pending]
+        )
+    journal = state.journal
+    waiting = jf.RunWaiting(pending=pending, next_due_ns=next_due)
+    # An iterate that changed nothing leaves the journal as it was.
+    if waiting != journal.last_event or journal.has_pending or journal.events_written:
+        journal.record(waiting)
+    finish_stats(state, status="waiting")
+    return Outcome(
+        status="waiting",
+        pending=[jf.key_bytes_to_text(k) for k in pending],
+        next_due_ns=next_due,
+    )
+
+
+def settle_finished(
+    state: ExecutionState, main: asyncio.Task[Any], process: object
+) -> Outcome:
+    """The process returned or raised: record its result or failure.
+
+    Raises what pauses the run instead of ending it: a divergence (also the
+    "fewer calls" one found here), a lost executor, a stop.
+    """
+    state.dispatcher.close()
+    exc = main.exception() if not main.cancelled() else asyncio.CancelledError()
+    if state.frozen:
+        return _settle_frozen(state, main, exc)
+    if state.journal.diverged is not None:
+        finish_stats(state, status=None)
+        raise state.journal.diverged
+    if isinstance(exc, NonDeterminismError):
+        finish_stats(state, status=None)
+        raise exc
+    if state.executor_lost is not None:
+        # The executor went away: a pause, not a failure. The interrupted
+        # effects have requests and no outcome; a resume re-dispatches them.
+        finish_stats(state, status=None)
+        raise state.executor_lost
+    journal = state.journal
+    unvisited = journal.unvisited()
+    if unvisited:
+        key, entry = unvisited[0]
+        finish_stats(state, status=None)
+        raise divergence(
+            state.run_id,
+            key,
+            entry.seq,
+            recorded=f"{describe_entry(entry)} and {len(unvisited) - 1} more"
+            " recorded calls",
+            replayed="the process finished without making these calls",
+            headline="the journal has calls this execution never made (fewer calls)",
+            site=_end_of(process),
+        )
+    if exc is None:
+        result = main.result()
+        try:
+            data = jf.encode_payload(result)
+        except jf.FormatError as err:
+            exc = PayloadError(f"the process's result cannot be encoded: {err}")
+        else:
+            ref = jf.payload_ref(data)
+            journal.record(jf.RunCompleted(result=ref), jf.blobs_for(ref, data))
+            finish_stats(state, status="completed")
+            return Outcome(status="completed", result=jf.decode_payload(data))
+    if isinstance(exc, Stopped | asyncio.CancelledError) or not isinstance(
+        exc, Exception
+    ):
+        finish_stats(state, status=None)
+        raise exc
+    error = error_info(exc)
+    last = journal.last_event
+    already = (
+        isinstance(last, jf.RunFailed)
+        and last.error.type == error.type
+        and (last.error.message == error.message)
+        and not journal.has_pending
+    )
+    if not already:
+        journal.record(jf.RunFailed(error=error))
+    finish_stats(state, status="failed")
+    return Outcome(status="failed", error=error)
+
+
+def _settle_frozen(
+    state: ExecutionState, main: asyncio.Task[Any], exc: BaseException | None
+) -> Outcome:
+    if state.journal.diverged is not None:
+        raise state.journal.diverged
+    if isinstance(exc, NonDeterminismError):
+        raise exc
+    if exc is None:
+        return Outcome(status="completed", result=main.result())
+    if isinstance(exc, Stopped):
+        return Outcome(status="frontier")
+    if not isinstance(exc, Exception):
+        raise exc
+    return Outcome(status="failed", error=error_info(exc))
+
+
+def finish_stats(state: ExecutionState, status: str | None) -> None:
+    """Make the final commit (with the run's new status) and fill in the stats."""
+    journal, stats = state.journal, state.stats
+    journal.flush(
+        status=status,
+        counters=(stats.dispatched, stats.replayed),
+        # A waiting run will be resumed: spare the next resume (an iterate,
+        # typically) reading every event again.
+        checkpoint=status == "waiting",
+    )
+    stats.events_written = journal.events_written
+    stats.commits = journal.commits
+    stats.in_flight = 0
+
+
+def _end_of(process: object) -> str:
+    """Where the process that stopped short is defined: ``file:line (end of f)``."""
+    code = getattr(process, "__code__", None)
+    if code is None:
+        return "<end of process>"
+    name = getattr(process, "__qualname__", "process")
+    return f"{code.co_filename}:{code.co_firstlineno} (the end of {name})"

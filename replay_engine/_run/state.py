@@ -1,0 +1,172 @@
+"""The state of one execution, shared by the runtime's parts.
+
+The runtime is split by job (``runtime``: the calls ctx makes and the whole
+execution; ``waits``: external waits, timers and frontier stops; ``quiet``:
+deciding that a run is waiting; ``settle``: recording how it ended). They all
+read and write the one :class:`ExecutionState` defined here, which also holds
+the primitives every part uses (record an event, count activity, refuse calls
+once the execution is stopping or diverged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import journal_format as jf
+
+from ..errors import ExecutorUnavailable, ReplayEngineError
+from .dispatch import Dispatcher, ExecutorSet, Slots
+from .hooks import Hooks
+from .journal import RunJournal
+
+_log = logging.getLogger("replay_engine.process")
+
+
+@dataclass
+class RunStats:
+    """Counters of one ``run``/``resume`` call."""
+
+    dispatched: int = 0
+    """Effects dispatched (executed) by this call."""
+    replayed: int = 0
+    """Effects answered from the journal without dispatch."""
+    events_written: int = 0
+    """Events this call appended to the journal."""
+    commits: int = 0
+    """Group commits (transactions) this call made."""
+    in_flight: int = 0
+    """Effects executing right now (live progress)."""
+    elapsed: float = 0.0
+    """Seconds the call took."""
+
+
+@dataclass(frozen=True)
+class FrontierCall:
+    """A call a time-travel replay stopped at: it needs an event past the prefix."""
+
+    key: str
+    task: str
+    kind: str
+    reason: str
+    """``"new call"``, ``"in flight"``, ``"external"`` or ``"timer"``."""
+    site: str
+    """``file:line`` of the call in the process's source."""
+
+
+class Stopped(BaseException):
+    """Internal: the run is being stopped; ctx calls made while it unwinds end here.
+
+    A ``BaseException`` so that ``except Exception`` in user code cannot
+    swallow it.
+    """
+
+
+class ExecutionState:
+    """State of one execution of one run, and the primitives on it."""
+
+    def __init__(
+        self,
+        journal: RunJournal,
+        run_id: str,
+        *,
+        executors: ExecutorSet,
+        max_in_flight: int | Slots,
+        on_progress: Callable[[RunStats], None] | None = None,
+        on_log: Callable[[str, str, dict[str, Any]], None] | None = None,
+        clock_ns: Callable[[], int] = time.time_ns,
+        frozen: bool = False,
+        park_timers: bool = False,
+        hooks: Hooks | None = None,
+    ) -> None:
+        self.loop = asyncio.get_running_loop()
+        # Time travel: answer only from the loaded prefix; dispatch, write nothing.
+        self.frozen = frozen
+        self.frontier: dict[bytes, FrontierCall] = {}
+        # iterate: a timer not yet due makes the run wait instead of sleeping.
+        self.park_timers = park_timers
+        self.parked_timers: set[bytes] = set()
+        self.due: dict[bytes, int] = {}
+        """Deadlines and parked timers of blocked calls (UTC ns)."""
+        self.groups: set[Any] = set()
+        self.journal = journal
+        self.run_id = run_id
+        self.stats = RunStats()
+        self.hooks = hooks
+        self.clock_ns = hooks.clock_ns if hooks is not None else clock_ns
+        self.crashed = False
+        if hooks is not None and hooks.crash_after_events is not None:
+            journal.crash_after_events = hooks.crash_after_events
+            journal.on_crash = self._crash
+        self._on_progress = on_progress
+        self._on_log = on_log
+        self.dispatcher = Dispatcher(
+            self.loop,
+            journal,
+            run_id,
+            executors=executors,
+            max_in_flight=max_in_flight,
+            on_progress=self._progress if on_progress else None,
+            hooks=hooks,
+        )
+        started = journal.started
+        self.seed = (started.seed if started is not None else None) or run_id
+        self.activity = 0
+        """Ticks on every step of progress; the quiet check watches it."""
+        self.sleeping = 0
+        self.external: dict[bytes, asyncio.Future[None]] = {}
+        """Futures of the calls blocked until a later execution (see ``waits``)."""
+        self.executor_lost: ExecutorUnavailable | None = None
+        self.stopping = False
+        # The quiet check's state (see ``quiet``).
+        self.quiet: asyncio.Future[None] | None = None
+        self.quiet_seen = -1
+        self.quiet_count = 0
+        self.quiet_scheduled = False
+
+    def tick(self) -> None:
+        """Count a step of progress (the quiet check waits for these to stop)."""
+        self.activity += 1
+
+    def check_live(self) -> None:
+        """Refuse a ctx call once the execution diverged or is being stopped."""
+        diverged = self.journal.diverged
+        if diverged is not None:
+            raise diverged
+        if self.stopping:
+            raise Stopped
+
+    def record(self, event: jf.Event, blobs: dict[bytes, bytes] | None = None) -> None:
+        """Buffer an event for the next group commit (the pump commits it)."""
+        if self.frozen:  # a bug if reached: every recording path checks first
+            raise ReplayEngineError(
+                "internal error: a time-travel replay tried to write"
+            )
+        self.journal.record(event, blobs)
+        self.dispatcher.schedule_pump()
+
+    def emit_log(self, key: str, message: str, fields: dict[str, Any]) -> None:
+        """Hand a new log line to Python logging and the ``on_log`` callback."""
+        _log.info(
+            "%s", message, extra={"run_id": self.run_id, "key": key, "fields": fields}
+        )
+        if self._on_log is not None:
+            self._on_log(key, message, fields)
+
+    def _crash(self) -> None:
+        """The hooks' simulated crash: stop now, as a killed process would."""
+        self.crashed = True
+        self.stopping = True
+        if self.hooks is not None:
+            self.hooks.crashed = True
+        if self.quiet is not None and not self.quiet.done():
+            self.quiet.set_result(None)
+
+    def _progress(self) -> None:
+        if self._on_progress is not None:
+            self.stats.in_flight = self.dispatcher.in_flight
+            self._on_progress(self.stats)

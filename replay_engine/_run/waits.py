@@ -1,0 +1,151 @@
+"""Waiting: external effects, signals, durable timers, backoff, frontier stops.
+
+A call that cannot be answered in this execution (an external effect nobody
+posted yet, a parked timer, a time-travel replay's call past its prefix)
+parks on a future in ``state.external`` that only stopping the execution
+resolves; the quiet check then finds the run waiting. Time waits (timers and
+retry backoff) go through the testing hooks' ``sleep`` when there is one, so a
+test decides how long they really take.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import journal_format as jf
+
+from .._store.posts import expire
+from ..errors import task_failure
+from .divergence import call_site
+from .quiet import schedule_quiet_check
+from .state import ExecutionState, FrontierCall, Stopped
+from .tasks import TaskDef
+
+
+async def external_result(
+    state: ExecutionState, tdef: TaskDef, key: bytes, deadline_ns: int | None
+) -> Any:
+    """Wait for an external effect's result; it arrives in a later execution."""
+    if tdef.kind == "signal":
+        payload = _take_signal(state, tdef.name, key)
+        if payload is not None:
+            return jf.decode_payload(payload)
+    journal = state.journal
+    if deadline_ns is not None and state.clock_ns() >= deadline_ns:
+        # Commit the request first: its outcome must never precede it.
+        journal.flush()
+        outcome = expire(
+            journal.store,
+            state.run_id,
+            key,
+            f"no result within {tdef.timeout}s (deadline {deadline_ns} ns)",
+        )
+        state.tick()
+        if isinstance(outcome, jf.EffectCompleted):
+            return jf.decode_payload(journal.store.get_payload(outcome.result))
+        assert isinstance(outcome, jf.EffectFailed)
+        error = outcome.error
+        raise task_failure(
+            error.type,
+            error.message,
+            error.traceback,
+            key=jf.key_bytes_to_text(key),
+            task=tdef.name,
+        )
+    if deadline_ns is not None:
+        state.due[key] = deadline_ns
+    await wait_external(state, key)
+
+
+def _take_signal(state: ExecutionState, name: str, key: bytes) -> bytes | None:
+    """Bind the oldest unconsumed signal ``name`` to the wait at ``key``."""
+    journal = state.journal
+    for seq, signal_name, address in journal.signals:
+        if signal_name == name and seq not in journal.consumed_signals:
+            journal.consumed_signals.add(seq)
+            payload = journal.store.get_payload(address)
+            state.record(
+                jf.EffectCompleted(key=key, result=address, signal_seq=seq),
+                jf.blobs_for(address, payload),
+            )
+            return payload
+    return None
+
+
+async def run_timer(
+    state: ExecutionState,
+    key: bytes,
+    scope_prefix: bytes,
+    due_ns: int | None,
+    seconds: float,
+) -> None:
+    """A durable timer: record its due time (when new), sleep what is left, fire."""
+    state.check_live()
+    if state.frozen:
+        await at_frontier(state, key, "ctx.sleep", "timer", "timer")
+    if due_ns is None:
+        state.journal.check_new_key(key, scope_prefix, "ctx.sleep()")
+        due_ns = state.clock_ns() + int(seconds * 1e9)
+        state.record(jf.TimerStarted(key=key, due_ns=due_ns))
+    remaining = (due_ns - state.clock_ns()) / 1e9
+    if remaining > 0 and state.park_timers:
+        state.parked_timers.add(key)
+        state.due[key] = due_ns
+        await wait_external(state, key)
+    if remaining > 0:
+        await hooked_sleep(state, key, remaining)
+    state.record(jf.TimerFired(key=key))
+
+
+async def hooked_sleep(state: ExecutionState, key: bytes, seconds: float) -> None:
+    """Sleep ``seconds`` for the call at ``key``, or what the hooks' ``sleep`` says.
+
+    Timers and retry backoff both wait here, so a test given hooks controls
+    every wait of the engine (a deterministic test sleeps for 0 s).
+    """
+    hooks = state.hooks
+    if hooks is not None and hooks.sleep is not None:
+        seconds = hooks.sleep(jf.key_bytes_to_text(key), seconds)
+    state.sleeping += 1
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        state.sleeping -= 1
+        state.tick()
+
+
+async def at_frontier(
+    state: ExecutionState, key: bytes, task: str, kind: str, reason: str
+) -> None:
+    """A time-travel replay reached a call it cannot answer: block this branch."""
+    state.frontier[key] = FrontierCall(
+        key=jf.key_bytes_to_text(key),
+        task=task,
+        kind=kind,
+        reason=reason,
+        site=call_site(3),
+    )
+    await wait_external(state, key)
+
+
+def stop_at_frontier(state: ExecutionState, key: bytes, task: str, kind: str) -> None:
+    """A synchronous call (``ctx.now()`` …) past the prefix: end this branch."""
+    state.frontier[key] = FrontierCall(
+        key=jf.key_bytes_to_text(key),
+        task=task,
+        kind=kind,
+        reason="new call",
+        site=call_site(3),
+    )
+    schedule_quiet_check(state)
+    raise Stopped
+
+
+async def wait_external(state: ExecutionState, key: bytes) -> None:
+    """Block until the execution stops (the run is then waiting on ``key``)."""
+    future: asyncio.Future[None] = state.loop.create_future()
+    state.external[key] = future
+    state.tick()
+    schedule_quiet_check(state)
+    await future  # resolved only when the run is stopped as waiting
