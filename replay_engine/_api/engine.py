@@ -25,6 +25,7 @@ from .._run.hooks import Hooks
 from .._run.journal import RunJournal
 from .._run.runtime import Outcome, RunStats, Runtime
 from .._store import posts as _external
+from .._store.env import DEFAULT_MAP_SIZE
 from .._store.lock import RunLock
 from .._store.payload import encode_or_refuse
 from .._store.posts import PendingEffect, pending_effects
@@ -119,6 +120,14 @@ class Engine:
             functions; any other executor gets tasks by reference
             (``module:qualname``) with args and results as msgspec bytes.
         max_in_flight: effects executing at once across the engine.
+        create: make the journal when ``path`` holds none (the default). With
+            ``False``, a missing or empty journal raises ``NotAJournalError``
+            instead of starting an empty history.
+        read_only: open for inspection: nothing is ever written (not even
+            a new journal); every write raises ``JournalWriteError``.
+        file_mode: the mode of the journal's files when they are created
+            (owner-only by default: journals hold inputs and results). A new
+            journal directory is made owner-only (0700).
 
     Example::
 
@@ -136,6 +145,9 @@ class Engine:
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         map_size: int | None = None,
         hooks: Hooks | None = None,
+        create: bool = True,
+        read_only: bool = False,
+        file_mode: int = 0o600,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1, not {max_in_flight}")
@@ -149,8 +161,13 @@ class Engine:
             from .._run.dask_executor import as_dask_executor
 
             executor, owned = as_dask_executor(executor), True
-        kwargs = {} if map_size is None else {"map_size": map_size}
-        self.store = Store(path, durability=durability, **kwargs)
+        self.store = Store(
+            path,
+            durability=durability,
+            map_size=DEFAULT_MAP_SIZE if map_size is None else map_size,
+            access="read" if read_only else "create" if create else "write",
+            file_mode=file_mode,
+        )
         self.path = self.store.real_path
         self.max_in_flight = max_in_flight
         self._slots = Slots(max_in_flight)

@@ -27,6 +27,7 @@ import journal_format as jf
 
 from .. import (
     Engine,
+    NotAJournalError,
     PayloadError,
     ProcessImportError,
     ReplayEngineError,
@@ -250,13 +251,27 @@ def journal_path(ctx: click.Context, *, must_exist: bool) -> str:
 def open_engine(
     ctx: click.Context,
     *,
-    must_exist: bool = True,
+    access: Literal["create", "write", "read"] = "read",
     durability: Literal["fsync", "process"] = "fsync",
     executor: cf.Executor | None = None,
 ) -> Iterator[Engine]:
-    path = journal_path(ctx, must_exist=must_exist)
+    """The engine on ``--journal``, opened as ``access`` says.
+
+    Only ``run`` creates a journal (``create``); commands that change a run
+    open an existing one (``write``); every other command inspects (``read``):
+    it writes nothing, not even a new journal.
+    """
+    path = journal_path(ctx, must_exist=access != "create")
     try:
-        engine = Engine(path, durability=durability, executor=executor)
+        engine = Engine(
+            path,
+            durability=durability,
+            executor=executor,
+            create=access == "create",
+            read_only=access == "read",
+        )
+    except NotAJournalError as exc:
+        raise usage_error(f"cannot open the journal at {path!r}: {exc}", ctx) from None
     except OSError as exc:
         raise usage_error(
             f"cannot open the journal at {path!r}: {exc.strerror or exc}", ctx

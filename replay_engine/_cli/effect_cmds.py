@@ -350,7 +350,7 @@ def pending_command(
             raise usage_error("--lease, --max and --kind go with --claim WORKER", ctx)
     elif lease is None:
         raise usage_error("--claim needs --lease SECONDS", ctx)
-    with open_engine(ctx) as engine:
+    with open_engine(ctx, access="read" if worker is None else "write") as engine:
         if worker is not None:
             assert lease is not None
             with _rejections(as_json):
@@ -505,7 +505,7 @@ def post_command(
         raise usage_error("--heartbeat needs --by WORKER and --lease SECONDS", ctx)
 
     doc: dict[str, Any]
-    with open_engine(ctx) as engine, _rejections(as_json):
+    with open_engine(ctx, access="write") as engine, _rejections(as_json):
         if action == "event":
             assert event is not None
             payload = (
@@ -639,7 +639,7 @@ def iterate_command(ctx: click.Context, run_id: str, as_json: bool) -> None:
     """
     del as_json  # iterate always speaks JSON (see _always_json)
     started = time.perf_counter()
-    with open_engine(ctx) as engine, quiet_engine_logger():
+    with open_engine(ctx, access="write") as engine, quiet_engine_logger():
         # The stored record, not engine.status(): that reads the whole journal
         # for a waiting run, and the replay is about to read it anyway.
         record = engine.store.require_run(run_id)

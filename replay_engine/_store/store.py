@@ -30,11 +30,14 @@ import journal_format as jf
 from ..errors import (
     FormatVersionError,
     JournalCorruptError,
+    JournalWriteError,
+    NotAJournalError,
     ReplayRangeError,
     RunExistsError,
     RunNotFoundError,
 )
 from . import env as _env
+from .files import Access
 
 Durability = Literal["fsync", "process"]
 T = TypeVar("T")
@@ -76,6 +79,8 @@ class Store:
         *,
         durability: Durability = "fsync",
         map_size: int = _env.DEFAULT_MAP_SIZE,
+        access: Access = "create",
+        file_mode: int = _env.FILE_MODE,
     ) -> None:
         if durability not in ("fsync", "process"):
             raise ValueError(
@@ -83,7 +88,14 @@ class Store:
             )
         self.path = path
         self.durability = durability
-        self._handle = _env.acquire(path, sync=durability == "fsync", map_size=map_size)
+        self._handle = _env.acquire(
+            path,
+            sync=durability == "fsync",
+            map_size=map_size,
+            access=access,
+            file_mode=file_mode,
+        )
+        self.access = access
         self._dbs = self._handle.dbs
         self.commits = 0
         self.read_only = False
@@ -112,6 +124,13 @@ class Store:
 
         def body(txn: Any) -> None:
             raw = txn.get(jf.META_FORMAT_KEY, db=meta_db)
+            if raw is None and self.access != "create":
+                raise NotAJournalError(
+                    f"{self.real_path} is not a replay-engine journal (it has no"
+                    " format record). Only `replay-engine run` (or Engine(path))"
+                    " creates a journal; nothing was written.",
+                    path=self.real_path,
+                )
             if raw is None:
                 meta = jf.FormatMeta(
                     magic=jf.MAGIC,
@@ -140,9 +159,18 @@ class Store:
             if meta.write_version > jf.FORMAT_VERSION:
                 self.read_only = True
 
-        _env.write(self._handle, body)
+        if self.access == "read":
+            _env.read(self._handle, body)
+        else:
+            _env.write(self._handle, body)
 
     def _check_writable(self) -> None:
+        if self.access == "read":
+            raise JournalWriteError(
+                f"the journal {self.real_path} was opened read-only, for"
+                " inspection; nothing was written",
+                path=self.real_path,
+            )
         if self.read_only:
             raise FormatVersionError(
                 f"journal {self.real_path} needs a newer format version to write;"
