@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import journal_format as jf
 
+from .files import meta_problems
 from .store import Store
 
 
@@ -69,6 +70,8 @@ def _refs_of(event: jf.Event) -> list[bytes]:
 def verify(store: Store, run_id: str | None = None) -> VerifyReport:
     """Check one run (or every run, and every blob) and report all damage."""
     report = VerifyReport()
+    # A damaged meta page rolls the whole journal back, whichever run is asked.
+    report.problems += [Problem(text) for text in meta_problems(store.real_path)]
     blob_ok = _verify_blobs(store, report) if run_id is None else {}
     run_ids = [run_id] if run_id is not None else _run_ids(store, report)
     for rid in run_ids:
