@@ -24,7 +24,7 @@ import msgspec
 from blake3 import blake3
 
 from ._codec import ADDRESS_SIZE
-from ._errors import FormatError
+from ._errors import FormatError, refuse_extension
 from ._events import (
     FORMAT_VERSION,
     AttemptFailed,
@@ -45,7 +45,7 @@ from ._events import (
 from ._keys import key_bytes_to_text
 from ._layout import genesis_digest, run_prefix
 
-_envelope_decoder = msgspec.msgpack.Decoder(Envelope)
+_envelope_decoder = msgspec.msgpack.Decoder(Envelope, ext_hook=refuse_extension)
 
 EFFECT: Final = 0
 """``CallEntry.kind`` of a requested effect (a task or an external effect)."""
@@ -112,7 +112,7 @@ class Checkpoint(msgspec.Struct, omit_defaults=True, gc=False):
 
 
 _checkpoint_encoder = msgspec.msgpack.Encoder(order="deterministic")
-_checkpoint_decoder = msgspec.msgpack.Decoder(Checkpoint)
+_checkpoint_decoder = msgspec.msgpack.Decoder(Checkpoint, ext_hook=refuse_extension)
 
 
 def encode_checkpoint(checkpoint: Checkpoint) -> bytes:
@@ -128,7 +128,7 @@ def decode_checkpoint(data: bytes) -> Checkpoint:
     """
     try:
         checkpoint = _checkpoint_decoder.decode(data)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise FormatError(f"checkpoint does not decode: {exc}") from None
     if len(checkpoint.keys) != len(checkpoint.calls):
         raise FormatError(
@@ -343,7 +343,7 @@ class CallIndex:
                 last = event
                 prev = digest
                 seq += 1
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, RecursionError) as exc:
             raise DamagedEvent(seq, f"event does not decode: {exc}") from None
         finally:
             # Up to the last event folded whole, even when one fails a check.

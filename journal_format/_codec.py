@@ -14,13 +14,13 @@ from typing import Any
 import blake3
 import msgspec
 
-from ._errors import FormatError
+from ._errors import FormatError, refuse_extension
 
 ADDRESS_SIZE = 32
 """Content addresses are full 32-byte blake3 digests (JF-020)."""
 
 _encoder = msgspec.msgpack.Encoder(order="deterministic")
-_decoder = msgspec.msgpack.Decoder()
+_decoder = msgspec.msgpack.Decoder(ext_hook=refuse_extension)
 
 
 def encode_payload(value: object) -> bytes:
@@ -44,7 +44,7 @@ def decode_payload(data: bytes) -> Any:
     """Decode canonical payload bytes (lists for arrays, dicts for maps)."""
     try:
         return _decoder.decode(data)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise FormatError(f"payload does not decode: {exc}") from None
 
 

@@ -24,7 +24,7 @@ from typing import Any, Final
 
 import msgspec
 
-from ._errors import FormatError
+from ._errors import FormatError, refuse_extension
 
 FORMAT_VERSION: Final = 1
 """The format version written into every envelope and the meta record."""
@@ -289,9 +289,9 @@ MAGIC: Final = "replay-engine-journal"
 _envelope_encoder = msgspec.msgpack.Encoder(order="deterministic")
 RECORD_ENCODER: Final = _envelope_encoder
 """The encoder behind :func:`encode_record`, for loops that encode many records."""
-_envelope_decoder = msgspec.msgpack.Decoder(Envelope)
-_run_decoder = msgspec.msgpack.Decoder(RunRecord)
-_meta_decoder = msgspec.msgpack.Decoder(FormatMeta)
+_envelope_decoder = msgspec.msgpack.Decoder(Envelope, ext_hook=refuse_extension)
+_run_decoder = msgspec.msgpack.Decoder(RunRecord, ext_hook=refuse_extension)
+_meta_decoder = msgspec.msgpack.Decoder(FormatMeta, ext_hook=refuse_extension)
 
 
 def encode_record(record: Envelope | RunRecord | FormatMeta) -> bytes:
@@ -307,7 +307,7 @@ def decode_envelope(data: bytes) -> Envelope:
     """
     try:
         return _envelope_decoder.decode(data)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise FormatError(f"event does not decode: {exc}") from None
 
 
@@ -319,7 +319,7 @@ def decode_run_record(data: bytes) -> RunRecord:
     """
     try:
         return _run_decoder.decode(data)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise FormatError(f"run record does not decode: {exc}") from None
 
 
@@ -331,5 +331,5 @@ def decode_meta(data: bytes) -> FormatMeta:
     """
     try:
         return _meta_decoder.decode(data)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise FormatError(f"format record does not decode: {exc}") from None

@@ -8,6 +8,8 @@
      ├── NonDeterminismError     the process diverged from its journal
      ├── JournalCorruptError     stored bytes are damaged or unreadable
      │    └── FormatVersionError a journal written by a newer format
+     ├── NotAJournalError        no journal at a path, or one unsafe to open
+     ├── JournalWriteError       a commit failed (disk full, I/O error, read-only)
      ├── RunLockedError          another process is executing the run
      ├── RunNotFoundError        (also KeyError) no run with that id
      ├── RunExistsError          a new run was asked for under a used id
@@ -154,25 +156,76 @@ class FormatVersionError(JournalCorruptError):
     """The journal was written by a newer format than this version can read."""
 
 
+class NotAJournalError(ReplayEngineError):
+    """There is no journal at the path, or its files are not safe to open.
+
+    Only ``Engine(path)`` with ``create=True`` (and ``replay-engine run``)
+    creates a journal; every other way of opening one refuses an empty or
+    missing directory instead of silently starting a new, empty history. A
+    journal whose ``data.mdb`` or ``lock.mdb`` is a symbolic link or not a
+    regular file is refused too: opening it would write through the link.
+
+    Attributes:
+        path: the journal directory.
+    """
+
+    def __init__(self, message: str, *, path: str) -> None:
+        self.path = path
+        super().__init__(message)
+
+
+class JournalWriteError(ReplayEngineError):
+    """A write to the journal failed: nothing of that commit was recorded.
+
+    Raised when LMDB cannot commit (disk full, an I/O error, a read-only file
+    system) and when a journal opened for inspection is asked to write. What
+    was committed before stays intact, so a run can be resumed once the
+    cause is fixed.
+
+    Attributes:
+        path: the journal directory.
+    """
+
+    def __init__(self, message: str, *, path: str) -> None:
+        self.path = path
+        super().__init__(message)
+
+
 class RunLockedError(ReplayEngineError):
     """Another process (or another engine in this one) is executing the run.
 
     Attributes:
         run_id: the run.
-        pid: the holder's process id.
+        pid: the holder's process id (-1 when unknown).
         host: the holder's host name.
         since: when the holder took the lock (ISO 8601).
+        alive: whether that pid is running (``None`` when it cannot be told:
+            another host, or no pid recorded).
     """
 
-    def __init__(self, run_id: str, pid: int, host: str, since: str) -> None:
+    def __init__(
+        self, run_id: str, pid: int, host: str, since: str, *, alive: bool | None = None
+    ) -> None:
         self.run_id = run_id
         self.pid = pid
         self.host = host
         self.since = since
+        self.alive = alive
+        if alive is False:
+            hint = (
+                f" pid {pid} is no longer running, yet the lock is held: a process it"
+                " started (a task that forked?) still has it. Stop that process,"
+                " and the run can be resumed."
+            )
+        else:
+            hint = (
+                " Only one process may execute a run at a time: wait for it to"
+                " finish (a lock held by a process that died is recovered"
+                " automatically)."
+            )
         super().__init__(
-            f"run {run_id!r} is being executed by pid {pid} on {host} since {since}."
-            " Only one process may execute a run at a time: wait for it to finish"
-            " (a lock held by a process that died is recovered automatically)."
+            f"run {run_id!r} is being executed by pid {pid} on {host} since"
+            f" {since}.{hint}"
         )
 
 

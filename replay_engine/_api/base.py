@@ -16,6 +16,7 @@ import journal_format as jf
 
 from .._run.dispatch import ExecutorSet, Slots
 from .._run.hooks import Hooks
+from .._store.env import DEFAULT_MAP_SIZE, FILE_MODE
 from .._store.posts import PendingEffect, pending_effects
 from .._store.store import Durability, Store
 from ..errors import JournalCorruptError, ReplayEngineError
@@ -38,6 +39,9 @@ class EngineBase:
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         map_size: int | None = None,
         hooks: Hooks | None = None,
+        create: bool = True,
+        read_only: bool = False,
+        file_mode: int = FILE_MODE,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1, not {max_in_flight}")
@@ -51,8 +55,13 @@ class EngineBase:
             from .._run.dask_executor import as_dask_executor
 
             executor, owned = as_dask_executor(executor), True
-        kwargs = {} if map_size is None else {"map_size": map_size}
-        self._store = Store(path, durability=durability, **kwargs)
+        self._store = Store(
+            path,
+            durability=durability,
+            map_size=DEFAULT_MAP_SIZE if map_size is None else map_size,
+            access="read" if read_only else "create" if create else "write",
+            file_mode=file_mode,
+        )
         self.path = self._store.real_path
         self.max_in_flight = max_in_flight
         self._slots = Slots(max_in_flight)

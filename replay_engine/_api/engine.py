@@ -33,8 +33,19 @@ class Engine(ExternalEffects, TimeTravel):
             functions; any other executor gets tasks by reference
             (``module:qualname``) with args and results as msgspec bytes.
         max_in_flight: effects executing at once across the engine.
+        create: make the journal when ``path`` holds none (the default). With
+            ``False``, a missing or empty journal raises ``NotAJournalError``
+            instead of starting an empty history.
+        read_only: open for inspection: nothing is ever written (not even
+            a new journal); every write raises ``JournalWriteError``.
+        file_mode: the mode of the journal's files when they are created
+            (owner-only by default: journals hold inputs and results). A new
+            journal directory is made owner-only (0700).
 
     Raises:
+        NotAJournalError: no journal at ``path`` (with ``create=False`` or
+            ``read_only=True``), or its files are links or not regular files.
+        JournalCorruptError: the files are damaged (a truncated ``data.mdb``).
         ValueError: ``executor`` is a string that is not a scheduler address.
         TypeError: ``executor`` is neither an executor nor a Dask client.
         ImportError: a Dask executor without ``distributed`` installed.

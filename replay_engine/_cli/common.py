@@ -27,6 +27,7 @@ import journal_format as jf
 
 from .. import (
     Engine,
+    NotAJournalError,
     PayloadError,
     ProcessImportError,
     ReplayEngineError,
@@ -250,19 +251,30 @@ def journal_path(ctx: click.Context, *, must_exist: bool) -> str:
 def open_engine(
     ctx: click.Context,
     *,
-    must_exist: bool = True,
+    access: Literal["create", "write", "read"] = "read",
     durability: Literal["fsync", "process"] = "fsync",
     executor: cf.Executor | str | None = None,
 ) -> Iterator[Engine]:
-    """The engine on the journal of ``--journal``, closed when the block ends.
+    """The engine on ``--journal``, opened as ``access`` says; closed after.
 
-    ``executor`` is given to :class:`Engine` as is: a Dask scheduler address
-    it cannot use (not an address, ``distributed`` not installed) is a usage
-    error, reported before the journal is opened.
+    Only ``run`` creates a journal (``create``); commands that change a run
+    open an existing one (``write``); every other command inspects (``read``):
+    it writes nothing, not even a new journal. ``executor`` is given to
+    :class:`Engine` as is: a Dask scheduler address it cannot use (not an
+    address, ``distributed`` not installed) is a usage error, reported before
+    the journal is opened.
     """
-    path = journal_path(ctx, must_exist=must_exist)
+    path = journal_path(ctx, must_exist=access != "create")
     try:
-        engine = Engine(path, durability=durability, executor=executor)
+        engine = Engine(
+            path,
+            durability=durability,
+            executor=executor,
+            create=access == "create",
+            read_only=access == "read",
+        )
+    except NotAJournalError as exc:
+        raise usage_error(f"cannot open the journal at {path!r}: {exc}", ctx) from None
     except OSError as exc:
         raise usage_error(
             f"cannot open the journal at {path!r}: {exc.strerror or exc}", ctx

@@ -105,7 +105,7 @@ def iterate_command(ctx: click.Context, run_id: str, as_json: bool) -> None:
     """
     del as_json  # iterate always speaks JSON (see _always_json)
     started = time.perf_counter()
-    with open_engine(ctx) as engine, quiet_engine_logger():
+    with open_engine(ctx, access="write") as engine, quiet_engine_logger():
         # Not engine.status() first: that reads the whole journal of a waiting
         # run, and the replay is about to read it anyway. A run that was
         # already completed comes back completed with nothing written.

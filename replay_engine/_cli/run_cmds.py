@@ -294,7 +294,7 @@ def run_command(
     with (
         _executor(executor) as pool,
         open_engine(
-            ctx, must_exist=False, durability=durability, executor=pool
+            ctx, access="create", durability=durability, executor=pool
         ) as engine,
         quiet_engine_logger(),
     ):
@@ -331,7 +331,9 @@ def resume_command(
     live = _Live(as_json=as_json)
     with (
         _executor(executor) as pool,
-        open_engine(ctx, durability=durability, executor=pool) as engine,
+        open_engine(
+            ctx, access="write", durability=durability, executor=pool
+        ) as engine,
         quiet_engine_logger(),
     ):
         info = engine.status(run_id)

@@ -3,10 +3,17 @@
 LMDB forbids opening the same environment twice in one process, so every
 ``Store`` on a path shares one handle from this registry. Handles are not
 usable after ``fork()``; a use from another pid is refused.
+
+Every ``lmdb.Error`` stops here: a failed open or read becomes
+``JournalCorruptError`` (or ``NotAJournalError``), a failed commit
+``JournalWriteError``, each naming the journal and what to do, so no caller
+ever sees a raw LMDB exception. The files are checked before LMDB maps them
+(``files.prepare``).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from collections.abc import Callable
@@ -24,7 +31,13 @@ from journal_format import (
     DB_RUNS,
 )
 
-from ..errors import ReplayEngineError
+from ..errors import (
+    JournalCorruptError,
+    JournalWriteError,
+    NotAJournalError,
+    ReplayEngineError,
+)
+from .files import Access, prepare
 
 T = TypeVar("T")
 
@@ -39,6 +52,7 @@ class _Handle:
     sync: bool
     pid: int
     dbs: dict[bytes, Any]
+    writable: bool = True
     refs: int = 0
     grow_lock: threading.Lock = field(default_factory=threading.Lock)
     txn_lock: threading.RLock = field(default_factory=threading.RLock)
@@ -51,35 +65,57 @@ _registry: dict[str, _Handle] = {}
 _registry_lock = threading.Lock()
 
 
-def acquire(path: str, *, sync: bool, map_size: int = DEFAULT_MAP_SIZE) -> _Handle:
-    """Open (or share) the environment at ``path``, creating it if missing."""
+FILE_MODE = 0o600
+"""Mode of the files LMDB creates: journals hold inputs and results."""
+DIR_MODE = 0o700
+"""Mode of a journal directory ``create`` makes."""
+
+
+def acquire(
+    path: str,
+    *,
+    sync: bool,
+    map_size: int = DEFAULT_MAP_SIZE,
+    access: Access = "create",
+    file_mode: int = FILE_MODE,
+) -> _Handle:
+    """Open (or share) the environment at ``path``.
+
+    ``access="create"`` makes the journal when it is missing; ``"write"``
+    and ``"read"`` refuse a path that holds no journal, and ``"read"``
+    opens it read-only. A read-only handle is shared only by readers.
+
+    Raises:
+        NotAJournalError: no journal at ``path``, or its files are unsafe.
+        JournalCorruptError: LMDB cannot open the files.
+        JournalWriteError: a writable open of a read-only journal.
+    """
     real = os.path.realpath(path)
+    writable = access != "read"
     with _registry_lock:
         handle = _registry.get(real)
         if handle is not None and handle.pid != os.getpid():
             # Inherited through fork(): LMDB handles must not be used here.
             del _registry[real]
             handle = None
-        if handle is None:
-            os.makedirs(real, exist_ok=True)
-            env = lmdb.open(
-                real,
-                map_size=map_size,
-                max_dbs=8,
-                max_readers=512,
-                sync=sync,
-                metasync=sync,
-                subdir=True,
-                lock=True,
+        if handle is not None and writable and not handle.writable:
+            raise ReplayEngineError(
+                f"the journal {real} is open read-only in this process (for"
+                " inspection); close that Engine before opening it for writing"
             )
-            dbs = {
-                name: env.open_db(name)
-                for name in (DB_META, DB_RUNS, DB_EVENTS, DB_BLOBS, DB_CHECKPOINTS)
-            }
-            dbs[DB_KEYS] = env.open_db(DB_KEYS, dupsort=True, dupfixed=True)
-            handle = _Handle(env=env, path=real, sync=sync, pid=os.getpid(), dbs=dbs)
+        if handle is None:
+            has_lock = prepare(real, access, dir_mode=DIR_MODE)
+            env = _open(real, sync, map_size, writable, has_lock, file_mode)
+            handle = _Handle(
+                env=env,
+                path=real,
+                sync=sync,
+                pid=os.getpid(),
+                dbs=_open_dbs(env, real, writable),
+                writable=writable,
+            )
             _registry[real] = handle
-        elif handle.sync != sync:
+        elif handle.sync != sync and writable:
             raise ReplayEngineError(
                 f"the journal {real} is already open in this process with"
                 f" durability={'fsync' if handle.sync else 'process'}; open every"
@@ -87,6 +123,75 @@ def acquire(path: str, *, sync: bool, map_size: int = DEFAULT_MAP_SIZE) -> _Hand
             )
         handle.refs += 1
         return handle
+
+
+def _open(
+    path: str, sync: bool, map_size: int, writable: bool, has_lock: bool, mode: int
+) -> Any:
+    try:
+        return lmdb.open(
+            path,
+            map_size=map_size,
+            max_dbs=8,
+            max_readers=512,
+            sync=sync,
+            metasync=sync,
+            subdir=True,
+            readonly=not writable,
+            # Without a lock.mdb no writer can be running, and reading
+            # without the lock table creates nothing in the directory.
+            lock=writable or has_lock,
+            create=writable,
+            mode=mode,
+        )
+    except lmdb.Error as exc:
+        raise _open_failed(path, writable, exc) from None
+
+
+def _open_dbs(env: Any, path: str, writable: bool) -> dict[bytes, Any]:
+    names = (DB_META, DB_RUNS, DB_EVENTS, DB_BLOBS, DB_CHECKPOINTS)
+    try:
+        if writable:
+            dbs = {name: env.open_db(name) for name in names}
+            dbs[DB_KEYS] = env.open_db(DB_KEYS, dupsort=True, dupfixed=True)
+            return dbs
+        # A read-only environment cannot create databases: a journal missing
+        # one is not ours (or is damaged).
+        dbs = {name: env.open_db(name, create=False) for name in names}
+        dbs[DB_KEYS] = env.open_db(DB_KEYS, dupsort=True, dupfixed=True, create=False)
+        return dbs
+    except lmdb.NotFoundError:
+        env.close()
+        raise NotAJournalError(
+            f"{path} is an LMDB environment but not a replay-engine journal (its"
+            " databases are missing); nothing was written",
+            path=path,
+        ) from None
+    except lmdb.Error as exc:
+        env.close()
+        raise _open_failed(path, writable, exc) from None
+
+
+def _open_failed(path: str, writable: bool, exc: lmdb.Error) -> ReplayEngineError:
+    reason = str(exc).split(": ", 1)[-1]
+    if writable and (isinstance(exc, lmdb.ReadonlyError) or _read_only(exc)):
+        return JournalWriteError(
+            f"the journal {path} cannot be opened for writing ({reason}): it is on"
+            " a read-only file system or not writable by this user. Inspection"
+            " commands (status, log, verify) still work; nothing was written.",
+            path=path,
+        )
+    return JournalCorruptError(
+        f"journal {path} cannot be opened: LMDB says {reason!r}. The files are"
+        " damaged or not a journal: run `replay-engine verify` or restore from a"
+        " backup; nothing was written."
+    )
+
+
+def _read_only(exc: lmdb.Error) -> bool:
+    # py-lmdb reports OS errors as "PATH: strerror" with no errno attribute.
+    text = str(exc)
+    return any(os.strerror(code) in text for code in (errno.EROFS, errno.EACCES))
 
 
 def release(handle: _Handle) -> None:
@@ -114,6 +219,12 @@ def write(handle: _Handle, body: Callable[[Any], T]) -> T:
     dies of ``MapFullError``; a map grown by another process is adopted.
     """
     check_pid(handle)
+    if not handle.writable:
+        raise JournalWriteError(
+            f"the journal {handle.path} was opened read-only, for inspection;"
+            " nothing was written",
+            path=handle.path,
+        )
     with handle.txn_lock:
         while True:
             try:
@@ -123,6 +234,15 @@ def write(handle: _Handle, body: Callable[[Any], T]) -> T:
                 _grow(handle)
             except lmdb.MapResizedError:
                 _adopt_size(handle)
+            except _DAMAGE as exc:
+                raise _damaged(handle, exc) from None
+            except lmdb.Error as exc:
+                raise JournalWriteError(
+                    f"the journal {handle.path} could not be written ({exc}): is"
+                    " the disk full or the file system read-only? Nothing of this"
+                    " commit was recorded; what was committed before is intact.",
+                    path=handle.path,
+                ) from None
 
 
 def read(handle: _Handle, body: Callable[[Any], T]) -> T:
@@ -135,6 +255,24 @@ def read(handle: _Handle, body: Callable[[Any], T]) -> T:
                     return body(txn)
             except lmdb.MapResizedError:
                 _adopt_size(handle)
+            except lmdb.Error as exc:
+                raise _damaged(handle, exc) from None
+
+
+_DAMAGE = (
+    lmdb.CorruptedError,
+    lmdb.PageNotFoundError,
+    lmdb.InvalidError,
+    lmdb.PanicError,
+    lmdb.BadTxnError,
+)
+
+
+def _damaged(handle: _Handle, exc: lmdb.Error) -> JournalCorruptError:
+    return JournalCorruptError(
+        f"journal {handle.path}: LMDB cannot read its pages ({exc}); the file is"
+        " damaged. Run `replay-engine verify` and restore from a backup."
+    )
 
 
 def _grow(handle: _Handle) -> None:

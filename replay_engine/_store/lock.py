@@ -1,58 +1,94 @@
-"""One executor per run across processes: a ``flock`` on a file per run.
+"""One executor per run across processes: a kernel lock per run.
 
-The kernel drops an ``flock`` when its holder dies, so a lock left by a
-SIGKILLed process is recovered on the next attempt with no stale-lock
-heuristics. ``flock`` locks belong to the open file description, so two
-engines in one process also exclude each other. The file's content names the
-holder, for the error the loser gets.
+The kernel drops the lock when its holder dies, so a lock left by a SIGKILLed
+process is recovered on the next attempt with no stale-lock heuristics.
+
+Where the lock lives matters. A lock on a per-run file can be fooled: a
+cleanup script that deletes ``locks/r1.lock`` while its holder runs lets the
+next process create a fresh file, lock that, and execute the run a second
+time. So on Linux the lock is an open-file-description lock (``F_OFD_SETLK``)
+on one byte of ``data.mdb`` chosen by the run id: a file nobody can delete
+without deleting the journal itself. OFD locks, like ``flock``, belong to the
+open file description (two engines in one process exclude each other, and
+closing some other descriptor of the file releases nothing). Elsewhere, the
+per-run file is ``flock``ed, as before.
+
+``locks/<run>.lock`` names the holder (pid, host, since) for the error the
+loser gets; it is opened without following links and must be a regular file,
+so a planted symlink cannot make us write anywhere else.
+
+A task that ``fork()``s would hand the lock's descriptors to its child, which
+could outlive the executor and keep the run locked: the descriptors are closed
+in every child (``os.register_at_fork``), and are close-on-exec.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import fcntl
 import json
 import os
 import socket
+import stat
+import struct
+import weakref
+
+import blake3
 
 from journal_format import check_run_id
 
-from ..errors import RunLockedError
+from ..errors import NotAJournalError, RunLockedError
+from .files import DATA_FILE
+
+_OFD_SETLK: int | None = getattr(fcntl, "F_OFD_SETLK", None)
+# struct flock on Linux (64-bit off_t): l_type, l_whence, l_start, l_len, l_pid.
+_FLOCK = struct.Struct("hhqqi")
+_LOCK_REGION = 1 << 40
+"""Run locks live at offsets from 2**40 up: far beyond any LMDB map."""
+
+_held: weakref.WeakSet[RunLock] = weakref.WeakSet()
 
 
 class RunLock:
-    """An exclusive lock on executing one run; release it with :meth:`release`."""
+    """An exclusive lock on executing one run; release it with :meth:`release`.
+
+    Raises:
+        RunLockedError: another process (or engine) holds it.
+        NotAJournalError: the journal's lock files are links or not regular
+            files, or the journal has no ``data.mdb``.
+    """
 
     def __init__(self, journal_path: str, run_id: str) -> None:
         check_run_id(run_id)  # FormatError (a ValueError): no "/" or ".." in a path
-        directory = os.path.join(journal_path, "locks")
-        os.makedirs(directory, exist_ok=True)
         self.run_id = run_id
+        directory = _locks_directory(journal_path)
         self.path = os.path.join(directory, f"{run_id}.lock")
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._fd: int | None = None
+        self._anchor: int | None = None
+        info_fd = _open_regular(self.path, os.O_RDWR | os.O_CREAT, journal_path)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if _OFD_SETLK is not None:
+                self._anchor = _lock_byte(journal_path, run_id)
+            else:
+                fcntl.flock(info_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _read_holder(fd)
-            os.close(fd)
-            raise RunLockedError(
-                run_id,
-                int(str(holder.get("pid", -1))),
-                str(holder.get("host", "?")),
-                str(holder.get("since", "?")),
-            ) from None
+            holder = _read_holder(info_fd)
+            os.close(info_fd)
+            raise _locked(run_id, holder) from None
         except BaseException:
-            os.close(fd)
+            os.close(info_fd)
             raise
-        self._fd: int | None = fd
+        self._fd = info_fd
+        _held.add(self)
         info = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "since": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
+        os.ftruncate(info_fd, 0)
+        os.pwrite(info_fd, json.dumps(info).encode(), 0)
 
     def release(self) -> None:
         """Release the lock (idempotent)."""
@@ -60,13 +96,111 @@ class RunLock:
             fd, self._fd = self._fd, None
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, 0)
-            os.close(fd)  # closing the description drops the flock
+            os.close(fd)  # for flock: closing the description drops the lock
+        if self._anchor is not None:
+            anchor, self._anchor = self._anchor, None
+            os.close(anchor)  # closing the description drops the OFD lock
+        _held.discard(self)
+
+    def _forget_in_child(self) -> None:
+        # The child closes its copies only: the parent's descriptions (and
+        # so its lock) are untouched, and the child cannot keep them alive.
+        for fd in (self._fd, self._anchor):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._fd = self._anchor = None
 
     def __enter__(self) -> RunLock:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _close_all_in_child() -> None:
+    for lock in list(_held):
+        lock._forget_in_child()
+    _held.clear()
+
+
+os.register_at_fork(after_in_child=_close_all_in_child)
+
+
+def _lock_byte(journal_path: str, run_id: str) -> int:
+    """An OFD write lock on ``data.mdb``'s byte for ``run_id``; its descriptor."""
+    assert _OFD_SETLK is not None
+    anchor = _open_regular(os.path.join(journal_path, DATA_FILE), os.O_RDWR, None)
+    digest = blake3.blake3(run_id.encode()).digest(8)
+    offset = _LOCK_REGION + (int.from_bytes(digest, "little") >> 24)
+    request = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, offset, 1, 0)
+    try:
+        fcntl.fcntl(anchor, _OFD_SETLK, request)
+    except OSError as exc:
+        os.close(anchor)
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            raise BlockingIOError from None
+        raise
+    return anchor
+
+
+def _locks_directory(journal_path: str) -> str:
+    directory = os.path.join(journal_path, "locks")
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(directory, 0o700)
+    info = os.lstat(directory)
+    if not stat.S_ISDIR(info.st_mode):
+        raise NotAJournalError(
+            f"refusing to lock runs in {journal_path}: its locks/ is not a directory"
+            " (a symbolic link?); nothing was written",
+            path=journal_path,
+        )
+    return directory
+
+
+def _open_regular(path: str, flags: int, journal: str | None) -> int:
+    """Open without following a link, and only a regular file."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except FileNotFoundError:
+        raise NotAJournalError(
+            f"{os.path.dirname(path)} is not a replay-engine journal (no {DATA_FILE})",
+            path=os.path.dirname(path),
+        ) from None
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        fd = -1
+    if fd < 0 or not stat.S_ISREG(os.fstat(fd).st_mode):
+        if fd >= 0:
+            os.close(fd)
+        where = journal or os.path.dirname(path)
+        raise NotAJournalError(
+            f"refusing to use {path}: it is a symbolic link or not a regular file."
+            " A journal's files must be regular files inside it; nothing was"
+            " written.",
+            path=where,
+        )
+    return fd
+
+
+def _locked(run_id: str, holder: dict[str, object]) -> RunLockedError:
+    pid = int(str(holder.get("pid", -1)))
+    host = str(holder.get("host", "?"))
+    alive: bool | None = None
+    if host == socket.gethostname() and pid > 0:
+        alive = _pid_alive(pid)
+    return RunLockedError(run_id, pid, host, str(holder.get("since", "?")), alive=alive)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _read_holder(fd: int) -> dict[str, object]:

@@ -13,20 +13,35 @@ from typing import Any
 
 import journal_format as jf
 
-from ..errors import FormatVersionError, JournalCorruptError, RunExistsError
+from ..errors import (
+    FormatVersionError,
+    JournalCorruptError,
+    NotAJournalError,
+    RunExistsError,
+)
+from .files import Access
 
 
-def check_format(txn: Any, meta_db: Any, path: str) -> bool:
+def check_format(txn: Any, meta_db: Any, path: str, access: Access) -> bool:
     """Check (or write, on a new journal) the format record; True if read-only.
 
     A journal whose write version is newer than ours is opened read-only
-    (JF-044); one whose read version is newer is refused.
+    (JF-044); one whose read version is newer is refused. Only a creating open
+    writes the record of a new journal.
 
     Raises:
+        NotAJournalError: no format record, and ``access`` is not ``create``.
         JournalCorruptError: the record is damaged or names another magic.
         FormatVersionError: the journal needs a newer format to be read.
     """
     raw = txn.get(jf.META_FORMAT_KEY, db=meta_db)
+    if raw is None and access != "create":
+        raise NotAJournalError(
+            f"{path} is not a replay-engine journal (it has no format record)."
+            " Only `replay-engine run` (or Engine(path)) creates a journal;"
+            " nothing was written.",
+            path=path,
+        )
     if raw is None:
         meta = jf.FormatMeta(
             magic=jf.MAGIC,

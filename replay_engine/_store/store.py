@@ -22,9 +22,15 @@ from typing import Any, Literal, TypeVar
 
 import journal_format as jf
 
-from ..errors import JournalCorruptError, ReplayRangeError, RunNotFoundError
+from ..errors import (
+    JournalCorruptError,
+    JournalWriteError,
+    ReplayRangeError,
+    RunNotFoundError,
+)
 from . import checkpoints, env as _env
 from .chain import AppendResult, StoredEvent, append_events, read_chain
+from .files import Access
 from .records import check_format, decode_run, forked_start, new_record, refuse_write
 from .run_txn import RunTxn
 
@@ -43,6 +49,8 @@ class Store:
         *,
         durability: Durability = "fsync",
         map_size: int = _env.DEFAULT_MAP_SIZE,
+        access: Access = "create",
+        file_mode: int = _env.FILE_MODE,
     ) -> None:
         if durability not in ("fsync", "process"):
             raise ValueError(
@@ -50,16 +58,27 @@ class Store:
             )
         self.path = path
         self.durability = durability
-        self._handle = _env.acquire(path, sync=durability == "fsync", map_size=map_size)
+        self._handle = _env.acquire(
+            path,
+            sync=durability == "fsync",
+            map_size=map_size,
+            access=access,
+            file_mode=file_mode,
+        )
+        self.access = access
         self._dbs = self._handle.dbs
         self.commits = 0
         self.read_only = False
         """True when the journal needs a newer format to write (JF-044)."""
         try:
             meta_db = self._dbs[jf.DB_META]
-            self.read_only = _env.write(
-                self._handle, lambda txn: check_format(txn, meta_db, self.real_path)
-            )
+
+            def check(txn: Any) -> bool:
+                return check_format(txn, meta_db, self.real_path, access)
+
+            # An inspection writes nothing, not even the format record.
+            rw = _env.read if access == "read" else _env.write
+            self.read_only = rw(self._handle, check)
         except BaseException:
             self.close()
             raise
@@ -77,6 +96,12 @@ class Store:
         return self._handle.path
 
     def _check_writable(self) -> None:
+        if self.access == "read":
+            raise JournalWriteError(
+                f"the journal {self.real_path} was opened read-only, for"
+                " inspection; nothing was written",
+                path=self.real_path,
+            )
         if self.read_only:
             raise refuse_write(self.real_path)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import journal_format as jf
 
+from .files import meta_problems
 from .store import Store
 
 
@@ -69,6 +70,8 @@ def _refs_of(event: jf.Event) -> list[bytes]:
 def verify(store: Store, run_id: str | None = None) -> VerifyReport:
     """Check one run (or every run, and every blob) and report all damage."""
     report = VerifyReport()
+    # A damaged meta page rolls the whole journal back, whichever run is asked.
+    report.problems += [Problem(text) for text in meta_problems(store.real_path)]
     blob_ok = _verify_blobs(store, report) if run_id is None else {}
     run_ids = [run_id] if run_id is not None else _run_ids(store)
     for rid in run_ids:
@@ -171,6 +174,9 @@ def _verify_run(
         if key_bytes is not None:
             keyed[seq] = key_bytes
         referenced.extend((seq, key_text, a) for a in _addresses_of(envelope.event))
+        for ref in _refs_of(envelope.event):
+            if jf.ref_is_inline(ref):
+                _check_decodes(ref, "its inline payload", run_id, seq, key_text, report)
 
     if record is not None:
         _verify_record_end(run_id, record, expected_seq, prevs, report)
@@ -282,8 +288,22 @@ def _verify_references(
         found = store.raw_blobs(unknown)
         present = {a: jf.address_of(d) == a for a, d in found.items() if d is not None}
         blob_ok = {**blob_ok, **present}
+    decoded: dict[bytes, str | None] = {}
     for seq, key_text, address in referenced:
         ok = blob_ok.get(address)
+        if ok and address not in decoded:
+            data = store.raw_blobs([address]).get(address)
+            decoded[address] = _decode_problem(data) if data is not None else None
+        if ok and decoded.get(address):
+            report.problems.append(
+                Problem(
+                    f"refers to blob {address.hex()}, which does not decode:"
+                    f" {decoded[address]}",
+                    run_id=run_id,
+                    seq=seq,
+                    key=key_text,
+                )
+            )
         if ok is None:
             report.problems.append(
                 Problem(
@@ -302,6 +322,35 @@ def _verify_references(
                     key=key_text,
                 )
             )
+
+
+def _decode_problem(data: bytes) -> str | None:
+    """Why ``data`` is not a payload (hostile bytes inside a valid seal)."""
+    try:
+        jf.decode_payload(data)
+    except jf.FormatError as exc:
+        return str(exc)
+    return None
+
+
+def _check_decodes(
+    data: bytes,
+    what: str,
+    run_id: str,
+    seq: int,
+    key_text: str | None,
+    report: VerifyReport,
+) -> None:
+    problem = _decode_problem(data)
+    if problem is not None:
+        report.problems.append(
+            Problem(
+                f"{what} does not decode: {problem}",
+                run_id=run_id,
+                seq=seq,
+                key=key_text,
+            )
+        )
 
 
 def _verify_index(

@@ -8,12 +8,13 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from replay_engine._store.lock import RunLock
+from replay_engine._store.store import Store
 from replay_engine.errors import RunLockedError
 from tests.helpers import child_env
 
@@ -26,10 +27,15 @@ time.sleep(120)
 """
 
 
+@pytest.fixture(autouse=True)
+def journal(journal_dir: Path, make_store: Callable[..., Store]) -> None:
+    """Run locks live in a journal: make one (a closed store leaves its files)."""
+    make_store(journal_dir).close()
+
+
 @pytest.fixture
 def holder(journal_dir: Path) -> Iterator[subprocess.Popen[str]]:
     """A child process holding the lock on run r1 until it is killed."""
-    journal_dir.mkdir()
     child = subprocess.Popen(
         [sys.executable, "-c", HOLD_LOCK, str(journal_dir), "r1"],
         stdout=subprocess.PIPE,
