@@ -1,4 +1,4 @@
-"""Shared pieces of the hostile-journal and fault tests (``tests/security``, ``tests/faults``).
+"""Shared pieces of the hostile-journal and fault tests (issue 12).
 
 Black-box only: the CLI runs as a real subprocess in its own session (a hang
 becomes a test failure and the whole process group is killed), and journals
@@ -122,7 +122,7 @@ def cli(
 
 
 def assert_clean_error(done: Done, code: int | None = None) -> None:
-    """A named, handled error: exit ``code`` (or any failure), no traceback, no signal."""
+    """A handled error: exit ``code`` (or any failure), no traceback, no signal."""
     assert done.returncode >= 0, (
         f"killed by signal {-done.returncode}\n{done.describe()}"
     )

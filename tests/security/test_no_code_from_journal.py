@@ -93,7 +93,7 @@ INSPECTING = [
 ]
 
 
-@pytest.mark.parametrize("command", INSPECTING, ids=lambda c: "-".join(c))
+@pytest.mark.parametrize("command", INSPECTING, ids="-".join)
 def test_inspection_imports_nothing(
     scene: dict[str, Path], command: list[str], tmp_path: Path
 ) -> None:
