@@ -196,9 +196,10 @@ def write_run(
 ) -> list[bytes]:
     """Write a correctly sealed and chained run (events, index, blobs, record).
 
-    Returns the digests of the events. ``record_run_id`` stores a run record
-    naming another run (under ``run_id``'s key); ``write_record=False`` leaves
-    the run without one.
+    An event may be a callable ``(seq, prev, at) -> envelope bytes`` for
+    envelopes no encoder would write. Returns the digests of the events.
+    ``record_run_id`` stores a run record naming another run (under
+    ``run_id``'s key); ``write_record=False`` leaves the run without one.
     """
     prefix = jf.run_prefix(run_id)
     prev = jf.genesis_digest(run_id)
@@ -208,10 +209,13 @@ def write_run(
         for address, data in (blobs or {}).items():
             txn.put(address, data, db=dbs[jf.DB_BLOBS])
         for seq, body in enumerate(events):
-            envelope = jf.Envelope(
-                v=jf.FORMAT_VERSION, seq=seq, prev=prev, at=now, event=body
-            )
-            sealed = jf.seal(jf.encode_record(envelope))
+            if callable(body):  # raw envelope bytes, made by the caller
+                sealed = jf.seal(body(seq, prev, now))
+            else:
+                envelope = jf.Envelope(
+                    v=jf.FORMAT_VERSION, seq=seq, prev=prev, at=now, event=body
+                )
+                sealed = jf.seal(jf.encode_record(envelope))
             txn.put(jf.event_key(prefix, seq), sealed, db=dbs[jf.DB_EVENTS])
             key = getattr(body, "key", None)
             if index and key is not None and not isinstance(body, jf.LogLine):
