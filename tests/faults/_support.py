@@ -1,0 +1,71 @@
+"""Shared pieces of the fault tests."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.adversarial import cli
+
+HERE = Path(__file__).parent
+
+
+def side_lines(path: Path) -> list[list[str]]:
+    try:
+        return [line.split() for line in path.read_text().splitlines() if line.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def counts(path: Path, what: str) -> Counter[str]:
+    """How often each ``i`` was noted with ``what``."""
+    return Counter(parts[1] for parts in side_lines(path) if parts[0] == what)
+
+
+def flows_cli(
+    journal: Path, *args: str, side: Path | None = None, **kw: object
+) -> object:
+    extra = dict(kw.pop("extra_env", None) or {})  # type: ignore[call-overload]
+    if side is not None:
+        extra["FAULT_SIDE"] = str(side)
+    return cli(journal, *args, paths=[HERE], extra_env=extra, **kw)  # type: ignore[arg-type]
+
+
+def flows_env(side: Path, **extra: str) -> dict[str, str]:
+    return {"FAULT_SIDE": str(side), **extra}
+
+
+@contextlib.contextmanager
+def mounted(*command: str, target: Path) -> Iterator[None]:
+    """``mount *command target`` for the block; skips the test if mount fails."""
+    target.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        ["mount", *command, str(target)], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount ({' '.join(command)}): {done.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(target)], capture_output=True, check=False)
+
+
+@contextlib.contextmanager
+def read_only_view(source: Path, target: Path) -> Iterator[None]:
+    """``source`` seen read-only at ``target`` (a read-only bind mount: root
+    bypasses permission bits); skips the test if that is not possible."""
+    with mounted("--bind", str(source), target=target):
+        done = subprocess.run(
+            ["mount", "-o", "remount,bind,ro", str(target)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            pytest.skip(f"cannot remount read-only: {done.stderr.strip()}")
+        yield
