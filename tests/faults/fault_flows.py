@@ -65,7 +65,6 @@ def ok(i: int) -> int:
 @task(name="fault.interrupt", retries=2, backoff=0.0)
 def interrupt(kind: str) -> None:
     note("interrupt", kind)
-    time.sleep(0.2)  # its siblings return first
     if kind == "KeyboardInterrupt":
         raise KeyboardInterrupt
     raise SystemExit(3)
@@ -123,9 +122,10 @@ async def forker(inputs: dict[str, Any], ctx: Any) -> int:
 
 
 async def interrupted(inputs: dict[str, Any], ctx: Any) -> list[Any]:
-    """Siblings that return normally, batched with one that raises ``kind``."""
-    thunks = [lambda i=i: ctx.task(ok, {"i": i}) for i in range(4)]
-    thunks.append(lambda: ctx.task(interrupt, {"kind": inputs["kind"]}))
+    """Siblings that return normally, batched with one that raises ``kind``
+    (branch 2 of 24: tiny sync tasks dispatched together share pool jobs)."""
+    thunks = [lambda i=i: ctx.task(ok, {"i": i}) for i in range(24)]
+    thunks[2] = lambda: ctx.task(interrupt, {"kind": inputs["kind"]})
     return await ctx.parallel.all(thunks)
 
 
