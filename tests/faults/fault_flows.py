@@ -123,9 +123,9 @@ async def forker(inputs: dict[str, Any], ctx: Any) -> int:
 
 async def interrupted(inputs: dict[str, Any], ctx: Any) -> list[Any]:
     """Siblings that return normally, batched with one that raises ``kind``
-    (branch 2 of 24: tiny sync tasks dispatched together share pool jobs)."""
+    (branch 3 of 24: tiny sync tasks dispatched together share pool jobs)."""
     thunks = [lambda i=i: ctx.task(ok, {"i": i}) for i in range(24)]
-    thunks[2] = lambda: ctx.task(interrupt, {"kind": inputs["kind"]})
+    thunks[3] = lambda: ctx.task(interrupt, {"kind": inputs["kind"]})
     return await ctx.parallel.all(thunks)
 
 

@@ -16,7 +16,7 @@ import pytest
 from tests.adversarial import Done, cli
 from tests.faults._support import HERE, side_lines
 
-INTERRUPT_KEY = "0.2.0"  # branch 2 of fault_flows.interrupted
+INTERRUPT_KEY = "0.3.0"  # branch 3 of fault_flows.interrupted
 KINDS = ["KeyboardInterrupt", "SystemExit"]
 
 
