@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import subprocess
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,48 @@ import pytest
 from tests.adversarial import cli
 
 HERE = Path(__file__).parent
+
+
+def copy_of(
+    factory: pytest.TempPathFactory,
+    tmp_path: Path,
+    name: str,
+    build: Callable[[Path], None],
+) -> Path:
+    """A fresh copy of a journal built once per session by ``build(path)``."""
+    template = _TEMPLATES.get(name)
+    if template is None:
+        template = factory.mktemp(f"template-{name}") / "journal"
+        build(template)
+        _TEMPLATES[name] = template
+    journal = tmp_path / "journal"
+    shutil.copytree(template, journal, symlinks=True)
+    return journal
+
+
+_TEMPLATES: dict[str, Path] = {}
+
+
+def build_waiting(journal: Path) -> None:
+    """``r1`` of ``fault_flows:waiter``: waiting for its agent at key 1."""
+    done = cli(
+        journal,
+        "run",
+        "fault_flows:waiter",
+        "--run-id",
+        "r1",
+        "--input",
+        "{}",
+        paths=[HERE],
+    )
+    assert done.returncode == 3, done.describe()
+
+
+def build_posted(journal: Path) -> None:
+    """``r1`` waiting, with its agent's result posted: a resume runs a task."""
+    build_waiting(journal)
+    done = cli(journal, "post", "r1", "1", "--result", '"go"')
+    assert done.returncode == 0, done.describe()
 
 
 def side_lines(path: Path) -> list[list[str]]:

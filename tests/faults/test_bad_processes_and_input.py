@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.adversarial import assert_clean_error, cli, tree_snapshot
-from tests.faults._support import HERE
+from tests.faults._support import HERE, build_waiting, copy_of
 
 
 def runs_in(journal: Path) -> list[dict[str, object]]:
@@ -72,19 +72,8 @@ def test_non_finite_input_is_refused(tmp_path: Path, text: str) -> None:
 
 
 @pytest.fixture
-def waiting(tmp_path: Path) -> Path:
-    journal = tmp_path / "journal"
-    first = cli(
-        journal,
-        "run",
-        "fault_flows:waiter",
-        "--run-id",
-        "r1",
-        "--input",
-        "{}",
-        paths=[HERE],
-    )
-    assert first.returncode == 3, first.describe()
+def waiting(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Path:
+    journal = copy_of(tmp_path_factory, tmp_path, "waiting", build_waiting)
     return journal
 
 

@@ -16,7 +16,7 @@ import pytest
 
 import journal_format as jf
 from tests.adversarial import assert_clean_error, cli, raw
-from tests.faults._support import HERE, mounted
+from tests.faults._support import HERE, build_posted, copy_of, mounted
 
 
 @pytest.mark.xfail(
@@ -55,23 +55,10 @@ def test_disk_full_ends_with_a_named_error(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def newer_journal(tmp_path: Path) -> Path:
+def newer_journal(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Path:
     """A waiting run with a result posted (a resume has work to commit), then
     the journal's write version raised past ours."""
-    journal = tmp_path / "journal"
-    first = cli(
-        journal,
-        "run",
-        "fault_flows:waiter",
-        "--run-id",
-        "r1",
-        "--input",
-        "{}",
-        paths=[HERE],
-    )
-    assert first.returncode == 3, first.describe()
-    posted = cli(journal, "post", "r1", "1", "--result", '"go"', paths=[HERE])
-    assert posted.returncode == 0, posted.describe()
+    journal = copy_of(tmp_path_factory, tmp_path, "posted", build_posted)
     with raw(journal) as (env, dbs), env.begin(write=True) as txn:
         meta = jf.decode_meta(txn.get(jf.META_FORMAT_KEY, db=dbs[jf.DB_META]))
         newer = jf.FormatMeta(

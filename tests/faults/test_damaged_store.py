@@ -8,26 +8,13 @@ from pathlib import Path
 import pytest
 
 from tests.adversarial import assert_clean_error, cli
-from tests.faults._support import HERE, read_only_view
+from tests.faults._support import HERE, build_posted, copy_of, read_only_view
 
 
 @pytest.fixture
-def journal(tmp_path: Path) -> Path:
+def journal(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Path:
     """``r1`` waiting with its agent's result posted: a resume would run a task."""
-    journal = tmp_path / "journal"
-    first = cli(
-        journal,
-        "run",
-        "fault_flows:waiter",
-        "--run-id",
-        "r1",
-        "--input",
-        "{}",
-        paths=[HERE],
-    )
-    assert first.returncode == 3, first.describe()
-    posted = cli(journal, "post", "r1", "1", "--result", '"go"')
-    assert posted.returncode == 0, posted.describe()
+    journal = copy_of(tmp_path_factory, tmp_path, "posted", build_posted)
     return journal
 
 

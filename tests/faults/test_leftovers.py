@@ -67,11 +67,11 @@ def test_killed_executor_leaves_no_processes(
         )
         os.kill(proc.pid, sig)  # the executor alone, as a user or a supervisor would
         # SIGTERM may first let in-flight effects finish for a grace period.
-        closed = pipes_close(proc, timeout=5 if sig == signal.SIGKILL else 12)
-        alive = survivors(proc.pid, within=3)
+        closed = pipes_close(proc, timeout=4 if sig == signal.SIGKILL else 8)
+        alive = survivors(proc.pid, within=2)
     finally:
         kill_group(proc)
-        proc.wait(timeout=10)
+        proc.communicate(timeout=10)  # reap it and close the pipes
     assert closed, "the executor's stdout stayed open after it was killed"
     assert not alive, f"processes left behind: {alive}"
 
@@ -82,10 +82,10 @@ def test_completed_pool_run_closes_stdout(tmp_path: Path) -> None:
     proc = run_pool(tmp_path / "journal", side, '{"n": 2, "delay": 0.1}')
     try:
         closed = pipes_close(proc, timeout=30)
-        alive = survivors(proc.pid, within=3)
+        alive = survivors(proc.pid, within=2)
     finally:
         kill_group(proc)
-        proc.wait(timeout=10)
+        proc.communicate(timeout=10)  # reap it and close the pipes
     assert closed, "stdout stayed open after the run"
     assert proc.returncode == 0
     assert not alive, f"processes left behind: {alive}"

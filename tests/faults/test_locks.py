@@ -79,10 +79,9 @@ def test_forked_grandchild_does_not_keep_the_run_locked(tmp_path: Path) -> None:
         wait_for(
             lambda: any(p[0] == "grandchild" for p in side_lines(side)), what="the fork"
         )
-        os.kill(
-            executor.pid, signal.SIGKILL
-        )  # the executor only: the grandchild lives on
-        executor.wait(timeout=10)
+        # The executor only: the grandchild lives on.
+        os.kill(executor.pid, signal.SIGKILL)
+        executor.wait(timeout=10)  # its pipes stay open: the grandchild has them
         again = cli(
             journal,
             "resume",
@@ -94,6 +93,7 @@ def test_forked_grandchild_does_not_keep_the_run_locked(tmp_path: Path) -> None:
         )
     finally:
         kill_group(executor)
+        executor.communicate(timeout=10)  # reap, close the pipes
     assert "RunLockedError" not in again.stdout, again.describe()
     assert again.returncode == 0, again.describe()
 
@@ -152,7 +152,7 @@ def test_lock_message_says_the_holder_is_dead(tmp_path: Path) -> None:
         done = cli(journal, "resume", "r1", paths=[HERE], timeout=20)
     finally:
         kill_group(holder)
-        holder.wait()
+        holder.communicate(timeout=10)  # reap it and close its stdout
     assert done.returncode != 0, done.describe()
     assert str(DEAD_PID) in done.stderr, done.describe()
     text = done.stderr.lower()

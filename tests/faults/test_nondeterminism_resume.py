@@ -9,23 +9,12 @@ from pathlib import Path
 import pytest
 
 from tests.adversarial import cli
-from tests.faults._support import HERE
+from tests.faults._support import HERE, build_waiting, copy_of
 
 
 @pytest.fixture
-def journal(tmp_path: Path) -> Path:
-    journal = tmp_path / "journal"
-    first = cli(
-        journal,
-        "run",
-        "fault_flows:waiter",
-        "--run-id",
-        "r1",
-        "--input",
-        "{}",
-        paths=[HERE],
-    )
-    assert first.returncode == 3, first.describe()
+def journal(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Path:
+    journal = copy_of(tmp_path_factory, tmp_path, "waiting", build_waiting)
     return journal
 
 

@@ -17,24 +17,13 @@ import pytest
 
 import journal_format as jf
 from tests.adversarial import cli, effect, raw, started, write_run
-from tests.faults._support import HERE
+from tests.faults._support import build_waiting, copy_of
 
 
 @pytest.fixture
-def journal(tmp_path: Path) -> Path:
+def journal(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Path:
     """``r1``: waiting, then its agent's result posted (the newest commit)."""
-    journal = tmp_path / "journal"
-    first = cli(
-        journal,
-        "run",
-        "fault_flows:waiter",
-        "--run-id",
-        "r1",
-        "--input",
-        "{}",
-        paths=[HERE],
-    )
-    assert first.returncode == 3, first.describe()
+    journal = copy_of(tmp_path_factory, tmp_path, "waiting", build_waiting)
     return journal
 
 

@@ -67,9 +67,28 @@ RUNNING = [
     " named by the journal",
     strict=True,
 )
-@pytest.mark.parametrize("run_id", ["evil", "rm", "sys"])
 @pytest.mark.parametrize(
-    "command", RUNNING, ids=["replay-until", "replay", "debug", "resume", "iterate"]
+    ("command", "run_id"),
+    [
+        (RUNNING[0], "evil"),
+        (RUNNING[1], "evil"),
+        (RUNNING[2], "evil"),
+        (RUNNING[3], "evil"),
+        (RUNNING[4], "evil"),
+        (RUNNING[0], "rm"),
+        (RUNNING[3], "rm"),
+        (RUNNING[0], "sys"),
+    ],
+    ids=[
+        "replay-until-evil_mod",
+        "replay-evil_mod",
+        "debug-evil_mod",
+        "resume-evil_mod",
+        "iterate-evil_mod",
+        "replay-until-shutil.rmtree",
+        "resume-shutil.rmtree",
+        "replay-until-os.system",
+    ],
 )
 def test_executing_commands_refuse_a_process_named_only_by_the_journal(
     scene: dict[str, Path], command: list[str], run_id: str
