@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.adversarial import cli, finish, kill_group, spawn, wait_for
+from tests.adversarial import cli, kill_group, spawn, wait_for
 from tests.faults._support import HERE, counts, side_lines
 
-SLOW = '{"n": 40, "delay": 0.1}'
+SLOW = '{"n": 100, "delay": 0.1}'  # 10 s: the holder outlives the second resume
 
 
 @pytest.mark.xfail(
@@ -43,12 +43,13 @@ def test_deleted_lock_file_does_not_let_a_second_executor_in(tmp_path: Path) -> 
         second = cli(
             journal, "resume", "r1", "--json", paths=[HERE], extra_env=env, timeout=30
         )
-        first = finish(holder, timeout=30)
+        holder_alive = holder.poll() is None
     finally:
-        kill_group(holder)
-    assert first.returncode == 0, first.describe()
+        kill_group(holder)  # SIGKILL: the journal stays consistent
+        holder.communicate(timeout=10)
     assert second.returncode != 0, second.describe()
     assert "RunLockedError" in second.stdout, second.describe()
+    assert holder_alive, "the holder ended before the second resume did: retry slower"
     twice = {i: n for i, n in counts(side, "start").items() if n > 1}
     assert not twice, f"effects ran twice: {twice}"
     verified = cli(journal, "verify")

@@ -17,7 +17,7 @@ import pytest
 from tests.adversarial import Done, cli, finish, kill_group, spawn, wait_for
 from tests.faults._support import HERE, counts
 
-SLOW = '{"n": 20, "delay": 0.2}'
+SLOW = '{"n": 40, "delay": 0.1}'
 
 
 def interrupted_run(
@@ -55,7 +55,7 @@ def assert_recoverable(journal: Path, side: Path) -> None:
     assert resumed.returncode == 0, resumed.describe()  # the lock was released
     again = {i: n for i, n in counts(side, "end").items() if n > 1}
     assert not again, f"completed effects ran again on resume: {again}"
-    assert len(counts(side, "end")) == 20
+    assert len(counts(side, "end")) == 40
 
 
 CASES = {
