@@ -8,10 +8,12 @@ and ask for ``--process``; inspection commands import nothing.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
+from replay_engine import Engine
 from tests.adversarial import assert_clean_error, cli, make_journal, started, write_run
 
 HERE = Path(__file__).parent
@@ -50,7 +52,9 @@ def scene(tmp_path: Path) -> dict[str, Path]:
 
 def assert_untouched(scene: dict[str, Path]) -> None:
     assert not scene["marker"].exists(), "code named by the journal ran"
-    assert (scene["victim"] / "precious.txt").read_text() == "keep me"
+    precious = scene["victim"] / "precious.txt"
+    assert precious.exists(), "the journal's shutil:rmtree deleted a directory"
+    assert precious.read_text() == "keep me"
 
 
 RUNNING = [
@@ -121,6 +125,28 @@ def test_inspection_imports_nothing(
     assert_untouched(scene)
     assert done.returncode in (0, 1, 3), done.describe()
     assert "Traceback" not in done.output, done.describe()
+
+
+def test_engine_inspection_imports_nothing(
+    scene: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same through the Python API, in this process: ``evil_mod`` never
+    reaches ``sys.modules``."""
+    monkeypatch.chdir(scene["work"])
+    monkeypatch.delitem(sys.modules, "evil_mod", raising=False)
+    engine = Engine(str(scene["journal"]))
+    try:
+        for run_id in ("evil", "rm", "sys"):
+            engine.status(run_id)
+            list(engine.events(run_id))
+            engine.pending(run_id)
+            engine.verify(run_id)
+        engine.runs()
+        engine.verify()
+    finally:
+        engine.close()
+    assert "evil_mod" not in sys.modules
+    assert_untouched(scene)
 
 
 def test_a_run_started_here_resumes_without_flags(tmp_path: Path) -> None:

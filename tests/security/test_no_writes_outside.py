@@ -19,8 +19,11 @@ PRECIOUS = b"precious data, not a journal\n" * 100
 
 @pytest.fixture
 def journal(tmp_path: Path) -> Path:
+    """``r1`` waiting, with the event it waits for posted: a resume runs a task."""
     journal = tmp_path / "journal"
     real_run(journal, cwd=tmp_path)
+    posted = cli(journal, "post", "r1", "--event", "go", "--payload", "1")
+    assert posted.returncode == 0, posted.describe()
     return journal
 
 
@@ -82,11 +85,11 @@ def test_symlinked_data_mdb_is_refused(
     strict=True,
 )
 @pytest.mark.parametrize("what", ["locks-dir", "lock-file"])
-@pytest.mark.parametrize("command", ["resume", "run"])
+@pytest.mark.parametrize("command", ["resume", "iterate", "run"])
 def test_symlinked_locks_are_refused(
     journal: Path, outside: Path, tmp_path: Path, what: str, command: list[str]
 ) -> None:
-    run_id = "r1" if command == "resume" else "r2"
+    run_id = "r2" if command == "run" else "r1"
     locks = journal / "locks"
     if what == "locks-dir":
         shutil.rmtree(locks)
@@ -98,11 +101,11 @@ def test_symlinked_locks_are_refused(
         (locks / f"{run_id}.lock").symlink_to(outside / "keep.txt")
     before = tree_snapshot(outside)
     side = tmp_path / "side"
-    args = (
-        ["resume", "r1"]
-        if command == "resume"
-        else ["run", "sec_flows:process", "--run-id", "r2"]
-    )
+    args = {
+        "resume": ["resume", "r1"],
+        "iterate": ["iterate", "r1"],
+        "run": ["run", "sec_flows:process", "--run-id", "r2"],
+    }[command]
     done = cli(
         journal, *args, paths=[HERE], cwd=tmp_path, extra_env={"SEC_SIDE": str(side)}
     )
