@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 import journal_format as jf
-from replay_engine import Engine, JournalCorruptError
+from replay_engine import Engine, JournalCorruptError, task
 from tests.adversarial import (
     assert_clean_error,
     cli,
@@ -145,7 +145,7 @@ def test_engine_reads_raise_journal_corrupt(
             if read == "result":
                 engine.result(run_id)
             elif read == "replay":
-                engine.replay(run_id, until=4, process=_never_called)
+                engine.replay(run_id, until=4, process=_replayed)
             else:
                 for event in engine.events(run_id):
                     for name in ("result", "args", "inputs"):
@@ -157,8 +157,14 @@ def test_engine_reads_raise_journal_corrupt(
         engine.close()
 
 
-async def _never_called(inputs: Any, ctx: Any) -> Any:
-    await ctx.task("sec.step", {"i": 0})
+@task(name="sec.step")
+def _step(k: list[int]) -> Any:
+    raise AssertionError("a replay dispatched a task")
+
+
+async def _replayed(inputs: Any, ctx: Any) -> Any:
+    """Calls what the crafted runs recorded: ``sec.step`` at key 0."""
+    return await ctx.task(_step, {"k": [0]})
 
 
 # -- the decoders themselves ------------------------------------------------------
