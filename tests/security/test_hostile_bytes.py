@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import example, given, strategies as st
 
 import journal_format as jf
 from replay_engine import Engine, JournalCorruptError, task
@@ -226,6 +226,9 @@ hostile_bytes = st.one_of(
     ],
 )
 @given(data=hostile_bytes)
+@example(data=DEEP)
+@example(data=b"\x81\xa1a" * 200_000 + b"\xc0")  # {"a": {"a": ...}}: skipped fields
+@example(data=jf.seal(b"\x81\xa1a" * 200_000 + b"\xc0"))
 def test_decoders_raise_only_format_errors(name: str, data: bytes) -> None:
     with contextlib.suppress(*_NAMED):  # anything else fails the test
         DECODERS[name](data)
