@@ -70,19 +70,6 @@ def counts(path: Path, what: str) -> Counter[str]:
     return Counter(parts[1] for parts in side_lines(path) if parts[0] == what)
 
 
-def flows_cli(
-    journal: Path, *args: str, side: Path | None = None, **kw: object
-) -> object:
-    extra = dict(kw.pop("extra_env", None) or {})  # type: ignore[call-overload]
-    if side is not None:
-        extra["FAULT_SIDE"] = str(side)
-    return cli(journal, *args, paths=[HERE], extra_env=extra, **kw)  # type: ignore[arg-type]
-
-
-def flows_env(side: Path, **extra: str) -> dict[str, str]:
-    return {"FAULT_SIDE": str(side), **extra}
-
-
 @contextlib.contextmanager
 def mounted(*command: str, target: Path) -> Iterator[None]:
     """``mount *command target`` for the block; skips the test if mount fails."""
