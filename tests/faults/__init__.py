@@ -1,0 +1,1 @@
+"""Faults: disk full, damage, locks, signals, leftovers, bad input (issue 12)."""
