@@ -163,7 +163,7 @@ def _open_dbs(env: Any, path: str, writable: bool) -> dict[bytes, Any]:
     except lmdb.NotFoundError:
         env.close()
         raise NotAJournalError(
-            f"{path} is an LMDB environment but not a replay-engine journal (its"
+            f"{path} is an LMDB environment but not a journal (its"
             " databases are missing); nothing was written",
             path=path,
         ) from None

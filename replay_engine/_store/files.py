@@ -218,7 +218,7 @@ def _regular_or_absent(path: str, name: str) -> os.stat_result | None:
 
 def _not_a_journal(path: str, what: str) -> NotAJournalError:
     return NotAJournalError(
-        f"{path} is not a replay-engine journal ({what}). Only `replay-engine run`"
+        f"{path} is not a journal ({what}). Only `replay-engine run`"
         " (or Engine(path) in Python) creates a journal: check --journal or"
         " $REPLAY_ENGINE_JOURNAL. Nothing was written.",
         path=path,

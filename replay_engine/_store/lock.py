@@ -164,7 +164,7 @@ def _open_regular(path: str, flags: int, journal: str | None) -> int:
         fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except FileNotFoundError:
         raise NotAJournalError(
-            f"{os.path.dirname(path)} is not a replay-engine journal (no {DATA_FILE})",
+            f"{os.path.dirname(path)} is not a journal (no {DATA_FILE})",
             path=os.path.dirname(path),
         ) from None
     except OSError as exc:

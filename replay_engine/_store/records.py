@@ -37,7 +37,7 @@ def check_format(txn: Any, meta_db: Any, path: str, access: Access) -> bool:
     raw = txn.get(jf.META_FORMAT_KEY, db=meta_db)
     if raw is None and access != "create":
         raise NotAJournalError(
-            f"{path} is not a replay-engine journal (it has no format record)."
+            f"{path} is not a journal (it has no format record)."
             " Only `replay-engine run` (or Engine(path)) creates a journal;"
             " nothing was written.",
             path=path,

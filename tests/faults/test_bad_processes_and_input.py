@@ -106,9 +106,6 @@ def test_empty_run_id_is_a_usage_error(waiting: Path) -> None:
     assert_clean_error(done, 2)
 
 
-@pytest.mark.xfail(
-    reason="bug: issue 12: --journal /proc gives a traceback", strict=True
-)
 @pytest.mark.parametrize(
     "command", [["status", "r1"], ["runs"], ["verify"]], ids="-".join
 )

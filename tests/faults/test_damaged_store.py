@@ -18,11 +18,6 @@ def journal(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Path:
     return journal
 
 
-@pytest.mark.xfail(
-    reason="bug: issue 12: a read-only store gives an lmdb.Error traceback (no named"
-    " error)",
-    strict=True,
-)
 @pytest.mark.skipif(os.geteuid() != 0, reason="a read-only bind mount needs root")
 def test_read_only_store_refuses_before_executing(
     journal: Path, tmp_path: Path
@@ -63,11 +58,6 @@ def _truncate(journal: Path, size: str) -> None:
 COMMANDS = [["status", "r1"], ["runs"], ["verify"], ["log", "r1"], ["resume", "r1"]]
 
 
-@pytest.mark.xfail(
-    reason="bug: issue 12: a truncated data.mdb gives SIGBUS (exit -7) or an lmdb"
-    " traceback",
-    strict=True,
-)
 @pytest.mark.parametrize("size", ["half", "one-page", "meta-only"])
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c[0])
 def test_truncated_data_mdb_is_a_named_error(

@@ -153,11 +153,6 @@ def newest_meta_page(data: bytes) -> int:
     return 0 if ids[0] > ids[1] else 1
 
 
-@pytest.mark.xfail(
-    reason="bug: issue 12: a damaged newest meta page silently rolls back the last"
-    " commit and verify says intact",
-    strict=True,
-)
 def test_verify_reports_meta_pages_that_disagree(journal: Path) -> None:
     posted = cli(journal, "post", "r1", "1", "--result", '"go"')
     assert posted.returncode == 0, posted.describe()

@@ -97,13 +97,7 @@ def runs_with_bug(reason: str, caught: tuple[str, ...] = ()) -> list[Any]:
     ]
 
 
-@pytest.mark.parametrize(
-    "run_id",
-    runs_with_bug(
-        "verify does not decode payloads: says intact, or dies of RecursionError",
-        caught=("event-ext",),
-    ),
-)
+@pytest.mark.parametrize("run_id", RUNS)
 def test_verify_names_run_and_seq(journal: Path, run_id: str) -> None:
     done = cli(journal, "verify", run_id, "--json")
     assert_clean_error_or_report(done)
@@ -119,7 +113,11 @@ def assert_clean_error_or_report(done: Any) -> None:
 
 @pytest.mark.parametrize("command", ["status", "export"])
 @pytest.mark.parametrize(
-    "run_id", runs_with_bug("RecursionError/FormatError traceback, or an Ext passes")
+    "run_id",
+    runs_with_bug(
+        "a hostile result blob: FormatError traceback",
+        caught=("event-deep", "event-ext"),
+    ),
 )
 def test_cli_reads_report_a_damaged_journal(
     journal: Path, run_id: str, command: str
@@ -134,7 +132,11 @@ def test_cli_reads_report_a_damaged_journal(
 
 @pytest.mark.parametrize("read", ["result", "replay", "events"])
 @pytest.mark.parametrize(
-    "run_id", runs_with_bug("RecursionError/FormatError, or an Ext passes")
+    "run_id",
+    runs_with_bug(
+        "a hostile result blob: FormatError, not JournalCorruptError",
+        caught=("event-deep", "event-ext"),
+    ),
 )
 def test_engine_reads_raise_journal_corrupt(
     journal: Path, run_id: str, read: str
@@ -210,21 +212,7 @@ hostile_bytes = st.one_of(
 )
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(
-                reason="bug: issue 12: decoders let RecursionError out (deep nesting)",
-                strict=True,
-            ),
-        )
-        if name not in ("unseal", "key")
-        else name
-        for name in DECODERS
-    ],
-)
+@pytest.mark.parametrize("name", list(DECODERS))
 @given(data=hostile_bytes)
 @example(data=DEEP)
 @example(data=b"\x81\xa1a" * 200_000 + b"\xc0")  # {"a": {"a": ...}}: skipped fields
@@ -234,10 +222,6 @@ def test_decoders_raise_only_format_errors(name: str, data: bytes) -> None:
         DECODERS[name](data)
 
 
-@pytest.mark.xfail(
-    reason="bug: issue 12: decode_payload returns msgspec Ext for unknown ext types",
-    strict=True,
-)
 @pytest.mark.parametrize(
     "data", [UNKNOWN_EXT, b"\xc7\x02\x63ab", b"\x91\xd5\x7f\x00\x00"]
 )

@@ -34,10 +34,6 @@ def outside(tmp_path: Path) -> Path:
     return out
 
 
-@pytest.mark.xfail(
-    reason="bug: issue 12: a symlinked lock.mdb's target is overwritten by inspection",
-    strict=True,
-)
 @pytest.mark.parametrize(
     "command", [["status", "r1"], ["verify"]], ids=["status", "verify"]
 )
@@ -54,11 +50,6 @@ def test_symlinked_lock_mdb_is_refused(
     assert "lock.mdb" in done.stderr, done.describe()
 
 
-@pytest.mark.xfail(
-    reason="bug: issue 12: a symlinked data.mdb is followed, not refused"
-    " (a non-LMDB target gives an lmdb traceback)",
-    strict=True,
-)
 @pytest.mark.parametrize(
     "command", [["status", "r1"], ["verify"]], ids=["status", "verify"]
 )
@@ -80,10 +71,6 @@ def test_symlinked_data_mdb_is_refused(
     assert "data.mdb" in done.stderr, done.describe()
 
 
-@pytest.mark.xfail(
-    reason="bug: issue 12: resume/run follow a symlinked locks/ or locks/<run>.lock",
-    strict=True,
-)
 @pytest.mark.parametrize("what", ["locks-dir", "lock-file"])
 @pytest.mark.parametrize("command", ["resume", "iterate", "run"])
 def test_symlinked_locks_are_refused(

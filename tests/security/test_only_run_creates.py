@@ -16,10 +16,6 @@ COMMANDS = [["status", "r1"], ["verify"], ["runs"], ["log", "r1"]]
 IDS = ["status", "verify", "runs", "log"]
 
 
-@pytest.mark.xfail(
-    reason="bug: issue 12: an empty directory is silently initialised as a journal",
-    strict=True,
-)
 @pytest.mark.parametrize("command", COMMANDS, ids=IDS)
 def test_empty_directory_is_not_a_journal(tmp_path: Path, command: list[str]) -> None:
     journal = tmp_path / "journal"
@@ -30,10 +26,6 @@ def test_empty_directory_is_not_a_journal(tmp_path: Path, command: list[str]) ->
     assert "not a journal" in done.stderr, done.describe()
 
 
-@pytest.mark.xfail(
-    reason="bug: issue 12: an empty data.mdb is silently initialised",
-    strict=True,
-)
 @pytest.mark.parametrize("command", COMMANDS, ids=IDS)
 def test_empty_data_mdb_is_not_a_journal(tmp_path: Path, command: list[str]) -> None:
     journal = tmp_path / "journal"

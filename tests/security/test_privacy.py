@@ -6,8 +6,6 @@ import os
 import stat
 from pathlib import Path
 
-import pytest
-
 from replay_engine import Engine
 from tests.adversarial import cli
 from tests.security._support import HERE
@@ -31,9 +29,6 @@ def assert_owner_only(journal: Path) -> None:
         )
 
 
-@pytest.mark.xfail(
-    reason="bug: issue 12: journals are created world-readable (0755/0644)", strict=True
-)
 def test_cli_run_creates_an_owner_only_journal(tmp_path: Path) -> None:
     journal = tmp_path / "journal"
     old = os.umask(0o022)
@@ -53,9 +48,6 @@ def test_cli_run_creates_an_owner_only_journal(tmp_path: Path) -> None:
     assert_owner_only(journal)
 
 
-@pytest.mark.xfail(
-    reason="bug: issue 12: journals are created world-readable (0755/0644)", strict=True
-)
 def test_engine_creates_an_owner_only_journal(tmp_path: Path) -> None:
     journal = tmp_path / "journal"
     old = os.umask(0o022)

@@ -44,7 +44,7 @@ def journal(journal_dir: Path, make_store: Callable[..., Store]) -> Path:
 @pytest.mark.parametrize("access", ACCESSES)
 def test_a_missing_directory_is_not_created(tmp_path: Path, access: str) -> None:
     path = tmp_path / "nowhere"
-    with pytest.raises(NotAJournalError, match="not a replay-engine journal"):
+    with pytest.raises(NotAJournalError, match="is not a journal"):
         Store(str(path), access=access)  # type: ignore[arg-type]
     assert not path.exists()
 
