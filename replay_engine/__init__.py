@@ -13,7 +13,7 @@ from ._api.durable import DurableProcess as DurableProcess
 from ._api.engine import Engine as Engine
 from ._api.executing import load_process as load_process
 from ._api.results import Run as Run, RunInfo as RunInfo
-from ._api.time_travel import (
+from ._api.snapshots import (
     CallState as CallState,
     LogEntry as LogEntry,
     Snapshot as Snapshot,

@@ -1,6 +1,6 @@
 """Time travel: ``replay`` a run as it stood after N events, ``fork`` it from there.
 
-:mod:`.time_travel` builds the snapshot's view of the journal; this module
+:mod:`.snapshots` builds the snapshot's view of the journal; this module
 re-executes the process against the prefix in a frozen runtime.
 """
 
@@ -18,7 +18,7 @@ from .base import run_sync
 from .executing import ProcessFn, load_process
 from .inspecting import Inspection
 from .results import RunInfo
-from .time_travel import Snapshot, build_calls
+from .snapshots import Snapshot, build_calls
 
 
 class TimeTravel(Inspection):

@@ -1,4 +1,4 @@
-"""Time travel: a run as it stood after its first N events.
+"""Snapshots: a run as it stood after its first N events (what ``replay`` returns).
 
 ``Engine.replay(run_id, until=N)`` re-executes the process against only the
 first N events of its journal in a *frozen* runtime: every call the prefix
