@@ -64,11 +64,6 @@ CASES = {
 }
 
 
-@pytest.mark.xfail(
-    reason="bug: issue 12: SIGTERM kills the executor outright (exit -15, no message);"
-    " SIGINT exits 1 with click's 'Aborted!'",
-    strict=True,
-)
 @pytest.mark.parametrize("name", CASES)
 def test_signal_ends_the_run_cleanly(tmp_path: Path, name: str) -> None:
     sig, code = CASES[name]
@@ -80,11 +75,6 @@ def test_signal_ends_the_run_cleanly(tmp_path: Path, name: str) -> None:
     assert_recoverable(journal, side)
 
 
-@pytest.mark.xfail(
-    reason="bug: issue 12: SIGINT under --json exits 1 with 'Aborted!', no JSON error"
-    " document",
-    strict=True,
-)
 def test_sigint_under_json_prints_an_error_document(tmp_path: Path) -> None:
     journal, side, done = interrupted_run(tmp_path, signal.SIGINT, "--json")
     assert done.returncode == 130, done.describe()
