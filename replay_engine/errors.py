@@ -296,6 +296,35 @@ class ExecutorUnavailable(ReplayEngineError):
         super().__init__(message)
 
 
+class RunInterrupted(ReplayEngineError):
+    """The execution was stopped on request (``Engine.request_stop``, a signal).
+
+    Not a failure: the run keeps the status ``running`` (``interrupted`` once
+    no executor holds it), every effect that completed is committed, and the
+    effects abandoned in flight have a request and no completion, so a resume
+    dispatches them again (same idempotency key).
+
+    Attributes:
+        run_id: the run.
+        reason: what asked for the stop (``"SIGTERM"``, ``"SIGINT"`` …).
+        completed: effects this execution dispatched whose outcome was recorded.
+        abandoned: effects still executing when it stopped (not recorded).
+    """
+
+    def __init__(
+        self, run_id: str, reason: str, *, completed: int, abandoned: int
+    ) -> None:
+        self.run_id = run_id
+        self.reason = reason
+        self.completed = completed
+        self.abandoned = abandoned
+        super().__init__(
+            f"run {run_id!r} stopped by {reason}: {completed} effects completed"
+            f" were recorded, {abandoned} in flight were abandoned; resume it to"
+            " go on (the abandoned effects are dispatched again)"
+        )
+
+
 class ThunkRequired(ReplayEngineError, TypeError):
     """``ctx.parallel.all`` was given awaitables instead of thunks."""
 
@@ -312,6 +341,7 @@ __all__ = [
     "ReplayEngineError",
     "ReplayRangeError",
     "RunExistsError",
+    "RunInterrupted",
     "RunLockedError",
     "RunNotFoundError",
     "TaskFailed",

@@ -34,6 +34,7 @@ EXPECTED_ALL = [
     "Run",
     "RunExistsError",
     "RunInfo",
+    "RunInterrupted",
     "RunLockedError",
     "RunNotFoundError",
     "RunStats",

@@ -16,6 +16,7 @@ import journal_format as jf
 
 from .._run.dispatch import ExecutorSet, Slots
 from .._run.hooks import Hooks
+from .._run.stopping import Stopper
 from .._store.env import DEFAULT_MAP_SIZE, FILE_MODE
 from .._store.posts import PendingEffect, pending_effects
 from .._store.store import Durability, Store
@@ -46,6 +47,9 @@ class EngineBase:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1, not {max_in_flight}")
         owned = False
+        processes = executor == "processes"
+        if processes or executor == "threads":
+            executor = None  # the engine's own pool (see ExecutorSet)
         if executor is not None and (
             not isinstance(executor, cf.Executor)
             or type(executor).__module__.startswith("distributed.")
@@ -65,7 +69,9 @@ class EngineBase:
         self.path = self._store.real_path
         self.max_in_flight = max_in_flight
         self._slots = Slots(max_in_flight)
-        self._executors = ExecutorSet(executor, owned=owned)
+        self._executors = ExecutorSet(executor, owned=owned, processes=processes)
+        # Engine.request_stop (the CLI's signal handlers) reaches executions here.
+        self._stopper = Stopper()
         # Only replay_engine.testing passes hooks (completion order, crashes).
         self._hooks = hooks
 

@@ -26,8 +26,10 @@ class Engine(ExternalEffects, TimeTravel):
         durability: ``"fsync"`` (every group commit survives power loss; the
             default) or ``"process"`` (no fsync: survives a crash of this
             process, not of the machine).
-        executor: where sync tasks run: ``None`` for a thread pool, any
-            ``concurrent.futures.Executor``, a ``distributed.Client`` or a Dask
+        executor: where sync tasks run: ``None`` (or ``"threads"``) for a
+            thread pool, ``"processes"`` for a process pool the engine owns
+            (its workers die with the engine and do not inherit its stdio),
+            any ``concurrent.futures.Executor``, a ``distributed.Client`` or a Dask
             scheduler address (``"dask://host:8786"``; needs
             ``replay-engine[dask]``, see docs/dask.md). A thread pool gets
             functions; any other executor gets tasks by reference

@@ -226,6 +226,7 @@ class Executing(EngineBase):
             on_log=on_log,
             park_timers=park_timers,
             hooks=self._hooks,
+            stopper=self._stopper,
         )
         outcome: Outcome = await runtime.execute(process, inputs)
         due = outcome.next_due_ns
@@ -239,6 +240,27 @@ class Executing(EngineBase):
             warnings=warnings,
             next_due=None if due is None else utc(due),
         )
+
+    def request_stop(
+        self, reason: str = "a stop request", *, grace: float = 10.0
+    ) -> None:
+        """Ask the runs this engine executes to stop, as on SIGTERM.
+
+        Nothing new is dispatched; effects in flight get ``grace`` seconds to
+        finish and what completed is committed; then ``run``/``resume``/
+        ``iterate`` raise :class:`RunInterrupted` (the run stays ``running``,
+        not failed, and its lock is released). A second call stops at once.
+        A run started after the request stops before dispatching anything.
+        Safe to call from a signal handler or another thread.
+
+        Args:
+            reason: what asked for the stop (named in ``RunInterrupted``).
+            grace: seconds effects in flight may take to finish.
+
+        Raises:
+            ValueError: ``grace`` is negative, infinite or NaN.
+        """
+        self._stopper.request(reason, grace)
 
     def durable(self, fn: ProcessFn) -> DurableProcess:
         """Make an async function a durable process of this engine, in one line.

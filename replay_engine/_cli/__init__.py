@@ -11,7 +11,9 @@ such as a ``NonDeterminismError``'s, keeps its lines); with ``--json`` an
 
 Exit codes (CONTRACT): 0 done or completed, 1 the run failed or the journal is
 damaged, 2 usage error (bad arguments, unknown run, unimportable process, bad
-input JSON), 3 the run is waiting for external effects.
+input JSON), 3 the run is waiting for external effects; 143 and 130 when
+``run``/``resume``/``iterate`` were stopped by SIGTERM or SIGINT
+(``stop_signals``).
 
 The commands live in one module per theme, each adding its commands to the
 group with ``register``: ``run_cmds`` (run, resume), ``inspect_cmds``
@@ -41,6 +43,7 @@ from . import (
     export_cmds as _export,
     inspect_cmds as _inspect,
     run_cmds as _run,
+    stop_signals as _stop_signals,
     travel_cmds as _timetravel,
 )
 from .common import (
@@ -101,5 +104,12 @@ for _module in (_run, _inspect, _timetravel, _export, _debug, _external, _check)
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """The ``replay-engine`` console script."""
-    cli.main(args=list(argv) if argv is not None else None, prog_name="replay-engine")
+    try:
+        cli.main(
+            args=list(argv) if argv is not None else None, prog_name="replay-engine"
+        )
+    except SystemExit as exc:
+        if _stop_signals.stopped_by_signal() and isinstance(exc.code, int):
+            _stop_signals.exit_now(exc.code)  # abandoned tasks are not waited for
+        raise
     raise SystemExit(0)  # pragma: no cover - click always exits in standalone mode

@@ -23,6 +23,7 @@ from .common import (
     quiet_engine_logger,
     reporting_errors,
 )
+from .stop_signals import grace_option, stopping_on_signals
 from .waiting_views import iso, now
 
 
@@ -86,11 +87,14 @@ def _always_json(fn: Callable[..., None]) -> Callable[..., None]:
 
 @click.command("iterate")
 @click.argument("run_id")
+@grace_option
 @json_option
 @click.pass_context
 @_always_json
 @reporting_errors
-def iterate_command(ctx: click.Context, run_id: str, as_json: bool) -> None:
+def iterate_command(
+    ctx: click.Context, run_id: str, grace: float, as_json: bool
+) -> None:
     """One turn of the orchestration loop for RUN_ID; prints JSON.
 
     Replays the run from the start, executes every in-process task that can
@@ -105,7 +109,12 @@ def iterate_command(ctx: click.Context, run_id: str, as_json: bool) -> None:
     """
     del as_json  # iterate always speaks JSON (see _always_json)
     started = time.perf_counter()
-    with open_engine(ctx, access="write") as engine, quiet_engine_logger():
+    with (
+        stopping_on_signals(ctx, grace, as_json=True, command="iterate") as signals,
+        open_engine(ctx, access="write") as engine,
+        quiet_engine_logger(),
+    ):
+        signals.attach(engine)
         # Not engine.status() first: that reads the whole journal of a waiting
         # run, and the replay is about to read it anyway. A run that was
         # already completed comes back completed with nothing written.

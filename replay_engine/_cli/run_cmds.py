@@ -5,7 +5,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import json
-import multiprocessing
 import sys
 import time
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from .common import (
     status_style,
     usage_error,
 )
+from .stop_signals import grace_option, stopping_on_signals
 
 # -- run and resume ------------------------------------------------------------
 
@@ -182,20 +182,10 @@ def _executor(kind: str) -> Iterator[cf.Executor | str | None]:
     if kind == "threads":
         yield None
         return
-    if kind != "processes":  # a Dask scheduler address (see _executor_option)
-        yield kind
-        return
-    # Never fork: the child would inherit the LMDB handle and the run locks.
-    method = (
-        "forkserver"
-        if "forkserver" in multiprocessing.get_all_start_methods()
-        else "spawn"
-    )
-    pool = cf.ProcessPoolExecutor(mp_context=multiprocessing.get_context(method))
-    try:
-        yield pool
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    # "processes": the engine's own pool, whose workers die with it and leave
+    # the caller's stdout alone (never forked: a child would inherit the LMDB
+    # handle and the run locks); otherwise a Dask address (_executor_option).
+    yield kind
 
 
 def _read_input(text: str | None, file: str | None, ctx: click.Context) -> Any:
@@ -268,6 +258,7 @@ _EXECUTOR = click.option(
 @click.option("--run-id", metavar="ID", help="The new run's id (generated if omitted).")
 @_DURABILITY
 @_EXECUTOR
+@grace_option
 @json_option
 @click.pass_context
 @reporting_errors
@@ -279,12 +270,14 @@ def run_command(
     run_id: str | None,
     durability: Literal["fsync", "process"],
     executor: str,
+    grace: float,
     as_json: bool,
 ) -> None:
     """Start a run of MODULE:FUNC and execute it until it ends or waits.
 
     The module is imported with the current directory on sys.path, as
-    `python -m` does. Exit 0 completed, 1 failed, 3 waiting.
+    `python -m` does. Exit 0 completed, 1 failed, 3 waiting; 143 or 130 when
+    stopped by SIGTERM or SIGINT (effects in flight get --grace seconds).
     """
     inputs = _read_input(input_json, input_file, ctx)
     if run_id is not None:
@@ -292,12 +285,14 @@ def run_command(
     fn = load_process(process)
     live = _Live(as_json=as_json)
     with (
+        stopping_on_signals(ctx, grace, as_json=as_json) as signals,
         _executor(executor) as pool,
         open_engine(
             ctx, access="create", durability=durability, executor=pool
         ) as engine,
         quiet_engine_logger(),
     ):
+        signals.attach(engine)
         with live:
             run = engine.run(
                 fn,
@@ -313,6 +308,7 @@ def run_command(
 @click.argument("run_id")
 @_DURABILITY
 @_EXECUTOR
+@grace_option
 @json_option
 @click.pass_context
 @reporting_errors
@@ -321,21 +317,25 @@ def resume_command(
     run_id: str,
     durability: Literal["fsync", "process"],
     executor: str,
+    grace: float,
     as_json: bool,
 ) -> None:
     """Re-execute RUN_ID from the start, serving completed effects from the journal.
 
     A completed run returns its recorded result and executes nothing. Exit 0
-    completed, 1 failed, 3 waiting.
+    completed, 1 failed, 3 waiting; 143 or 130 when stopped by SIGTERM or
+    SIGINT (effects in flight get --grace seconds).
     """
     live = _Live(as_json=as_json)
     with (
+        stopping_on_signals(ctx, grace, as_json=as_json) as signals,
         _executor(executor) as pool,
         open_engine(
             ctx, access="write", durability=durability, executor=pool
         ) as engine,
         quiet_engine_logger(),
     ):
+        signals.attach(engine)
         info = engine.status(run_id)
         # Import before the live display starts, so an import error prints alone.
         fn = load_process(info.process) if info.status != "completed" else None

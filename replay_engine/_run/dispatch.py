@@ -129,6 +129,8 @@ class Dispatcher:
         self._pump_scheduled = False
         self._on_progress = on_progress
         self.closed = False
+        self.holding = False
+        """Stopping (see ``stopping``): commit, but start nothing new."""
 
     # -- public ------------------------------------------------------------------
 
@@ -167,8 +169,8 @@ class Dispatcher:
             return
         # Write-ahead: commit before dispatching anything.
         self.journal.flush()
-        if self.journal.crashed:
-            return  # a (simulated) dead process dispatches nothing more
+        if self.journal.crashed or self.holding:
+            return  # a (simulated) dead or a stopping process starts nothing
         local: list[Call] = []
         remote: dict[int, tuple[cf.Executor, list[Call]]] = {}
         ready = self.ready

@@ -6,7 +6,12 @@ task by reference (``module:qualname``), never a pickled function.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
+import signal
+import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -97,3 +102,73 @@ def run_remote_chunk(
             continue
         out.append(run_call(fn, args_bytes, run_id, key, attempt))
     return out
+
+
+# -- pool processes --------------------------------------------------------------
+
+_PR_SET_PDEATHSIG = 1
+_WATCH_SECONDS = 0.5
+
+
+def worker_init(engine_pid: int) -> None:
+    """First thing in every pool process the engine starts.
+
+    A worker must not outlive the engine (SIGKILLed, it cannot clean up), nor
+    hold the stdout/stderr it inherited: ``$(replay-engine run ...)`` waits
+    until every holder of its pipe has closed it.
+    """
+    _detach_stdio()
+    parent = os.getppid()
+    if parent != engine_pid:
+        # Forked by the forkserver, which exits when the engine dies (its
+        # "alive" pipe reaches EOF): die with it. Not for a worker the engine
+        # spawned itself, whose parent *thread* may end before the engine.
+        _die_with_parent()
+    if not _alive(engine_pid) or os.getppid() != parent:
+        os._exit(1)  # the engine died before we got here
+    # Fallback where there is no prctl (or the parent is a subreaper).
+    threading.Thread(
+        target=_watch, args=(engine_pid, parent), name="engine-watch", daemon=True
+    ).start()
+
+
+def _detach_stdio() -> None:
+    """Point fds 0, 1 and 2 at /dev/null (task output is not the CLI's output)."""
+    fd = os.open(os.devnull, os.O_RDWR)
+    try:
+        for target in (0, 1, 2):
+            os.dup2(fd, target)
+    finally:
+        if fd > 2:
+            os.close(fd)
+
+
+def _die_with_parent() -> None:
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _watch(engine_pid: int, parent: int) -> None:
+    while os.getppid() == parent and _alive(engine_pid):
+        time.sleep(_WATCH_SECONDS)
+    os._exit(1)

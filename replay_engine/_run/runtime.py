@@ -37,6 +37,7 @@ from .parallel import BranchAbandoned, Resolved
 from .scope import Scope, current_scope
 from .settle import Outcome, error_info, settle_finished, settle_waiting, stop
 from .state import ExecutionState, FrontierCall, RunStats
+from .stopping import Stopper, settle_stopped
 from .tasks import TaskDef
 
 # The names the API layer imports from here (some are defined next door).
@@ -63,6 +64,7 @@ class Runtime(ExecutionState):
         frozen: bool = False,
         park_timers: bool = False,
         hooks: Hooks | None = None,
+        stopper: Stopper | None = None,
     ) -> None:
         super().__init__(
             journal,
@@ -78,6 +80,8 @@ class Runtime(ExecutionState):
         )
         self.ctx = Context(self)
         self._process: object = None
+        # Stop requests (signals): none for time travel, which dispatches nothing.
+        self._stopper = stopper if not frozen else None
 
     # -- the calls ctx makes ---------------------------------------------------
     #
@@ -289,18 +293,24 @@ class Runtime(ExecutionState):
         main = self.loop.create_task(coro, context=context)
         self._process = process
         self.quiet = self.loop.create_future()
+        watch = self._stopper.watch(self) if self._stopper is not None else None
         try:
+            ends = (
+                {main, self.quiet} if watch is None else {main, self.quiet, watch.done}
+            )
             with gc_relax.relaxed():
-                await asyncio.wait(
-                    {main, self.quiet}, return_when=asyncio.FIRST_COMPLETED
-                )
+                await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
         except BaseException:
             # Cancelled from outside: stop cleanly, keep what completed.
             await stop(self, main)
             self.journal.flush()
             raise
         finally:
+            if watch is not None:
+                watch.close()
             self.stats.elapsed = time.perf_counter() - started
+        if watch is not None and watch.stopped(main):
+            await settle_stopped(self, main, watch)  # raises RunInterrupted
         if not self.crashed:
             if not main.done():
                 outcome = await settle_waiting(self, main)

@@ -34,6 +34,16 @@ def step(i: int, delay: float) -> int:
     return i
 
 
+@task(name="fault.hold")
+def hold(i: int, delay: float) -> int:
+    """Like ``step``, but returns at once with ``FAULT_VARIANT=fast`` (a resume)."""
+    note("start", i)
+    if os.environ.get("FAULT_VARIANT") != "fast":
+        time.sleep(delay)
+    note("end", i)
+    return i * i
+
+
 @task(name="fault.big")
 def big(i: int, size: int) -> str:
     note("big", i)
@@ -108,6 +118,12 @@ async def parallel_slow(inputs: dict[str, Any], ctx: Any) -> list[int]:
     return await ctx.parallel.all(
         [lambda i=i: ctx.task(step, {"i": i, "delay": delay}) for i in range(n)]
     )
+
+
+async def holding(inputs: dict[str, Any], ctx: Any) -> list[int]:
+    """``n`` sequential ``hold`` steps of ``delay`` seconds."""
+    delay = inputs.get("delay", 30.0)
+    return [await ctx.task(hold, {"i": i, "delay": delay}) for i in range(inputs["n"])]
 
 
 async def fill(inputs: dict[str, Any], ctx: Any) -> int:

@@ -25,7 +25,9 @@ def run_pool(journal: Path, side: Path, inputs: str) -> subprocess.Popen[str]:
         *("run", "fault_flows:parallel_slow", "--run-id", "r1"),
         *("--executor", "processes", "--input", inputs),
         paths=[HERE],
-        extra_env={"FAULT_SIDE": str(side)},
+        # SIGTERM lets effects in flight finish for a grace period (10 s by
+        # default); these take 60 s, so keep it shorter than the test's wait.
+        extra_env={"FAULT_SIDE": str(side), "REPLAY_ENGINE_GRACE": "1"},
     )
 
 
@@ -47,11 +49,6 @@ def survivors(sid: int, within: float) -> list[int]:
     return alive
 
 
-@pytest.mark.xfail(
-    reason="bug: issue 12: killing the executor leaves pool workers, forkserver and"
-    " resource tracker alive, holding its stdout",
-    strict=True,
-)
 @pytest.mark.parametrize(
     "sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"]
 )
