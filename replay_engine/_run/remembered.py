@@ -1,0 +1,192 @@
+"""Which process each run was started with, remembered outside the journal.
+
+A journal is a file people send each other, so the ``module:qualname`` it
+records is never imported on its say-so. When this user starts a run, the
+engine notes ``(journal real path, run id) -> (process reference, import
+root, digest of the run's first event)`` in a per-user state directory; a
+later ``resume``/``replay`` without an explicit process trusts the journal's
+reference only when it matches that note. The first event's digest covers
+its append time, so a journal copied in from elsewhere under the same path
+and run id does not match.
+
+The directory is ``$REPLAY_ENGINE_STATE_DIR``, else
+``$XDG_STATE_HOME/replay-engine``, else ``~/.local/state/replay-engine``;
+it is owner-only (0700), each note a 0600 msgspec-JSON file named by the
+blake3 of its key, written atomically (temp file, fsync, rename).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import stat
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import blake3
+import msgspec
+
+from .tasks import importable_module_name
+
+STATE_DIR_ENV = "REPLAY_ENGINE_STATE_DIR"
+"""Environment variable naming the state directory (tests point it at a tmp dir)."""
+
+_VERSION = 1
+_MAX_NOTE = 64 * 1024  # a note is a few hundred bytes; refuse anything odd
+
+_log = logging.getLogger("replay_engine")
+
+
+class Note(msgspec.Struct, frozen=True):
+    """What is remembered about one run of one journal."""
+
+    v: int
+    journal: str
+    run_id: str
+    process: str
+    """The ``module:qualname`` the run was started with."""
+    first_event: str
+    """Hex digest of the run's first event (as stored in its chain)."""
+    path_entry: str | None = None
+    """The ``sys.path`` entry the process was imported from, when that entry
+    came from how the program was started (its cwd or script directory)."""
+
+
+_decoder = msgspec.json.Decoder(Note)
+
+
+def state_dir() -> Path:
+    """The per-user directory holding the notes (not created here)."""
+    explicit = os.environ.get(STATE_DIR_ENV)
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_STATE_HOME")
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg) / "replay-engine"
+    return Path.home() / ".local" / "state" / "replay-engine"
+
+
+def _note_path(journal: str, run_id: str) -> Path:
+    name = blake3.blake3(f"{journal}\0{run_id}".encode()).hexdigest()
+    return state_dir() / f"{name}.json"
+
+
+def import_root(fn: Callable[..., Any]) -> str | None:
+    """The directory ``fn``'s module was imported from, if it depends on the start.
+
+    Only the current directory and the script's directory are recorded: they
+    are what ``python -m``/``python script.py`` put on ``sys.path`` and a
+    later resume from elsewhere would miss. Anything else (site-packages,
+    PYTHONPATH) the environment provides again.
+    """
+    module = sys.modules.get(getattr(fn, "__module__", "") or "")
+    file = getattr(module, "__file__", None)
+    if not isinstance(file, str) or not file:
+        return None
+    parts = importable_module_name(fn).split(".")
+    root = Path(file).resolve().parent
+    if Path(file).name == "__init__.py":
+        root = root.parent
+    for _ in parts[1:]:
+        root = root.parent
+    starts = {Path.cwd().resolve()}
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    if isinstance(main_file, str) and main_file:
+        starts.add(Path(main_file).resolve().parent)
+    return str(root) if root in starts else None
+
+
+def remember(
+    journal: str,
+    run_id: str,
+    process: str,
+    first_event: bytes,
+    path_entry: str | None,
+) -> None:
+    """Note that this user started ``run_id`` of ``journal`` with ``process``.
+
+    A failure to write is logged, not raised: the run itself is fine, and a
+    later resume asks for ``--process`` with a clear message.
+    """
+    note = Note(
+        v=_VERSION,
+        journal=journal,
+        run_id=run_id,
+        process=process,
+        first_event=first_event.hex(),
+        path_entry=path_entry,
+    )
+    target = _note_path(journal, run_id)
+    try:
+        _ensure_dir(target.parent)
+        _write_atomically(target, msgspec.json.encode(note))
+    except OSError as exc:
+        _log.warning(
+            "could not remember the process of run %r in %s (%s): resuming it"
+            " will need --process %s",
+            run_id,
+            target.parent,
+            exc,
+            process,
+        )
+
+
+def recall(journal: str, run_id: str) -> Note | None:
+    """The note for ``run_id`` of ``journal``, or None (absent or not trustworthy)."""
+    path = _note_path(journal, run_id)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        # Only a regular file of ours that nobody else could have written.
+        if (
+            not stat.S_ISREG(st.st_mode)
+            or st.st_uid != os.geteuid()
+            or st.st_mode & 0o022
+            or st.st_size > _MAX_NOTE
+        ):
+            return None
+        data = os.read(fd, _MAX_NOTE + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    try:
+        note = _decoder.decode(data)
+    except msgspec.DecodeError:
+        return None
+    if note.v != _VERSION or note.journal != journal or note.run_id != run_id:
+        return None
+    return note
+
+
+def _ensure_dir(path: Path) -> None:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = os.stat(path, follow_symlinks=False)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        raise OSError(f"{path} is not a directory of this user")
+    if stat.S_IMODE(st.st_mode) != 0o700:
+        os.chmod(path, 0o700)
+
+
+def _write_atomically(target: Path, data: bytes) -> None:
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(
+        tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+    )
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
