@@ -37,7 +37,7 @@ settings.load_profile(os.environ.get("REPLAY_ENGINE_PROFILE", "default"))
 _SPEC_ID = re.compile(r"JF-\d{3}")
 
 
-_STATE_DIR: tempfile.TemporaryDirectory[str] | None = None
+_STATE_DIRS: list[tempfile.TemporaryDirectory[str]] = []
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -46,17 +46,15 @@ def pytest_configure(config: pytest.Config) -> None:
     Set in ``os.environ`` so that child interpreters (``tests.helpers.child_env``,
     ``tests.adversarial``) remember and recall in the same place.
     """
-    global _STATE_DIR
-    if _STATE_DIR is None:
-        _STATE_DIR = tempfile.TemporaryDirectory(prefix="replay-engine-state-")
-        os.environ["REPLAY_ENGINE_STATE_DIR"] = os.path.join(_STATE_DIR.name, "state")
+    if not _STATE_DIRS:
+        state = tempfile.TemporaryDirectory(prefix="replay-engine-state-")
+        _STATE_DIRS.append(state)
+        os.environ["REPLAY_ENGINE_STATE_DIR"] = os.path.join(state.name, "state")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    global _STATE_DIR
-    if _STATE_DIR is not None:
-        _STATE_DIR.cleanup()
-        _STATE_DIR = None
+    while _STATE_DIRS:
+        _STATE_DIRS.pop().cleanup()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

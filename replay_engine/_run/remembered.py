@@ -21,8 +21,10 @@ import contextlib
 import logging
 import os
 import secrets
+import site
 import stat
 import sys
+import sysconfig
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,8 +54,8 @@ class Note(msgspec.Struct, frozen=True):
     first_event: str
     """Hex digest of the run's first event (as stored in its chain)."""
     path_entry: str | None = None
-    """The ``sys.path`` entry the process was imported from, when that entry
-    came from how the program was started (its cwd or script directory)."""
+    """The ``sys.path`` entry the process was imported from, unless it is
+    part of the Python installation (see :func:`import_root`)."""
 
 
 _decoder = msgspec.json.Decoder(Note)
@@ -76,12 +78,13 @@ def _note_path(journal: str, run_id: str) -> Path:
 
 
 def import_root(fn: Callable[..., Any]) -> str | None:
-    """The directory ``fn``'s module was imported from, if it depends on the start.
+    """The directory ``fn``'s module was imported from, unless the install provides it.
 
-    Only the current directory and the script's directory are recorded: they
-    are what ``python -m``/``python script.py`` put on ``sys.path`` and a
-    later resume from elsewhere would miss. Anything else (site-packages,
-    PYTHONPATH) the environment provides again.
+    The current directory, a script's directory, a ``PYTHONPATH`` entry or
+    one a program put on ``sys.path`` may all be missing when the run is
+    resumed by another process elsewhere; site-packages and the standard
+    library are not, and are not recorded (so a resume from another
+    environment does not mix its packages in).
     """
     module = sys.modules.get(getattr(fn, "__module__", "") or "")
     file = getattr(module, "__file__", None)
@@ -93,11 +96,15 @@ def import_root(fn: Callable[..., Any]) -> str | None:
         root = root.parent
     for _ in parts[1:]:
         root = root.parent
-    starts = {Path.cwd().resolve()}
-    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
-    if isinstance(main_file, str) and main_file:
-        starts.add(Path(main_file).resolve().parent)
-    return str(root) if root in starts else None
+    return None if root in _installed_roots() else str(root)
+
+
+def _installed_roots() -> set[Path]:
+    paths = sysconfig.get_paths()
+    found = {paths[k] for k in ("purelib", "platlib", "stdlib", "platstdlib")}
+    found.update(site.getsitepackages())
+    found.add(site.getusersitepackages())
+    return {Path(p).resolve() for p in found if p}
 
 
 def remember(
