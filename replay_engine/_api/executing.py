@@ -14,6 +14,7 @@ from .._run import process_ref as _process_ref
 from .._run.context import Context
 from .._run.journal import RunJournal
 from .._run.runtime import Outcome, RunStats, Runtime
+from .._store.chain import StoredEvent
 from .._store.lock import RunLock
 from .._store.payload import encode_or_refuse
 from ..errors import JournalCorruptError, ReplayEngineError
@@ -115,8 +116,15 @@ class Executing(EngineBase):
             inputs=address,
         )
         with RunLock(self.path, run_id):
+            # Noted before the run exists (a kill right after its creation
+            # must not strand it), but never over the note of a run that does.
+            exists = self._store.get_run(run_id) is not None
+            note = (
+                None if exists else self._processes.starting(run_id, process, started)
+            )
             self._store.create_run(run_id, started, jf.blobs_for(address, inputs_bytes))
-            self._processes.started(run_id, process, self._first_digest(run_id))
+            if note is not None:
+                self._processes.started(note, self._first(run_id).digest)
             journal = RunJournal(self._store, run_id)
             journal.recorded_events = 1
             journal.started = started
@@ -199,9 +207,7 @@ class Executing(EngineBase):
                     status="completed",
                     result=self._recorded_result(record),
                 )
-            fn = self._processes.resolve(
-                run_id, started, self._first_digest(run_id), process
-            )
+            fn = self._processes.resolve(run_id, self._first(run_id), process)
             if process is not None:
                 self._processes.used(run_id, fn)
             warnings = _changed_code_warnings(run_id, started, fn)
@@ -232,24 +238,16 @@ class Executing(EngineBase):
             ProcessImportError: as for :meth:`resume`.
         """
         self._store.require_run(run_id)
-        first = self._store.read_events(run_id, 0, 1)
-        started = first[0].event if first else None
-        if not isinstance(started, jf.RunStarted):
-            raise JournalCorruptError(
-                f"run {run_id!r} has no run_started event at seq 0",
-                run_id=run_id,
-                seq=0,
-            )
-        return self._processes.resolve(run_id, started, first[0].digest, process)
+        return self._processes.resolve(run_id, self._first(run_id), process)
 
-    def _first_digest(self, run_id: str) -> bytes:
-        """The chain digest of the run's first event: what a remembered run matches."""
+    def _first(self, run_id: str) -> StoredEvent:
+        """The run's first event: what a remembered run is matched against."""
         first = self._store.read_events(run_id, 0, 1)
         if not first:
             raise JournalCorruptError(
                 f"run {run_id!r} has no event at seq 0", run_id=run_id, seq=0
             )
-        return first[0].digest
+        return first[0]
 
     async def _execute(
         self,

@@ -16,13 +16,17 @@ Anything else is refused with :class:`ProcessImportError` before any import.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
+
+import msgspec
 
 import journal_format as jf
 
 from .._run import process_ref as _ref, remembered as _remembered
-from ..errors import ProcessImportError, ReplayEngineError
+from .._store.chain import StoredEvent
+from ..errors import JournalCorruptError, ProcessImportError, ReplayEngineError
 
 ProcessLike = Callable[..., Any] | str
 
@@ -62,15 +66,31 @@ class KnownProcesses:
                 )
         self._ran: dict[str, Callable[..., Any]] = {}
 
-    def started(self, run_id: str, fn: Callable[..., Any], first_event: bytes) -> None:
-        """This engine started ``run_id`` with ``fn``: remember it, here and on disk."""
+    def starting(
+        self, run_id: str, fn: Callable[..., Any], started: jf.RunStarted
+    ) -> _remembered.Note:
+        """About to create ``run_id`` with ``fn``: note it first.
+
+        Written before the run exists, so a starter killed right after the
+        run's creation leaves a run that still resumes without flags.
+        """
         self._ran[run_id] = fn
+        note = _remembered.Note(
+            v=1,
+            journal=self.journal,
+            run_id=run_id,
+            process=started.process,
+            started=_remembered.started_digest(run_id, started),
+            created_ns=time.time_ns(),
+            path_entry=_remembered.import_root(fn),
+        )
+        _remembered.remember(note)
+        return note
+
+    def started(self, note: _remembered.Note, first_event: bytes) -> None:
+        """The run exists: bind the note to its first event's digest."""
         _remembered.remember(
-            self.journal,
-            run_id,
-            _ref.reference(fn),
-            first_event,
-            _remembered.import_root(fn),
+            msgspec.structs.replace(note, first_event=first_event.hex())
         )
 
     def used(self, run_id: str, fn: Callable[..., Any]) -> None:
@@ -81,26 +101,43 @@ class KnownProcesses:
         self,
         parent: jf.RunStarted,
         parent_id: str,
-        parent_first: bytes,
+        parent_first: StoredEvent,
         child_id: str,
-        child_first: bytes,
+        child_first: jf.Envelope,
+        child_digest: bytes,
     ) -> None:
         """A fork of a run this user may run without flags may be run so too."""
         fn = self._ran.get(parent_id)
         if fn is not None and _ref.reference(fn) == parent.process:
-            self.started(child_id, fn, child_first)
-            return
-        note = self._matching_note(parent_id, parent.process, parent_first)
-        if note is not None:
-            _remembered.remember(
-                self.journal, child_id, note.process, child_first, note.path_entry
+            self._ran[child_id] = fn
+            path_entry = _remembered.import_root(fn)
+        else:
+            note = self._matching_note(parent_id, parent.process, parent_first)
+            if note is None:
+                return
+            path_entry = note.path_entry
+        _remembered.remember(
+            _remembered.Note(
+                v=1,
+                journal=self.journal,
+                run_id=child_id,
+                process=parent.process,
+                started=_remembered.started_digest(
+                    child_id,
+                    child_first.event
+                    if isinstance(child_first.event, jf.RunStarted)
+                    else parent,
+                ),
+                created_ns=child_first.at,
+                first_event=child_digest.hex(),
+                path_entry=path_entry,
             )
+        )
 
     def resolve(
         self,
         run_id: str,
-        started: jf.RunStarted,
-        first_event: bytes,
+        first: StoredEvent,
         explicit: ProcessLike | None,
     ) -> Callable[..., Any]:
         """The process to execute ``run_id`` with, checked to be one.
@@ -117,6 +154,13 @@ class KnownProcesses:
                 fn, label = load_typed(explicit), explicit
             _ref.check_process(fn, label)
             return fn
+        started = first.event
+        if not isinstance(started, jf.RunStarted):
+            raise JournalCorruptError(
+                f"run {run_id!r} has no run_started event at seq 0",
+                run_id=run_id,
+                seq=0,
+            )
         ref = started.process
         ran = self._ran.get(run_id)
         if ran is not None and _ref.reference(ran) == ref:
@@ -127,22 +171,24 @@ class KnownProcesses:
                 allowed = self._allowed[ref] = load_typed(ref)
                 _ref.check_process(allowed, ref)
             return allowed
-        note = self._matching_note(run_id, ref, first_event)
+        note = self._matching_note(run_id, ref, first)
         if note is None:
-            raise ProcessImportError(self._unknown(run_id, ref, first_event))
+            raise ProcessImportError(self._unknown(run_id, ref))
         fn = _ref.load_remembered(ref, note.path_entry)
         _ref.check_process(fn, ref)
         return fn
 
     def _matching_note(
-        self, run_id: str, ref: str, first_event: bytes
+        self, run_id: str, ref: str, first: StoredEvent
     ) -> _remembered.Note | None:
         note = _remembered.recall(self.journal, run_id)
-        if note is None or note.process != ref or note.first_event != first_event.hex():
+        if note is None or not _remembered.matches(
+            note, ref, first.envelope, first.digest
+        ):
             return None
         return note
 
-    def _unknown(self, run_id: str, ref: str, first_event: bytes) -> str:
+    def _unknown(self, run_id: str, ref: str) -> str:
         note = _remembered.recall(self.journal, run_id)
         if note is None:
             why = (

@@ -73,7 +73,7 @@ class TimeTravel(Inspection):
             raise JournalCorruptError(
                 f"run {run_id!r} has no run_started event", run_id=run_id, seq=0
             )
-        fn = self._processes.resolve(run_id, started, all_events[0].digest, process)
+        fn = self._processes.resolve(run_id, all_events[0], process)
         inputs = self.payload(started.inputs)
         runtime = Runtime(
             journal,
@@ -133,7 +133,9 @@ class TimeTravel(Inspection):
         The fork records its parent and fork point. Its journal's blobs are
         shared with the parent's, not copied. Resuming it re-executes the
         process (with the current code) against the shared prefix and goes on
-        live from there: the "fix the code, rerun from step N" workflow.
+        live from there: the "fix the code, rerun from step N" workflow. A
+        fork of a run this user may resume without naming its process (see
+        :meth:`resume`) may be resumed so too.
 
         Raises:
             RunNotFoundError: no such run.
@@ -151,6 +153,11 @@ class TimeTravel(Inspection):
         if parent and child and isinstance(parent[0].event, jf.RunStarted):
             # A fork of a run this user may resume without flags may be too.
             self._processes.forked(
-                parent[0].event, run_id, parent[0].digest, new_run_id, child[0].digest
+                parent[0].event,
+                run_id,
+                parent[0],
+                new_run_id,
+                child[0].envelope,
+                child[0].digest,
             )
         return self.status(new_run_id)

@@ -12,7 +12,7 @@ and run id does not match.
 The directory is ``$REPLAY_ENGINE_STATE_DIR``, else
 ``$XDG_STATE_HOME/replay-engine``, else ``~/.local/state/replay-engine``;
 it is owner-only (0700), each note a 0600 msgspec-JSON file named by the
-blake3 of its key, written atomically (temp file, fsync, rename).
+blake3 of its key, written atomically (temp file, rename).
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from typing import Any
 import blake3
 import msgspec
 
+import journal_format as jf
+
 from .tasks import importable_module_name
 
 STATE_DIR_ENV = "REPLAY_ENGINE_STATE_DIR"
@@ -39,6 +41,10 @@ STATE_DIR_ENV = "REPLAY_ENGINE_STATE_DIR"
 
 _VERSION = 1
 _MAX_NOTE = 64 * 1024  # a note is a few hundred bytes; refuse anything odd
+# How far the first event's append time may lie from the note's creation when
+# the note was never completed (clock slew before; a slow commit after).
+_SLEW_NS = 5 * 10**9
+_COMMIT_NS = 600 * 10**9
 
 _log = logging.getLogger("replay_engine")
 
@@ -51,8 +57,14 @@ class Note(msgspec.Struct, frozen=True):
     run_id: str
     process: str
     """The ``module:qualname`` the run was started with."""
-    first_event: str
-    """Hex digest of the run's first event (as stored in its chain)."""
+    started: str
+    """Hex blake3 of the run id and its ``run_started`` event's content."""
+    created_ns: int
+    """Wall-clock time just before the run was created (UTC nanoseconds)."""
+    first_event: str | None = None
+    """Hex digest of the run's first event as stored in its chain (it covers
+    the append time); None only if the starter died between creating the run
+    and completing this note."""
     path_entry: str | None = None
     """The ``sys.path`` entry the process was imported from, unless it is
     part of the Python installation (see :func:`import_root`)."""
@@ -65,7 +77,7 @@ def state_dir() -> Path:
     """The per-user directory holding the notes (not created here)."""
     explicit = os.environ.get(STATE_DIR_ENV)
     if explicit:
-        return Path(explicit)
+        return Path(os.path.abspath(explicit))
     xdg = os.environ.get("XDG_STATE_HOME")
     if xdg and os.path.isabs(xdg):
         return Path(xdg) / "replay-engine"
@@ -107,27 +119,19 @@ def _installed_roots() -> set[Path]:
     return {Path(p).resolve() for p in found if p}
 
 
-def remember(
-    journal: str,
-    run_id: str,
-    process: str,
-    first_event: bytes,
-    path_entry: str | None,
-) -> None:
-    """Note that this user started ``run_id`` of ``journal`` with ``process``.
+def started_digest(run_id: str, started: jf.RunStarted) -> str:
+    """What a note binds a run to before its first event exists."""
+    data = run_id.encode() + b"\0" + jf.RECORD_ENCODER.encode(started)
+    return blake3.blake3(data).hexdigest()
+
+
+def remember(note: Note) -> None:
+    """Write ``note`` (replacing an older one for the same journal and run).
 
     A failure to write is logged, not raised: the run itself is fine, and a
     later resume asks for ``--process`` with a clear message.
     """
-    note = Note(
-        v=_VERSION,
-        journal=journal,
-        run_id=run_id,
-        process=process,
-        first_event=first_event.hex(),
-        path_entry=path_entry,
-    )
-    target = _note_path(journal, run_id)
+    target = _note_path(note.journal, note.run_id)
     try:
         _ensure_dir(target.parent)
         _write_atomically(target, msgspec.json.encode(note))
@@ -135,11 +139,28 @@ def remember(
         _log.warning(
             "could not remember the process of run %r in %s (%s): resuming it"
             " will need --process %s",
-            run_id,
+            note.run_id,
             target.parent,
             exc,
-            process,
+            note.process,
         )
+
+
+def matches(note: Note, ref: str, first: jf.Envelope, digest: bytes) -> bool:
+    """Whether the journal's run is the one ``note`` remembers, with ``ref``.
+
+    A completed note names the first event's digest. A note whose writer died
+    between creating the run and completing it is matched by the event's
+    content and an append time just after the note was made.
+    """
+    if note.process != ref or not isinstance(first.event, jf.RunStarted):
+        return False
+    if note.first_event is not None:
+        return note.first_event == digest.hex()
+    return (
+        note.started == started_digest(note.run_id, first.event)
+        and note.created_ns - _SLEW_NS <= first.at <= note.created_ns + _COMMIT_NS
+    )
 
 
 def recall(journal: str, run_id: str) -> Note | None:
@@ -188,10 +209,10 @@ def _write_atomically(target: Path, data: bytes) -> None:
         tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
     )
     try:
+        # No fsync: starting a run must stay cheap, and a note lost to a power
+        # failure only means the user names the process (--process) once.
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):

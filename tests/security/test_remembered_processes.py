@@ -257,3 +257,22 @@ def test_a_copied_journal_needs_process(tmp_path: Path, project: Path) -> None:
         extra_env=env,
     )
     assert resumed.returncode == 3, resumed.describe()
+
+
+def test_a_note_the_starter_never_completed_still_matches(
+    tmp_path: Path, state: Path
+) -> None:
+    """Killed between creating the run and completing its note: the note made
+    before the run (content and time) still identifies it; a stale one does not."""
+    journal = tmp_path / "journal"
+    start_waiting(journal)
+    (note_file,) = state.iterdir()
+    note = json.loads(note_file.read_text())
+    del note["first_event"]
+    note_file.write_text(json.dumps(note))
+    with Engine(str(journal)) as engine:
+        assert engine.replay("r1").process_status == "frontier"
+    note["created_ns"] -= 3600 * 10**9
+    note_file.write_text(json.dumps(note))
+    with Engine(str(journal)) as engine, pytest.raises(ProcessImportError):
+        engine.replay("r1")
