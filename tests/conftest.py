@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,26 @@ settings.register_profile(
 settings.load_profile(os.environ.get("REPLAY_ENGINE_PROFILE", "default"))
 
 _SPEC_ID = re.compile(r"JF-\d{3}")
+
+
+_STATE_DIRS: list[tempfile.TemporaryDirectory[str]] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Remembered processes go to a temporary state directory, never ~/.local/state.
+
+    Set in ``os.environ`` so that child interpreters (``tests.helpers.child_env``,
+    ``tests.adversarial``) remember and recall in the same place.
+    """
+    if not _STATE_DIRS:
+        state = tempfile.TemporaryDirectory(prefix="replay-engine-state-")
+        _STATE_DIRS.append(state)
+        os.environ["REPLAY_ENGINE_STATE_DIR"] = os.path.join(state.name, "state")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    while _STATE_DIRS:
+        _STATE_DIRS.pop().cleanup()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from typing import Any, Self, TypeVar
 
 import journal_format as jf
@@ -21,6 +21,7 @@ from .._store.env import DEFAULT_MAP_SIZE, FILE_MODE
 from .._store.posts import PendingEffect, pending_effects
 from .._store.store import Durability, Store
 from ..errors import JournalCorruptError, ReplayEngineError
+from .processes import KnownProcesses, ProcessLike
 
 T = TypeVar("T")
 
@@ -43,12 +44,13 @@ class EngineBase:
         create: bool = True,
         read_only: bool = False,
         file_mode: int = FILE_MODE,
+        processes: Iterable[ProcessLike] = (),
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1, not {max_in_flight}")
         owned = False
-        processes = executor == "processes"
-        if processes or executor == "threads":
+        in_processes = executor == "processes"
+        if in_processes or executor == "threads":
             executor = None  # the engine's own pool (see ExecutorSet)
         if executor is not None and (
             not isinstance(executor, cf.Executor)
@@ -67,9 +69,14 @@ class EngineBase:
             file_mode=file_mode,
         )
         self.path = self._store.real_path
+        try:
+            self._processes = KnownProcesses(self.path, processes)
+        except BaseException:
+            self._store.close()
+            raise
         self.max_in_flight = max_in_flight
         self._slots = Slots(max_in_flight)
-        self._executors = ExecutorSet(executor, owned=owned, processes=processes)
+        self._executors = ExecutorSet(executor, owned=owned, processes=in_processes)
         # Engine.request_stop (the CLI's signal handlers) reaches executions here.
         self._stopper = Stopper()
         # Only replay_engine.testing passes hooks (completion order, crashes).

@@ -23,14 +23,15 @@ _MISSING: Any = object()
 class ExternalEffects(Executing):
     """``Engine``'s methods for runs that wait on the outside world."""
 
-    def iterate(self, run_id: str, *, process: ProcessFn | None = None) -> Run:
+    def iterate(self, run_id: str, *, process: ProcessFn | str | None = None) -> Run:
         """One turn of the orchestration loop: replay, run what can run, stop.
 
         Re-executes the run from the start, executes every in-process task that
         can now run, and returns when the run completes, fails, or can progress
         no further without external results. Timers not yet due do not block:
         the run is left waiting with ``next_due`` set, and an ``iterate`` after
-        that time fires them. A completed run changes nothing.
+        that time fires them. A completed run changes nothing. ``process`` is
+        chosen as for :meth:`resume`.
         """
         return run_sync(self.resume_async(run_id, process=process, park_timers=True))
 

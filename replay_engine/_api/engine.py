@@ -43,6 +43,11 @@ class Engine(ExternalEffects, TimeTravel):
         file_mode: the mode of the journal's files when they are created
             (owner-only by default: journals hold inputs and results). A new
             journal directory is made owner-only (0700).
+        processes: processes that runs of this journal may be resumed and
+            replayed with when the caller names none: functions, or
+            ``"module:qualname"`` strings (imported when needed). A run whose
+            recorded reference is not among them runs without ``process=``
+            only if this user started it here (see docs/security.md).
 
     Raises:
         NotAJournalError: no journal at ``path`` (with ``create=False`` or
@@ -51,6 +56,7 @@ class Engine(ExternalEffects, TimeTravel):
         ValueError: ``executor`` is a string that is not a scheduler address.
         TypeError: ``executor`` is neither an executor nor a Dask client.
         ImportError: a Dask executor without ``distributed`` installed.
+        ProcessImportError: an entry of ``processes`` is not a process.
 
     Example::
 

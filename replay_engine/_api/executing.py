@@ -14,11 +14,13 @@ from .._run import process_ref as _process_ref
 from .._run.context import Context
 from .._run.journal import RunJournal
 from .._run.runtime import Outcome, RunStats, Runtime
+from .._store.chain import StoredEvent
 from .._store.lock import RunLock
 from .._store.payload import encode_or_refuse
-from ..errors import JournalCorruptError, ProcessImportError, ReplayEngineError
+from ..errors import JournalCorruptError, ReplayEngineError
 from .base import EngineBase, run_sync
 from .durable import DurableProcess
+from .processes import ProcessLike, load_typed
 from .results import Run, utc
 
 ProcessFn = Callable[[Any, Context], Coroutine[Any, Any, Any]]
@@ -29,11 +31,13 @@ _log = logging.getLogger("replay_engine")
 
 
 def load_process(ref: str) -> Callable[..., Any]:
-    """Import the process function named ``"module:qualname"``.
+    """Import the process function named ``"module:qualname"``, as the user typed it.
 
     The module is imported as ``python -m`` would, with the current directory
-    on ``sys.path``; ``qualname`` may be dotted (``Flows.process``). This is
-    how ``resume`` finds a run's recorded process.
+    on ``sys.path``; ``qualname`` may be dotted (``Flows.process``). Use it for
+    references you wrote (a command line argument), never for one read from a
+    journal: ``resume`` and ``replay`` load a run's recorded process only when
+    this user started the run here or allowed it (docs/security.md).
 
     Raises:
         ProcessImportError: ``ref`` is not ``module:qualname``, the module
@@ -41,16 +45,7 @@ def load_process(ref: str) -> Callable[..., Any]:
             raised while it runs), it has no such attribute, or the attribute
             is not callable.
     """
-    try:
-        return _process_ref.load(ref)
-    except ReplayEngineError:
-        raise
-    except Exception as exc:
-        # Anything else raised on the way (a module __getattr__, say) still
-        # means "cannot import the process".
-        raise ProcessImportError(
-            f"importing process {ref!r} failed: {type(exc).__name__}: {exc}"
-        ) from exc
+    return load_typed(ref)
 
 
 class Executing(EngineBase):
@@ -75,9 +70,14 @@ class Executing(EngineBase):
             on_progress: called with live counters while the run works.
             on_log: called with ``(key, message, fields)`` for each new log line.
 
+        The run's process is remembered for this user (outside the journal),
+        so a later ``resume``/``replay`` of it needs no ``process=``.
+
         Raises:
             RunExistsError: ``run_id`` is taken.
             PayloadError: ``inputs`` cannot be encoded (nothing is recorded).
+            ProcessImportError: ``process`` cannot be imported, or is not an
+                ``async def process(inputs, ctx)`` (nothing is recorded).
         """
         return run_sync(
             self.run_async(
@@ -100,19 +100,31 @@ class Executing(EngineBase):
             jf.check_run_id(run_id)
         except jf.FormatError as exc:
             raise ReplayEngineError(str(exc)) from None
+        label = process if isinstance(process, str) else None
         if isinstance(process, str):
             process = load_process(process)
+        ref = _process_ref.reference(process)
+        # Before create_run: a non-process must not leave a run behind.
+        _process_ref.check_process(process, label or ref)
         inputs_bytes = encode_or_refuse(
             inputs, f"the inputs of run {run_id!r}", "; nothing was recorded"
         )
         address = jf.payload_ref(inputs_bytes)
         started = jf.RunStarted(
-            process=_process_ref.reference(process),
+            process=ref,
             fingerprint=_process_ref.fingerprint(process),
             inputs=address,
         )
         with RunLock(self.path, run_id):
+            # Noted before the run exists (a kill right after its creation
+            # must not strand it), but never over the note of a run that does.
+            exists = self._store.get_run(run_id) is not None
+            note = (
+                None if exists else self._processes.starting(run_id, process, started)
+            )
             self._store.create_run(run_id, started, jf.blobs_for(address, inputs_bytes))
+            if note is not None:
+                self._processes.started(note, self._first(run_id).digest)
             journal = RunJournal(self._store, run_id)
             journal.recorded_events = 1
             journal.started = started
@@ -135,17 +147,25 @@ class Executing(EngineBase):
         nothing runs. A failed, waiting or interrupted run re-executes with the
         current code.
 
+        Which code: ``process`` when given; else the function this engine
+        started the run with, one of ``Engine(processes=...)``, or the process
+        this user started the run with here (remembered outside the journal).
+        A reference found only in the journal is never imported.
+
         Args:
             run_id: the run.
-            process: the process function (or a ``module:qualname`` string),
-                when the recorded reference cannot be imported here, or to run
-                new code under the run.
+            process: the process function (or a ``module:qualname`` string you
+                wrote) to execute the run with: needed for a run not started
+                here (a journal from elsewhere), or to run new code under it.
             on_progress: as for :meth:`run`.
             on_log: as for :meth:`run`.
 
         Raises:
             RunNotFoundError: no such run.
             RunLockedError: another process is executing it.
+            ProcessImportError: no ``process`` and the run's recorded process is
+                not known here (nothing was imported), or it cannot be imported
+                or is not ``async def process(inputs, ctx)``.
             NonDeterminismError: the process diverged from the journal; nothing
                 is recorded for the divergence and the run can be resumed once
                 the code is fixed.
@@ -187,11 +207,9 @@ class Executing(EngineBase):
                     status="completed",
                     result=self._recorded_result(record),
                 )
-            fn = (
-                process
-                if callable(process)
-                else load_process(process or started.process)
-            )
+            fn = self._processes.resolve(run_id, self._first(run_id), process)
+            if process is not None:
+                self._processes.used(run_id, fn)
             warnings = _changed_code_warnings(run_id, started, fn)
             inputs = self.payload(started.inputs)
             journal.loaded_status = record.status
@@ -205,6 +223,31 @@ class Executing(EngineBase):
                 on_log=on_log,
                 park_timers=park_timers,
             )
+
+    def process_for(
+        self, run_id: str, process: ProcessLike | None = None
+    ) -> Callable[..., Any]:
+        """The process ``resume``/``replay`` of ``run_id`` would execute.
+
+        ``process`` (a function, or a ``module:qualname`` you wrote) wins; see
+        :meth:`resume` for the rest. Nothing named only by the journal is
+        imported.
+
+        Raises:
+            RunNotFoundError: no such run.
+            ProcessImportError: as for :meth:`resume`.
+        """
+        self._store.require_run(run_id)
+        return self._processes.resolve(run_id, self._first(run_id), process)
+
+    def _first(self, run_id: str) -> StoredEvent:
+        """The run's first event: what a remembered run is matched against."""
+        first = self._store.read_events(run_id, 0, 1)
+        if not first:
+            raise JournalCorruptError(
+                f"run {run_id!r} has no event at seq 0", run_id=run_id, seq=0
+            )
+        return first[0]
 
     async def _execute(
         self,
@@ -278,14 +321,22 @@ class Executing(EngineBase):
 def _changed_code_warnings(
     run_id: str, started: jf.RunStarted, fn: Callable[..., Any]
 ) -> list[str]:
-    """A warning (also logged) when the process's module changed since the start."""
-    if _process_ref.fingerprint(fn) == started.fingerprint:
+    """A warning (also logged) when the process's code changed since the start."""
+    ref = _process_ref.reference(fn)
+    if ref == started.process and _process_ref.fingerprint(fn) == started.fingerprint:
         return []
-    message = (
-        f"the code of process {started.process} changed since run"
-        f" {run_id!r} started; replay will stop with NonDeterminismError"
-        " if the change alters the calls already recorded"
-    )
+    if ref != started.process:
+        message = (
+            f"run {run_id!r} was started with process {started.process!r} and is"
+            f" executed with {ref!r} as asked; replay will stop with"
+            " NonDeterminismError if it does not make the calls already recorded"
+        )
+    else:
+        message = (
+            f"the code of process {started.process!r} changed since run"
+            f" {run_id!r} started; replay will stop with NonDeterminismError"
+            " if the change alters the calls already recorded"
+        )
     _log.warning("%s", message)
     return [message]
 

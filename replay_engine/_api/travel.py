@@ -15,7 +15,7 @@ from .._run.journal import RunJournal
 from .._run.runtime import Runtime
 from ..errors import JournalCorruptError, ReplayRangeError
 from .base import run_sync
-from .executing import ProcessFn, load_process
+from .executing import ProcessFn
 from .inspecting import Inspection
 from .results import RunInfo
 from .snapshots import Snapshot, build_calls
@@ -41,12 +41,17 @@ class TimeTravel(Inspection):
             run_id: the run.
             until: how many events to use (0..events; None for all), or
                 ``"key:3.1.0"`` to stop when the call at that key is reached.
-            process: the process, if its recorded reference cannot be imported.
+            process: the process to re-execute (a function, or a
+                ``module:qualname`` you wrote); needed for a run not started
+                here. Without it, as for ``resume``: a reference found only in
+                the journal is never imported.
 
         Raises:
             RunNotFoundError: no such run.
             ReplayRangeError: ``until`` is out of range or names an unknown key.
             NonDeterminismError: the process no longer agrees with its journal.
+            ProcessImportError: no ``process`` and the run's recorded process
+                is not known here (nothing was imported), or it is not one.
         """
         return run_sync(self.replay_async(run_id, until, process=process))
 
@@ -68,7 +73,7 @@ class TimeTravel(Inspection):
             raise JournalCorruptError(
                 f"run {run_id!r} has no run_started event", run_id=run_id, seq=0
             )
-        fn = process if callable(process) else load_process(process or started.process)
+        fn = self._processes.resolve(run_id, all_events[0], process)
         inputs = self.payload(started.inputs)
         runtime = Runtime(
             journal,
@@ -128,7 +133,9 @@ class TimeTravel(Inspection):
         The fork records its parent and fork point. Its journal's blobs are
         shared with the parent's, not copied. Resuming it re-executes the
         process (with the current code) against the shared prefix and goes on
-        live from there: the "fix the code, rerun from step N" workflow.
+        live from there: the "fix the code, rerun from step N" workflow. A
+        fork of a run this user may resume without naming its process (see
+        :meth:`resume`) may be resumed so too.
 
         Raises:
             RunNotFoundError: no such run.
@@ -141,4 +148,16 @@ class TimeTravel(Inspection):
         last = kept[-1].event if kept else None
         status = "completed" if isinstance(last, jf.RunCompleted) else "running"
         self._store.fork_run(record.run_id, at, new_run_id, status)
+        parent = self._store.read_events(run_id, 0, 1)
+        child = self._store.read_events(new_run_id, 0, 1)
+        if parent and child and isinstance(parent[0].event, jf.RunStarted):
+            # A fork of a run this user may resume without flags may be too.
+            self._processes.forked(
+                parent[0].event,
+                run_id,
+                parent[0],
+                new_run_id,
+                child[0].envelope,
+                child[0].digest,
+            )
         return self.status(new_run_id)

@@ -62,6 +62,18 @@ USAGE_ERRORS: tuple[type[ReplayEngineError], ...] = (
 )
 
 
+# Who names the code of resume/iterate/replay/debug: the user, or nobody (see
+# Engine.process_for); a journal's own reference is never imported on its say-so.
+PROCESS_OPTION = click.option(
+    "--process",
+    "process_ref",
+    metavar="MODULE:FUNC",
+    help="Execute the run with this process (imported as `python -m` would)."
+    " Needed for a run not started by you on this machine: the process a"
+    " journal names is never imported on its say-so.",
+)
+
+
 # -- errors --------------------------------------------------------------------
 
 

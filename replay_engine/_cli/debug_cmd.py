@@ -35,6 +35,7 @@ import journal_format as jf
 
 from .. import Engine, Snapshot
 from .common import (
+    PROCESS_OPTION,
     CliError,
     emit_json,
     json_option,
@@ -51,7 +52,7 @@ from .snapshot_views import (
     snapshot_view,
     summary_line,
 )
-from .travel_cmds import PROCESS_OPTION, replay_process
+from .travel_cmds import replay_process
 
 PROMPT = "debug> "
 

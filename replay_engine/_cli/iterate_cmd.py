@@ -16,6 +16,7 @@ import click
 from .. import Engine, PendingEffect, Run, SignalWait
 from .common import (
     EXIT_FAILED,
+    PROCESS_OPTION,
     STATUS_EXIT,
     emit_json,
     json_option,
@@ -87,13 +88,18 @@ def _always_json(fn: Callable[..., None]) -> Callable[..., None]:
 
 @click.command("iterate")
 @click.argument("run_id")
+@PROCESS_OPTION
 @grace_option
 @json_option
 @click.pass_context
 @_always_json
 @reporting_errors
 def iterate_command(
-    ctx: click.Context, run_id: str, grace: float, as_json: bool
+    ctx: click.Context,
+    run_id: str,
+    process_ref: str | None,
+    grace: float,
+    as_json: bool,
 ) -> None:
     """One turn of the orchestration loop for RUN_ID; prints JSON.
 
@@ -105,7 +111,7 @@ def iterate_command(
 
     Exit 3 while the run waits, 0 once it completed, 1 if it failed. A
     completed run is terminal: iterating it prints its result and changes
-    nothing.
+    nothing. A run you did not start on this machine needs --process.
     """
     del as_json  # iterate always speaks JSON (see _always_json)
     started = time.perf_counter()
@@ -118,7 +124,7 @@ def iterate_command(
         # Not engine.status() first: that reads the whole journal of a waiting
         # run, and the replay is about to read it anyway. A run that was
         # already completed comes back completed with nothing written.
-        run = engine.iterate(run_id)
+        run = engine.iterate(run_id, process=process_ref)
         was_completed = run.status == "completed" and run.stats.events_written == 0
         note = None
         if was_completed:

@@ -18,6 +18,7 @@ from rich.text import Text
 from .. import Run, RunStats, load_process
 from .common import (
     EXIT_OK,
+    PROCESS_OPTION,
     STATUS_EXIT,
     check_run_id,
     emit_json,
@@ -282,7 +283,8 @@ def run_command(
     inputs = _read_input(input_json, input_file, ctx)
     if run_id is not None:
         check_run_id(run_id, ctx)
-    fn = load_process(process)
+    # Import before the live display starts, so an import error prints alone.
+    load_process(process)
     live = _Live(as_json=as_json)
     with (
         stopping_on_signals(ctx, grace, as_json=as_json) as signals,
@@ -295,7 +297,7 @@ def run_command(
         signals.attach(engine)
         with live:
             run = engine.run(
-                fn,
+                process,
                 inputs,
                 run_id=run_id,
                 on_progress=live.on_progress,
@@ -306,6 +308,7 @@ def run_command(
 
 @click.command("resume")
 @click.argument("run_id")
+@PROCESS_OPTION
 @_DURABILITY
 @_EXECUTOR
 @grace_option
@@ -315,6 +318,7 @@ def run_command(
 def resume_command(
     ctx: click.Context,
     run_id: str,
+    process_ref: str | None,
     durability: Literal["fsync", "process"],
     executor: str,
     grace: float,
@@ -322,7 +326,9 @@ def resume_command(
 ) -> None:
     """Re-execute RUN_ID from the start, serving completed effects from the journal.
 
-    A completed run returns its recorded result and executes nothing. Exit 0
+    A completed run returns its recorded result and executes nothing. A run
+    you started on this machine resumes with the process it was started
+    with; any other run (a journal from elsewhere) needs --process. Exit 0
     completed, 1 failed, 3 waiting; 143 or 130 when stopped by SIGTERM or
     SIGINT (effects in flight get --grace seconds).
     """
@@ -338,7 +344,11 @@ def resume_command(
         signals.attach(engine)
         info = engine.status(run_id)
         # Import before the live display starts, so an import error prints alone.
-        fn = load_process(info.process) if info.status != "completed" else None
+        fn = (
+            engine.process_for(run_id, process_ref)
+            if info.status != "completed"
+            else None
+        )
         with live:
             run = engine.resume(
                 run_id, process=fn, on_progress=live.on_progress, on_log=live.on_log

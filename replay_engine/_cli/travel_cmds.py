@@ -14,8 +14,9 @@ from typing import Any
 import click
 from rich.text import Text
 
-from .. import Engine, Snapshot, load_process
+from .. import Engine, Snapshot
 from .common import (
+    PROCESS_OPTION,
     check_run_id,
     emit_json,
     json_option,
@@ -28,25 +29,18 @@ from .common import (
 from .inspect_cmds import status_document
 from .snapshot_views import UNTIL_HELP, parse_until, snapshot_view
 
-PROCESS_OPTION = click.option(
-    "--process",
-    "process_ref",
-    metavar="MODULE:FUNC",
-    help="Replay with this process instead of the recorded one (for example"
-    " when its module moved).",
-)
-
 
 def replay_process(
     engine: Engine, run_id: str, process_ref: str | None
 ) -> Callable[..., Any]:
-    """The process to replay ``run_id`` with: ``process_ref`` or the recorded one.
+    """The process to execute ``run_id`` with: ``process_ref`` or a known one.
 
-    Raises RunNotFoundError before trying to import anything, and reports any
-    failure to import as a ProcessImportError (exit 2).
+    Without ``process_ref``, the run's recorded process is used only if this
+    user started the run here (or the engine allows it); otherwise a
+    ProcessImportError asking for --process (exit 2). Raises RunNotFoundError
+    before trying to import anything.
     """
-    info = engine.status(run_id)
-    return load_process(process_ref or info.process)
+    return engine.process_for(run_id, process_ref)
 
 
 def take_snapshot(

@@ -20,11 +20,6 @@ def runs_in(journal: Path) -> list[dict[str, object]]:
     return document if isinstance(document, list) else document.get("runs", [])
 
 
-@pytest.mark.xfail(
-    reason="bug: issue 12: run of a non-process creates a run that stays 'running'"
-    " and takes the id",
-    strict=True,
-)
 @pytest.mark.parametrize(
     "ref",
     ["fault_flows:sync_process", "fault_flows:one_argument", "fault_flows:task_a"],

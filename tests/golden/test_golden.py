@@ -57,9 +57,16 @@ def journal(golden: Path, tmp_path: Path) -> Iterator[Path]:
     assert hashlib.sha256(committed.read_bytes()).hexdigest() == before
 
 
+# The golden journal was not started here (it is a committed copy), so its
+# processes are named explicitly: a journal's own references are never trusted.
+GOLDEN_PROCESSES = [
+    f"tests.golden.golden_flows:{name}" for name in ("basics", "externals", "abandons")
+]
+
+
 @pytest.fixture
 def engine(journal: Path) -> Iterator[Engine]:
-    with Engine(str(journal)) as engine:
+    with Engine(str(journal), processes=GOLDEN_PROCESSES) as engine:
         yield engine
 
 

@@ -66,11 +66,6 @@ RUNNING = [
 ]
 
 
-@pytest.mark.xfail(
-    reason="bug: issue 12: replay/debug/resume/iterate import and call the process"
-    " named by the journal",
-    strict=True,
-)
 @pytest.mark.parametrize(
     ("command", "run_id"),
     [
