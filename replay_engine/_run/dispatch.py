@@ -24,7 +24,7 @@ from typing import Any
 
 import journal_format as jf
 
-from ..errors import ExecutorUnavailable
+from ..errors import ExecutorUnavailable, ReplayEngineError
 from . import jobs
 from .executors import ExecutorSet
 from .hooks import Hooks
@@ -110,6 +110,7 @@ class Dispatcher:
         executors: ExecutorSet,
         max_in_flight: int | Slots,
         on_progress: Callable[[], None] | None = None,
+        on_fault: Callable[[BaseException], None] | None = None,
         hooks: Hooks | None = None,
     ) -> None:
         self.loop = loop
@@ -121,6 +122,8 @@ class Dispatcher:
             max_in_flight if isinstance(max_in_flight, Slots) else Slots(max_in_flight)
         )
         self._async_calls: set[Call] = set()
+        self._jobs: set[cf.Future[Any]] = set()
+        """Pool jobs submitted and not yet reported back."""
         self._task_cost: dict[str, float] = {}
         """Seconds per attempt of each thread-pool task, a running average."""
         self.ready: deque[Call] = deque()
@@ -128,6 +131,7 @@ class Dispatcher:
         self.dispatched = 0
         self._pump_scheduled = False
         self._on_progress = on_progress
+        self._on_fault = on_fault
         self.closed = False
 
     # -- public ------------------------------------------------------------------
@@ -149,15 +153,44 @@ class Dispatcher:
         return bool(self.ready) or self.in_flight > 0 or self._pump_scheduled
 
     def close(self) -> None:
-        """Stop starting work; cancel async attempts still running."""
+        """Stop starting work; cancel pool jobs not yet started and async attempts.
+
+        Pool jobs already running go on; their attempts report back as usual.
+        """
         self.closed = True
         for call in self.ready:
             if not call.future.done():
                 call.future.cancel()
         self.ready.clear()
+        for job in list(self._jobs):
+            job.cancel()  # only a job still queued in the pool is cancelled
         for call in list(self._async_calls):
             if call.task is not None and not call.task.done():
                 call.task.cancel()
+
+    async def drain(self, timeout: float) -> None:
+        """Close, then wait (at most ``timeout`` seconds) for running attempts.
+
+        An attempt that reports back in time hands its outcome to the effect
+        waiting for it, which records it; one still running after that is
+        abandoned: its request has no outcome, so a resume dispatches it again.
+        """
+        self.close()
+        deadline = self.loop.time() + timeout
+        while self.in_flight > 0 and self.loop.time() < deadline:
+            # A fault path only: polling keeps the hot paths free of waiters.
+            await asyncio.sleep(0.005)
+
+    def _fault(self, exc: BaseException) -> None:
+        """A loop callback failed: end the execution with ``exc``.
+
+        Raised in a callback, it would reach asyncio's default handler, which
+        logs it and carries on, and the run would wait forever.
+        """
+        self.close()
+        if self._on_fault is None:
+            raise exc
+        self._on_fault(exc)
 
     # -- the pump ----------------------------------------------------------------
 
@@ -165,6 +198,12 @@ class Dispatcher:
         self._pump_scheduled = False
         if self.closed:
             return
+        try:
+            self._commit_and_start()
+        except BaseException as exc:  # a failed commit (disk full …), above all
+            self._fault(exc)
+
+    def _commit_and_start(self) -> None:
         # Write-ahead: commit before dispatching anything.
         self.journal.flush()
         if self.journal.crashed:
@@ -187,6 +226,13 @@ class Dispatcher:
                 self._start(call, local, remote)
             if slots:
                 self.slots.give(slots)  # taken for calls cancelled while queued
+        if self.closed:  # an inline task's interrupt closed it meanwhile
+            for call in local:
+                self._deliver(call, None)
+            for _, calls in remote.values():
+                for call in calls:
+                    self._deliver(call, None)
+            return
         if local:
             self._submit_chunks(self.executors.threads(), local, by_reference=False)
         for executor, calls in remote.values():
@@ -213,9 +259,12 @@ class Dispatcher:
             call.task = self.loop.create_task(self._run_async(call))
             self._async_calls.add(call)
         elif tdef.executor == "inline":
-            outcome = jobs.run_call(
-                tdef.fn, call.args_bytes, self.run_id, call.key_text, call.attempt
-            )
+            try:
+                outcome = jobs.run_call(
+                    tdef.fn, call.args_bytes, self.run_id, call.key_text, call.attempt
+                )
+            except BaseException as exc:  # run_call returns every Exception
+                outcome = (jobs.INTERRUPTED, exc)
             self._finish(call, outcome)
         else:
             executor, by_reference = self.executors.for_task(tdef)
@@ -264,11 +313,17 @@ class Dispatcher:
             items_l = [(c.tdef.fn, c.args_bytes, c.key_text, c.attempt) for c in chunk]
             future = executor.submit(jobs.run_local_chunk, items_l, self.run_id)
         loop = self.loop
+        slots = self.slots
+        self._jobs.add(future)
 
         def done(f: cf.Future[Any]) -> None:
-            # A closed loop means the run was abandoned; nothing is waiting.
-            with contextlib.suppress(RuntimeError):
+            try:
                 loop.call_soon_threadsafe(self._chunk_done, chunk, f, not by_reference)
+            except RuntimeError:
+                # The loop has closed: the run was abandoned and nothing waits
+                # for these attempts, but the engine-wide slots they hold must
+                # come back, or later runs would starve.
+                slots.give(len(chunk))
 
         future.add_done_callback(done)
 
@@ -276,6 +331,13 @@ class Dispatcher:
         self, chunk: list[Call], future: cf.Future[Any], timed: bool
     ) -> None:
         """A pool job ended; ``timed`` jobs (local ones) also report their seconds."""
+        try:
+            self._job_done(chunk, future, timed)
+        except BaseException as exc:
+            self._fault(exc)
+
+    def _job_done(self, chunk: list[Call], future: cf.Future[Any], timed: bool) -> None:
+        self._jobs.discard(future)
         try:
             outcomes = future.result()
             if timed:
@@ -289,8 +351,12 @@ class Dispatcher:
                     call.future.set_exception(exc)
                 self._deliver(call, None)
             return
-        except BaseException as exc:  # the executor itself failed (a worker died)
+        except cf.CancelledError:  # cancelled before it started (close)
+            outcomes = [(jobs.NOT_RUN, None)] * len(chunk)
+        except Exception as exc:  # the executor itself failed (a worker died)
             outcomes = [jobs.error_outcome(exc)] * len(chunk)
+        except BaseException as exc:  # an interrupt, not the tasks' failure
+            outcomes = [(jobs.INTERRUPTED, exc)] * len(chunk)
         hooks = self.hooks
         if hooks is not None and hooks.delay is not None:
             for call, outcome in zip(chunk, outcomes, strict=True):
@@ -310,9 +376,17 @@ class Dispatcher:
             result = await call.tdef.fn(**args)
         except asyncio.CancelledError:
             self._finish(call, None)
+            task = asyncio.current_task()
+            if task is not None and not task.cancelling() and not self.closed:
+                # Raised by the task itself, not a cancellation of ours: not
+                # its failure (nothing is recorded), and no outcome will come.
+                self._fault(_cancelled_inside(call, self.run_id))
             raise
         except Exception as exc:
             self._finish(call, jobs.error_outcome(exc))
+            return
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit …
+            self._finish(call, (jobs.INTERRUPTED, exc))
             return
         finally:
             _task_context.reset(token)
@@ -382,6 +456,13 @@ class Dispatcher:
         if call.timer is not None:
             call.timer.cancel()
         if outcome is not None and not call.future.done():
+            if outcome[0] > jobs.PAYLOAD_ERROR:
+                # Interrupted or never run: not an outcome of the task. The
+                # attempt is left without one (a resume dispatches it again)
+                # and an interrupt ends the execution.
+                if outcome[0] == jobs.INTERRUPTED:
+                    self._fault(outcome[1])
+                return
             call.future.set_result(outcome)
 
     def _timed_out(self, call: Call) -> None:
@@ -400,3 +481,13 @@ class Dispatcher:
         )
         if call.task is not None:
             call.task.cancel()
+
+
+def _cancelled_inside(call: Call, run_id: str) -> ReplayEngineError:
+    return ReplayEngineError(
+        f"task {call.tdef.name!r} at key {call.key_text} of run {run_id!r} raised"
+        " asyncio.CancelledError without being cancelled. That is not a task"
+        " failure: nothing was recorded for this attempt, and resuming the run"
+        " dispatches it again; catch the cancellation inside the task, or raise"
+        " another exception to fail it."
+    )
