@@ -243,6 +243,17 @@ def reporting_errors(fn: Callable[..., None]) -> Callable[..., None]:
                 error_type="KeyboardInterrupt",
                 as_json=as_json,
             ) from None
+        except SystemExit as exc:
+            # Also raised inside a task or the process (click exits with
+            # click.exceptions.Exit, never SystemExit): passing it on would
+            # exit with the task's code, which may read as "waiting" (3).
+            raise CliError(
+                f"stopped: SystemExit({exc.code!r}) was raised while the command"
+                " ran (in a task, say); nothing was recorded for that attempt,"
+                " and resuming the run dispatches it again",
+                error_type="SystemExit",
+                as_json=as_json,
+            ) from None
 
     wrapper.__name__ = fn.__name__
     wrapper.__doc__ = fn.__doc__
