@@ -16,20 +16,19 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
-import contextlib
-import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import journal_format as jf
 
-from ..errors import ExecutorUnavailable, ReplayEngineError
+from ..errors import ExecutorUnavailable
 from . import jobs
+from .calls import Call, Slots, cancelled_inside, injected_outcome
 from .executors import ExecutorSet
 from .hooks import Hooks
 from .journal import RunJournal
-from .tasks import TaskContext, TaskDef, _task_context
+from .tasks import TaskContext, _task_context
 
 # ExecutorSet is defined next door; the API layer imports it from here.
 __all__ = ["Call", "Dispatcher", "ExecutorSet", "Slots"]
@@ -41,61 +40,6 @@ _MAX_MEASURED_CHUNK = 512
 _CHUNK_SECONDS = 0.002
 """What a pool job of measured tasks should take: long enough to amortise the
 job, short enough that one slow batch does not hold back the others."""
-
-
-class Call:
-    """One attempt of one effect, waiting for or undergoing execution."""
-
-    __slots__ = ("args_bytes", "attempt", "future", "key_text", "task", "tdef", "timer")
-
-    def __init__(
-        self,
-        tdef: TaskDef,
-        key_text: str,
-        args_bytes: bytes,
-        attempt: int,
-        future: asyncio.Future[jobs.Outcome],
-    ) -> None:
-        self.tdef = tdef
-        self.key_text = key_text
-        self.args_bytes = args_bytes
-        self.attempt = attempt
-        self.future = future
-        self.task: asyncio.Task[None] | None = None
-        self.timer: asyncio.TimerHandle | None = None
-
-
-class Slots:
-    """The engine-wide bound on effects executing at once, shared by every run."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = max(1, limit)
-        self.used = 0
-        self._lock = threading.Lock()
-        self._waiting: dict[int, Dispatcher] = {}
-
-    def take(self, dispatcher: Dispatcher, wanted: int) -> int:
-        """Take up to ``wanted`` slots; if short, remember that ``dispatcher`` waits."""
-        with self._lock:
-            granted = min(wanted, self.limit - self.used)
-            if granted < wanted:
-                self._waiting[id(dispatcher)] = dispatcher
-            if granted <= 0:
-                return 0
-            self.used += granted
-            return granted
-
-    def give(self, count: int = 1) -> None:
-        """Return slots and wake every dispatcher that waited for one."""
-        with self._lock:
-            self.used -= count
-            if not self._waiting:
-                return
-            waiting = list(self._waiting.values())
-            self._waiting.clear()
-        for dispatcher in waiting:
-            with contextlib.suppress(RuntimeError):  # its loop has closed
-                dispatcher.loop.call_soon_threadsafe(dispatcher.schedule_pump)
 
 
 class Dispatcher:
@@ -252,7 +196,7 @@ class Dispatcher:
         tdef = call.tdef
         if tdef.timeout is not None:
             call.timer = self.loop.call_later(tdef.timeout, self._timed_out, call)
-        injected = self._injected_failure(call)
+        injected = injected_outcome(self.hooks, call)
         if injected is not None:
             self._finish(call, injected)
         elif tdef.is_async:
@@ -380,7 +324,7 @@ class Dispatcher:
             if task is not None and not task.cancelling() and not self.closed:
                 # Raised by the task itself, not a cancellation of ours: not
                 # its failure (nothing is recorded), and no outcome will come.
-                self._fault(_cancelled_inside(call, self.run_id))
+                self._fault(cancelled_inside(call, self.run_id))
             raise
         except Exception as exc:
             self._finish(call, jobs.error_outcome(exc))
@@ -398,31 +342,6 @@ class Dispatcher:
                 f"the task's result cannot be journaled: {exc}",
             )
         self._finish(call, outcome)
-
-    def _injected_failure(self, call: Call) -> jobs.Outcome | None:
-        """An outcome the testing hooks impose instead of running the task."""
-        hooks = self.hooks
-        if hooks is None:
-            return None
-        if hooks.fail is not None:
-            exc = hooks.fail(call.key_text, call.tdef.name, call.attempt)
-            if exc is not None:
-                return jobs.error_outcome(exc)
-        if hooks.fake is not None:
-            args = jf.decode_payload(call.args_bytes)
-            try:
-                value = hooks.fake(call.key_text, call.tdef.name, call.attempt, args)
-            except Exception as exc:
-                return jobs.error_outcome(exc)
-            if value is not hooks.REAL:
-                try:
-                    return (jobs.OK, jf.encode_payload(value))
-                except jf.FormatError as exc:
-                    return (
-                        jobs.PAYLOAD_ERROR,
-                        f"the fake result cannot be encoded: {exc}",
-                    )
-        return None
 
     def _note_cost(self, chunk: list[Call], seconds: float) -> None:
         """Fold a chunk's time per task into each of its tasks' running cost."""
@@ -481,13 +400,3 @@ class Dispatcher:
         )
         if call.task is not None:
             call.task.cancel()
-
-
-def _cancelled_inside(call: Call, run_id: str) -> ReplayEngineError:
-    return ReplayEngineError(
-        f"task {call.tdef.name!r} at key {call.key_text} of run {run_id!r} raised"
-        " asyncio.CancelledError without being cancelled. That is not a task"
-        " failure: nothing was recorded for this attempt, and resuming the run"
-        " dispatches it again; catch the cancellation inside the task, or raise"
-        " another exception to fail it."
-    )
