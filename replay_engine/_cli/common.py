@@ -128,6 +128,12 @@ class CliError(click.ClickException):
         click.echo(f"error: {self.message}", err=True, file=file)
 
 
+class CliKeyboardInterrupt(CliError):
+    """A ``KeyboardInterrupt`` ended the command: exit 130, as Ctrl-C does."""
+
+    exit_code = 130
+
+
 class CliUsageError(CliError):
     """A usage error (exit 2): bad arguments, an unknown run, bad input."""
 
@@ -238,6 +244,28 @@ def reporting_errors(fn: Callable[..., None]) -> Callable[..., None]:
             raise converted(exc, as_json) from None
         except ReplayEngineError as exc:
             raise CliError.from_exception(exc, as_json=as_json) from None
+        except KeyboardInterrupt:
+            # Raised inside a task (Ctrl-C is a signal, handled elsewhere):
+            # the run stopped with it, as it would with Ctrl-C (exit 130),
+            # and click would otherwise say only "Aborted!" with exit 1.
+            raise CliKeyboardInterrupt(
+                "interrupted: KeyboardInterrupt was raised while the command ran"
+                " (in a task, say); nothing was recorded for that attempt, and"
+                " resuming the run dispatches it again",
+                error_type="KeyboardInterrupt",
+                as_json=as_json,
+            ) from None
+        except SystemExit as exc:
+            # Also raised inside a task or the process (click exits with
+            # click.exceptions.Exit, never SystemExit): passing it on would
+            # exit with the task's code, which may read as "waiting" (3).
+            raise CliError(
+                f"stopped: SystemExit({exc.code!r}) was raised while the command"
+                " ran (in a task, say); nothing was recorded for that attempt,"
+                " and resuming the run dispatches it again",
+                error_type="SystemExit",
+                as_json=as_json,
+            ) from None
 
     wrapper.__name__ = fn.__name__
     wrapper.__doc__ = fn.__doc__

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
-import contextlib
-import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -26,10 +24,11 @@ import journal_format as jf
 
 from ..errors import ExecutorUnavailable
 from . import jobs
+from .calls import Call, Slots, cancelled_inside, injected_outcome
 from .executors import ExecutorSet
 from .hooks import Hooks
 from .journal import RunJournal
-from .tasks import TaskContext, TaskDef, _task_context
+from .tasks import TaskContext, _task_context
 
 # ExecutorSet is defined next door; the API layer imports it from here.
 __all__ = ["Call", "Dispatcher", "ExecutorSet", "Slots"]
@@ -41,61 +40,6 @@ _MAX_MEASURED_CHUNK = 512
 _CHUNK_SECONDS = 0.002
 """What a pool job of measured tasks should take: long enough to amortise the
 job, short enough that one slow batch does not hold back the others."""
-
-
-class Call:
-    """One attempt of one effect, waiting for or undergoing execution."""
-
-    __slots__ = ("args_bytes", "attempt", "future", "key_text", "task", "tdef", "timer")
-
-    def __init__(
-        self,
-        tdef: TaskDef,
-        key_text: str,
-        args_bytes: bytes,
-        attempt: int,
-        future: asyncio.Future[jobs.Outcome],
-    ) -> None:
-        self.tdef = tdef
-        self.key_text = key_text
-        self.args_bytes = args_bytes
-        self.attempt = attempt
-        self.future = future
-        self.task: asyncio.Task[None] | None = None
-        self.timer: asyncio.TimerHandle | None = None
-
-
-class Slots:
-    """The engine-wide bound on effects executing at once, shared by every run."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = max(1, limit)
-        self.used = 0
-        self._lock = threading.Lock()
-        self._waiting: dict[int, Dispatcher] = {}
-
-    def take(self, dispatcher: Dispatcher, wanted: int) -> int:
-        """Take up to ``wanted`` slots; if short, remember that ``dispatcher`` waits."""
-        with self._lock:
-            granted = min(wanted, self.limit - self.used)
-            if granted < wanted:
-                self._waiting[id(dispatcher)] = dispatcher
-            if granted <= 0:
-                return 0
-            self.used += granted
-            return granted
-
-    def give(self, count: int = 1) -> None:
-        """Return slots and wake every dispatcher that waited for one."""
-        with self._lock:
-            self.used -= count
-            if not self._waiting:
-                return
-            waiting = list(self._waiting.values())
-            self._waiting.clear()
-        for dispatcher in waiting:
-            with contextlib.suppress(RuntimeError):  # its loop has closed
-                dispatcher.loop.call_soon_threadsafe(dispatcher.schedule_pump)
 
 
 class Dispatcher:
@@ -110,6 +54,7 @@ class Dispatcher:
         executors: ExecutorSet,
         max_in_flight: int | Slots,
         on_progress: Callable[[], None] | None = None,
+        on_fault: Callable[[BaseException], None] | None = None,
         hooks: Hooks | None = None,
     ) -> None:
         self.loop = loop
@@ -121,6 +66,8 @@ class Dispatcher:
             max_in_flight if isinstance(max_in_flight, Slots) else Slots(max_in_flight)
         )
         self._async_calls: set[Call] = set()
+        self._jobs: set[cf.Future[Any]] = set()
+        """Pool jobs submitted and not yet reported back."""
         self._task_cost: dict[str, float] = {}
         """Seconds per attempt of each thread-pool task, a running average."""
         self.ready: deque[Call] = deque()
@@ -128,6 +75,7 @@ class Dispatcher:
         self.dispatched = 0
         self._pump_scheduled = False
         self._on_progress = on_progress
+        self._on_fault = on_fault
         self.closed = False
         self.holding = False
         """Stopping (see ``stopping``): commit, but start nothing new."""
@@ -151,15 +99,44 @@ class Dispatcher:
         return bool(self.ready) or self.in_flight > 0 or self._pump_scheduled
 
     def close(self) -> None:
-        """Stop starting work; cancel async attempts still running."""
+        """Stop starting work; cancel pool jobs not yet started and async attempts.
+
+        Pool jobs already running go on; their attempts report back as usual.
+        """
         self.closed = True
         for call in self.ready:
             if not call.future.done():
                 call.future.cancel()
         self.ready.clear()
+        for job in list(self._jobs):
+            job.cancel()  # only a job still queued in the pool is cancelled
         for call in list(self._async_calls):
             if call.task is not None and not call.task.done():
                 call.task.cancel()
+
+    async def drain(self, timeout: float) -> None:
+        """Close, then wait (at most ``timeout`` seconds) for running attempts.
+
+        An attempt that reports back in time hands its outcome to the effect
+        waiting for it, which records it; one still running after that is
+        abandoned: its request has no outcome, so a resume dispatches it again.
+        """
+        self.close()
+        deadline = self.loop.time() + timeout
+        while self.in_flight > 0 and self.loop.time() < deadline:
+            # A fault path only: polling keeps the hot paths free of waiters.
+            await asyncio.sleep(0.005)
+
+    def _fault(self, exc: BaseException) -> None:
+        """A loop callback failed: end the execution with ``exc``.
+
+        Raised in a callback, it would reach asyncio's default handler, which
+        logs it and carries on, and the run would wait forever.
+        """
+        self.close()
+        if self._on_fault is None:
+            raise exc
+        self._on_fault(exc)
 
     # -- the pump ----------------------------------------------------------------
 
@@ -167,6 +144,12 @@ class Dispatcher:
         self._pump_scheduled = False
         if self.closed:
             return
+        try:
+            self._commit_and_start()
+        except BaseException as exc:  # a failed commit (disk full …), above all
+            self._fault(exc)
+
+    def _commit_and_start(self) -> None:
         # Write-ahead: commit before dispatching anything.
         self.journal.flush()
         if self.journal.crashed or self.holding:
@@ -189,6 +172,13 @@ class Dispatcher:
                 self._start(call, local, remote)
             if slots:
                 self.slots.give(slots)  # taken for calls cancelled while queued
+        if self.closed:  # an inline task's interrupt closed it meanwhile
+            for call in local:
+                self._deliver(call, None)
+            for _, calls in remote.values():
+                for call in calls:
+                    self._deliver(call, None)
+            return
         if local:
             self._submit_chunks(self.executors.threads(), local, by_reference=False)
         for executor, calls in remote.values():
@@ -208,16 +198,19 @@ class Dispatcher:
         tdef = call.tdef
         if tdef.timeout is not None:
             call.timer = self.loop.call_later(tdef.timeout, self._timed_out, call)
-        injected = self._injected_failure(call)
+        injected = injected_outcome(self.hooks, call)
         if injected is not None:
             self._finish(call, injected)
         elif tdef.is_async:
             call.task = self.loop.create_task(self._run_async(call))
             self._async_calls.add(call)
         elif tdef.executor == "inline":
-            outcome = jobs.run_call(
-                tdef.fn, call.args_bytes, self.run_id, call.key_text, call.attempt
-            )
+            try:
+                outcome = jobs.run_call(
+                    tdef.fn, call.args_bytes, self.run_id, call.key_text, call.attempt
+                )
+            except BaseException as exc:  # run_call returns every Exception
+                outcome = (jobs.INTERRUPTED, exc)
             self._finish(call, outcome)
         else:
             executor, by_reference = self.executors.for_task(tdef)
@@ -266,11 +259,17 @@ class Dispatcher:
             items_l = [(c.tdef.fn, c.args_bytes, c.key_text, c.attempt) for c in chunk]
             future = executor.submit(jobs.run_local_chunk, items_l, self.run_id)
         loop = self.loop
+        slots = self.slots
+        self._jobs.add(future)
 
         def done(f: cf.Future[Any]) -> None:
-            # A closed loop means the run was abandoned; nothing is waiting.
-            with contextlib.suppress(RuntimeError):
+            try:
                 loop.call_soon_threadsafe(self._chunk_done, chunk, f, not by_reference)
+            except RuntimeError:
+                # The loop has closed: the run was abandoned and nothing waits
+                # for these attempts, but the engine-wide slots they hold must
+                # come back, or later runs would starve.
+                slots.give(len(chunk))
 
         future.add_done_callback(done)
 
@@ -278,6 +277,13 @@ class Dispatcher:
         self, chunk: list[Call], future: cf.Future[Any], timed: bool
     ) -> None:
         """A pool job ended; ``timed`` jobs (local ones) also report their seconds."""
+        try:
+            self._job_done(chunk, future, timed)
+        except BaseException as exc:
+            self._fault(exc)
+
+    def _job_done(self, chunk: list[Call], future: cf.Future[Any], timed: bool) -> None:
+        self._jobs.discard(future)
         try:
             outcomes = future.result()
             if timed:
@@ -291,8 +297,12 @@ class Dispatcher:
                     call.future.set_exception(exc)
                 self._deliver(call, None)
             return
-        except BaseException as exc:  # the executor itself failed (a worker died)
+        except cf.CancelledError:  # cancelled before it started (close)
+            outcomes = [(jobs.NOT_RUN, None)] * len(chunk)
+        except Exception as exc:  # the executor itself failed (a worker died)
             outcomes = [jobs.error_outcome(exc)] * len(chunk)
+        except BaseException as exc:  # an interrupt, not the tasks' failure
+            outcomes = [(jobs.INTERRUPTED, exc)] * len(chunk)
         hooks = self.hooks
         if hooks is not None and hooks.delay is not None:
             for call, outcome in zip(chunk, outcomes, strict=True):
@@ -312,9 +322,17 @@ class Dispatcher:
             result = await call.tdef.fn(**args)
         except asyncio.CancelledError:
             self._finish(call, None)
+            task = asyncio.current_task()
+            if task is not None and not task.cancelling() and not self.closed:
+                # Raised by the task itself, not a cancellation of ours: not
+                # its failure (nothing is recorded), and no outcome will come.
+                self._fault(cancelled_inside(call, self.run_id))
             raise
         except Exception as exc:
             self._finish(call, jobs.error_outcome(exc))
+            return
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit …
+            self._finish(call, (jobs.INTERRUPTED, exc))
             return
         finally:
             _task_context.reset(token)
@@ -326,31 +344,6 @@ class Dispatcher:
                 f"the task's result cannot be journaled: {exc}",
             )
         self._finish(call, outcome)
-
-    def _injected_failure(self, call: Call) -> jobs.Outcome | None:
-        """An outcome the testing hooks impose instead of running the task."""
-        hooks = self.hooks
-        if hooks is None:
-            return None
-        if hooks.fail is not None:
-            exc = hooks.fail(call.key_text, call.tdef.name, call.attempt)
-            if exc is not None:
-                return jobs.error_outcome(exc)
-        if hooks.fake is not None:
-            args = jf.decode_payload(call.args_bytes)
-            try:
-                value = hooks.fake(call.key_text, call.tdef.name, call.attempt, args)
-            except Exception as exc:
-                return jobs.error_outcome(exc)
-            if value is not hooks.REAL:
-                try:
-                    return (jobs.OK, jf.encode_payload(value))
-                except jf.FormatError as exc:
-                    return (
-                        jobs.PAYLOAD_ERROR,
-                        f"the fake result cannot be encoded: {exc}",
-                    )
-        return None
 
     def _note_cost(self, chunk: list[Call], seconds: float) -> None:
         """Fold a chunk's time per task into each of its tasks' running cost."""
@@ -384,6 +377,13 @@ class Dispatcher:
         if call.timer is not None:
             call.timer.cancel()
         if outcome is not None and not call.future.done():
+            if outcome[0] > jobs.PAYLOAD_ERROR:
+                # Interrupted or never run: not an outcome of the task. The
+                # attempt is left without one (a resume dispatches it again)
+                # and an interrupt ends the execution.
+                if outcome[0] == jobs.INTERRUPTED:
+                    self._fault(outcome[1])
+                return
             call.future.set_result(outcome)
 
     def _timed_out(self, call: Call) -> None:

@@ -24,9 +24,15 @@ from .tasks import TaskContext, TaskDef, _task_context
 OK = 0
 ERROR = 1
 PAYLOAD_ERROR = 2
+INTERRUPTED = 3
+NOT_RUN = 4
 
 # (status, payload): OK -> result bytes; ERROR -> (type, message, traceback);
-# PAYLOAD_ERROR -> message. Plain tuples, so any executor can carry them.
+# PAYLOAD_ERROR -> message; INTERRUPTED -> the BaseException the attempt raised
+# (KeyboardInterrupt, SystemExit …: not the task's failure, nothing is
+# recorded for it); NOT_RUN -> None (a later attempt of the same pool job,
+# skipped once the job was interrupted). Plain tuples, so any executor can
+# carry them.
 Outcome = tuple[int, Any]
 
 
@@ -69,8 +75,23 @@ def run_local_chunk(
     the dispatcher sizes later chunks.
     """
     started = time.perf_counter()
-    outcomes = [run_call(fn, a, run_id, k, n) for fn, a, k, n in items]
+    outcomes: list[Outcome] = []
+    try:
+        for fn, a, k, n in items:
+            outcomes.append(run_call(fn, a, run_id, k, n))
+    except BaseException as exc:  # run_call returns every Exception
+        _interrupted(outcomes, exc, len(items))
     return outcomes, time.perf_counter() - started
+
+
+def _interrupted(outcomes: list[Outcome], exc: BaseException, total: int) -> None:
+    """An attempt raised ``exc`` (not an ``Exception``): stop the job there.
+
+    The attempts before it keep their outcomes; it and the ones after it are
+    not the tasks' outcomes, so nothing is recorded for them.
+    """
+    outcomes.append((INTERRUPTED, exc))
+    outcomes.extend([(NOT_RUN, None)] * (total - len(outcomes)))
 
 
 _resolved: dict[str, Callable[..., Any]] = {}
@@ -94,13 +115,16 @@ def run_remote_chunk(
 ) -> list[Outcome]:
     """Execute several attempts by reference, in a pool process or a worker."""
     out: list[Outcome] = []
-    for ref, args_bytes, key, attempt in items:
-        try:
-            fn = resolve(ref)
-        except Exception as exc:
-            out.append(error_outcome(exc))
-            continue
-        out.append(run_call(fn, args_bytes, run_id, key, attempt))
+    try:
+        for ref, args_bytes, key, attempt in items:
+            try:
+                fn = resolve(ref)
+            except Exception as exc:
+                out.append(error_outcome(exc))
+                continue
+            out.append(run_call(fn, args_bytes, run_id, key, attempt))
+    except BaseException as exc:  # run_call returns every Exception
+        _interrupted(out, exc, len(items))
     return out
 
 

@@ -19,8 +19,8 @@ from collections.abc import Callable
 
 import journal_format as jf
 
-from .._store.store import Store
-from ..errors import NonDeterminismError
+from .._store.store import AppendResult, Store
+from ..errors import JournalWriteError, NonDeterminismError
 from .divergence import describe_call, describe_entry, divergence
 from .hooks import SimulatedCrash
 
@@ -65,6 +65,10 @@ class RunJournal:
         an iterate that finds nothing to do writes nothing and fsyncs nothing."""
         self.on_crash: Callable[[], None] | None = None
         self.crashed = False
+        self.broken: BaseException | None = None
+        """Why a commit of this execution failed. Its events are lost, so
+        nothing later may be committed (it could lack what it depends on)."""
+        self.on_broken: Callable[[BaseException], None] | None = None
         self.events_written = 0
         self.commits = 0
 
@@ -166,6 +170,8 @@ class RunJournal:
         """
         if self.read_only or self.crashed:
             return
+        if self.broken is not None:
+            raise self.broken
         if not self._pending:
             if status is None and counters is None:
                 return
@@ -183,7 +189,7 @@ class RunJournal:
                 # A simulated crash lands exactly after event `limit`: write
                 # what fits, then nothing more, ever, from this execution.
                 if room > 0:
-                    self.store.append(self.run_id, events[:room], blobs)
+                    self._append(events[:room], blobs, status=None, counters=None)
                     self.events_written += room
                 self.crashed = True
                 if self.on_crash is not None:
@@ -194,18 +200,54 @@ class RunJournal:
             self._checkpoint_stale = False
             if self._checkpoint_due(len(events)):
                 index = self.index
-        result = self.store.append(
-            self.run_id,
-            events,
-            blobs,
-            status=status,
-            counters=counters,
-            checkpoint=index,
+        result = self._append(
+            events, blobs, status=status, counters=counters, checkpoint=index
         )
         self.events_written += len(events)
         if result.checkpointed:
             self.restored_events = result.checkpointed
         self.commits += 1
+
+    def _append(
+        self,
+        events: list[jf.Event],
+        blobs: dict[bytes, bytes],
+        *,
+        status: str | None,
+        counters: tuple[int, int] | None,
+        checkpoint: jf.CallIndex | None = None,
+    ) -> AppendResult:
+        """One commit; a failure breaks the journal for this execution."""
+        try:
+            return self.store.append(
+                self.run_id,
+                events,
+                blobs,
+                status=status,
+                counters=counters,
+                checkpoint=checkpoint,
+            )
+        except BaseException as exc:
+            error = (
+                self._write_failed(exc) if isinstance(exc, JournalWriteError) else exc
+            )
+            self.broken = error
+            if self.on_broken is not None:
+                self.on_broken(error)
+            if error is exc:
+                raise
+            raise error from exc
+
+    def _write_failed(self, exc: JournalWriteError) -> JournalWriteError:
+        """The error for a run whose commit failed: what is kept, what to do."""
+        last = self.recorded_events + self.events_written - 1
+        return JournalWriteError(
+            f"the journal of run {self.run_id!r} could not be written (disk"
+            f" full?): nothing after seq {last} was recorded; the run can be"
+            f" resumed once there is room (`replay-engine resume {self.run_id}`)."
+            f" The store said: {exc}",
+            path=exc.path,
+        )
 
     # -- the replay decision -----------------------------------------------------
 

@@ -29,6 +29,13 @@ def schedule_quiet_check(state: ExecutionState) -> None:
 
 def _quiet_check(state: ExecutionState) -> None:
     state.quiet_scheduled = False
+    try:
+        _check(state)
+    except BaseException as exc:  # abandoning writes: a commit can fail
+        state.fail(exc)
+
+
+def _check(state: ExecutionState) -> None:
     quiet = state.quiet
     if quiet is None or quiet.done() or not (state.external or state.frontier):
         return

@@ -35,7 +35,14 @@ from .hooks import Hooks
 from .journal import GROUP, RunJournal
 from .parallel import BranchAbandoned, Resolved
 from .scope import Scope, current_scope
-from .settle import Outcome, error_info, settle_finished, settle_waiting, stop
+from .settle import (
+    Outcome,
+    error_info,
+    settle_fault,
+    settle_finished,
+    settle_waiting,
+    stop,
+)
 from .state import ExecutionState, FrontierCall, RunStats
 from .stopping import Stopper, settle_stopped
 from .tasks import TaskDef
@@ -303,12 +310,15 @@ class Runtime(ExecutionState):
         except BaseException:
             # Cancelled from outside: stop cleanly, keep what completed.
             await stop(self, main)
-            self.journal.flush()
+            if self.journal.broken is None:
+                self.journal.flush()
             raise
         finally:
             if watch is not None:
                 watch.close()
             self.stats.elapsed = time.perf_counter() - started
+        if self.fault is not None:
+            await settle_fault(self, main)  # raises the fault
         if watch is not None and watch.stopped(main):
             await settle_stopped(self, main, watch)  # raises RunInterrupted
         if not self.crashed:

@@ -7,7 +7,12 @@ An execution ends in one of four ways:
 * the process diverges from its journal: ``NonDeterminismError`` is raised and
   nothing is recorded for the divergence, so the run can be resumed once the
   code is fixed (the run pauses rather than fails);
-* nothing can progress but external effects: ``RunWaiting`` is recorded.
+* nothing can progress but external effects: ``RunWaiting`` is recorded;
+* a fault ends it at once (``settle_fault``): a commit failed (nothing more
+  is written; the run is resumed once the cause is fixed), or a task raised
+  an interrupt (``KeyboardInterrupt``, ``SystemExit``): attempts still running
+  may finish and be recorded, then the interrupt goes on up. Neither is
+  recorded as the run's or a task's failure.
 
 A time-travel replay (``frozen``) records nothing: it reports ``frontier``
 where it had to stop.
@@ -22,7 +27,7 @@ from typing import Any
 
 import journal_format as jf
 
-from ..errors import NonDeterminismError, PayloadError
+from ..errors import NonDeterminismError, PayloadError, ReplayEngineError
 from . import jobs
 from .divergence import describe_entry, divergence
 from .state import ExecutionState, Stopped
@@ -98,11 +103,14 @@ def settle_finished(
     exc = main.exception() if not main.cancelled() else asyncio.CancelledError()
     if state.frozen:
         return _settle_frozen(state, main, exc)
+    # A divergence pauses the run: it keeps the status it had (a waiting run
+    # must still be found waiting), so it can be resumed once fixed.
+    kept = state.journal.loaded_status or None
     if state.journal.diverged is not None:
-        finish_stats(state, status=None)
+        finish_stats(state, status=kept)
         raise state.journal.diverged
     if isinstance(exc, NonDeterminismError):
-        finish_stats(state, status=None)
+        finish_stats(state, status=kept)
         raise exc
     if state.executor_lost is not None:
         # The executor went away: a pause, not a failure. The interrupted
@@ -111,9 +119,11 @@ def settle_finished(
         raise state.executor_lost
     journal = state.journal
     unvisited = journal.unvisited()
-    if unvisited:
+    # A process that raised before reaching its recorded calls failed; that
+    # is its outcome, not a divergence (only one that returns is "short").
+    if unvisited and exc is None:
         key, entry = unvisited[0]
-        finish_stats(state, status=None)
+        finish_stats(state, status=kept)
         raise divergence(
             state.run_id,
             key,
@@ -168,6 +178,33 @@ def _settle_frozen(
     if not isinstance(exc, Exception):
         raise exc
     return Outcome(status="failed", error=error_info(exc))
+
+
+DRAIN_SECONDS = 10.0
+"""After an interrupt, how long attempts already running may take to finish
+(and be recorded) before they are abandoned to be dispatched again."""
+
+
+async def settle_fault(state: ExecutionState, main: asyncio.Task[Any]) -> None:
+    """End the execution with ``state.fault``, which is raised from here.
+
+    A broken journal (a commit failed) takes nothing more: the attempts in
+    flight are abandoned, and what was committed stands, status included. An
+    interrupt lets the attempts already running finish (for a while), so that
+    one that returned is recorded as completed, and commits that.
+    """
+    fault = state.fault
+    assert fault is not None
+    state.stopping = True
+    if state.journal.broken is None:
+        await state.dispatcher.drain(DRAIN_SECONDS)
+        # One more iteration: the effects just answered record their outcome.
+        await asyncio.sleep(0)
+    await stop(state, main)
+    if state.journal.broken is None:
+        with contextlib.suppress(ReplayEngineError):  # the fault is the news
+            finish_stats(state, status=None)
+    raise fault
 
 
 def finish_stats(state: ExecutionState, status: str | None) -> None:

@@ -111,8 +111,10 @@ class ExecutionState:
             executors=executors,
             max_in_flight=max_in_flight,
             on_progress=self._progress if on_progress else None,
+            on_fault=self.fail,
             hooks=hooks,
         )
+        journal.on_broken = self.fail
         started = journal.started
         self.seed = (started.seed if started is not None else None) or run_id
         self.activity = 0
@@ -121,6 +123,9 @@ class ExecutionState:
         self.external: dict[bytes, asyncio.Future[None]] = {}
         """Futures of the calls blocked until a later execution (see ``waits``)."""
         self.executor_lost: ExecutorUnavailable | None = None
+        self.fault: BaseException | None = None
+        """What ends the execution at once, whatever the process does: a
+        failed commit, an interrupt raised in a task, a failed loop callback."""
         self.stopping = False
         # The quiet check's state (see ``quiet``).
         self.quiet: asyncio.Future[None] | None = None
@@ -156,6 +161,19 @@ class ExecutionState:
         )
         if self._on_log is not None:
             self._on_log(key, message, fields)
+
+    def fail(self, exc: BaseException) -> None:
+        """End the execution with ``exc`` (the first fault wins), at once.
+
+        Every loop callback that can fail routes its failure here: raised in
+        the callback, it would reach asyncio's default handler, which logs it
+        and carries on, and the run would wait forever.
+        """
+        if self.fault is None:
+            self.fault = exc
+        self.stopping = True
+        if self.quiet is not None and not self.quiet.done():
+            self.quiet.set_result(None)
 
     def _crash(self) -> None:
         """The hooks' simulated crash: stop now, as a killed process would."""

@@ -16,7 +16,7 @@ from typing import Any
 import journal_format as jf
 
 from .._store.posts import expire
-from ..errors import task_failure
+from ..errors import JournalCorruptError, JournalWriteError, task_failure
 from .divergence import call_site
 from .quiet import schedule_quiet_check
 from .state import ExecutionState, FrontierCall, Stopped
@@ -35,12 +35,17 @@ async def external_result(
     if deadline_ns is not None and state.clock_ns() >= deadline_ns:
         # Commit the request first: its outcome must never precede it.
         journal.flush()
-        outcome = expire(
-            journal.store,
-            state.run_id,
-            key,
-            f"no result within {tdef.timeout}s (deadline {deadline_ns} ns)",
-        )
+        try:
+            outcome = expire(
+                journal.store,
+                state.run_id,
+                key,
+                f"no result within {tdef.timeout}s (deadline {deadline_ns} ns)",
+            )
+        except (JournalCorruptError, JournalWriteError) as exc:
+            # The run ends with it, even if the process catches it.
+            state.fail(exc)
+            raise
         state.tick()
         if isinstance(outcome, jf.EffectCompleted):
             return jf.decode_payload(journal.store.get_payload(outcome.result))

@@ -45,11 +45,6 @@ def interrupted(
     return done, by_key, returned
 
 
-@pytest.mark.xfail(
-    reason="bug: issue 12: an interrupt in a sync task is retried and journaled as a"
-    " task failure",
-    strict=True,
-)
 @pytest.mark.parametrize("kind", KINDS)
 def test_interrupt_in_a_task_is_not_journaled(tmp_path: Path, kind: str) -> None:
     done, by_key, _ = interrupted(tmp_path, kind)
@@ -59,11 +54,6 @@ def test_interrupt_in_a_task_is_not_journaled(tmp_path: Path, kind: str) -> None
     assert not {"failed", "attempt_failed"} & set(types), types
 
 
-@pytest.mark.xfail(
-    reason="bug: issue 12: a sibling batched into the interrupted task's pool job is"
-    " journaled failed",
-    strict=True,
-)
 @pytest.mark.parametrize("kind", KINDS)
 def test_batched_siblings_keep_their_own_outcomes(tmp_path: Path, kind: str) -> None:
     done, by_key, returned = interrupted(tmp_path, kind)

@@ -19,11 +19,6 @@ from tests.adversarial import assert_clean_error, cli, raw
 from tests.faults._support import HERE, build_posted, copy_of, mounted
 
 
-@pytest.mark.xfail(
-    reason="bug: issue 12: a commit failing with EIO (disk full) hangs the executor"
-    " forever, holding the run lock",
-    strict=True,
-)
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
 def test_disk_full_ends_with_a_named_error(tmp_path: Path) -> None:
     disk = tmp_path / "disk"
@@ -73,14 +68,7 @@ def newer_journal(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> P
 @pytest.mark.parametrize(
     "command",
     [
-        pytest.param(
-            ["resume", "r1"],
-            marks=pytest.mark.xfail(
-                reason="bug: issue 12: the FormatVersionError of a commit escapes into"
-                " asyncio's handler and the resume hangs holding the lock",
-                strict=True,
-            ),
-        ),
+        ["resume", "r1"],
         ["post", "r1", "--event", "ping"],
         [
             "run",

@@ -26,11 +26,6 @@ def run_ids(journal: Path, status: str) -> list[str]:
     return [row["run_id"] for row in rows]
 
 
-@pytest.mark.xfail(
-    reason="bug: issue 12: a resume stopped by NonDeterminismError leaves a waiting"
-    " run stored as 'running'",
-    strict=True,
-)
 def test_waiting_run_stays_waiting_after_non_determinism(journal: Path) -> None:
     done = cli(
         journal,
@@ -45,11 +40,6 @@ def test_waiting_run_stays_waiting_after_non_determinism(journal: Path) -> None:
     assert run_ids(journal, "waiting") == ["r1"]
 
 
-@pytest.mark.xfail(
-    reason="bug: issue 12: code raising before its first recorded call is reported"
-    " as 'fewer calls' non-determinism",
-    strict=True,
-)
 def test_exception_before_a_recorded_call_is_reported(journal: Path) -> None:
     done = cli(
         journal,
