@@ -68,7 +68,8 @@ def newer_journal(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> P
 @pytest.mark.parametrize(
     "command",
     [
-        ["resume", "r1"],
+        # The journal is a copy (not started here): name the process.
+        ["resume", "r1", "--process", "fault_flows:waiter"],
         ["post", "r1", "--event", "ping"],
         [
             "run",

@@ -31,6 +31,8 @@ def test_waiting_run_stays_waiting_after_non_determinism(journal: Path) -> None:
         journal,
         "resume",
         "r1",
+        "--process",  # the journal is a copy: name the code to run
+        "fault_flows:waiter",
         "--json",
         paths=[HERE],
         extra_env={"FAULT_VARIANT": "diverge"},
@@ -45,6 +47,8 @@ def test_exception_before_a_recorded_call_is_reported(journal: Path) -> None:
         journal,
         "resume",
         "r1",
+        "--process",  # the journal is a copy: name the code to run
+        "fault_flows:waiter",
         "--json",
         paths=[HERE],
         extra_env={"FAULT_VARIANT": "raise"},
