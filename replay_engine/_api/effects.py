@@ -55,7 +55,7 @@ class ExternalEffects(Executing):
             RunNotFoundError: no such run.
         """
         record = self._store.require_run(run_id)
-        return read_waiting(self._store, record, self.payload)
+        return read_waiting(self._store, record, self._payload_of(run_id))
 
     def pending(self, run_id: str) -> list[PendingEffect]:
         """External effects waiting for a result (including abandoned ones, flagged)."""
@@ -133,7 +133,7 @@ class ExternalEffects(Executing):
             lease,
             limit=limit,
             kind=kind,
-            payload=self.payload,
+            payload=self._payload_of(run_id),
         )
 
     def heartbeat(

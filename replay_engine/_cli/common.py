@@ -12,8 +12,6 @@ import contextlib
 import datetime as _dt
 import json
 import logging
-import os
-import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
@@ -21,7 +19,6 @@ from typing import IO, Any, Literal
 
 import click
 import msgspec
-from rich.console import Console
 
 import journal_format as jf
 
@@ -34,6 +31,11 @@ from .. import (
     RunExistsError,
     RunNotFoundError,
 )
+from . import safe_text
+from .safe_text import printable
+
+make_console = safe_text.make_console
+"""The one console every command prints human output with (see ``safe_text``)."""
 
 ENV_JOURNAL = "REPLAY_ENGINE_JOURNAL"
 DEFAULT_JOURNAL = ".replay"
@@ -113,7 +115,9 @@ class CliError(click.ClickException):
     def show(self, file: IO[Any] | None = None) -> None:
         if self.as_json:
             click.echo(dumps(self.document()))
-        click.echo(f"error: {self.message}", err=True, file=file)
+        # The message may quote the journal (a task's error, a run id).
+        text = printable(self.message, keep_lines=True)
+        click.echo(f"error: {text}", err=True, file=file)
 
 
 class CliUsageError(CliError):
@@ -287,8 +291,16 @@ def open_engine(
         engine.close()
 
 
+# JSON escapes C0 controls itself but leaves DEL and C1 raw; outside strings a
+# JSON text holds only ASCII, so replacing them everywhere keeps it valid.
+RAW_CONTROLS = {c: f"\\u{c:04x}" for c in range(0x7F, 0xA0)}
+
+
 def dumps(document: Any) -> str:
-    return json.dumps(plain(document), indent=2, ensure_ascii=False)
+    """One JSON document: non-ASCII kept, every control character escaped."""
+    return json.dumps(plain(document), indent=2, ensure_ascii=False).translate(
+        RAW_CONTROLS
+    )
 
 
 def emit_json(document: Any) -> None:
@@ -315,14 +327,6 @@ def plain(value: Any) -> Any:
     if is_dataclass(value) and not isinstance(value, type):
         return {f.name: plain(getattr(value, f.name)) for f in fields(value)}
     return str(value)
-
-
-def make_console() -> Console:
-    stream = sys.stdout
-    width = None
-    if not stream.isatty() and "COLUMNS" not in os.environ:
-        width = 160  # rich would fold tables to 80 columns in a pipe
-    return Console(file=stream, width=width, highlight=False, soft_wrap=False)
 
 
 def key_text(key: bytes | None) -> str | None:
