@@ -30,6 +30,7 @@ from rich.text import Text
 
 from .. import PendingEffect, SignalWait
 from .common import (
+    LeaseSeconds,
     emit_json,
     json_option,
     make_console,
@@ -103,7 +104,7 @@ def _print_effects(effects: Sequence[PendingEffect], title: str, empty: str) -> 
 )
 @click.option(
     "--lease",
-    type=click.FloatRange(min=0, min_open=True),
+    type=LeaseSeconds(),
     metavar="SECONDS",
     help="With --claim: how long the claim holds without a heartbeat.",
 )

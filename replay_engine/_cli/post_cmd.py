@@ -19,6 +19,7 @@ import journal_format as jf
 from .. import PostRejected
 from .common import (
     CliError,
+    LeaseSeconds,
     emit_json,
     json_option,
     loads_json,
@@ -108,7 +109,7 @@ def _forbid(ctx: click.Context, action: str, **options: object) -> None:
 @click.option("--by", metavar="WORKER", help="The posting (or heartbeating) worker.")
 @click.option(
     "--lease",
-    type=click.FloatRange(min=0, min_open=True),
+    type=LeaseSeconds(),
     metavar="SECONDS",
     help="With --heartbeat: the new lease, from now.",
 )
