@@ -28,6 +28,7 @@ from .common import (
     reporting_errors,
     usage_error,
 )
+from .safe_text import literal
 
 
 def _parse_json(text: str, option: str, ctx: click.Context) -> Any:
@@ -222,4 +223,4 @@ def post_command(
     if as_json:
         emit_json(doc)
     else:
-        make_console().print(human, markup=False)
+        make_console().print(literal(human))

@@ -149,3 +149,10 @@ def test_json_escapes_del_and_c1(tmp_path: Path) -> None:
     done = cli(journal, "export", "done", "--format", "jsonl")
     assert done.returncode == 0, done.describe()
     assert "\x9b" not in done.stdout and "\\u009b" in done.stdout
+
+
+def test_timeline_on_stdout_carries_no_raw_escapes(journal: Path) -> None:
+    done = cli(journal, "timeline", "done", "-o", "-", extra_env=TERMINAL)
+    assert done.returncode == 0, done.describe()
+    assert "\x1b" not in done.stdout and "\x07" not in done.stdout
+    assert "\\x1b[2J" in done.stdout, "the escape is not shown"
