@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from replay_engine import Engine, PayloadError, PostRejected, task
+from replay_engine import Engine, PayloadError, PostRejected, RunNotFoundError, task
 from tests.adversarial import assert_clean_error, cli, tree_snapshot
 from tests.faults._support import HERE, build_waiting, copy_of
 
@@ -228,3 +228,12 @@ def test_json_output_of_a_non_finite_result_is_valid_json(tmp_path: Path) -> Non
 
 def _no_constants(name: str) -> Any:
     raise AssertionError(f"{name} in JSON output")
+
+
+@pytest.mark.parametrize("run_id", ["", "a/b", "x" * 129])
+def test_api_reads_of_an_invalid_run_id_find_no_run(waiting: Path, run_id: str) -> None:
+    """Not "the journal is damaged" (LMDB refuses an empty key)."""
+    with Engine(str(waiting)) as engine:
+        for read in (engine.status, engine.result, engine.events, engine.pending):
+            with pytest.raises(RunNotFoundError, match="invalid run id"):
+                read(run_id)
