@@ -251,7 +251,7 @@ class PostRejected(ReplayEngineError):
     Attributes:
         reason: ``"run_finished"``, ``"unknown_key"``, ``"not_external"``,
             ``"already_completed"``, ``"abandoned"``, ``"claimed"``,
-            ``"not_claimed"`` or ``"invalid_result"``.
+            ``"not_claimed"``, ``"invalid_result"`` or ``"invalid_lease"``.
         run_id: the run.
         key: the invocation key, when the post named one.
     """

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
-from collections.abc import Coroutine, Iterable
+import functools
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Self, TypeVar
 
 import journal_format as jf
@@ -93,20 +94,64 @@ class EngineBase:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def payload(self, address: bytes) -> Any:
-        """Decode the payload stored under a content address (checked)."""
-        return jf.decode_payload(self._store.get_payload(address))
+    def payload(
+        self,
+        address: bytes,
+        *,
+        run_id: str | None = None,
+        seq: int | None = None,
+        key: str | None = None,
+    ) -> Any:
+        """Decode the payload stored under a content address (checked).
+
+        ``run_id``, ``seq`` and ``key`` say where the address was read from:
+        a payload is content-addressed and may be shared by several runs, so
+        only the caller can name the run in the error.
+
+        Raises:
+            JournalCorruptError: the payload is missing, its digest does not
+                check, or its sealed bytes do not decode (too deeply nested,
+                invalid UTF-8, an unknown MessagePack extension: a damaged or
+                crafted journal).
+        """
+        data = self._store.get_payload(address)
+        try:
+            return jf.decode_payload(data)
+        except jf.FormatError as exc:
+            # A FormatError escaping here would be a traceback in the CLI and a
+            # "malformed input" to callers; the bytes came from the journal.
+            where = "" if run_id is None else f"run {run_id!r}"
+            if seq is not None:
+                where += f" event seq {seq}"
+            if key is not None:
+                where += f" key {key}"
+            where = f" ({where.strip()})" if where else ""
+            raise JournalCorruptError(
+                f"the payload {address.hex()[:16]}…{where} cannot be read: {exc};"
+                " the journal is damaged or was crafted: run `replay-engine verify`"
+                " and restore it from a copy",
+                run_id=run_id,
+                seq=seq,
+                key=key,
+            ) from None
+
+    def _payload_of(self, run_id: str) -> Callable[[bytes], Any]:
+        """:meth:`payload` for reads of ``run_id`` (its errors name the run)."""
+        return functools.partial(self.payload, run_id=run_id)
 
     def _pending_effects(self, run_id: str) -> list[PendingEffect]:
         """External effects without a result, from a fold of the whole journal."""
-        return pending_effects(self._store.read_events(run_id), self.payload)
+        events = self._store.read_events(run_id)
+        return pending_effects(events, self._payload_of(run_id))
 
     def _recorded_result(self, record: jf.RunRecord) -> Any:
         for stored in reversed(
             self._store.read_events(record.run_id, max(0, record.events - 4))
         ):
             if isinstance(stored.event, jf.RunCompleted):
-                return self.payload(stored.event.result)
+                return self.payload(
+                    stored.event.result, run_id=record.run_id, seq=stored.seq
+                )
         raise JournalCorruptError(
             f"run {record.run_id!r} is marked completed but its last events hold no"
             " run_completed record",

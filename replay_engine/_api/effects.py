@@ -8,16 +8,38 @@ posters exactly one wins and a refused post writes nothing.
 from __future__ import annotations
 
 import datetime as _dt
+import math
 from typing import Any
 
 from .._store import posts as _posts
 from .._store.posts import PendingEffect
+from ..errors import PostRejected
 from .base import run_sync
 from .executing import Executing, ProcessFn
 from .results import Run
 from .waiting import Waiting, read_waiting
 
 _MISSING: Any = object()
+
+MAX_LEASE_SECONDS = 366 * 24 * 3600.0
+"""The longest lease a claim or heartbeat may ask for (the CLI checks it too)."""
+
+
+def _check_lease(run_id: str, key: str | None, lease: float) -> None:
+    """A lease is a finite number of seconds in (0, MAX_LEASE_SECONDS]."""
+    if isinstance(lease, bool) or not isinstance(lease, int | float):
+        problem = f"is a {type(lease).__name__}, not a number of seconds"
+    elif not math.isfinite(lease) or not 0 < lease <= MAX_LEASE_SECONDS:
+        problem = f"is {lease!r}"
+    else:
+        return
+    raise PostRejected(
+        f"the lease {problem}: give a number of seconds above 0 and at most"
+        f" {MAX_LEASE_SECONDS:.0f} (366 days); nothing was written",
+        reason="invalid_lease",
+        run_id=run_id,
+        key=key,
+    )
 
 
 class ExternalEffects(Executing):
@@ -56,7 +78,7 @@ class ExternalEffects(Executing):
             RunNotFoundError: no such run.
         """
         record = self._store.require_run(run_id)
-        return read_waiting(self._store, record, self.payload)
+        return read_waiting(self._store, record, self._payload_of(run_id))
 
     def pending(self, run_id: str) -> list[PendingEffect]:
         """External effects waiting for a result (including abandoned ones, flagged)."""
@@ -125,7 +147,12 @@ class ExternalEffects(Executing):
 
         Each claim is recorded with its lease expiry; an effect whose lease
         expires without a result is offered again (and shows as stale).
+
+        Raises:
+            PostRejected: ``reason="invalid_lease"`` for a lease that is not a
+                finite number of seconds in (0, 366 days]; nothing is written.
         """
+        _check_lease(run_id, None, lease)
         self._store.require_run(run_id)
         return _posts.claim(
             self._store,
@@ -134,12 +161,16 @@ class ExternalEffects(Executing):
             lease,
             limit=limit,
             kind=kind,
-            payload=self.payload,
+            payload=self._payload_of(run_id),
         )
 
     def heartbeat(
         self, run_id: str, key: str, worker: str, *, lease: float
     ) -> _dt.datetime:
-        """Extend ``worker``'s lease on a claimed effect; returns the new expiry."""
+        """Extend ``worker``'s lease on a claimed effect; returns the new expiry.
+
+        ``lease`` is checked as :meth:`claim` checks it.
+        """
+        _check_lease(run_id, key, lease)
         self._store.require_run(run_id)
         return _posts.heartbeat(self._store, run_id, key, worker, lease)

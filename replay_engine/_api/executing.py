@@ -211,7 +211,7 @@ class Executing(EngineBase):
             if process is not None:
                 self._processes.used(run_id, fn)
             warnings = _changed_code_warnings(run_id, started, fn)
-            inputs = self.payload(started.inputs)
+            inputs = self.payload(started.inputs, run_id=run_id, seq=0)
             journal.loaded_status = record.status
             journal.mark_running = True
             return await self._execute(

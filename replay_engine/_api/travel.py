@@ -74,7 +74,7 @@ class TimeTravel(Inspection):
                 f"run {run_id!r} has no run_started event", run_id=run_id, seq=0
             )
         fn = self._processes.resolve(run_id, all_events[0], process)
-        inputs = self.payload(started.inputs)
+        inputs = self.payload(started.inputs, run_id=run_id, seq=0)
         runtime = Runtime(
             journal,
             run_id,
@@ -88,7 +88,7 @@ class TimeTravel(Inspection):
 
         def payload(address: bytes) -> Any:
             if address not in payload_cache:
-                payload_cache[address] = self.payload(address)
+                payload_cache[address] = self.payload(address, run_id=run_id)
             return payload_cache[address]
 
         calls, logs = build_calls(all_events, limit, payload)

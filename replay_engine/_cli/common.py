@@ -12,16 +12,12 @@ import contextlib
 import datetime as _dt
 import json
 import logging
-import os
-import sys
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
 
 import click
-import msgspec
-from rich.console import Console
 
 import journal_format as jf
 
@@ -34,6 +30,16 @@ from .. import (
     RunExistsError,
     RunNotFoundError,
 )
+from . import safe_text, values
+from .safe_text import printable
+
+make_console = safe_text.make_console
+"""The one console every command prints human output with (see ``safe_text``)."""
+# What the JSON helpers and option types in ``values`` are known by here.
+plain = values.plain
+dumps = values.dumps
+RAW_CONTROLS = values.RAW_CONTROLS
+LeaseSeconds = values.LeaseSeconds
 
 ENV_JOURNAL = "REPLAY_ENGINE_JOURNAL"
 DEFAULT_JOURNAL = ".replay"
@@ -125,7 +131,9 @@ class CliError(click.ClickException):
     def show(self, file: IO[Any] | None = None) -> None:
         if self.as_json:
             click.echo(dumps(self.document()))
-        click.echo(f"error: {self.message}", err=True, file=file)
+        # The message may quote the journal (a task's error, a run id).
+        text = printable(self.message, keep_lines=True)
+        click.echo(f"error: {text}", err=True, file=file)
 
 
 class CliKeyboardInterrupt(CliError):
@@ -236,6 +244,7 @@ def reporting_errors(fn: Callable[..., None]) -> Callable[..., None]:
         ctx = click.get_current_context()
         ctx.find_root().meta["replay_engine.json"] = as_json
         try:
+            _check_run_ids(kwargs, ctx)
             fn(*args, **kwargs)
         except CliError as exc:
             exc.as_json = as_json
@@ -270,6 +279,26 @@ def reporting_errors(fn: Callable[..., None]) -> Callable[..., None]:
     wrapper.__name__ = fn.__name__
     wrapper.__doc__ = fn.__doc__
     return wrapper
+
+
+def _check_run_ids(params: Mapping[str, Any], ctx: click.Context) -> None:
+    """Every run id a command was given must be one (a usage error otherwise).
+
+    Checked here, for every command, by parameter name (``run_id``,
+    ``new_run_id``, ``run_ids`` …), so a new command cannot forget it: an
+    empty or malformed id would otherwise reach LMDB as a key it refuses.
+    """
+    for name, value in params.items():
+        if not (name.endswith(("run_id", "run_ids")) or name in ("run_a", "run_b")):
+            continue
+        ids = value if isinstance(value, list | tuple) else [value]
+        for run_id in ids:
+            if isinstance(run_id, str):
+                try:
+                    jf.check_run_id(run_id)
+                except jf.FormatError as exc:
+                    label = name.upper() if name.startswith("run_") else name
+                    raise usage_error(f"{label}: {exc}", ctx) from None
 
 
 # -- shared helpers ------------------------------------------------------------
@@ -327,42 +356,8 @@ def open_engine(
         engine.close()
 
 
-def dumps(document: Any) -> str:
-    return json.dumps(plain(document), indent=2, ensure_ascii=False)
-
-
 def emit_json(document: Any) -> None:
     click.echo(dumps(document))
-
-
-def plain(value: Any) -> Any:
-    """A JSON-ready form: bytes as hex, datetimes as ISO 8601, structs as objects."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).hex()
-    if isinstance(value, _dt.datetime | _dt.date | _dt.time):
-        return value.isoformat()
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        items = [plain(v) for v in value]
-        if isinstance(value, set | frozenset):
-            items.sort(key=repr)
-        return items
-    if isinstance(value, msgspec.Struct):
-        return {f: plain(getattr(value, f)) for f in value.__struct_fields__}
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name)) for f in fields(value)}
-    return str(value)
-
-
-def make_console() -> Console:
-    stream = sys.stdout
-    width = None
-    if not stream.isatty() and "COLUMNS" not in os.environ:
-        width = 160  # rich would fold tables to 80 columns in a pipe
-    return Console(file=stream, width=width, highlight=False, soft_wrap=False)
 
 
 def key_text(key: bytes | None) -> str | None:
@@ -411,12 +406,18 @@ def quiet_engine_logger() -> Iterator[None]:
 
 
 def loads_json(text: str, source: str, ctx: click.Context, hint: str = "") -> Any:
-    """Parse a JSON option's value; bad JSON is a usage error naming ``source``."""
+    """Parse a JSON option's value; bad JSON is a usage error naming ``source``.
+
+    Strict JSON (see :func:`.values.parse_json`): NaN, Infinity, numbers
+    beyond a float's range and nesting past the parser's limit are refused.
+    """
     try:
-        return json.loads(text)
+        return values.parse_json(text)
     except json.JSONDecodeError as exc:
         raise usage_error(
             f"{source} is not valid JSON: {exc.msg} at line {exc.lineno} column"
             f" {exc.colno}{hint}",
             ctx,
         ) from None
+    except values.BadJson as exc:
+        raise usage_error(f"{source} {exc}", ctx) from None

@@ -30,6 +30,7 @@ from rich.text import Text
 
 from .. import PendingEffect, SignalWait
 from .common import (
+    LeaseSeconds,
     emit_json,
     json_option,
     make_console,
@@ -39,6 +40,7 @@ from .common import (
 )
 from .iterate_cmd import iterate_command
 from .post_cmd import post_command, rejections
+from .safe_text import cell, literal
 from .waiting_views import age, now
 
 _ARGS_WIDTH = 60
@@ -62,10 +64,10 @@ def _pending_document(
 def _print_effects(effects: Sequence[PendingEffect], title: str, empty: str) -> None:
     console = make_console()
     if not effects:
-        console.print(empty, markup=False)
+        console.print(literal(empty))
         return
     at = now()
-    table = Table(title=title, title_justify="left")
+    table = Table(title=literal(title), title_justify="left")
     for name in ("key", "task", "kind", "age", "deadline", "claimed by", "state"):
         table.add_column(name, justify="right" if name == "age" else "left")
     table.add_column("args", overflow="ellipsis", max_width=_ARGS_WIDTH)
@@ -79,14 +81,14 @@ def _print_effects(effects: Sequence[PendingEffect], title: str, empty: str) -> 
             left = (e.lease_expires - at).total_seconds() if e.lease_expires else 0
             state = Text(f"leased {left:.0f}s", style="cyan")
         table.add_row(
-            e.key,
-            e.task,
-            e.kind,
+            cell(e.key),
+            cell(e.task),
+            cell(e.kind),
             f"{age(e, at):.0f}s",
             "" if e.deadline is None else e.deadline.strftime("%Y-%m-%d %H:%M:%S"),
-            e.claimed_by or "",
+            cell(e.claimed_by),
             state,
-            Text(json.dumps(e.args, ensure_ascii=False, default=str)),
+            cell(json.dumps(e.args, ensure_ascii=False, default=str)),
         )
     console.print(table)
 
@@ -102,7 +104,7 @@ def _print_effects(effects: Sequence[PendingEffect], title: str, empty: str) -> 
 )
 @click.option(
     "--lease",
-    type=click.FloatRange(min=0, min_open=True),
+    type=LeaseSeconds(),
     metavar="SECONDS",
     help="With --claim: how long the claim holds without a heartbeat.",
 )
@@ -184,9 +186,10 @@ def pending_command(
     console = make_console()
     for s in signals:
         console.print(
-            f"waiting for event {s.name!r} at key {s.key}: post it with"
-            f" `replay-engine post {run_id} --event {s.name} --payload JSON`",
-            markup=False,
+            literal(
+                f"waiting for event {s.name!r} at key {s.key}: post it with"
+                f" `replay-engine post {run_id} --event {s.name} --payload JSON`"
+            )
         )
 
 

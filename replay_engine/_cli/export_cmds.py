@@ -15,6 +15,7 @@ import journal_format as jf
 
 from .. import Engine, RunInfo, RunNotFoundError
 from .common import (
+    RAW_CONTROLS,
     emit_json,
     json_option,
     make_console,
@@ -24,6 +25,7 @@ from .common import (
     usage_error,
 )
 from .event_rows import event_document
+from .safe_text import literal, printable
 from .timeline_html import render_html
 from .timeline_model import build_timeline, times_by_seq
 
@@ -65,12 +67,12 @@ def export_records(
         yield record
 
 
-def _payload_reader(engine: Engine) -> Callable[[bytes], Any]:
+def _payload_reader(engine: Engine, run_id: str) -> Callable[[bytes], Any]:
     cache: dict[bytes, Any] = {}
 
     def read(address: bytes) -> Any:
         if address not in cache:
-            cache[address] = engine.payload(address)
+            cache[address] = engine.payload(address, run_id=run_id)
         return cache[address]
 
     return read
@@ -122,7 +124,7 @@ def export_command(
     """
     with open_engine(ctx) as engine:
         events = engine.events(run_id)
-        reader = _payload_reader(engine) if payloads else None
+        reader = _payload_reader(engine, run_id) if payloads else None
         records = list(export_records(events, reader))
     if output is None:
         if as_json:
@@ -145,12 +147,13 @@ def export_command(
         emit_json(doc)
     else:
         make_console().print(
-            f"wrote {len(records)} events of run {run_id} to {output}", markup=False
+            literal(f"wrote {len(records)} events of run {run_id} to {output}")
         )
 
 
 def _line(record: dict[str, Any]) -> str:
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    return text.translate(RAW_CONTROLS)
 
 
 def inherited_times(engine: Engine, info: RunInfo, depth: int = 0) -> dict[int, int]:
@@ -216,7 +219,7 @@ def timeline_command(
     make_console().print(
         Text.assemble(
             ("wrote ", "dim"),
-            (path, "bold"),
+            (printable(path), "bold"),
             (f": {len(timeline.rows)} calls, {timeline.events} events,", "dim"),
             (f" {timeline.latest_execution + 1} execution(s)", "dim"),
         )

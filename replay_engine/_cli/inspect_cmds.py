@@ -9,7 +9,6 @@ from typing import Any
 
 import click
 from rich.table import Table
-from rich.text import Text
 
 import journal_format as jf
 
@@ -30,6 +29,7 @@ from .common import (
     utc_text,
 )
 from .event_rows import detail, event_document
+from .safe_text import cell, literal, printable
 from .waiting_views import add_waiting_columns, waiting_cells, waiting_fields
 
 # -- inspecting ----------------------------------------------------------------
@@ -75,23 +75,23 @@ def status_command(ctx: click.Context, run_id: str, as_json: bool) -> None:
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="dim")
     table.add_column()
-    table.add_row("run_id", info.run_id)
-    table.add_row("status", Text(info.status, style=status_style(info.status)))
-    table.add_row("process", info.process)
+    table.add_row("run_id", cell(info.run_id))
+    table.add_row("status", literal(info.status, style=status_style(info.status)))
+    table.add_row("process", cell(info.process))
     table.add_row("events", str(info.events))
     table.add_row("dispatched", str(info.dispatched))
     table.add_row("replayed", str(info.replayed))
     table.add_row("created", utc_text(info.created))
     table.add_row("updated", utc_text(info.updated))
     if info.parent is not None:
-        table.add_row("forked from", f"{info.parent} at event {info.fork_at}")
+        table.add_row("forked from", cell(f"{info.parent} at event {info.fork_at}"))
     if info.status == "completed":
-        table.add_row("result", Text(json.dumps(plain(doc["result"]))))
+        table.add_row("result", cell(json.dumps(plain(doc["result"]))))
     error = doc["error"]
     if error is not None:
-        table.add_row("error", Text(f"{error['type']}: {error['message']}", "red"))
+        table.add_row("error", literal(f"{error['type']}: {error['message']}", "red"))
     if doc["pending"]:
-        table.add_row("pending", ", ".join(doc["pending"]))
+        table.add_row("pending", cell(", ".join(doc["pending"])))
     make_console().print(table)
 
 
@@ -136,9 +136,9 @@ def runs_command(ctx: click.Context, status: str | None, as_json: bool) -> None:
         add_waiting_columns(table)
     for i, row in zip(infos, rows, strict=True):
         table.add_row(
-            i.run_id,
-            Text(i.status, style=status_style(i.status)),
-            i.process,
+            cell(i.run_id),
+            literal(i.status, style=status_style(i.status)),
+            cell(i.process),
             str(i.events),
             utc_text(i.created),
             utc_text(i.updated),
@@ -247,11 +247,11 @@ def log_command(
         table.add_row(
             str(doc["seq"]),
             doc["type"],
-            doc["key"] or "",
-            doc["task"] or "",
+            cell(doc["key"]),
+            cell(doc["task"]),
             doc["digest"][:SHORT_DIGEST],
             doc["prev"][:SHORT_DIGEST],
-            Text(detail(doc)),
+            cell(detail(doc)),
         )
     make_console().print(table)
 
@@ -289,23 +289,25 @@ def verify_command(ctx: click.Context, run_id: str | None, as_json: bool) -> Non
         scope = f"run {run_id}" if run_id else "journal"
         counts = f"{report.runs} runs, {report.events} events, {report.blobs} blobs"
         if report.ok:
-            console.print(Text(f"{scope} intact: {counts}", style="green"))
+            console.print(literal(f"{scope} intact: {counts}", style="green"))
         else:
-            table = Table(title=f"{scope} damaged: {len(report.problems)} problems")
+            table = Table(
+                title=literal(f"{scope} damaged: {len(report.problems)} problems")
+            )
             for name in ("run", "seq", "key", "problem"):
                 table.add_column(name)
             for p in report.problems:
                 table.add_row(
-                    p.run_id or "",
+                    cell(p.run_id),
                     "" if p.seq is None else str(p.seq),
-                    p.key or "",
-                    Text(p.message),
+                    cell(p.key),
+                    cell(p.message),
                 )
             console.print(table)
             console.print(f"checked {counts}", style="dim")
     if not report.ok:
         click.echo(
-            f"error: {_scope_text(run_id)} is damaged"
+            f"error: {printable(_scope_text(run_id))} is damaged"
             f" ({len(report.problems)} problems)",
             err=True,
         )

@@ -24,6 +24,7 @@ from .common import (
     quiet_engine_logger,
     reporting_errors,
 )
+from .safe_text import echo
 from .stop_signals import grace_option, stopping_on_signals
 from .waiting_views import iso, now
 
@@ -136,9 +137,9 @@ def iterate_command(
         doc = _iterate_document(engine, run, was_completed=was_completed, note=note)
     doc["stats"]["wall"] = round(time.perf_counter() - started, 6)
     for warning in run.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        echo(f"warning: {warning}", err=True)  # may quote the journal
     if note is not None:
-        click.echo(f"note: {note}", err=True)
+        echo(f"note: {note}", err=True)
     emit_json(doc)
     code = STATUS_EXIT.get(run.status, EXIT_FAILED)
     if code:

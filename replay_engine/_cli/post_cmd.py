@@ -19,6 +19,7 @@ import journal_format as jf
 from .. import PostRejected
 from .common import (
     CliError,
+    LeaseSeconds,
     emit_json,
     json_option,
     loads_json,
@@ -27,6 +28,7 @@ from .common import (
     reporting_errors,
     usage_error,
 )
+from .safe_text import literal
 
 
 def _parse_json(text: str, option: str, ctx: click.Context) -> Any:
@@ -108,7 +110,7 @@ def _forbid(ctx: click.Context, action: str, **options: object) -> None:
 @click.option("--by", metavar="WORKER", help="The posting (or heartbeating) worker.")
 @click.option(
     "--lease",
-    type=click.FloatRange(min=0, min_open=True),
+    type=LeaseSeconds(),
     metavar="SECONDS",
     help="With --heartbeat: the new lease, from now.",
 )
@@ -221,4 +223,4 @@ def post_command(
     if as_json:
         emit_json(doc)
     else:
-        make_console().print(human, markup=False)
+        make_console().print(literal(human))

@@ -32,6 +32,7 @@ from .common import (
     status_style,
     usage_error,
 )
+from .safe_text import echo
 from .stop_signals import grace_option, stopping_on_signals
 
 # -- run and resume ------------------------------------------------------------
@@ -129,7 +130,7 @@ def _run_document(run: Run, process: str | None, logs: list[dict[str, Any]]) -> 
 
 def _report_run(run: Run, process: str | None, live: _Live, *, as_json: bool) -> None:
     for warning in run.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        echo(f"warning: {warning}", err=True)  # may quote the journal
     if as_json:
         emit_json(_run_document(run, process, live.logs))
     else:

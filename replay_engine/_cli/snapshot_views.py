@@ -22,6 +22,7 @@ import journal_format as jf
 
 from .. import CallState, FrontierCall, Snapshot
 from .common import plain
+from .safe_text import literal, printable
 
 SUMMARY_WIDTH = 60
 """Args and results are cut to about this many characters."""
@@ -71,7 +72,12 @@ def parse_until(
 
 
 def clip(text: str, width: int = SUMMARY_WIDTH) -> str:
-    """``text`` cut to ``width`` characters, with an ellipsis if it was longer."""
+    """``text`` cut to ``width`` characters, with an ellipsis if it was longer.
+
+    Control characters are escaped first (it is journal text, and a cut must
+    not split an escape from what it escapes).
+    """
+    text = printable(text)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -85,8 +91,8 @@ def summarise(value: Any, width: int = SUMMARY_WIDTH) -> str:
 def call_label(call: CallState, frontier: FrontierCall | None = None) -> Text:
     """One call: key, task, status, args and its result or error."""
     label = Text()
-    label.append(call.key, style="bold")
-    label.append(f"  {call.task}  ")
+    label.append(printable(call.key), style="bold")
+    label.append(f"  {printable(call.task)}  ")
     label.append(call.status, style=STATUS_STYLES.get(call.status, ""))
     if call.attempts_failed:
         plural = "s" if call.attempts_failed > 1 else ""
@@ -102,7 +108,8 @@ def call_label(call: CallState, frontier: FrontierCall | None = None) -> Text:
             f"  ✗ {clip(f'{call.error.type}: {call.error.message}')}", style="red"
         )
     if frontier is not None:
-        label.append(f"  ◀ frontier ({frontier.reason}) {frontier.site}", "magenta")
+        where = printable(f"({frontier.reason}) {frontier.site}")
+        label.append(f"  ◀ frontier {where}", "magenta")
     return label
 
 
@@ -119,10 +126,10 @@ def _result_text(call: CallState) -> str:
 
 def _frontier_label(call: FrontierCall) -> Text:
     label = Text()
-    label.append(call.key, style="bold")
-    label.append(f"  {call.task}  ")
+    label.append(printable(call.key), style="bold")
+    label.append(f"  {printable(call.task)}  ")
     label.append("frontier", style=STATUS_STYLES["frontier"])
-    label.append(f"  ({call.reason}) {call.site}", style="magenta")
+    label.append(printable(f"  ({call.reason}) {call.site}"), style="magenta")
     return label
 
 
@@ -131,7 +138,7 @@ def snapshot_tree(snap: Snapshot) -> Tree:
     root = Tree(
         Text.assemble(
             ("run ", "dim"),
-            (snap.run_id, "bold"),
+            (printable(snap.run_id), "bold"),
             (f"  after {snap.until} of {snap.events} events", "dim"),
         )
     )
@@ -181,7 +188,9 @@ def summary_line(snap: Snapshot) -> Text:
     line.append(" · frontier ", style="dim")
     line.append(str(len(snap.frontier)))
     line.append(" · process ", style="dim")
-    line.append(snap.process_status, style=_process_style(snap.process_status))
+    line.append(
+        printable(snap.process_status), style=_process_style(snap.process_status)
+    )
     return line
 
 
@@ -196,11 +205,12 @@ def log_lines(snap: Snapshot) -> list[Text]:
     lines = []
     for entry in snap.logs:
         line = Text()
-        line.append(f"seq {entry.seq:>4}  key {entry.key:>8}  ", style="dim")
-        line.append(entry.message)
+        key = printable(entry.key)
+        line.append(f"seq {entry.seq:>4}  key {key:>8}  ", style="dim")
+        line.append(printable(entry.message))
         for name, value in entry.fields.items():
-            line.append(f" {name}=", style="dim")
-            line.append(json.dumps(plain(value), ensure_ascii=False))
+            line.append(f" {printable(name)}=", style="dim")
+            line.append(printable(json.dumps(plain(value), ensure_ascii=False)))
         lines.append(line)
     return lines
 
@@ -209,11 +219,11 @@ def frontier_lines(snap: Snapshot) -> list[Text]:
     """The calls the replay stopped at, with their source lines."""
     return [
         Text.assemble(
-            (f"{f.key:>8}  ", "bold"),
-            f"{f.task}  ",
-            (f"({f.reason})", "magenta"),
+            (f"{printable(f.key):>8}  ", "bold"),
+            f"{printable(f.task)}  ",
+            (printable(f"({f.reason})"), "magenta"),
             ("  at ", "dim"),
-            f.site,
+            printable(f.site),
         )
         for f in snap.frontier
     ]
@@ -224,7 +234,8 @@ def outcome_line(snap: Snapshot) -> Text:
     if snap.process_status == "completed":
         return Text.assemble(("result: ", "dim"), summarise(snap.result, 200))
     if snap.process_status == "failed" and snap.error is not None:
-        return Text(f"process failed: {snap.error.type}: {snap.error.message}", "red")
+        error = f"{snap.error.type}: {snap.error.message}"
+        return literal(f"process failed: {error}", "red")
     waiting = len(snap.frontier)
     return Text(
         f"process stopped at {waiting} frontier call{'s' if waiting != 1 else ''}",

@@ -18,6 +18,7 @@ import itertools
 import json
 from collections.abc import Callable, Sequence
 
+from .safe_text import printable
 from .timeline_model import Row, Timeline
 
 LABEL_WIDTH = 360
@@ -31,6 +32,15 @@ QUIET_SHARE = 0.05
 """A gap with no events is collapsed when wider than this share of the span …"""
 QUIET_RATIO = 20
 """… and this many times the median gap between events."""
+
+
+def _esc(text: str) -> str:
+    """Journal text for the page: HTML-escaped, control characters shown.
+
+    ``-o -`` prints the page on a terminal, where a raw escape sequence from
+    the journal would act; in a browser it would be invisible.
+    """
+    return html.escape(printable(text))
 
 
 def _duration(ns: float) -> str:
@@ -165,7 +175,7 @@ def render_html(tl: Timeline) -> str:
         )
     for boundary in tl.boundaries:
         px = x(boundary.at)
-        label = html.escape(boundary.label)
+        label = _esc(boundary.label)
         svg.append(
             f'<line class="boundary" x1="{px:.1f}" y1="14" x2="{px:.1f}" y2="{height}">'
             f"<title>{label}</title></line>" + _boundary_text(px, label)
@@ -179,13 +189,13 @@ def render_html(tl: Timeline) -> str:
         svg.append(_row_svg(row, tl, HEADER_HEIGHT + index * ROW_HEIGHT, x))
     svg.append("</svg>")
     return _PAGE.format(
-        title=html.escape(f"timeline of run {tl.run_id}"),
+        title=_esc(f"timeline of run {tl.run_id}"),
         css=_CSS,
         header=_header(tl),
         legend=_LEGEND,
         svg="\n".join(svg),
         script=_SCRIPT,
-        data=html.escape(json.dumps({"run_id": tl.run_id, "rows": len(tl.rows)})),
+        data=_esc(json.dumps({"run_id": tl.run_id, "rows": len(tl.rows)})),
     )
 
 
@@ -207,13 +217,13 @@ def _row_svg(row: Row, tl: Timeline, top: int, x: Callable[[int], float]) -> str
     shade = tl.shade(row)
     mid = top + ROW_HEIGHT / 2
     parts = [
-        f'<g class="tl-row {shade}" data-key="{html.escape(row.key)}"'
-        f' data-task="{html.escape(row.task)}" data-status="{row.status}">',
-        f"<title>{html.escape(_hover(row, tl))}</title>",
+        f'<g class="tl-row {shade}" data-key="{_esc(row.key)}"'
+        f' data-task="{_esc(row.task)}" data-status="{row.status}">',
+        f"<title>{_esc(_hover(row, tl))}</title>",
         f'<rect class="band" x="0" y="{top}" width="{LABEL_WIDTH + CHART_WIDTH + 20}"'
         f' height="{ROW_HEIGHT}"/>',
         f'<text class="label" x="{6 + depth * INDENT}" y="{mid + 4:.1f}">'
-        f"{html.escape(label)}</text>",
+        f"{_esc(label)}</text>",
     ]
     x0 = x(row.start)
     if row.kind == "value":
@@ -231,7 +241,7 @@ def _row_svg(row: Row, tl: Timeline, top: int, x: Callable[[int], float]) -> str
         px = x(at)
         parts.append(
             f'<line class="attempt" x1="{px:.1f}" y1="{top + 1}" x2="{px:.1f}"'
-            f' y2="{top + ROW_HEIGHT - 1}"><title>{html.escape(text)}</title></line>'
+            f' y2="{top + ROW_HEIGHT - 1}"><title>{_esc(text)}</title></line>'
         )
     parts.append("</g>")
     return "".join(parts)
@@ -246,10 +256,8 @@ def _header(tl: Timeline) -> str:
         ("executions", str(tl.latest_execution + 1)),
         ("span", _duration(tl.end - tl.start)),
     ]
-    items = "".join(
-        f"<span><b>{html.escape(k)}</b> {html.escape(v)}</span>" for k, v in facts
-    )
-    return f"<h1>run {html.escape(tl.run_id)}</h1><p class='facts'>{items}</p>"
+    items = "".join(f"<span><b>{_esc(k)}</b> {_esc(v)}</span>" for k, v in facts)
+    return f"<h1>run {_esc(tl.run_id)}</h1><p class='facts'>{items}</p>"
 
 
 _LEGEND = (

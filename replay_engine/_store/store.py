@@ -180,6 +180,10 @@ class Store:
 
     def get_run(self, run_id: str) -> jf.RunRecord | None:
         """The run's record, or None if there is no such run."""
+        try:
+            jf.check_run_id(run_id)
+        except jf.FormatError:
+            return None  # no run can have it (and LMDB refuses an empty key)
         runs_db = self._dbs[jf.DB_RUNS]
         raw = _env.read(self._handle, lambda txn: txn.get(run_id.encode(), db=runs_db))
         return None if raw is None else decode_run(run_id, raw)
@@ -194,6 +198,10 @@ class Store:
         if record is None:
             import difflib
 
+            try:
+                jf.check_run_id(run_id)
+            except jf.FormatError as exc:
+                raise RunNotFoundError(run_id, f"no run: {exc}") from None
             ids = [r.run_id for r in self.list_runs()]
             close = difflib.get_close_matches(run_id, ids, n=3)
             hint = (

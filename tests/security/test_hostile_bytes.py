@@ -84,18 +84,6 @@ def journal(tmp_path: Path) -> Path:
 
 RUNS = [f"{where}-{name}" for where in ("result", "event") for name in HOSTILE]
 
-# Already caught today: invalid UTF-8 inside an envelope fails its decode.
-CAUGHT = {"event-utf8"}
-
-
-def runs_with_bug(reason: str, caught: tuple[str, ...] = ()) -> list[Any]:
-    """Every hostile run id, xfail (strict) unless the damage is caught today."""
-    mark = pytest.mark.xfail(reason=f"bug: issue 12: {reason}", strict=True)
-    return [
-        run_id if run_id in CAUGHT | set(caught) else pytest.param(run_id, marks=mark)
-        for run_id in RUNS
-    ]
-
 
 @pytest.mark.parametrize("run_id", RUNS)
 def test_verify_names_run_and_seq(journal: Path, run_id: str) -> None:
@@ -112,13 +100,7 @@ def assert_clean_error_or_report(done: Any) -> None:
 
 
 @pytest.mark.parametrize("command", ["status", "export"])
-@pytest.mark.parametrize(
-    "run_id",
-    runs_with_bug(
-        "a hostile result blob: FormatError traceback",
-        caught=("event-deep", "event-ext"),
-    ),
-)
+@pytest.mark.parametrize("run_id", RUNS)
 def test_cli_reads_report_a_damaged_journal(
     journal: Path, run_id: str, command: str
 ) -> None:
@@ -131,13 +113,7 @@ def test_cli_reads_report_a_damaged_journal(
 
 
 @pytest.mark.parametrize("read", ["result", "replay", "events"])
-@pytest.mark.parametrize(
-    "run_id",
-    runs_with_bug(
-        "a hostile result blob: FormatError, not JournalCorruptError",
-        caught=("event-deep", "event-ext"),
-    ),
-)
+@pytest.mark.parametrize("run_id", RUNS)
 def test_engine_reads_raise_journal_corrupt(
     journal: Path, run_id: str, read: str
 ) -> None:
@@ -153,7 +129,9 @@ def test_engine_reads_raise_journal_corrupt(
                     for name in ("result", "args", "inputs"):
                         ref = getattr(getattr(event, "event", event), name, None)
                         if isinstance(ref, bytes):
-                            engine.payload(ref)
+                            # A payload is content-addressed (runs may share
+                            # it): the reader says which run it reads it for.
+                            engine.payload(ref, run_id=run_id)
         assert info.value.run_id == run_id
     finally:
         engine.close()

@@ -74,11 +74,6 @@ COMMANDS = [
 SOFT_COMMANDS = [[c[0], c[1] + "-soft"] for c in COMMANDS if len(c) == 2]
 
 
-@pytest.mark.xfail(
-    reason="bug: issue 12: journal text is rendered as rich markup (and [/] crashes"
-    " runs with MarkupError); escape codes reach the terminal",
-    strict=True,
-)
 @pytest.mark.parametrize("command", COMMANDS, ids="-".join)
 def test_journal_text_is_printed_literally(journal: Path, command: list[str]) -> None:
     done = cli(journal, *command, extra_env=TERMINAL)
@@ -96,11 +91,6 @@ def test_json_output_escapes_control_characters(
     assert "\x1b" not in done.stdout and "\x07" not in done.stdout, done.describe()
 
 
-@pytest.mark.xfail(
-    reason="bug: issue 12: journal text is rendered as rich markup (a [link] becomes"
-    " a hyperlink); escape codes reach the terminal",
-    strict=True,
-)
 @pytest.mark.parametrize("command", SOFT_COMMANDS, ids="-".join)
 def test_markup_and_escapes_without_a_closing_tag(
     journal: Path, command: list[str]
@@ -109,3 +99,60 @@ def test_markup_and_escapes_without_a_closing_tag(
     assert done.returncode in (0, 3), done.describe()
     assert "Traceback" not in done.output, done.describe()
     assert_literal(done.stdout)
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids="-".join)
+def test_control_characters_are_shown_escaped(
+    journal: Path, command: list[str]
+) -> None:
+    """Not dropped either: the reader sees that the journal holds an escape."""
+    done = cli(journal, *command, extra_env=TERMINAL)
+    assert "\\x1b[2J" in done.stdout and "\\x07end" in done.stdout, done.describe()
+
+
+@pytest.mark.parametrize("suffix", ["", "-soft"])
+def test_timeline_html_escapes_journal_text(
+    journal: Path, tmp_path: Path, suffix: str
+) -> None:
+    page = tmp_path / "t.html"
+    done = cli(journal, "timeline", "done" + suffix, "-o", str(page))
+    assert done.returncode == 0, done.describe()
+    html = page.read_text()
+    assert "[link=https://x]hi[/link]" in html, "the task name is missing"
+    assert "<script>" in html and html.count("<script>") == 1
+    assert "\x1b" not in done.stdout and "\x07" not in done.stdout
+
+
+def test_html_special_characters_in_a_task_name(tmp_path: Path) -> None:
+    journal = tmp_path / "journal"
+    make_journal(journal)
+    write_runs(journal, "", '<script>alert(1)</script>" onload="x')
+    page = tmp_path / "t.html"
+    done = cli(journal, "timeline", "done", "-o", str(page))
+    assert done.returncode == 0, done.describe()
+    html = page.read_text()
+    assert "<script>alert(1)" not in html, "journal text reached the page as HTML"
+    assert '" onload="x' not in html, "journal text closed an attribute"
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_json_escapes_del_and_c1(tmp_path: Path) -> None:
+    """JSON leaves DEL and C1 raw; a C1 CSI (U+009B) is an escape on some terminals."""
+    journal = tmp_path / "journal"
+    make_journal(journal)
+    write_runs(journal, "", "a\x7fb\x9b2Jc")
+    for command in (["status", "done", "--json"], ["log", "done", "--json"]):
+        done = cli(journal, *command)
+        assert done.returncode == 0, done.describe()
+        assert "\x9b" not in done.stdout and "\x7f" not in done.stdout
+        assert "\\u009b" in done.stdout, done.describe()
+    done = cli(journal, "export", "done", "--format", "jsonl")
+    assert done.returncode == 0, done.describe()
+    assert "\x9b" not in done.stdout and "\\u009b" in done.stdout
+
+
+def test_timeline_on_stdout_carries_no_raw_escapes(journal: Path) -> None:
+    done = cli(journal, "timeline", "done", "-o", "-", extra_env=TERMINAL)
+    assert done.returncode == 0, done.describe()
+    assert "\x1b" not in done.stdout and "\x07" not in done.stdout
+    assert "\\x1b[2J" in done.stdout, "the escape is not shown"
