@@ -43,6 +43,9 @@ class ContextBackend(Protocol):
     def check_live(self) -> None:
         """Raise when the execution diverged or is being stopped."""
 
+    def recorded_value(self, data: bytes, key: bytes) -> Any:
+        """Decode a recorded payload; damage ends the run (JournalCorruptError)."""
+
     def task(
         self,
         tdef: TaskDef,

@@ -155,7 +155,7 @@ class Context:
                 rt.stats.replayed += 1
                 if len(result) >= ADDRESS_SIZE:
                     result = journal.payload(result)
-                return Resolved(jf.decode_payload(result))
+                return Resolved(rt.recorded_value(result, key))
         return rt.task(tdef, key, scope, args_bytes, address, entry)
 
     def log(self, message: str, **fields: Any) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import journal_format as jf
 
-from ..errors import ExecutorUnavailable, ReplayEngineError
+from ..errors import ExecutorUnavailable, JournalCorruptError, ReplayEngineError
 from .dispatch import Dispatcher, ExecutorSet, Slots
 from .hooks import Hooks
 from .journal import RunJournal
@@ -174,6 +174,28 @@ class ExecutionState:
         self.stopping = True
         if self.quiet is not None and not self.quiet.done():
             self.quiet.set_result(None)
+
+    def recorded_value(self, data: bytes, key: bytes) -> Any:
+        """Decode a payload the journal recorded for ``key``, or end the run.
+
+        The bytes passed their seal, but a seal proves integrity, not that
+        the payload is well formed (a journal may come from anyone): a payload
+        that does not decode is damage, raised as ``JournalCorruptError`` and
+        made the run's outcome even if the process catches it.
+        """
+        try:
+            return jf.decode_payload(data)
+        except jf.FormatError as err:
+            exc = JournalCorruptError(
+                f"run {self.run_id!r}: the payload recorded for key"
+                f" {jf.key_bytes_to_text(key)} does not decode ({err}). The journal"
+                " is damaged: run `replay-engine verify`, and restore it from a"
+                " backup or fork the run before this key.",
+                run_id=self.run_id,
+                key=jf.key_bytes_to_text(key),
+            )
+            self.fail(exc)
+            raise exc from None
 
     def _crash(self) -> None:
         """The hooks' simulated crash: stop now, as a killed process would."""

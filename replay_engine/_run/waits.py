@@ -30,7 +30,7 @@ async def external_result(
     if tdef.kind == "signal":
         payload = _take_signal(state, tdef.name, key)
         if payload is not None:
-            return jf.decode_payload(payload)
+            return state.recorded_value(payload, key)
     journal = state.journal
     if deadline_ns is not None and state.clock_ns() >= deadline_ns:
         # Commit the request first: its outcome must never precede it.
@@ -48,7 +48,7 @@ async def external_result(
             raise
         state.tick()
         if isinstance(outcome, jf.EffectCompleted):
-            return jf.decode_payload(journal.store.get_payload(outcome.result))
+            return state.recorded_value(journal.store.get_payload(outcome.result), key)
         assert isinstance(outcome, jf.EffectFailed)
         error = outcome.error
         raise task_failure(

@@ -29,3 +29,18 @@ async def process(inputs: dict[str, Any], ctx: Any) -> dict[str, Any]:
     go = await ctx.wait_for_event("go")
     b = await ctx.task(step, {"i": 1})
     return {"sum": a + b, "go": go}
+
+
+@task(name="sec.keyed")
+def keyed(k: list[int]) -> int:
+    note(f"keyed {k}")
+    return len(k)
+
+
+async def catching(inputs: dict[str, Any], ctx: Any) -> str:
+    """Catches everything its task raises: a damaged journal must still win."""
+    try:
+        await ctx.task(keyed, {"k": [0]})
+    except Exception as exc:
+        return f"caught {type(exc).__name__}"
+    return "no error"

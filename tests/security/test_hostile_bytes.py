@@ -217,3 +217,32 @@ def _holds_ext(value: Any) -> bool:
     if isinstance(value, dict):
         return any(map(_holds_ext, value.values()))
     return False
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_a_hostile_replayed_result_ends_the_run_even_if_caught(
+    tmp_path: Path, name: str
+) -> None:
+    """Resume serves a recorded result the process awaits: when its bytes do
+    not decode, the run ends with ``JournalCorruptError`` (exit 1), even
+    though the process catches every exception its task raises."""
+    journal = tmp_path / "journal"
+    make_journal(journal)
+    start, blobs = started("sec_flows:catching")
+    pair, more = effect((0,), "sec.keyed", result_data=HOSTILE[name])
+    write_run(journal, "r1", [start, *pair], blobs | more)
+    side = tmp_path / "side"
+    done = cli(
+        journal,
+        "resume",
+        "r1",
+        "--process",
+        "sec_flows:catching",
+        "--json",
+        paths=[Path(__file__).parent],
+        extra_env={"SEC_SIDE": str(side)},
+    )
+    assert_clean_error(done, 1)
+    assert "JournalCorruptError" in done.stdout, done.describe()
+    assert "caught" not in done.stdout, done.describe()
+    assert not side.exists(), "the recorded effect was dispatched again"
