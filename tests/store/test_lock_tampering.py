@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -30,6 +31,8 @@ lock = RunLock(journal, "r1")
 if mode == "fork":
     pid = os.fork()
     if pid == 0:          # a task's child: outlives the executor
+        # os.fork has returned here, so the at-fork hooks have run.
+        open(journal + ".grandchild-ready", "w").close()
         time.sleep(120)
         os._exit(0)
     print(pid, flush=True)
@@ -89,7 +92,12 @@ def test_deleting_the_lock_file_does_not_let_a_second_executor_in(
 def test_a_forked_task_child_does_not_keep_the_run_locked(journal: Path) -> None:
     with holder(journal, "fork") as (child, line):
         grandchild = int(line)
+        ready = Path(str(journal) + ".grandchild-ready")
         try:
+            deadline = time.monotonic() + 20
+            while not ready.exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert ready.exists(), "the grandchild never started"
             with pytest.raises(RunLockedError):
                 RunLock(str(journal), "r1")
             child.send_signal(signal.SIGKILL)
