@@ -23,6 +23,11 @@ def assert_all_clean(summary: Summary) -> None:
     assert counts["clean"] == len(summary.cases)
 
 
+@pytest.mark.xfail(
+    reason="bug: issue 12: a commit failing in resume (a flipped leaf-page header)"
+    " escapes the dispatcher's event-loop callback: a traceback on stderr",
+    strict=True,
+)
 def test_quick_profile_is_clean() -> None:
     assert_all_clean(inject(full=False, timeout=20.0))
 
