@@ -14,26 +14,16 @@ import journal_format as jf
 
 from .files import meta_problems
 from .store import Store
+from .verify_structure import (
+    EventChecks,
+    Problem,
+    index_problems,
+    orphan_problems,
+    record_id_problem,
+    safe_key as _safe_key,
+)
 
-
-@dataclass(frozen=True)
-class Problem:
-    """One damaged record."""
-
-    message: str
-    run_id: str | None = None
-    seq: int | None = None
-    key: str | None = None
-
-    def __str__(self) -> str:
-        where = []
-        if self.run_id is not None:
-            where.append(f"run {self.run_id!r}")
-        if self.seq is not None:
-            where.append(f"seq {self.seq}")
-        if self.key is not None:
-            where.append(f"key {self.key}")
-        return f"{', '.join(where) or 'journal'}: {self.message}"
+__all__ = ["Problem", "VerifyReport", "verify"]
 
 
 @dataclass
@@ -76,6 +66,9 @@ def verify(store: Store, run_id: str | None = None) -> VerifyReport:
     run_ids = [run_id] if run_id is not None else _run_ids(store)
     for rid in run_ids:
         _verify_run(store, rid, report, blob_ok)
+    if run_id is None:
+        # Records under a prefix no run record owns: never reached above.
+        report.problems += orphan_problems(store, run_ids)
     return report
 
 
@@ -100,13 +93,11 @@ def _verify_run(
     store: Store, run_id: str, report: VerifyReport, blob_ok: dict[bytes, bool]
 ) -> None:
     report.runs += 1
-    raw = dict(store.raw_items(jf.DB_RUNS, run_id.encode())).get(run_id.encode())
-    if raw is None:
-        report.problems.append(Problem("no such run", run_id=run_id))
-        return
-    record = _decode_record(run_id, raw, report)
-
     prefix = jf.run_prefix(run_id)
+    found, record = _load_record(store, run_id, prefix, report)
+    if not found:
+        return
+    checks = EventChecks(run_id)
     # The digests the next event may link to: two after a damaged record,
     # since the damage may be in its stored digest or in its data.
     prevs = {jf.genesis_digest(run_id)}
@@ -117,7 +108,7 @@ def _verify_run(
     bodies: list[jf.Event | None] = []
     digests: list[bytes] = []
     referenced: list[tuple[int, str | None, bytes]] = []
-    for k, v in _run_events(store, prefix):
+    for k, v in _run_events(store, prefix, run_id, report):
         seq = jf.seq_of_event_key(prefix, k)
         report.events += 1
         if seq != expected_seq:
@@ -142,34 +133,9 @@ def _verify_run(
             continue
         key_bytes = getattr(envelope.event, "key", None)
         key_text = _safe_key(key_bytes) if key_bytes is not None else None
-        if key_text is not None and key_text.startswith("<bytes"):
-            report.problems.append(
-                Problem(
-                    "malformed invocation key bytes",
-                    run_id=run_id,
-                    seq=seq,
-                    key=key_text,
-                )
-            )
-        if envelope.seq != seq:
-            report.problems.append(
-                Problem(
-                    f"stored under seq {seq} but says seq {envelope.seq}",
-                    run_id=run_id,
-                    seq=seq,
-                    key=key_text,
-                )
-            )
-        if envelope.prev not in prevs:
-            report.problems.append(
-                Problem(
-                    "chain broken: link to the previous event does not match",
-                    run_id=run_id,
-                    seq=seq,
-                    key=key_text,
-                )
-            )
+        report.problems += _envelope_problems(run_id, seq, envelope, prevs, key_text)
         prevs = {stored_digest}
+        checks.see(seq, envelope.event, key_text)
         bodies.append(envelope.event)
         if key_bytes is not None:
             keyed[seq] = key_bytes
@@ -178,12 +144,69 @@ def _verify_run(
             if jf.ref_is_inline(ref):
                 _check_decodes(ref, "its inline payload", run_id, seq, key_text, report)
 
+    report.problems += checks.problems
     if record is not None:
         _verify_record_end(run_id, record, expected_seq, prevs, report)
     _verify_references(store, run_id, referenced, blob_ok, report)
-    _verify_index(store, run_id, keyed, damaged, report)
+    report.problems += index_problems(store, run_id, keyed, damaged)
     if len(bodies) == expected_seq:  # dense: no event is missing
         _verify_checkpoint(store, run_id, bodies, digests, report)
+
+
+def _load_record(
+    store: Store, run_id: str, prefix: bytes, report: VerifyReport
+) -> tuple[bool, jf.RunRecord | None]:
+    """The run's record (None: damaged), and whether one is stored at all."""
+    raw = dict(store.raw_items(jf.DB_RUNS, run_id.encode())).get(run_id.encode())
+    if raw is None:
+        stored = store.raw_items(jf.DB_EVENTS, prefix)
+        what = (
+            f"{len(stored)} events are stored for this run, but it has no run record"
+            if stored
+            else "no such run"
+        )
+        report.problems.append(Problem(what, run_id=run_id))
+        return False, None
+    record = _decode_record(run_id, raw, report)
+    if record is not None and (wrong := record_id_problem(run_id, record)):
+        report.problems.append(wrong)
+    return True, record
+
+
+def _envelope_problems(
+    run_id: str,
+    seq: int,
+    envelope: jf.Envelope,
+    prevs: set[bytes],
+    key_text: str | None,
+) -> list[Problem]:
+    """What is wrong with an intact event: its key, its seq, its chain link."""
+    problems = []
+    if key_text is not None and key_text.startswith("<bytes"):
+        problems.append(
+            Problem(
+                "malformed invocation key bytes", run_id=run_id, seq=seq, key=key_text
+            )
+        )
+    if envelope.seq != seq:
+        problems.append(
+            Problem(
+                f"stored under seq {seq} but says seq {envelope.seq}",
+                run_id=run_id,
+                seq=seq,
+                key=key_text,
+            )
+        )
+    if envelope.prev not in prevs:
+        problems.append(
+            Problem(
+                "chain broken: link to the previous event does not match",
+                run_id=run_id,
+                seq=seq,
+                key=key_text,
+            )
+        )
+    return problems
 
 
 def _decode_record(
@@ -266,13 +289,23 @@ _DERIVED = (
 )
 
 
-def _run_events(store: Store, prefix: bytes) -> list[tuple[bytes, bytes]]:
+def _run_events(
+    store: Store, prefix: bytes, run_id: str, report: VerifyReport
+) -> list[tuple[bytes, bytes]]:
     # Reuse the raw cursor so damaged records are still listed.
-    return [
-        (k, v)
-        for k, v in store.raw_items(jf.DB_EVENTS, prefix)
-        if len(k) == len(prefix) + 8
-    ]
+    events = []
+    for k, v in store.raw_items(jf.DB_EVENTS, prefix):
+        if len(k) == len(prefix) + 8:
+            events.append((k, v))
+        else:
+            report.problems.append(
+                Problem(
+                    f"a stray record in `events` under this run's prefix (key"
+                    f" {k.hex()!r} is not prefix + 8-byte seq)",
+                    run_id=run_id,
+                )
+            )
+    return events
 
 
 def _verify_references(
@@ -351,43 +384,3 @@ def _check_decodes(
                 key=key_text,
             )
         )
-
-
-def _verify_index(
-    store: Store,
-    run_id: str,
-    keyed: dict[int, bytes],
-    damaged: set[int],
-    report: VerifyReport,
-) -> None:
-    indexed: dict[int, bytes] = {}
-    for key_bytes, seq in store.scan_index(run_id):
-        indexed[seq] = key_bytes
-        if seq in damaged:
-            continue  # already reported: its bytes are damaged
-        if keyed.get(seq) != key_bytes:
-            report.problems.append(
-                Problem(
-                    "index entry points at an event with another key",
-                    run_id=run_id,
-                    seq=seq,
-                    key=_safe_key(key_bytes),
-                )
-            )
-    for seq, key_bytes in keyed.items():
-        if seq not in indexed:
-            report.problems.append(
-                Problem(
-                    "event missing from the invocation-key index",
-                    run_id=run_id,
-                    seq=seq,
-                    key=_safe_key(key_bytes),
-                )
-            )
-
-
-def _safe_key(key_bytes: bytes) -> str:
-    try:
-        return jf.key_bytes_to_text(key_bytes)
-    except jf.FormatError:
-        return f"<bytes {key_bytes.hex()}>"

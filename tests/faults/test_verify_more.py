@@ -84,6 +84,16 @@ def damage_orphan_index(journal: Path) -> str:
     return "r1"
 
 
+def damage_orphan_index_of_no_run(journal: Path) -> str:
+    with raw(journal) as (env, dbs), env.begin(write=True) as txn:
+        txn.put(
+            jf.run_prefix("phantom") + jf.encode_key((0,)),
+            jf.pack_seq(1),
+            db=dbs[jf.DB_KEYS],
+        )
+    return "phantom"
+
+
 def damage_wrong_id(journal: Path) -> str:
     event, blobs = started("fault_flows:waiter", {})
     write_run(journal, "alias", [event], blobs, record_run_id="other")
@@ -111,29 +121,14 @@ DAMAGE = {
     "orphan-events": damage_orphan_events,
     "events-of-no-run": damage_orphan_events_of_no_run,
     "orphan-index": damage_orphan_index,
+    "index-of-no-run": damage_orphan_index_of_no_run,
     "wrong-run-id": damage_wrong_id,
     "two-outcomes": damage_two_outcomes,
     "two-terminals": damage_two_terminals,
 }
 
 
-CAUGHT = {"orphan-events", "orphan-index"}  # verify reports these today
-
-
-@pytest.mark.parametrize(
-    "damage",
-    [
-        name
-        if name in CAUGHT
-        else pytest.param(
-            name,
-            marks=pytest.mark.xfail(
-                reason="bug: issue 12: verify says intact", strict=True
-            ),
-        )
-        for name in DAMAGE
-    ],
-)
+@pytest.mark.parametrize("damage", list(DAMAGE))
 def test_verify_reports_structural_damage(journal: Path, damage: str) -> None:
     run_id = DAMAGE[damage](journal)
     done = cli(journal, "verify", "--json")
