@@ -23,19 +23,10 @@ def assert_all_clean(summary: Summary) -> None:
     assert counts["clean"] == len(summary.cases)
 
 
-@pytest.mark.xfail(
-    reason="bug: issue 12: a commit failing in resume (a flipped leaf-page header)"
-    " escapes the dispatcher's event-loop callback: a traceback on stderr",
-    strict=True,
-)
 def test_quick_profile_is_clean() -> None:
     assert_all_clean(inject(full=False, timeout=20.0))
 
 
-@pytest.mark.xfail(
-    reason="bug: issue 12: a commit failing with EIO (disk full) hangs the executor",
-    strict=True,
-)
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
 def test_quick_commit_failures_are_clean() -> None:
     assert_all_clean(inject(full=False, timeout=15.0, commit_points=2, damage=False))
