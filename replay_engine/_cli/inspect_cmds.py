@@ -13,12 +13,14 @@ from rich.table import Table
 import journal_format as jf
 
 from .. import Engine, RunInfo, VerifyReport
+from .._store.verify import damaged_pages_report
 from .common import (
     EVENT_TAGS,
     EXIT_FAILED,
     SHORT_DIGEST,
     STATUSES,
     emit_json,
+    journal_path,
     json_option,
     make_console,
     open_engine,
@@ -279,8 +281,12 @@ def verify_command(ctx: click.Context, run_id: str | None, as_json: bool) -> Non
 
     Exit 0 intact, 1 damaged.
     """
-    with open_engine(ctx) as engine:
-        report = engine.verify(run_id)
+    # Opening the journal reads its main tree: damaged pages are found first,
+    # since LMDB would abort the process on them.
+    report = damaged_pages_report(journal_path(ctx, must_exist=True))
+    if report is None:
+        with open_engine(ctx) as engine:
+            report = engine.verify(run_id)
     doc = _verify_document(report)
     if as_json:
         emit_json(doc)

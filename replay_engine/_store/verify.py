@@ -8,11 +8,13 @@ no longer matches), not the event after it.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import journal_format as jf
 
-from .files import meta_problems
+from .files import DATA_FILE, meta_problems
+from .lmdb_pages import page_problems
 from .store import Store
 from .verify_structure import (
     EventChecks,
@@ -23,7 +25,7 @@ from .verify_structure import (
     safe_key as _safe_key,
 )
 
-__all__ = ["Problem", "VerifyReport", "verify"]
+__all__ = ["Problem", "VerifyReport", "damaged_pages_report", "verify"]
 
 
 @dataclass
@@ -57,8 +59,38 @@ def _refs_of(event: jf.Event) -> list[bytes]:
     return []
 
 
+def damaged_pages_report(path: str) -> VerifyReport | None:
+    """The report for a journal whose reachable LMDB pages are damaged, or None.
+
+    LMDB aborts the process (``SIGABRT``) reading a damaged branch or leaf
+    page, so when any is found nothing else is read: the report names the
+    pages and says the rest was not checked. Call it before opening the
+    journal (opening reads the main tree); a missing or linked ``data.mdb`` is
+    left to the open to refuse.
+    """
+    file = os.path.join(path, DATA_FILE)
+    if os.path.islink(file) or not os.path.isfile(file):
+        return None
+    problems = page_problems(path)
+    if not problems:
+        return None
+    report = VerifyReport()
+    report.problems += [Problem(text) for text in meta_problems(path)]
+    report.problems += [Problem(text) for text in problems]
+    report.problems.append(
+        Problem(
+            "the runs, events and blobs were not read: LMDB would abort the"
+            " process on the damaged pages. Restore the journal from a backup"
+        )
+    )
+    return report
+
+
 def verify(store: Store, run_id: str | None = None) -> VerifyReport:
     """Check one run (or every run, and every blob) and report all damage."""
+    damaged = damaged_pages_report(store.real_path)
+    if damaged is not None:
+        return damaged
     report = VerifyReport()
     # A damaged meta page rolls the whole journal back, whichever run is asked.
     report.problems += [Problem(text) for text in meta_problems(store.real_path)]
