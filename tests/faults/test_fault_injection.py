@@ -32,12 +32,6 @@ def test_quick_commit_failures_are_clean() -> None:
     assert_all_clean(inject(full=False, timeout=15.0, commit_points=2, damage=False))
 
 
-@pytest.mark.xfail(
-    reason="bug: issue 12: disk-full commits hang; commit failures escape the"
-    " dispatcher's callback (traceback, resume hangs); LMDB aborts (SIGABRT) in"
-    " verify on a flipped page-flags field",
-    strict=True,
-)
 @pytest.mark.slow
 def test_full_profile_is_clean() -> None:
     assert_all_clean(inject(full=True))
