@@ -29,7 +29,11 @@ from ._run.tasks import (
 )
 from ._store.posts import PendingEffect as PendingEffect
 from ._store.store import StoredEvent as StoredEvent
-from ._store.verify import Problem as Problem, VerifyReport as VerifyReport
+from ._store.verify import (
+    Problem as Problem,
+    VerifyReport as VerifyReport,
+    damaged_pages_report as verify_pages,
+)
 from .errors import (
     ExecutorUnavailable as ExecutorUnavailable,
     Expired as Expired,
@@ -93,4 +97,5 @@ __all__ = [
     "load_process",
     "task",
     "task_context",
+    "verify_pages",
 ]

@@ -51,6 +51,7 @@ EXPECTED_ALL = [
     "load_process",
     "task",
     "task_context",
+    "verify_pages",
 ]
 
 CONTRACT_NAMES = {

@@ -12,8 +12,7 @@ from rich.table import Table
 
 import journal_format as jf
 
-from .. import Engine, RunInfo, VerifyReport
-from .._store.verify import damaged_pages_report
+from .. import Engine, RunInfo, VerifyReport, verify_pages
 from .common import (
     EVENT_TAGS,
     EXIT_FAILED,
@@ -283,7 +282,7 @@ def verify_command(ctx: click.Context, run_id: str | None, as_json: bool) -> Non
     """
     # Opening the journal reads its main tree: damaged pages are found first,
     # since LMDB would abort the process on them.
-    report = damaged_pages_report(journal_path(ctx, must_exist=True))
+    report = verify_pages(journal_path(ctx, must_exist=True))
     if report is None:
         with open_engine(ctx) as engine:
             report = engine.verify(run_id)
