@@ -15,7 +15,7 @@ import asyncio
 import contextvars
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, Unpack
 
 import journal_format as jf
 
@@ -31,7 +31,6 @@ from . import gc_relax, jobs, waits
 from .context import Context
 from .dispatch import Call, ExecutorSet, Slots
 from .divergence import call_site, describe_args
-from .hooks import Hooks
 from .journal import GROUP, RunJournal
 from .parallel import BranchAbandoned, Resolved
 from .scope import Scope, current_scope
@@ -43,7 +42,7 @@ from .settle import (
     settle_waiting,
     stop,
 )
-from .state import ExecutionState, FrontierCall, RunStats
+from .state import ExecutionOptions, ExecutionState, FrontierCall, RunStats
 from .stopping import Stopper, settle_stopped
 from .tasks import TaskDef
 
@@ -65,30 +64,20 @@ class Runtime(ExecutionState):
         *,
         executors: ExecutorSet,
         max_in_flight: int | Slots,
-        on_progress: Callable[[RunStats], None] | None = None,
-        on_log: Callable[[str, str, dict[str, Any]], None] | None = None,
-        clock_ns: Callable[[], int] = time.time_ns,
-        frozen: bool = False,
-        park_timers: bool = False,
-        hooks: Hooks | None = None,
         stopper: Stopper | None = None,
+        **options: Unpack[ExecutionOptions],
     ) -> None:
         super().__init__(
             journal,
             run_id,
             executors=executors,
             max_in_flight=max_in_flight,
-            on_progress=on_progress,
-            on_log=on_log,
-            clock_ns=clock_ns,
-            frozen=frozen,
-            park_timers=park_timers,
-            hooks=hooks,
+            **options,
         )
         self.ctx = Context(self)
         self._process: object = None
         # Stop requests (signals): none for time travel, which dispatches nothing.
-        self._stopper = stopper if not frozen else None
+        self._stopper = stopper if not self.frozen else None
 
     # -- the calls ctx makes ---------------------------------------------------
     #

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import journal_format as jf
 
@@ -66,6 +66,20 @@ class Stopped(BaseException):
     """
 
 
+class ExecutionOptions(TypedDict, total=False):
+    """The optional keywords of an execution (``Runtime`` passes them on)."""
+
+    on_progress: Callable[[RunStats], None] | None
+    on_log: Callable[[str, str, dict[str, Any]], None] | None
+    clock_ns: Callable[[], int]
+    """The clock behind ``ctx.now()`` and timers (``time.time_ns``)."""
+    frozen: bool
+    """Time travel: answer only from the loaded prefix; dispatch, write nothing."""
+    park_timers: bool
+    """iterate: a timer not yet due makes the run wait instead of sleeping."""
+    hooks: Hooks | None
+
+
 class ExecutionState:
     """State of one execution of one run, and the primitives on it."""
 
@@ -76,13 +90,14 @@ class ExecutionState:
         *,
         executors: ExecutorSet,
         max_in_flight: int | Slots,
-        on_progress: Callable[[RunStats], None] | None = None,
-        on_log: Callable[[str, str, dict[str, Any]], None] | None = None,
-        clock_ns: Callable[[], int] = time.time_ns,
-        frozen: bool = False,
-        park_timers: bool = False,
-        hooks: Hooks | None = None,
+        **options: Unpack[ExecutionOptions],
     ) -> None:
+        on_progress = options.get("on_progress")
+        on_log = options.get("on_log")
+        frozen = options.get("frozen", False)
+        park_timers = options.get("park_timers", False)
+        hooks = options.get("hooks")
+        clock_ns = options.get("clock_ns", time.time_ns)
         self.loop = asyncio.get_running_loop()
         # Time travel: answer only from the loaded prefix; dispatch, write nothing.
         self.frozen = frozen
