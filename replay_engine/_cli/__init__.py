@@ -42,6 +42,7 @@ from . import (
     effect_cmds as _external,
     export_cmds as _export,
     inspect_cmds as _inspect,
+    isolation as _isolation,
     run_cmds as _run,
     stop_signals as _stop_signals,
     travel_cmds as _timetravel,
@@ -104,6 +105,7 @@ for _module in (_run, _inspect, _timetravel, _export, _debug, _external, _check)
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """The ``replay-engine`` console script."""
+    _isolation.enable()  # only the real process may fork (see isolation)
     try:
         cli.main(
             args=list(argv) if argv is not None else None, prog_name="replay-engine"

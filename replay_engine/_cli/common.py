@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import datetime as _dt
+import functools
 import json
 import logging
 from collections.abc import Callable, Iterator, Mapping
@@ -30,7 +31,7 @@ from .. import (
     RunExistsError,
     RunNotFoundError,
 )
-from . import safe_text, values
+from . import isolation, safe_text, values
 from .safe_text import printable
 
 make_console = safe_text.make_console
@@ -323,6 +324,7 @@ def open_engine(
     access: Literal["create", "write", "read"] = "read",
     durability: Literal["fsync", "process"] = "fsync",
     executor: cf.Executor | str | None = None,
+    run_id: str | None = None,
 ) -> Iterator[Engine]:
     """The engine on ``--journal``, opened as ``access`` says; closed after.
 
@@ -332,8 +334,19 @@ def open_engine(
     :class:`Engine` as is: a Dask scheduler address it cannot use (not an
     address, ``distributed`` not installed) is a usage error, reported before
     the journal is opened.
+
+    From the console script, a damaged page cannot kill the command (see
+    ``isolation``): a reading command goes on in a child process, and a
+    ``write`` first has a child read what changing ``run_id`` will read.
     """
     path = journal_path(ctx, must_exist=access != "create")
+    if access == "read":
+        isolation.read_in_child(path, functools.partial(_report, ctx))
+    elif access == "write":
+        try:
+            isolation.probe_run(path, run_id)
+        except ReplayEngineError as exc:
+            raise CliError.from_exception(exc, as_json=json_mode(ctx)) from None
     try:
         engine = Engine(
             path,
@@ -354,6 +367,12 @@ def open_engine(
         yield engine
     finally:
         engine.close()
+
+
+def _report(ctx: click.Context, exc: ReplayEngineError) -> int:
+    error = CliError.from_exception(exc, as_json=json_mode(ctx))
+    error.show()
+    return error.exit_code
 
 
 def emit_json(document: Any) -> None:

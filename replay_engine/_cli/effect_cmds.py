@@ -149,7 +149,9 @@ def pending_command(
             raise usage_error("--lease, --max and --kind go with --claim WORKER", ctx)
     elif lease is None:
         raise usage_error("--claim needs --lease SECONDS", ctx)
-    with open_engine(ctx, access="read" if worker is None else "write") as engine:
+    with open_engine(
+        ctx, access="read" if worker is None else "write", run_id=run_id
+    ) as engine:
         if worker is not None:
             assert lease is not None
             with rejections(as_json):

@@ -118,7 +118,7 @@ def iterate_command(
     started = time.perf_counter()
     with (
         stopping_on_signals(ctx, grace, as_json=True, command="iterate") as signals,
-        open_engine(ctx, access="write") as engine,
+        open_engine(ctx, access="write", run_id=run_id) as engine,
         quiet_engine_logger(),
     ):
         signals.attach(engine)

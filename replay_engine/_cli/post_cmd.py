@@ -175,7 +175,7 @@ def post_command(
         raise usage_error("--heartbeat needs --by WORKER and --lease SECONDS", ctx)
 
     doc: dict[str, Any]
-    with open_engine(ctx, access="write") as engine, rejections(as_json):
+    with open_engine(ctx, access="write", run_id=run_id) as engine, rejections(as_json):
         if action == "event":
             assert event is not None
             payload = (

@@ -338,7 +338,11 @@ def resume_command(
         stopping_on_signals(ctx, grace, as_json=as_json) as signals,
         _executor(executor) as pool,
         open_engine(
-            ctx, access="write", durability=durability, executor=pool
+            ctx,
+            access="write",
+            durability=durability,
+            executor=pool,
+            run_id=run_id,
         ) as engine,
         quiet_engine_logger(),
     ):

@@ -124,7 +124,7 @@ def fork_command(
     """
     if new_run_id is not None:
         check_run_id(new_run_id, ctx)
-    with open_engine(ctx, access="write") as engine:
+    with open_engine(ctx, access="write", run_id=run_id) as engine:
         engine.status(run_id)  # an unknown run is reported before --at
         try:
             info = engine.fork(run_id, at, new_run_id)

@@ -37,7 +37,8 @@ from ..errors import (
     NotAJournalError,
     ReplayEngineError,
 )
-from .files import Access, prepare
+from .files import DATA_FILE, Access, prepare
+from .lmdb_pages import main_tree_problems
 
 T = TypeVar("T")
 
@@ -105,6 +106,7 @@ def acquire(
             )
         if handle is None:
             has_lock = prepare(real, access, dir_mode=DIR_MODE)
+            _check_main_tree(real)
             env = _open(real, sync, map_size, writable, has_lock, file_mode)
             handle = _Handle(
                 env=env,
@@ -123,6 +125,25 @@ def acquire(
             )
         handle.refs += 1
         return handle
+
+
+def _check_main_tree(path: str) -> None:
+    """Refuse a journal whose main tree or free list LMDB would die reading.
+
+    A damaged branch or leaf page makes LMDB abort the process (or fault on
+    a read past the file), so the few pages every open reads are checked by
+    plain reads first; ``verify`` walks the rest.
+    """
+    file = os.path.join(path, DATA_FILE)
+    if not os.path.isfile(file) or os.path.getsize(file) == 0:
+        return  # a journal being created
+    problems = main_tree_problems(path)
+    if problems:
+        raise JournalCorruptError(
+            f"journal {path}: {problems[0]}. LMDB would abort reading it, so"
+            " nothing was read or written; run `replay-engine verify` for every"
+            " damaged page and restore the journal from a backup."
+        )
 
 
 def _open(

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from .files import DATA_FILE, read_meta_pages
 
-__all__ = ["page_problems"]
+__all__ = ["main_tree_problems", "page_problems"]
 
 P_BRANCH = 0x01
 P_LEAF = 0x02
@@ -59,6 +59,8 @@ class _Walk:
     data: bytes | mmap.mmap
     page_size: int
     last_page: int
+    named_databases: bool = True
+    """Whether to walk the named databases' trees, or only the main tree's pages."""
     visited: set[int] = field(default_factory=set)
     headed: list[int] = field(default_factory=list)
     """The pages whose header was read (not an overflow run's later pages)."""
@@ -163,7 +165,7 @@ class _Walk:
             _, sub_flags, _, _, _, _, _, root = _DB.unpack_from(self.data, start)
             if nflags & F_DUPDATA:  # a sorted-duplicates sub-database
                 self.tree(root, 0, bool(db_flags & MDB_DUPFIXED), where)
-            else:  # a named database in the main tree
+            elif self.named_databases:  # a named database in the main tree
                 self.tree(root, sub_flags, False, where)
         elif nflags & F_DUPDATA:  # an inline sub-page of sorted duplicates
             flags = _U16.unpack_from(self.data, start + 10)[0] if size >= 16 else None
@@ -196,13 +198,15 @@ class _Walk:
         self.visited.update(range(first, first + pages))
 
 
-def page_problems(path: str) -> list[str]:
+def page_problems(path: str, *, named_databases: bool = True) -> list[str]:
     """What is wrong with the LMDB pages of the journal at ``path`` (for verify).
 
     Every page reachable from the newest valid meta page is checked: its
     number, its flags against what its position needs, its bounds and node
     offsets, and each overflow run's length. Empty for a healthy file; any
     problem means LMDB would abort the process reading that page.
+    ``named_databases=False`` checks only the free-page list and the main
+    tree (see :func:`main_tree_problems`).
     """
     file = os.path.join(path, DATA_FILE)
     try:
@@ -215,13 +219,27 @@ def page_problems(path: str) -> list[str]:
             if size < newest.needs_bytes or size == 0:
                 return []  # check_data_file refuses it
             with mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                return _walk(data, newest.index, newest.page_size, newest.last_page)
+                return _walk(
+                    _Walk(data, newest.page_size, newest.last_page, named_databases),
+                    newest.index,
+                )
     except OSError as exc:
         return [f"{DATA_FILE} cannot be read: {exc.strerror or exc}"]
 
 
-def _walk(data: mmap.mmap, index: int, page_size: int, last_page: int) -> list[str]:
-    walk = _Walk(data, page_size, last_page)
+def main_tree_problems(path: str) -> list[str]:
+    """What is wrong with the pages every open of the journal reads.
+
+    Opening a journal makes LMDB read the main tree (the named databases'
+    records) and, on the first write, the free-page list; both are a few
+    pages, so this runs on every open, unlike the whole walk of
+    :func:`page_problems`, whose cost grows with the journal.
+    """
+    return page_problems(path, named_databases=False)
+
+
+def _walk(walk: _Walk, index: int) -> list[str]:
+    data, page_size = walk.data, walk.page_size
     for meta in (0, 1):
         (flags,) = _U16.unpack_from(data, meta * page_size + 10)
         if flags & P_META and flags != P_META:  # else meta_problems says

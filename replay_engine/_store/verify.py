@@ -94,6 +94,11 @@ def verify(store: Store, run_id: str | None = None) -> VerifyReport:
     report = VerifyReport()
     # A damaged meta page rolls the whole journal back, whichever run is asked.
     report.problems += [Problem(text) for text in meta_problems(store.real_path)]
+    if run_id is not None and store.get_run(run_id) is None:
+        # Records without their run record: what the whole-journal check calls
+        # orphans. With none, there is no such run (the caller's error).
+        report.problems += orphan_problems(store, (), only=run_id)
+        return report
     blob_ok = _verify_blobs(store, report) if run_id is None else {}
     run_ids = [run_id] if run_id is not None else _run_ids(store)
     for rid in run_ids:

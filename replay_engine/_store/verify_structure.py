@@ -150,12 +150,15 @@ _PREFIXED = (
 )
 
 
-def orphan_problems(store: Any, run_ids: Iterable[str]) -> list[Problem]:
+def orphan_problems(
+    store: Any, run_ids: Iterable[str], *, only: str | None = None
+) -> list[Problem]:
     """Records of ``events``, ``keys`` and ``checkpoints`` that belong to no run.
 
     ``store`` is a :class:`~replay_engine._store.store.Store`; its handle is
     read directly because this scan seeks (one key per run prefix) where the
-    store's own readers list every record.
+    store's own readers list every record. ``only`` looks at the records of
+    that one run id (which has no record) and no others.
     """
     known = {jf.run_prefix(r) for r in run_ids}
     dbs = store._dbs
@@ -163,7 +166,13 @@ def orphan_problems(store: Any, run_ids: Iterable[str]) -> list[Problem]:
     def body(txn: Any) -> list[Problem]:
         problems: list[Problem] = []
         for name, what in _PREFIXED:
-            problems += _orphans_in(txn.cursor(db=dbs[name]), name, what, known)
+            cursor = txn.cursor(db=dbs[name])
+            if only is None:
+                problems += _orphans_in(cursor, name, what, known)
+            elif cursor.set_range(jf.run_prefix(only)):
+                prefix = jf.run_prefix(only)
+                if cursor.key().startswith(prefix):
+                    problems.append(_orphan(prefix, cursor.key(), name, what))
         return problems
 
     found: list[Problem] = _env.read(store._handle, body)

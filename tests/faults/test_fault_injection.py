@@ -32,12 +32,6 @@ def test_quick_commit_failures_are_clean() -> None:
     assert_all_clean(inject(full=False, timeout=15.0, commit_points=2, damage=False))
 
 
-@pytest.mark.xfail(
-    reason="bug: issue 12: a flipped bit in a B-tree page header (mp_lower of a"
-    " branch or leaf page) can still kill an inspection command with SIGBUS:"
-    " only verify walks the pages before LMDB reads them",
-    strict=False,
-)
 @pytest.mark.slow
 def test_full_profile_is_clean() -> None:
     assert_all_clean(inject(full=True))

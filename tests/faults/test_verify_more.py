@@ -137,6 +137,23 @@ def test_verify_reports_structural_damage(journal: Path, damage: str) -> None:
     assert run_id in done.stdout, done.describe()
 
 
+@pytest.mark.parametrize("damage", ["no-record", "events-of-no-run", "index-of-no-run"])
+def test_verify_of_the_run_reports_records_without_a_run_record(
+    journal: Path, damage: str
+) -> None:
+    run_id = DAMAGE[damage](journal)
+    done = cli(journal, "verify", run_id, "--json")
+    assert done.returncode == 1, done.describe()
+    assert "RunNotFoundError" not in done.stdout, done.describe()
+    assert run_id in done.stdout and '"ok": false' in done.stdout, done.describe()
+
+
+def test_verify_of_a_run_that_is_nowhere_is_unknown(journal: Path) -> None:
+    done = cli(journal, "verify", "nowhere", "--json")
+    assert done.returncode == 2, done.describe()
+    assert "RunNotFoundError" in done.stdout, done.describe()
+
+
 # -- LMDB meta pages -------------------------------------------------------------
 
 PAGE = 4096
