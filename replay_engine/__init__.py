@@ -13,6 +13,7 @@ from ._api.durable import DurableProcess as DurableProcess
 from ._api.engine import Engine as Engine
 from ._api.executing import load_process as load_process
 from ._api.results import Run as Run, RunInfo as RunInfo
+from ._api.retention import compact_journal as compact_journal
 from ._api.snapshots import (
     CallState as CallState,
     LogEntry as LogEntry,
@@ -27,7 +28,9 @@ from ._run.tasks import (
     task as task,
     task_context as task_context,
 )
+from ._store.compact import Compacted as Compacted
 from ._store.posts import PendingEffect as PendingEffect
+from ._store.retention import Removed as Removed
 from ._store.store import StoredEvent as StoredEvent
 from ._store.verify import (
     Problem as Problem,
@@ -38,6 +41,7 @@ from .errors import (
     ExecutorUnavailable as ExecutorUnavailable,
     Expired as Expired,
     FormatVersionError as FormatVersionError,
+    JournalBusyError as JournalBusyError,
     JournalCorruptError as JournalCorruptError,
     JournalWriteError as JournalWriteError,
     NonDeterminismError as NonDeterminismError,
@@ -59,12 +63,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CallState",
+    "Compacted",
     "DurableProcess",
     "Engine",
     "ExecutorUnavailable",
     "Expired",
     "FormatVersionError",
     "FrontierCall",
+    "JournalBusyError",
     "JournalCorruptError",
     "JournalWriteError",
     "LogEntry",
@@ -75,6 +81,7 @@ __all__ = [
     "PostRejected",
     "Problem",
     "ProcessImportError",
+    "Removed",
     "ReplayEngineError",
     "ReplayRangeError",
     "Run",
@@ -93,6 +100,7 @@ __all__ = [
     "ThunkRequired",
     "VerifyReport",
     "Waiting",
+    "compact_journal",
     "external",
     "load_process",
     "task",

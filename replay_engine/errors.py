@@ -10,6 +10,7 @@
      │    └── FormatVersionError a journal written by a newer format
      ├── NotAJournalError        no journal at a path, or one unsafe to open
      ├── JournalWriteError       a commit failed (disk full, I/O error, read-only)
+ ├── JournalBusyError        compact refused while a writer holds the journal
      ├── RunLockedError          another process is executing the run
      ├── RunNotFoundError        (also KeyError) no run with that id
      ├── RunExistsError          a new run was asked for under a used id
@@ -188,6 +189,26 @@ class JournalWriteError(ReplayEngineError):
 
     def __init__(self, message: str, *, path: str) -> None:
         self.path = path
+        super().__init__(message)
+
+
+class JournalBusyError(ReplayEngineError):
+    """The journal is held by someone the operation cannot run beside.
+
+    ``compact`` is refused while any process has the journal open for
+    writing; an open waits for a running compaction, bounded, then raises
+    this. Nothing was changed.
+
+    Attributes:
+        path: the journal directory.
+        pids: the processes holding it, when they could be found.
+    """
+
+    def __init__(
+        self, message: str, *, path: str, pids: list[int] | None = None
+    ) -> None:
+        self.path = path
+        self.pids = list(pids or [])
         super().__init__(message)
 
 

@@ -9,16 +9,18 @@ module                 methods
                        ``post_event``, ``claim``, ``heartbeat``
 :mod:`.travel`         ``replay`` (and ``_async``), ``fork``
 :mod:`.inspecting`     ``status``, ``result``, ``runs``, ``events``, ``verify``
+:mod:`.retention`      ``delete``, ``gc`` (and ``compact_journal``, a function)
 =====================  =========================================================
 """
 
 from __future__ import annotations
 
 from .effects import ExternalEffects
+from .retention import Retention
 from .travel import TimeTravel
 
 
-class Engine(ExternalEffects, TimeTravel):
+class Engine(ExternalEffects, TimeTravel, Retention):
     """A journal directory and the runs in it.
 
     Args:

@@ -20,7 +20,8 @@ group with ``register``: ``run_cmds`` (run, resume), ``inspect_cmds``
 (status, runs, log, verify), ``travel_cmds`` (replay, fork), ``export_cmds``
 (export, timeline; the page is modelled by ``timeline_model`` and drawn by
 ``timeline_html``), ``debug_cmd`` (the interactive stepper), ``effect_cmds``
-(pending; it registers ``post_cmd`` and ``iterate_cmd`` too) and ``check_cmd``.
+(pending; it registers ``post_cmd`` and ``iterate_cmd`` too), ``retention_cmds``
+(delete, gc, compact) and ``check_cmd``.
 ``common`` holds what they share, ``event_rows`` the JSON form of an event,
 ``snapshot_views`` the rich snapshot views, ``waiting_views`` what ``runs``
 shows of a waiting run.
@@ -43,6 +44,7 @@ from . import (
     export_cmds as _export,
     inspect_cmds as _inspect,
     isolation as _isolation,
+    retention_cmds as _retention,
     run_cmds as _run,
     stop_signals as _stop_signals,
     travel_cmds as _timetravel,
@@ -99,7 +101,16 @@ def cli(ctx: click.Context, journal: str) -> None:
     ctx.obj = Options(journal=journal)
 
 
-for _module in (_run, _inspect, _timetravel, _export, _debug, _external, _check):
+for _module in (
+    _run,
+    _inspect,
+    _timetravel,
+    _export,
+    _debug,
+    _external,
+    _retention,
+    _check,
+):
     _module.register(cli)
 
 

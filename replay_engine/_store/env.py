@@ -39,6 +39,7 @@ from ..errors import (
 )
 from .files import DATA_FILE, Access, prepare
 from .lmdb_pages import main_tree_problems
+from .writer_lock import WriterLock, hold_shared
 
 T = TypeVar("T")
 
@@ -55,6 +56,8 @@ class _Handle:
     dbs: dict[bytes, Any]
     writable: bool = True
     refs: int = 0
+    writer_lock: WriterLock | None = None
+    """A writer's shared hold on the journal, which keeps ``compact`` out."""
     grow_lock: threading.Lock = field(default_factory=threading.Lock)
     txn_lock: threading.RLock = field(default_factory=threading.RLock)
     """One transaction at a time in this process: py-lmdb invalidates other
@@ -106,16 +109,30 @@ def acquire(
             )
         if handle is None:
             has_lock = prepare(real, access, dir_mode=DIR_MODE)
-            _check_main_tree(real)
-            env = _open(real, sync, map_size, writable, has_lock, file_mode)
-            handle = _Handle(
-                env=env,
-                path=real,
-                sync=sync,
-                pid=os.getpid(),
-                dbs=_open_dbs(env, real, writable),
-                writable=writable,
-            )
+            # Held while LMDB opens the files (so an old lock.mdb is never
+            # paired with a compacted data.mdb), and by a writer until closed.
+            guard = hold_shared(real)
+            try:
+                _check_main_tree(real)
+                env = _open(real, sync, map_size, writable, has_lock, file_mode)
+                try:
+                    handle = _Handle(
+                        env=env,
+                        path=real,
+                        sync=sync,
+                        pid=os.getpid(),
+                        dbs=_open_dbs(env, real, writable),
+                        writable=writable,
+                    )
+                    if writable:
+                        # A new journal's data.mdb exists only now.
+                        handle.writer_lock = _writer_hold(guard, real)
+                except BaseException:
+                    env.close()
+                    raise
+            finally:
+                if not writable:
+                    guard.release()
             _registry[real] = handle
         elif handle.sync != sync and writable:
             raise ReplayEngineError(
@@ -125,6 +142,13 @@ def acquire(
             )
         handle.refs += 1
         return handle
+
+
+def _writer_hold(guard: WriterLock, path: str) -> WriterLock:
+    """The writer's lasting hold: ``guard``, or a new one if the journal was new."""
+    if guard.held:
+        return guard
+    return hold_shared(path)
 
 
 def _check_main_tree(path: str) -> None:
@@ -222,6 +246,8 @@ def release(handle: _Handle) -> None:
         if handle.refs <= 0 and _registry.get(handle.path) is handle:
             del _registry[handle.path]
             handle.env.close()
+            if handle.writer_lock is not None:
+                handle.writer_lock.release()
 
 
 def check_pid(handle: _Handle) -> None:

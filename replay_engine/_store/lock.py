@@ -131,9 +131,7 @@ def _lock_byte(journal_path: str, run_id: str) -> int:
     """An OFD write lock on ``data.mdb``'s byte for ``run_id``; its descriptor."""
     assert _OFD_SETLK is not None
     anchor = _open_regular(os.path.join(journal_path, DATA_FILE), os.O_RDWR, None)
-    digest = blake3.blake3(run_id.encode()).digest(8)
-    offset = _LOCK_REGION + (int.from_bytes(digest, "little") >> 24)
-    request = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, offset, 1, 0)
+    request = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, _offset(run_id), 1, 0)
     try:
         fcntl.fcntl(anchor, _OFD_SETLK, request)
     except OSError as exc:
@@ -142,6 +140,32 @@ def _lock_byte(journal_path: str, run_id: str) -> int:
             raise BlockingIOError from None
         raise
     return anchor
+
+
+def _offset(run_id: str) -> int:
+    digest = blake3.blake3(run_id.encode()).digest(8)
+    return _LOCK_REGION + (int.from_bytes(digest, "little") >> 24)
+
+
+def is_locked(journal_path: str, run_id: str) -> bool:
+    """Whether some executor holds ``run_id``'s lock, taking nothing (no files made).
+
+    Without OFD locks (not Linux) the per-run lock file is tried and released.
+    """
+    getlk: int | None = getattr(fcntl, "F_OFD_GETLK", None)
+    if getlk is None:
+        try:
+            RunLock(journal_path, run_id).release()
+        except RunLockedError:
+            return True
+        return False
+    fd = _open_regular(os.path.join(journal_path, DATA_FILE), os.O_RDWR, None)
+    try:
+        request = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, _offset(run_id), 1, 0)
+        kind = _FLOCK.unpack(fcntl.fcntl(fd, getlk, request))[0]
+    finally:
+        os.close(fd)
+    return bool(kind != fcntl.F_UNLCK)
 
 
 def _locks_directory(journal_path: str) -> str:
