@@ -354,6 +354,7 @@ __all__ = [
     "ExecutorUnavailable",
     "Expired",
     "FormatVersionError",
+    "JournalBusyError",
     "JournalCorruptError",
     "NonDeterminismError",
     "PayloadError",

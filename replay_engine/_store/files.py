@@ -110,7 +110,7 @@ def check_data_file(path: str) -> tuple[MetaPage, MetaPage]:
             " backup; nothing was read or written."
         )
     newest = max(valid, key=lambda m: m.txnid)
-    if newest.needs_bytes > size:
+    if newest.needs_bytes > size and _truncated(path):
         raise JournalCorruptError(
             f"journal {path}: {DATA_FILE} is truncated: its last commit"
             f" (transaction {newest.txnid}) needs {newest.needs_bytes} bytes and the"
@@ -118,6 +118,14 @@ def check_data_file(path: str) -> tuple[MetaPage, MetaPage]:
             " written."
         )
     return metas
+
+
+def _truncated(path: str) -> bool:
+    # The tail past the end may be pages LMDB allocated and freed unwritten
+    # (after a large deletion): only a missing reachable page is truncation.
+    from .lmdb_pages import reachable_past_end  # it imports this module
+
+    return reachable_past_end(path)
 
 
 def meta_problems(path: str) -> list[str]:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from .files import DATA_FILE, read_meta_pages
 
-__all__ = ["main_tree_problems", "page_problems"]
+__all__ = ["main_tree_problems", "page_problems", "reachable_past_end"]
 
 P_BRANCH = 0x01
 P_LEAF = 0x02
@@ -216,7 +216,7 @@ def page_problems(path: str, *, named_databases: bool = True) -> list[str]:
             return []  # meta_problems reports it
         newest = max(valid, key=lambda m: m.txnid)
         with open(file, "rb") as stream:
-            if size < newest.needs_bytes or size == 0:
+            if size == 0 or (size < newest.needs_bytes and reachable_past_end(path)):
                 return []  # check_data_file refuses it
             with mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as data:
                 return _walk(
@@ -225,6 +225,32 @@ def page_problems(path: str, *, named_databases: bool = True) -> list[str]:
                 )
     except OSError as exc:
         return [f"{DATA_FILE} cannot be read: {exc.strerror or exc}"]
+
+
+def reachable_past_end(path: str) -> bool:
+    """Whether a page the newest commit can reach lies past the end of ``data.mdb``.
+
+    LMDB's last page number may name pages it allocated and freed in the same
+    commit without ever writing them (a large deletion does this), so a file
+    shorter than the meta page says is truncated only if a reachable page is
+    missing: free pages are never read. Walks every reachable page.
+    """
+    file = os.path.join(path, DATA_FILE)
+    try:
+        metas, _ = read_meta_pages(file)
+        valid = [m for m in metas if m.valid]
+        if not valid:
+            return False  # check_data_file refuses it
+        newest = max(valid, key=lambda m: m.txnid)
+        with (
+            open(file, "rb") as stream,
+            mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as data,
+        ):
+            walk = _Walk(data, newest.page_size, newest.last_page)
+            _walk(walk, newest.index)
+    except (OSError, ValueError, struct.error):
+        return True  # unreadable, empty or cut inside a meta page: truncated
+    return any("past the end of the file" in p for p in walk.problems)
 
 
 def main_tree_problems(path: str) -> list[str]:

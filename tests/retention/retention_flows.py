@@ -1,4 +1,4 @@
-"""Processes for the retention tests: small runs with payloads of their own and shared ones."""
+"""Processes for the retention tests: payloads of their own and shared ones."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 import time
 from typing import Any
 
-from replay_engine import task
+from replay_engine import external, task
 
 
 @task
@@ -49,3 +49,16 @@ async def holding(inputs: dict[str, Any], ctx: Any) -> str:
         hold, {"path": inputs["path"], "seconds": inputs["seconds"]}
     )
     return result
+
+
+@external(kind="agent")
+def review(diff: str) -> dict[str, Any]:
+    """Answered by a post."""
+    raise NotImplementedError  # executed outside the engine
+
+
+async def awaiting(inputs: dict[str, Any], ctx: Any) -> Any:
+    """Many small effects (so the stop is checkpointed), then wait for a review."""
+    for i in range(20):
+        await ctx.task(produce, {"value": i})
+    return await ctx.task(review, {"diff": inputs["own"]})
