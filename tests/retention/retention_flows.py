@@ -62,3 +62,9 @@ async def awaiting(inputs: dict[str, Any], ctx: Any) -> Any:
     for i in range(20):
         await ctx.task(produce, {"value": i})
     return await ctx.task(review, {"diff": inputs["own"]})
+
+
+async def awaiting_shared(inputs: dict[str, Any], ctx: Any) -> Any:
+    """Record an effect whose result is ``shared``, then wait (a run gc keeps)."""
+    await ctx.task(produce, {"value": inputs["shared"]})
+    return await ctx.task(review, {"diff": "d"})

@@ -153,17 +153,20 @@ def test_parse_cutoff() -> None:
 WRITER = r"""
 import sys
 from replay_engine import Engine
-from tests.retention.retention_flows import pipeline
+from tests.retention.retention_flows import awaiting_shared, pipeline
 with Engine(sys.argv[1], durability="process") as engine:
     for i in range(int(sys.argv[2])):
-        inputs = {"own": f"w-{i}", "shared": "shared-" + "s" * 300}
-        engine.run(pipeline, inputs, run_id=f"w{i}")
+        shared = f"shared-{i}-" + "s" * 300
+        # A finished run gc deletes, then a waiting run gc keeps, both with
+        # the payload `shared`: the second stores no new blob, it reuses it.
+        engine.run(pipeline, {"own": f"w-{i}", "shared": shared}, run_id=f"done{i}")
+        engine.run(awaiting_shared, {"shared": shared}, run_id=f"wait{i}")
 print("done")
 """
 
 
-def test_gc_beside_a_writer_reusing_a_shared_blob_loses_nothing(tmp_path: Path) -> None:
-    """Runs that reuse a blob gc is sweeping: mark and sweep are one transaction."""
+def test_gc_beside_a_writer_reusing_a_blob_loses_nothing(tmp_path: Path) -> None:
+    """A run that reuses a blob gc is sweeping: mark and sweep are one transaction."""
     import subprocess
     import sys
 
@@ -172,22 +175,27 @@ def test_gc_beside_a_writer_reusing_a_shared_blob_loses_nothing(tmp_path: Path) 
     journal = tmp_path / "j"
     _build(journal)
     writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(journal), "60"],
+        [sys.executable, "-c", WRITER, str(journal), "150"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=child_env(),
     )
+    sweeps = 0
     try:
         with Engine(str(journal), durability="process") as engine:
             while writer.poll() is None:
-                # Deletes every finished run so far: the shared blob is
-                # unreferenced at each sweep unless a new run holds it.
+                # Every finished run so far goes: its `shared` blob stays only
+                # if the waiting run that reuses it is marked.
                 engine.gc(_dt.datetime.now(_dt.UTC) + _dt.timedelta(days=1))
+                sweeps += 1
     finally:
         _, err = writer.communicate(timeout=120)
     assert writer.returncode == 0, err
+    assert sweeps > 10
     with Engine(str(journal)) as engine:
+        waiting = [r.run_id for r in engine.runs() if r.run_id.startswith("wait")]
+        assert len(waiting) == 150
         report = engine.verify()
         assert report.ok, report.problems[:3]
 
