@@ -42,6 +42,7 @@ def test_help_lists_commands_in_declaration_order(invoke: Invoke) -> None:
         *("run", "resume", "status", "runs", "log", "verify"),
         *("replay", "fork", "export", "timeline", "debug"),
         *("pending", "post", "iterate"),
+        *("delete", "gc", "compact"),
         "check",
     ]
     assert "REPLAY_ENGINE_JOURNAL" in out
