@@ -175,4 +175,5 @@ def test_sigkill_at_any_point_of_compact_leaves_a_whole_journal(tmp_path: Path) 
         # Whatever was left, the journal works and compacts.
         assert cli(journal, "compact").returncode == 0
         assert not list(journal.glob(".compact*"))
+    print("kills that left the old file, the new one:", seen)
     assert seen["old"] + seen["new"] == 12
