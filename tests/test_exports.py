@@ -32,6 +32,7 @@ EXPECTED_ALL = [
     "ReplayEngineError",
     "ReplayRangeError",
     "Run",
+    "RunEndedError",
     "RunExistsError",
     "RunInfo",
     "RunInterrupted",

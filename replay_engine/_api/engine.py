@@ -9,16 +9,18 @@ module                 methods
                        ``post_event``, ``claim``, ``heartbeat``
 :mod:`.travel`         ``replay`` (and ``_async``), ``fork``
 :mod:`.inspecting`     ``status``, ``result``, ``runs``, ``events``, ``verify``
+:mod:`.cancelling`     ``cancel``
 =====================  =========================================================
 """
 
 from __future__ import annotations
 
+from .cancelling import Cancelling
 from .effects import ExternalEffects
 from .travel import TimeTravel
 
 
-class Engine(ExternalEffects, TimeTravel):
+class Engine(ExternalEffects, TimeTravel, Cancelling):
     """A journal directory and the runs in it.
 
     Args:
