@@ -20,7 +20,8 @@ group with ``register``: ``run_cmds`` (run, resume), ``inspect_cmds``
 (status, runs, log, verify), ``travel_cmds`` (replay, fork), ``export_cmds``
 (export, timeline; the page is modelled by ``timeline_model`` and drawn by
 ``timeline_html``), ``debug_cmd`` (the interactive stepper), ``effect_cmds``
-(pending; it registers ``post_cmd`` and ``iterate_cmd`` too) and ``check_cmd``.
+(pending; it registers ``post_cmd`` and ``iterate_cmd`` too), ``check_cmd``
+and ``cancel_cmd`` (cancel).
 ``common`` holds what they share, ``event_rows`` the JSON form of an event,
 ``snapshot_views`` the rich snapshot views, ``waiting_views`` what ``runs``
 shows of a waiting run.
@@ -37,6 +38,7 @@ from typing import NoReturn
 import click
 
 from . import (
+    cancel_cmd as _cancel,
     check_cmd as _check,
     debug_cmd as _debug,
     effect_cmds as _external,
@@ -99,7 +101,16 @@ def cli(ctx: click.Context, journal: str) -> None:
     ctx.obj = Options(journal=journal)
 
 
-for _module in (_run, _inspect, _timetravel, _export, _debug, _external, _check):
+for _module in (
+    _run,
+    _inspect,
+    _timetravel,
+    _export,
+    _debug,
+    _external,
+    _check,
+    _cancel,
+):
     _module.register(cli)
 
 
