@@ -43,6 +43,7 @@ def test_help_lists_commands_in_declaration_order(invoke: Invoke) -> None:
         *("replay", "fork", "export", "timeline", "debug"),
         *("pending", "post", "iterate"),
         "check",
+        "cancel",
     ]
     assert "REPLAY_ENGINE_JOURNAL" in out
 
