@@ -220,8 +220,10 @@ class Executing(EngineBase):
             return Run(run_id=run_id, status=record.status)
         with RunLock(self.path, run_id):
             # Under the lock: a cancel or deadline may have come meanwhile.
-            ended = _cancel.end_if_due(self._store, run_id)
-            now = self._store.require_run(run_id).status if ended is None else ended
+            locked = self._store.require_run(run_id)
+            now = locked.status
+            if _cancel.due_end(locked) is not None:
+                now = _cancel.end_if_due(self._store, run_id) or now
             if now in ENDED and now != "completed":
                 return Run(run_id=run_id, status=now)
             journal = RunJournal(self._store, run_id)

@@ -45,7 +45,7 @@ class HaltWatch:
         self.store = store
         loop = state.loop
         self.done: asyncio.Future[str] = loop.create_future()
-        self._timers: list[asyncio.TimerHandle] = []
+        self._at_deadline: asyncio.TimerHandle | None = None
         record = store.get_run(state.run_id)
         deadline = None if record is None else record.deadline_ns
         state.run_deadline_ns = deadline
@@ -53,8 +53,9 @@ class HaltWatch:
             self._look(record)
         if deadline is not None and not self.done.done():
             delay = max(0.0, (deadline - time.time_ns()) / 1e9)
-            self._timers.append(loop.call_later(delay, self._poll, False))
-        self._timers.append(loop.call_later(POLL, self._poll, True))
+            self._at_deadline = loop.call_later(delay, self._poll, False)
+        # One handle at a time: a run may execute for days.
+        self._next: asyncio.TimerHandle = loop.call_later(POLL, self._poll, True)
 
     def _look(self, record: jf.RunRecord) -> None:
         end = _cancel.due_end(record)
@@ -72,12 +73,13 @@ class HaltWatch:
         if record is not None:
             self._look(record)
         if again and not self.done.done():
-            self._timers.append(self.state.loop.call_later(POLL, self._poll, True))
+            self._next = self.state.loop.call_later(POLL, self._poll, True)
 
     def close(self) -> None:
         """Stop watching (the execution ended)."""
-        for timer in self._timers:
-            timer.cancel()
+        self._next.cancel()
+        if self._at_deadline is not None:
+            self._at_deadline.cancel()
         if not self.done.done():
             self.done.cancel()
 
