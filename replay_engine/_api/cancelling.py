@@ -48,6 +48,9 @@ class Cancelling(Inspection):
         returned info has ``cancel_requested=True`` (the request is recorded
         and the executor, or the next resume, ends the run).
 
+        A run that completes before its executor sees the request stays
+        ``completed`` (the returned info says so; the request is then moot).
+
         ``resume``/``iterate`` of a cancelled run return it as it is.
 
         Returns:

@@ -234,3 +234,30 @@ def test_sigkill_of_the_canceller_leaves_the_run_cancelled_or_unchanged(
             assert status == "cancelled"
             outcomes.add("cancelled")
     assert outcomes  # which ones depends on the machine's speed; both are fine
+
+
+def test_cancel_from_another_thread_of_the_executing_process(
+    journal: Path, side: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run lock excludes this process too: the executor gets a request."""
+    import threading
+
+    from .cancel_flows import blocked_async
+
+    monkeypatch.setenv(SIDE_ENV, str(side))
+    infos: list[Any] = []
+    with Engine(str(journal)) as engine:
+
+        def cancel_when_blocked() -> None:
+            wait_for_side(side, "start", "async_block")
+            infos.append(engine.cancel("r1", reason="from a thread"))
+
+        thread = threading.Thread(target=cancel_when_blocked)
+        thread.start()
+        run = engine.run(blocked_async, {"seconds": 60.0}, run_id="r1")
+        thread.join(BOUND)
+        assert run.status == "cancelled"
+        assert infos and infos[0].status == "cancelled"
+        cancelled = last_event(engine, "r1")
+        assert isinstance(cancelled, jf.RunCancelled)
+        assert cancelled.reason == "from a thread"
