@@ -261,3 +261,24 @@ def test_cancel_from_another_thread_of_the_executing_process(
         cancelled = last_event(engine, "r1")
         assert isinstance(cancelled, jf.RunCancelled)
         assert cancelled.reason == "from a thread"
+
+
+def test_log_export_runs_and_timeline_show_a_cancel(
+    journal: Path, side: Path, cli: Cli, tmp_path: Path
+) -> None:
+    cli("run", "tests.cancel.cancel_flows:waits", "--run-id", "w1", code=3)
+    cli("cancel", "w1", "--reason", "stop", code=0)
+    rows = [
+        json.loads(line)
+        for line in cli("export", "w1", "--format", "jsonl", code=0).stdout.splitlines()
+    ]
+    assert rows[-1]["type"] == "run_cancelled"
+    assert rows[-1]["reason"] == "stop" and rows[-1]["abandoned"] == ["1"]
+    log = json.loads(cli("log", "w1", "--json", code=0).stdout)
+    assert log[-1]["type"] == "run_cancelled"
+    assert 'reason "stop"' in cli("log", "w1", code=0).stdout
+    listed = json.loads(cli("runs", "--status", "cancelled", "--json", code=0).stdout)
+    assert [r["run_id"] for r in listed] == ["w1"]
+    page = tmp_path / "t.html"
+    cli("timeline", "w1", "-o", str(page), code=0)
+    assert "abandoned: the run was cancelled" in page.read_text(encoding="utf-8")
