@@ -193,6 +193,32 @@ class RunWaiting(_Event, tag="run_waiting", frozen=True):
     next_due_ns: int | None = None
 
 
+class CancelRequested(_Event, tag="cancel_requested", frozen=True):
+    """Someone asked to cancel the run while an executor held it.
+
+    Appended without the run lock (like a post); the executing process sees
+    it within a fraction of a second and ends the run with ``RunCancelled``.
+    """
+
+    reason: str | None = None
+
+
+class RunCancelled(_Event, tag="run_cancelled", frozen=True):
+    """The run was cancelled: terminal. Nothing more is executed or accepted."""
+
+    reason: str | None = None
+    abandoned: list[bytes] = msgspec.field(default_factory=list)
+    """Keys of effects requested without an outcome when the run was cancelled:
+    async tasks were cancelled, sync ones left running with their results
+    unrecorded, external effects can no longer be posted."""
+
+
+class RunTimedOut(_Event, tag="run_timed_out", frozen=True):
+    """The run passed its deadline (``RunRecord.deadline_ns``): terminal."""
+
+    deadline_ns: int
+
+
 Event = (
     RunStarted
     | EffectRequested
@@ -209,6 +235,9 @@ Event = (
     | RunCompleted
     | RunFailed
     | RunWaiting
+    | CancelRequested
+    | RunCancelled
+    | RunTimedOut
 )
 """Any event body."""
 
@@ -228,6 +257,9 @@ EVENT_TYPES: Final[tuple[type[_Event], ...]] = (
     RunCompleted,
     RunFailed,
     RunWaiting,
+    CancelRequested,
+    RunCancelled,
+    RunTimedOut,
 )
 
 
@@ -274,6 +306,11 @@ class RunRecord(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     """Effects dispatched by the latest ``run``/``resume`` of the run."""
     replayed: int = 0
     """Effects the latest ``run``/``resume`` answered from the journal."""
+    deadline_ns: int | None = None
+    """The run's deadline (UTC nanoseconds): past it, the run ends ``timed_out``."""
+    cancel_requested_ns: int | None = None
+    """When a ``cancel_requested`` was appended (while an executor held the
+    run); the executor, or the next resume, ends the run ``cancelled``."""
 
 
 class FormatMeta(msgspec.Struct, frozen=True):

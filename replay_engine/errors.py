@@ -14,6 +14,7 @@
      ├── RunLockedError          another process is executing the run
      ├── RunNotFoundError        (also KeyError) no run with that id
      ├── RunExistsError          a new run was asked for under a used id
+     ├── RunEndedError           cancel of a run that already ended; nothing written
      ├── ProcessImportError      a run's process function cannot be imported
      ├── ReplayRangeError        (also ValueError) replay/fork point out of range
      ├── PostRejected            a post/claim/heartbeat refused; nothing written
@@ -264,6 +265,22 @@ class RunNotFoundError(ReplayEngineError, KeyError):
 
 class RunExistsError(ReplayEngineError):
     """A new run was started under a run id that is already taken."""
+
+
+class RunEndedError(ReplayEngineError):
+    """Cancel of a run that already ended; nothing was written.
+
+    A ``completed``, ``cancelled`` or ``timed_out`` run is terminal.
+
+    Attributes:
+        run_id: the run.
+        status: the status it ended with.
+    """
+
+    def __init__(self, message: str, *, run_id: str, status: str) -> None:
+        self.run_id = run_id
+        self.status = status
+        super().__init__(message)
 
 
 class PostRejected(ReplayEngineError):

@@ -147,6 +147,13 @@ EVENT_STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
         pending=st.lists(key_bytes(), max_size=4),
         next_due_ns=st.none() | nanos,
     ),
+    jf.CancelRequested: st.builds(jf.CancelRequested, reason=st.none() | st.text()),
+    jf.RunCancelled: st.builds(
+        jf.RunCancelled,
+        reason=st.none() | st.text(),
+        abandoned=st.lists(key_bytes(), max_size=4),
+    ),
+    jf.RunTimedOut: st.builds(jf.RunTimedOut, deadline_ns=nanos),
 }
 
 events: st.SearchStrategy[Any] = st.one_of(*EVENT_STRATEGIES.values())
@@ -181,6 +188,8 @@ run_records = st.builds(
     fork_at=st.none() | counts,
     dispatched=counts,
     replayed=counts,
+    deadline_ns=st.none() | nanos,
+    cancel_requested_ns=st.none() | nanos,
 )
 
 

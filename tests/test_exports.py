@@ -35,6 +35,7 @@ EXPECTED_ALL = [
     "ReplayEngineError",
     "ReplayRangeError",
     "Run",
+    "RunEndedError",
     "RunExistsError",
     "RunInfo",
     "RunInterrupted",

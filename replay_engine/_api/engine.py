@@ -10,17 +10,19 @@ module                 methods
 :mod:`.travel`         ``replay`` (and ``_async``), ``fork``
 :mod:`.inspecting`     ``status``, ``result``, ``runs``, ``events``, ``verify``
 :mod:`.retention`      ``delete``, ``gc`` (and ``compact_journal``, a function)
+:mod:`.cancelling`     ``cancel``
 =====================  =========================================================
 """
 
 from __future__ import annotations
 
+from .cancelling import Cancelling
 from .effects import ExternalEffects
 from .retention import Retention
 from .travel import TimeTravel
 
 
-class Engine(ExternalEffects, TimeTravel, Retention):
+class Engine(ExternalEffects, TimeTravel, Retention, Cancelling):
     """A journal directory and the runs in it.
 
     Args:

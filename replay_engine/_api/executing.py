@@ -14,6 +14,8 @@ from .._run import process_ref as _process_ref
 from .._run.context import Context
 from .._run.journal import RunJournal
 from .._run.runtime import Outcome, RunStats, Runtime
+from .._store import cancel as _cancel
+from .._store.cancel import ENDED
 from .._store.chain import StoredEvent
 from .._store.lock import RunLock
 from .._store.payload import encode_or_refuse
@@ -21,7 +23,7 @@ from ..errors import JournalCorruptError, ReplayEngineError
 from .base import EngineBase, run_sync
 from .durable import DurableProcess
 from .processes import ProcessLike, load_typed
-from .results import Run, utc
+from .results import Deadline, Run, deadline_to_ns, utc
 
 ProcessFn = Callable[[Any, Context], Coroutine[Any, Any, Any]]
 OnProgress = Callable[[RunStats], None]
@@ -59,6 +61,7 @@ class Executing(EngineBase):
         run_id: str | None = None,
         on_progress: OnProgress | None = None,
         on_log: OnLog | None = None,
+        deadline: Deadline | None = None,
     ) -> Run:
         """Start a new run of ``process`` and execute it until it ends or waits.
 
@@ -69,19 +72,31 @@ class Executing(EngineBase):
             run_id: the run's id; a fresh one when omitted.
             on_progress: called with live counters while the run works.
             on_log: called with ``(key, message, fields)`` for each new log line.
+            deadline: when the run must be over: an aware ``datetime``, or a
+                ``timedelta`` or number of seconds from now. Stored with the
+                run; whoever executes or wakes it past then ends it
+                ``timed_out`` (terminal): an execution stops as on
+                :meth:`cancel`, a ``resume``/``iterate`` records it without
+                executing, and a waiting run's ``next_due`` includes it.
 
         The run's process is remembered for this user (outside the journal),
         so a later ``resume``/``replay`` of it needs no ``process=``.
 
         Raises:
             RunExistsError: ``run_id`` is taken.
+            ValueError: ``deadline`` is a naive datetime, or not finite.
             PayloadError: ``inputs`` cannot be encoded (nothing is recorded).
             ProcessImportError: ``process`` cannot be imported, or is not an
                 ``async def process(inputs, ctx)`` (nothing is recorded).
         """
         return run_sync(
             self.run_async(
-                process, inputs, run_id=run_id, on_progress=on_progress, on_log=on_log
+                process,
+                inputs,
+                run_id=run_id,
+                on_progress=on_progress,
+                on_log=on_log,
+                deadline=deadline,
             )
         )
 
@@ -93,8 +108,10 @@ class Executing(EngineBase):
         run_id: str | None = None,
         on_progress: OnProgress | None = None,
         on_log: OnLog | None = None,
+        deadline: Deadline | None = None,
     ) -> Run:
         """The same as :meth:`run`, for asyncio callers."""
+        deadline_ns = deadline_to_ns(deadline)
         run_id = run_id or _new_run_id()
         try:
             jf.check_run_id(run_id)
@@ -122,7 +139,12 @@ class Executing(EngineBase):
             note = (
                 None if exists else self._processes.starting(run_id, process, started)
             )
-            self._store.create_run(run_id, started, jf.blobs_for(address, inputs_bytes))
+            self._store.create_run(
+                run_id,
+                started,
+                jf.blobs_for(address, inputs_bytes),
+                deadline_ns=deadline_ns,
+            )
             if note is not None:
                 self._processes.started(note, self._first(run_id).digest)
             journal = RunJournal(self._store, run_id)
@@ -144,8 +166,11 @@ class Executing(EngineBase):
         """Re-execute a run from the start, serving completed effects from its journal.
 
         A completed run is terminal: its recorded result is returned and
-        nothing runs. A failed, waiting or interrupted run re-executes with the
-        current code.
+        nothing runs; so is a ``cancelled`` or ``timed_out`` run, returned as
+        it is (nothing is executed or written). A failed, waiting or
+        interrupted run re-executes with the current code, unless a cancel was
+        requested (it is recorded ``cancelled``) or its deadline has passed
+        (recorded ``timed_out``): then nothing is executed.
 
         Which code: ``process`` when given; else the function this engine
         started the run with, one of ``Engine(processes=...)``, or the process
@@ -191,7 +216,16 @@ class Executing(EngineBase):
             return Run(
                 run_id=run_id, status="completed", result=self._recorded_result(record)
             )
+        if record.status in ENDED:
+            return Run(run_id=run_id, status=record.status)
         with RunLock(self.path, run_id):
+            # Under the lock: a cancel or deadline may have come meanwhile.
+            locked = self._store.require_run(run_id)
+            now = locked.status
+            if _cancel.due_end(locked) is not None:
+                now = _cancel.end_if_due(self._store, run_id) or now
+            if now in ENDED and now != "completed":
+                return Run(run_id=run_id, status=now)
             journal = RunJournal(self._store, run_id)
             journal.load()
             started = journal.started
@@ -272,6 +306,12 @@ class Executing(EngineBase):
             stopper=self._stopper,
         )
         outcome: Outcome = await runtime.execute(process, inputs)
+        if outcome.status in ("waiting", "failed"):
+            # A cancel requested (or the deadline passed) just as the process
+            # stopped: it ends the run now, not at the next resume.
+            ended = _cancel.end_if_due(self._store, journal.run_id)
+            if ended is not None:
+                outcome = Outcome(status=ended)
         due = outcome.next_due_ns
         return Run(
             run_id=journal.run_id,

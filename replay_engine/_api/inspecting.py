@@ -29,6 +29,14 @@ class Inspection(EngineBase):
                 if isinstance(stored.event, jf.RunFailed):
                     info = dataclasses.replace(info, error=stored.event.error)
                     break
+        if record.status == "cancelled" and record.events:
+            last = self._store.read_events(run_id, record.events - 1)[0].event
+            if isinstance(last, jf.RunCancelled):
+                return dataclasses.replace(
+                    info,
+                    cancel_reason=last.reason,
+                    abandoned=tuple(jf.key_bytes_to_text(k) for k in last.abandoned),
+                )
         if record.status != "running":
             # From the whole journal: claims, posts and signals follow run_waiting.
             pending = self._pending_effects(run_id)

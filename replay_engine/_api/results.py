@@ -3,12 +3,47 @@
 from __future__ import annotations
 
 import datetime as _dt
+import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import journal_format as jf
 
 from .._run.runtime import RunStats
+
+Deadline = _dt.datetime | _dt.timedelta | float
+"""When a run must be over: an aware datetime, or a timedelta or seconds from now."""
+
+
+def deadline_to_ns(deadline: Deadline | None) -> int | None:
+    """A deadline as UTC nanoseconds since the epoch (None: no deadline).
+
+    Raises:
+        ValueError: a naive datetime, or a number of seconds that is not finite.
+        TypeError: anything else.
+    """
+    if deadline is None:
+        return None
+    if isinstance(deadline, _dt.datetime):
+        if deadline.tzinfo is None or deadline.utcoffset() is None:
+            raise ValueError(
+                f"deadline {deadline.isoformat()} has no time zone: give an aware"
+                " datetime (datetime.now(timezone.utc) + ...) or seconds from now"
+            )
+        return int(deadline.timestamp() * 1e9)
+    if isinstance(deadline, _dt.timedelta):
+        seconds = deadline.total_seconds()
+    elif isinstance(deadline, int | float) and not isinstance(deadline, bool):
+        seconds = float(deadline)
+    else:
+        raise TypeError(
+            "deadline must be a datetime, a timedelta or a number of seconds,"
+            f" not {type(deadline).__name__}"
+        )
+    if not math.isfinite(seconds):
+        raise ValueError(f"deadline must be a finite number of seconds, not {seconds}")
+    return time.time_ns() + int(seconds * 1e9)
 
 
 def utc(ns: int) -> _dt.datetime:
@@ -22,7 +57,9 @@ class Run:
 
     run_id: str
     status: str
-    """``"completed"``, ``"failed"``, ``"waiting"`` or ``"running"``."""
+    """``"completed"``, ``"failed"``, ``"waiting"``, ``"running"``, or (ended
+    from outside, see ``Engine.cancel`` and ``deadline=``) ``"cancelled"`` or
+    ``"timed_out"``."""
     result: Any = None
     """The process's return value, when completed."""
     error: jf.ErrorInfo | None = None
@@ -55,7 +92,15 @@ class RunInfo:
     pending: tuple[str, ...] = ()
     """For a waiting run: the keys it waits on (filled by ``Engine.status``)."""
     abandoned: tuple[str, ...] = ()
-    """External effects abandoned because their group failed (``Engine.status``)."""
+    """External effects abandoned because their group failed, or, for a
+    cancelled run, every effect left without an outcome (``Engine.status``)."""
+    deadline: _dt.datetime | None = None
+    """The run's deadline, if it has one (``Engine.run(..., deadline=...)``)."""
+    cancel_requested: bool = False
+    """A cancel was requested while an executor held the run; it ends the run
+    ``cancelled`` at its next check (within a second) or next resume."""
+    cancel_reason: str | None = None
+    """For a cancelled run: the reason given to ``Engine.cancel``, if any."""
 
     @classmethod
     def _from_record(cls, record: jf.RunRecord) -> RunInfo:
@@ -70,4 +115,7 @@ class RunInfo:
             replayed=record.replayed,
             parent=record.parent,
             fork_at=record.fork_at,
+            deadline=None if record.deadline_ns is None else utc(record.deadline_ns),
+            cancel_requested=record.cancel_requested_ns is not None
+            and record.status not in ("completed", "cancelled", "timed_out"),
         )

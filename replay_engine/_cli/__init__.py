@@ -21,7 +21,7 @@ group with ``register``: ``run_cmds`` (run, resume), ``inspect_cmds``
 (export, timeline; the page is modelled by ``timeline_model`` and drawn by
 ``timeline_html``), ``debug_cmd`` (the interactive stepper), ``effect_cmds``
 (pending; it registers ``post_cmd`` and ``iterate_cmd`` too), ``retention_cmds``
-(delete, gc, compact) and ``check_cmd``.
+(delete, gc, compact), ``check_cmd`` and ``cancel_cmd`` (cancel).
 ``common`` holds what they share, ``event_rows`` the JSON form of an event,
 ``snapshot_views`` the rich snapshot views, ``waiting_views`` what ``runs``
 shows of a waiting run.
@@ -38,6 +38,7 @@ from typing import NoReturn
 import click
 
 from . import (
+    cancel_cmd as _cancel,
     check_cmd as _check,
     debug_cmd as _debug,
     effect_cmds as _external,
@@ -110,6 +111,7 @@ for _module in (
     _external,
     _retention,
     _check,
+    _cancel,
 ):
     _module.register(cli)
 

@@ -50,8 +50,15 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_WAITING = 3
 
-STATUS_EXIT = {"completed": EXIT_OK, "failed": EXIT_FAILED, "waiting": EXIT_WAITING}
-STATUSES = ("completed", "failed", "waiting", "running")
+STATUS_EXIT = {
+    "completed": EXIT_OK,
+    "failed": EXIT_FAILED,
+    "waiting": EXIT_WAITING,
+    # Ended from outside (Engine.cancel, a run deadline): the run did not finish.
+    "cancelled": EXIT_FAILED,
+    "timed_out": EXIT_FAILED,
+}
+STATUSES = ("completed", "failed", "waiting", "running", "cancelled", "timed_out")
 EVENT_TAGS = tuple(sorted(str(t.__struct_config__.tag) for t in jf.EVENT_TYPES))
 # A log line's key is an anchor (the key of the next call in its scope), not a
 # call of its own, so it must not borrow that call's task name.
@@ -401,6 +408,8 @@ def status_style(status: str) -> str:
         "failed": "red",
         "waiting": "yellow",
         "running": "cyan",
+        "cancelled": "magenta",
+        "timed_out": "magenta",
     }.get(status, "")
 
 

@@ -19,13 +19,20 @@ def event_fields(event: Any) -> dict[str, Any]:
         if name in ("key", "task"):
             continue
         value = getattr(event, name)
-        if isinstance(event, jf.RunWaiting) and name == "pending":
+        if isinstance(event, jf.RunWaiting | jf.RunCancelled) and name in (
+            "pending",
+            "abandoned",
+        ):
             value = [key_text(k) for k in value]
         elif isinstance(event, jf.ValueRecorded) and name == "value":
             value = value.hex() if isinstance(value, bytes) else value
         out[name] = plain(value)
     if isinstance(event, jf.TimerStarted):
         out["due"] = _dt.datetime.fromtimestamp(event.due_ns / 1e9, _dt.UTC).isoformat()
+    elif isinstance(event, jf.RunTimedOut):
+        out["deadline"] = _dt.datetime.fromtimestamp(
+            event.deadline_ns / 1e9, _dt.UTC
+        ).isoformat()
     return out
 
 
@@ -71,4 +78,12 @@ def detail(doc: Mapping[str, Any]) -> str:
         return f"due {f.get('due')}"
     if kind == "signal":
         return str(f.get("name", ""))
+    if kind in ("cancel_requested", "run_cancelled"):
+        reason = f.get("reason")
+        text = "" if reason is None else f"reason {json.dumps(reason)}"
+        if f.get("abandoned"):
+            text += " abandoned " + ", ".join(str(k) for k in f["abandoned"])
+        return text.strip()
+    if kind == "run_timed_out":
+        return f"deadline {f.get('deadline')}"
     return ""

@@ -57,6 +57,9 @@ def status_document(engine: Engine, info: RunInfo) -> dict[str, Any]:
         "error": error,
         "pending": pending,
         "abandoned": list(info.abandoned),
+        "deadline": info.deadline,
+        "cancel_requested": info.cancel_requested,
+        "cancel_reason": info.cancel_reason,
     }
 
 
@@ -93,7 +96,23 @@ def status_command(ctx: click.Context, run_id: str, as_json: bool) -> None:
         table.add_row("error", literal(f"{error['type']}: {error['message']}", "red"))
     if doc["pending"]:
         table.add_row("pending", cell(", ".join(doc["pending"])))
+    _add_end_rows(table, info)
     make_console().print(table)
+
+
+def _add_end_rows(table: Table, info: RunInfo) -> None:
+    """Deadline, cancel request and cancel details, when the run has them."""
+    if info.deadline is not None:
+        table.add_row("deadline", utc_text(info.deadline))
+    if info.cancel_requested:
+        table.add_row(
+            "cancel", literal("requested; the executor stops at its next check")
+        )
+    if info.status == "cancelled":
+        if info.cancel_reason is not None:
+            table.add_row("reason", cell(info.cancel_reason))
+        if info.abandoned:
+            table.add_row("abandoned", cell(", ".join(info.abandoned)))
 
 
 @click.command("runs")

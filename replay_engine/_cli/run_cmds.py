@@ -157,6 +157,18 @@ def _print_run(run: Run, process: str | None) -> None:
         console.print(
             Text(f"error: {run.error.type}: {run.error.message}", style="red")
         )
+    elif run.status in ("cancelled", "timed_out"):
+        why = (
+            "cancelled (replay-engine cancel): nothing more runs;"
+            f" `replay-engine status {run.run_id}` shows what was abandoned"
+            if run.status == "cancelled"
+            else "timed out: it passed its deadline (--timeout); nothing more runs"
+        )
+        console.print(
+            why,
+            style="magenta",
+            markup=False,
+        )
     elif run.status == "waiting":
         keys = ", ".join(run.pending) or "(none)"
         console.print(f"waiting for external effects at keys: {keys}", markup=False)
@@ -258,6 +270,13 @@ _EXECUTOR = click.option(
     help="Read the inputs (JSON) from FILE ('-' for stdin).",
 )
 @click.option("--run-id", metavar="ID", help="The new run's id (generated if omitted).")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True, max=366 * 24 * 3600.0),
+    metavar="SECONDS",
+    help="The run's deadline, in seconds from now: past it the run ends"
+    " timed_out (whoever executes or wakes it then records it).",
+)
 @_DURABILITY
 @_EXECUTOR
 @grace_option
@@ -270,6 +289,7 @@ def run_command(
     input_json: str | None,
     input_file: str | None,
     run_id: str | None,
+    timeout: float | None,
     durability: Literal["fsync", "process"],
     executor: str,
     grace: float,
@@ -278,8 +298,9 @@ def run_command(
     """Start a run of MODULE:FUNC and execute it until it ends or waits.
 
     The module is imported with the current directory on sys.path, as
-    `python -m` does. Exit 0 completed, 1 failed, 3 waiting; 143 or 130 when
-    stopped by SIGTERM or SIGINT (effects in flight get --grace seconds).
+    `python -m` does. Exit 0 completed, 1 failed, cancelled or timed out
+    (--timeout), 3 waiting; 143 or 130 when stopped by SIGTERM or SIGINT
+    (effects in flight get --grace seconds).
     """
     inputs = _read_input(input_json, input_file, ctx)
     if run_id is not None:
@@ -303,6 +324,7 @@ def run_command(
                 run_id=run_id,
                 on_progress=live.on_progress,
                 on_log=live.on_log,
+                deadline=timeout,
             )
         _report_run(run, engine.status(run.run_id).process, live, as_json=as_json)
 
@@ -327,7 +349,8 @@ def resume_command(
 ) -> None:
     """Re-execute RUN_ID from the start, serving completed effects from the journal.
 
-    A completed run returns its recorded result and executes nothing. A run
+    A completed run returns its recorded result and executes nothing; a
+    cancelled or timed-out one is shown as it is (exit 1). A run
     you started on this machine resumes with the process it was started
     with; any other run (a journal from elsewhere) needs --process. Exit 0
     completed, 1 failed, 3 waiting; 143 or 130 when stopped by SIGTERM or
@@ -349,9 +372,10 @@ def resume_command(
         signals.attach(engine)
         info = engine.status(run_id)
         # Import before the live display starts, so an import error prints alone.
+        # An ended run is returned as it is: nothing to import.
         fn = (
             engine.process_for(run_id, process_ref)
-            if info.status != "completed"
+            if info.status not in ("completed", "cancelled", "timed_out")
             else None
         )
         with live:

@@ -135,6 +135,8 @@ def _hover(row: Row, tl: Timeline) -> str:
             "value": "recorded value",
         }[shade]
     )
+    if row.status == "abandoned" and row.error is not None:
+        lines.append(row.error)
     lines += [f"retried after {text}" for _, text in row.attempts]
     return "\n".join(lines)
 

@@ -50,7 +50,8 @@ class Row:
     start: int
     end: int | None = None
     status: str = "in flight"
-    """``done``, ``failed`` or ``in flight``."""
+    """``done``, ``failed``, ``in flight``, or ``abandoned`` (the run was
+    cancelled with it in flight: it ends at the cancel, with no outcome)."""
     execution: int = 0
     """The execution in which the call finished (or started, if it has not)."""
     attempts: list[tuple[int, str]] = field(default_factory=list)
@@ -80,7 +81,7 @@ class Timeline:
             return "value"
         if row.status == "failed":
             return "failed"
-        if row.status == "in flight":
+        if row.status in ("in flight", "abandoned"):
             return "inflight"
         return "dispatched" if row.execution == self.latest_execution else "replayed"
 
@@ -126,7 +127,13 @@ def build_timeline(
                 text = f"attempt {event.attempt}: {event.error.type}: "
                 retried.attempts.append((at, text + event.error.message))
         latest = execution  # the execution of the last event seen
-        if isinstance(event, jf.RunWaiting | jf.RunFailed):
+        if isinstance(event, jf.RunCancelled):
+            for key in event.abandoned:
+                left = rows.get(key)
+                if left is not None and left.end is None:
+                    left.end, left.status = at, "abandoned"
+                    left.error = "abandoned: the run was cancelled"
+        if isinstance(event, _BOUNDARIES):
             execution += 1
             boundaries.append(Boundary(jf.event_tag(event), at))
     start = min(times) if times else 0
@@ -144,6 +151,15 @@ def build_timeline(
         latest,
         list(times),
     )
+
+
+_BOUNDARIES = (
+    jf.RunWaiting,
+    jf.RunFailed,
+    jf.RunCancelled,
+    jf.RunTimedOut,
+)
+"""Events that end an execution: a boundary on the chart."""
 
 
 def _row(key: bytes, task: str, kind: str, at: int, execution: int) -> Row:

@@ -31,6 +31,7 @@ from . import gc_relax, jobs, waits
 from .context import Context
 from .dispatch import Call, ExecutorSet, Slots
 from .divergence import call_site, describe_args
+from .halting import HaltWatch, settle_halted
 from .journal import GROUP, RunJournal
 from .parallel import BranchAbandoned, Resolved
 from .scope import Scope, current_scope
@@ -290,10 +291,14 @@ class Runtime(ExecutionState):
         self._process = process
         self.quiet = self.loop.create_future()
         watch = self._stopper.watch(self) if self._stopper is not None else None
+        # A cancel request or the run's deadline (none for time travel).
+        halt = HaltWatch(self, self.journal.store) if not self.frozen else None
         try:
             ends = (
                 {main, self.quiet} if watch is None else {main, self.quiet, watch.done}
             )
+            if halt is not None:
+                ends.add(halt.done)
             with gc_relax.relaxed():
                 await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
         except BaseException:
@@ -305,9 +310,13 @@ class Runtime(ExecutionState):
         finally:
             if watch is not None:
                 watch.close()
+            if halt is not None:
+                halt.close()
             self.stats.elapsed = time.perf_counter() - started
         if self.fault is not None:
             await settle_fault(self, main)  # raises the fault
+        if halt is not None and halt.halted(main) and not self.crashed:
+            return await settle_halted(self, main, halt)
         if watch is not None and watch.stopped(main):
             await settle_stopped(self, main, watch)  # raises RunInterrupted
         if not self.crashed:

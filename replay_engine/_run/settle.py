@@ -72,7 +72,9 @@ async def stop(state: ExecutionState, main: asyncio.Task[Any]) -> None:
 async def settle_waiting(state: ExecutionState, main: asyncio.Task[Any]) -> Outcome:
     """The process is blocked on external effects: record ``RunWaiting``."""
     pending = sorted(k for k in state.external if k not in state.parked_timers)
-    next_due = min(state.due.values()) if state.due else None
+    # The run's deadline too: whoever wakes the run then times it out.
+    dues = [*state.due.values(), *filter(None, [state.run_deadline_ns])]
+    next_due = min(dues) if dues else None
     await stop(state, main)
     if state.frozen:
         return Outcome(

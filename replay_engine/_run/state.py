@@ -107,6 +107,8 @@ class ExecutionState:
         self.parked_timers: set[bytes] = set()
         self.due: dict[bytes, int] = {}
         """Deadlines and parked timers of blocked calls (UTC ns)."""
+        self.run_deadline_ns: int | None = None
+        """The run's own deadline (UTC ns), set by ``halting`` when it watches."""
         self.groups: set[Any] = set()
         self.journal = journal
         self.run_id = run_id

@@ -124,6 +124,8 @@ def append_events(
         fork_at=record.fork_at,
         dispatched=counters[0] if counters else record.dispatched,
         replayed=counters[1] if counters else record.replayed,
+        deadline_ns=record.deadline_ns,
+        cancel_requested_ns=record.cancel_requested_ns,
     )
     txn.put(
         record.run_id.encode(), jf.seal(jf.encode_record(updated)), db=dbs[jf.DB_RUNS]

@@ -66,6 +66,20 @@ def _parse_key(run_id: str, key_text: str) -> bytes:
 
 def _check_open(view: RunTxn, key_text: str | None) -> None:
     status = view.record.status
+    if status in ("cancelled", "timed_out"):
+        what = (
+            "was cancelled"
+            if status == "cancelled"
+            else "passed its deadline (timed out)"
+        )
+        raise _reject(
+            "run_finished",
+            f"run {view.run_id!r} {what}: its pending effects were abandoned, so"
+            " posting to it changes nothing and nothing was written; fork it"
+            f" (`replay-engine fork {view.run_id} --at N`) to run again",
+            view.run_id,
+            key_text,
+        )
     if status in TERMINAL:
         hint = (
             f"fork it (`replay-engine fork {view.run_id} --at N`) to run again"

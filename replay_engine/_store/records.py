@@ -103,8 +103,11 @@ def new_record(
     started: jf.RunStarted,
     status: str,
     if_taken: str,
+    deadline_ns: int | None = None,
 ) -> jf.RunRecord:
     """The record of a run about to be created, with no events yet.
+
+    ``deadline_ns`` (UTC nanoseconds) is the run's deadline, if it has one.
 
     Raises:
         RunExistsError: the id is taken (the message ends with ``if_taken``).
@@ -126,6 +129,7 @@ def new_record(
         head=jf.genesis_digest(run_id),
         parent=started.parent,
         fork_at=started.fork_at,
+        deadline_ns=deadline_ns,
     )
 
 

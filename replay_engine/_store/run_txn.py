@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
+
 import journal_format as jf
 
 from .chain import AppendResult, StoredEvent, append_events, events_at, read_chain
@@ -64,3 +66,21 @@ class RunTxn:
         raw = self._txn.get(self.run_id.encode(), db=self._dbs[jf.DB_RUNS])
         self.record = decode_run(self.run_id, raw)
         return result
+
+    def mark(self, **fields: int | None) -> None:
+        """Rewrite fields of the run record in this transaction (no event).
+
+        For a record field an event implies but the chain cannot index
+        cheaply: ``cancel_requested_ns``, set beside a ``cancel_requested``.
+
+        Raises:
+            FormatVersionError: the journal was opened read-only (JF-044).
+        """
+        if self._read_only:
+            raise refuse_write(self._path)
+        self.record = msgspec.structs.replace(self.record, **fields)
+        self._txn.put(
+            self.run_id.encode(),
+            jf.seal(jf.encode_record(self.record)),
+            db=self._dbs[jf.DB_RUNS],
+        )

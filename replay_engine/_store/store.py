@@ -108,9 +108,17 @@ class Store:
     # -- runs --------------------------------------------------------------------
 
     def create_run(
-        self, run_id: str, started: jf.RunStarted, blobs: dict[bytes, bytes]
+        self,
+        run_id: str,
+        started: jf.RunStarted,
+        blobs: dict[bytes, bytes],
+        *,
+        deadline_ns: int | None = None,
     ) -> None:
         """Create a run whose first event is ``started``, atomically.
+
+        ``deadline_ns`` (UTC nanoseconds) is the run's deadline: past it, the
+        run ends ``timed_out`` (kept in the run record, see ``_store.cancel``).
 
         Raises:
             RunExistsError: a run with this id exists.
@@ -123,6 +131,7 @@ class Store:
             blobs,
             "running",
             f"resume it with `replay-engine resume {run_id}`, or choose another run id",
+            deadline_ns=deadline_ns,
         )
 
     def fork_run(self, run_id: str, at: int, new_run_id: str, status: str) -> None:
@@ -164,13 +173,21 @@ class Store:
         status: str,
         if_taken: str,
         times: Sequence[int] | None = None,
+        deadline_ns: int | None = None,
     ) -> None:
         """Create a run of ``started`` and ``later`` events in one commit."""
         dbs = self._dbs
 
         def body(txn: Any) -> None:
             record = new_record(
-                txn, dbs[jf.DB_RUNS], self.real_path, run_id, started, status, if_taken
+                txn,
+                dbs[jf.DB_RUNS],
+                self.real_path,
+                run_id,
+                started,
+                status,
+                if_taken,
+                deadline_ns,
             )
             self._check_writable()
             append_events(txn, dbs, record, [started, *later], blobs, None, None, times)

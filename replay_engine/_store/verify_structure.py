@@ -9,9 +9,11 @@ each other. This module finds those (issue 12):
   well-formed run-prefixed key;
 * a run record whose ``run_id`` is not the key it is stored under;
 * an invocation key with two outcomes (``completed``/``failed``);
-* a ``run_completed`` followed by another terminal event (a completed run is
-  terminal; a failed run may be resumed, so ``run_failed`` may repeat and may
-  be followed by ``run_completed``).
+* an ending event (``run_completed``, ``run_cancelled``, ``run_timed_out``)
+  followed by another terminal event (an ended run changes no more; a failed
+  run may be resumed, so ``run_failed`` may repeat and may be followed by any
+  ending). ``cancel_requested`` is not terminal: it asks the executor to end
+  the run.
 
 Every check is linear: the orphan scan visits one key per distinct run prefix
 (LMDB seeks past each run's records), and the per-run checks ride along the
@@ -27,6 +29,10 @@ from typing import Any
 import journal_format as jf
 
 from . import env as _env
+
+_ENDING = (jf.RunCompleted, jf.RunCancelled, jf.RunTimedOut)
+"""Events that end a run for good."""
+_TERMINAL = (*_ENDING, jf.RunFailed)
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,8 @@ class EventChecks:
         self.run_id = run_id
         self.outcomes: dict[bytes, int] = {}  # key -> seq of its first outcome
         self.completed_at: int | None = None
+        """The seq of the event that ended the run (no terminal may follow)."""
+        self.ended_by = ""
         self.problems: list[Problem] = []
 
     def see(self, seq: int, event: jf.Event, key_text: str | None) -> None:
@@ -89,23 +97,19 @@ class EventChecks:
                         key=key_text,
                     )
                 )
-        elif isinstance(event, jf.RunCompleted | jf.RunFailed):
+        elif isinstance(event, _TERMINAL):
             if self.completed_at is not None:
-                tag = (
-                    "run_completed"
-                    if isinstance(event, jf.RunCompleted)
-                    else "run_failed"
-                )
                 self.problems.append(
                     Problem(
-                        f"a second terminal event: {tag} after the run_completed"
-                        f" at seq {self.completed_at}",
+                        f"a second terminal event: {jf.event_tag(event)} after the"
+                        f" {self.ended_by} at seq {self.completed_at}",
                         run_id=self.run_id,
                         seq=seq,
                     )
                 )
-            elif isinstance(event, jf.RunCompleted):
+            elif isinstance(event, _ENDING):
                 self.completed_at = seq
+                self.ended_by = jf.event_tag(event)
 
 
 def index_problems(

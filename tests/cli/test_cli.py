@@ -44,6 +44,7 @@ def test_help_lists_commands_in_declaration_order(invoke: Invoke) -> None:
         *("pending", "post", "iterate"),
         *("delete", "gc", "compact"),
         "check",
+        "cancel",
     ]
     assert "REPLAY_ENGINE_JOURNAL" in out
 

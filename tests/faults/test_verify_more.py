@@ -116,6 +116,22 @@ def damage_two_terminals(journal: Path) -> str:
     return "twice"
 
 
+def damage_cancelled_then_completed(journal: Path) -> str:
+    event, blobs = started("fault_flows:waiter", {})
+    cancelled = jf.RunCancelled(reason="stop")
+    done = jf.RunCompleted(result=jf.encode_payload(1))
+    write_run(journal, "revived", [event, cancelled, done], blobs, status="completed")
+    return "revived"
+
+
+def damage_timed_out_then_cancelled(journal: Path) -> str:
+    event, blobs = started("fault_flows:waiter", {})
+    late = jf.RunTimedOut(deadline_ns=1)
+    cancelled = jf.RunCancelled()
+    write_run(journal, "ended2", [event, late, cancelled], blobs, status="cancelled")
+    return "ended2"
+
+
 DAMAGE = {
     "no-record": damage_no_record,
     "orphan-events": damage_orphan_events,
@@ -125,6 +141,8 @@ DAMAGE = {
     "wrong-run-id": damage_wrong_id,
     "two-outcomes": damage_two_outcomes,
     "two-terminals": damage_two_terminals,
+    "cancelled-then-completed": damage_cancelled_then_completed,
+    "timed-out-then-cancelled": damage_timed_out_then_cancelled,
 }
 
 

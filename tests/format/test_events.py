@@ -31,6 +31,9 @@ TAGS = {
     "run_completed": jf.RunCompleted,
     "run_failed": jf.RunFailed,
     "run_waiting": jf.RunWaiting,
+    "cancel_requested": jf.CancelRequested,
+    "run_cancelled": jf.RunCancelled,
+    "run_timed_out": jf.RunTimedOut,
 }
 
 #: Field names of every event type in the order writers emit them (JF-038).
@@ -50,6 +53,9 @@ FIELDS = {
     jf.RunCompleted: ("result",),
     jf.RunFailed: ("error",),
     jf.RunWaiting: ("pending", "next_due_ns"),
+    jf.CancelRequested: ("reason",),
+    jf.RunCancelled: ("reason", "abandoned"),
+    jf.RunTimedOut: ("deadline_ns",),
 }
 
 
@@ -70,6 +76,9 @@ FIRST_FIELDS = {
     jf.RunCompleted: ("result",),
     jf.RunFailed: ("error",),
     jf.RunWaiting: (),
+    jf.CancelRequested: (),
+    jf.RunCancelled: (),
+    jf.RunTimedOut: ("deadline_ns",),
 }
 
 

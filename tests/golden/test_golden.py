@@ -26,7 +26,10 @@ from tests.helpers import cli_invoker
 
 HERE = Path(__file__).resolve().parent
 VERSIONS = sorted(p for p in HERE.glob("v*") if p.is_dir())
-ALL_TAGS = {t.__struct_config__.tag for t in jf.EVENT_TYPES}
+# Event types added after the v1 golden journal was written (additive, no
+# format bump): a committed golden journal is never rewritten, so it lacks them.
+LATER_TAGS = {"cancel_requested", "run_cancelled", "run_timed_out"}
+ALL_TAGS = {t.__struct_config__.tag for t in jf.EVENT_TYPES} - LATER_TAGS
 SNAPSHOT_STATUS = {"completed": "completed", "failed": "failed", "waiting": "frontier"}
 
 
