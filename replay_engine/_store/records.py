@@ -103,6 +103,7 @@ def new_record(
     started: jf.RunStarted,
     status: str,
     if_taken: str,
+    queue: str | None = None,
 ) -> jf.RunRecord:
     """The record of a run about to be created, with no events yet.
 
@@ -126,6 +127,7 @@ def new_record(
         head=jf.genesis_digest(run_id),
         parent=started.parent,
         fork_at=started.fork_at,
+        queue=queue,
     )
 
 

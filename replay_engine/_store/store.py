@@ -28,7 +28,7 @@ from ..errors import (
     ReplayRangeError,
     RunNotFoundError,
 )
-from . import checkpoints, env as _env
+from . import active as _active, checkpoints, env as _env
 from .chain import AppendResult, StoredEvent, append_events, read_chain
 from .files import Access
 from .records import check_format, decode_run, forked_start, new_record, refuse_write
@@ -108,9 +108,18 @@ class Store:
     # -- runs --------------------------------------------------------------------
 
     def create_run(
-        self, run_id: str, started: jf.RunStarted, blobs: dict[bytes, bytes]
+        self,
+        run_id: str,
+        started: jf.RunStarted,
+        blobs: dict[bytes, bytes],
+        *,
+        queued: bool = False,
+        queue: str | None = None,
     ) -> None:
         """Create a run whose first event is ``started``, atomically.
+
+        ``queued``: the run is recorded ``queued`` (on ``queue``) for a worker
+        to start, instead of ``running``.
 
         Raises:
             RunExistsError: a run with this id exists.
@@ -121,8 +130,9 @@ class Store:
             started,
             (),
             blobs,
-            "running",
+            "queued" if queued else "running",
             f"resume it with `replay-engine resume {run_id}`, or choose another run id",
+            queue=queue,
         )
 
     def fork_run(self, run_id: str, at: int, new_run_id: str, status: str) -> None:
@@ -164,13 +174,15 @@ class Store:
         status: str,
         if_taken: str,
         times: Sequence[int] | None = None,
+        queue: str | None = None,
     ) -> None:
         """Create a run of ``started`` and ``later`` events in one commit."""
         dbs = self._dbs
+        runs_db = dbs[jf.DB_RUNS]
 
         def body(txn: Any) -> None:
             record = new_record(
-                txn, dbs[jf.DB_RUNS], self.real_path, run_id, started, status, if_taken
+                txn, runs_db, self.real_path, run_id, started, status, if_taken, queue
             )
             self._check_writable()
             append_events(txn, dbs, record, [started, *later], blobs, None, None, times)
@@ -222,6 +234,46 @@ class Store:
             return list(txn.cursor(db=runs_db))
 
         return [decode_run(k.decode(), v) for k, v in _env.read(self._handle, body)]
+
+    # -- active runs (what a worker looks at) -------------------------------------
+
+    def active_runs(self, *, records: bool = True) -> list[_active.ActiveRun]:
+        """The runs whose status is queued, running or waiting, in run id order.
+
+        Read from the ``active`` index in one read transaction, with each run's
+        record when ``records``; never a scan of every run record (except on
+        an old journal opened read-only, which has no index).
+        """
+        dbs = self._dbs
+        return _env.read(
+            self._handle, lambda txn: _active.read(txn, dbs, records=records)
+        )
+
+    def change_counter(self) -> int:
+        """LMDB's last committed transaction id: changes with every commit.
+
+        Any process's commit moves it, so polling it (a few microseconds)
+        tells a worker when to look again.
+        """
+        _env.check_pid(self._handle)
+        value: int = self._handle.env.info()["last_txnid"]
+        return value
+
+    def claim_queued(self, run_id: str, limits: _active.Limits) -> jf.RunRecord | None:
+        """Mark a queued run ``running`` if its queue's limits allow, atomically.
+
+        Returns its new record, or None when it is no longer queued or a limit
+        is reached (nothing written). See :func:`.active.claim`.
+        """
+        dbs = self._dbs
+
+        def body(txn: Any) -> jf.RunRecord | None:
+            self._check_writable()
+            return _active.claim(txn, dbs, run_id, limits)
+
+        result = _env.write(self._handle, body)
+        self.commits += 1
+        return result
 
     # -- writes to a run ---------------------------------------------------------
 
