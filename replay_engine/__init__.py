@@ -19,6 +19,12 @@ from ._api.snapshots import (
     Snapshot as Snapshot,
 )
 from ._api.waiting import SignalWait as SignalWait, Waiting as Waiting
+from ._api.worker import (
+    QueueLimits as QueueLimits,
+    Worker as Worker,
+    WorkerEvent as WorkerEvent,
+    WorkerSummary as WorkerSummary,
+)
 from ._run.runtime import FrontierCall as FrontierCall, RunStats as RunStats
 from ._run.tasks import (
     TaskContext as TaskContext,
@@ -75,6 +81,7 @@ __all__ = [
     "PostRejected",
     "Problem",
     "ProcessImportError",
+    "QueueLimits",
     "ReplayEngineError",
     "ReplayRangeError",
     "Run",
@@ -93,6 +100,9 @@ __all__ = [
     "ThunkRequired",
     "VerifyReport",
     "Waiting",
+    "Worker",
+    "WorkerEvent",
+    "WorkerSummary",
     "external",
     "load_process",
     "task",

@@ -9,16 +9,17 @@ module                 methods
                        ``post_event``, ``claim``, ``heartbeat``
 :mod:`.travel`         ``replay`` (and ``_async``), ``fork``
 :mod:`.inspecting`     ``status``, ``result``, ``runs``, ``events``, ``verify``
+:mod:`.scheduling`     ``submit`` (a queued run), ``worker`` (:mod:`.worker`)
 =====================  =========================================================
 """
 
 from __future__ import annotations
 
-from .effects import ExternalEffects
+from .scheduling import Scheduling
 from .travel import TimeTravel
 
 
-class Engine(ExternalEffects, TimeTravel):
+class Engine(Scheduling, TimeTravel):
     """A journal directory and the runs in it.
 
     Args:

@@ -56,6 +56,8 @@ class RunInfo:
     """For a waiting run: the keys it waits on (filled by ``Engine.status``)."""
     abandoned: tuple[str, ...] = ()
     """External effects abandoned because their group failed (``Engine.status``)."""
+    queue: str | None = None
+    """The queue a submitted run was put on."""
 
     @classmethod
     def _from_record(cls, record: jf.RunRecord) -> RunInfo:
@@ -70,4 +72,5 @@ class RunInfo:
             replayed=record.replayed,
             parent=record.parent,
             fork_at=record.fork_at,
+            queue=record.queue,
         )

@@ -19,13 +19,15 @@ from __future__ import annotations
 import struct
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
 import journal_format as jf
 
 from .records import decode_run
+
+ClaimOutcome = Literal["claimed", "gone", "limited"]
 
 _QUEUE_KEY = b"\x00queue:"
 _NS = struct.Struct(">Q")
@@ -123,22 +125,22 @@ def claim(
     limits: Limits,
     *,
     now_ns: int | None = None,
-) -> jf.RunRecord | None:
-    """Mark the queued ``run_id`` running if its queue's limits allow; its record.
+) -> ClaimOutcome:
+    """Mark the queued ``run_id`` running if its queue's limits allow.
 
     One write transaction decides, so two workers cannot both take a queue's
     last slot: the count of the queue's ``running`` and ``waiting`` runs and
     its recent starts are read in the same transaction that marks the run.
-    Returns None (and writes nothing) when the run is no longer queued or a
-    limit is reached.
+    Returns ``"claimed"``; ``"gone"`` (no longer queued) or ``"limited"`` (a
+    limit is reached), writing nothing.
     """
     runs_db = dbs[jf.DB_RUNS]
     raw = txn.get(run_id.encode(), db=runs_db)
     if raw is None:
-        return None
+        return "gone"
     record = decode_run(run_id, raw)
     if record.status != "queued":
-        return None
+        return "gone"
     queue = record.queue
     if limits.concurrency is not None:
         busy = sum(
@@ -147,14 +149,14 @@ def claim(
             if run.entry.queue == queue and run.entry.status in ("running", "waiting")
         )
         if busy >= limits.concurrency:
-            return None
+            return "limited"
     now = time.time_ns() if now_ns is None else now_ns
     if limits.rate is not None and not _rate_allows(txn, dbs, queue, limits.rate, now):
-        return None
+        return "limited"
     updated = msgspec.structs.replace(record, status="running", updated_ns=now)
     txn.put(run_id.encode(), jf.seal(jf.encode_record(updated)), db=runs_db)
     note_status(txn, dbs, record, updated)
-    return updated
+    return "claimed"
 
 
 def _rate_allows(

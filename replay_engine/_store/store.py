@@ -259,15 +259,15 @@ class Store:
         value: int = self._handle.env.info()["last_txnid"]
         return value
 
-    def claim_queued(self, run_id: str, limits: _active.Limits) -> jf.RunRecord | None:
+    def claim_queued(self, run_id: str, limits: _active.Limits) -> _active.ClaimOutcome:
         """Mark a queued run ``running`` if its queue's limits allow, atomically.
 
-        Returns its new record, or None when it is no longer queued or a limit
-        is reached (nothing written). See :func:`.active.claim`.
+        ``"claimed"``, or ``"gone"`` (no longer queued) / ``"limited"`` (a
+        limit is reached), writing nothing. See :func:`.active.claim`.
         """
         dbs = self._dbs
 
-        def body(txn: Any) -> jf.RunRecord | None:
+        def body(txn: Any) -> _active.ClaimOutcome:
             self._check_writable()
             return _active.claim(txn, dbs, run_id, limits)
 
