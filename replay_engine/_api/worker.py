@@ -193,7 +193,8 @@ class Worker:
         self.on_event = on_event
         self.summary = WorkerSummary()
         self._executing: dict[str, asyncio.Task[None]] = {}
-        self._tried: dict[str, tuple[int, float]] = {}
+        self._tried: dict[str, tuple[int, float, int]] = {}
+        self._stop_requested = False
         self._refused: set[str] = set()
         self._stop = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -241,7 +242,9 @@ class Worker:
         execution has committed and released its run.
         """
         self._stop = True
-        if self._executing:
+        if self._executing or self._stop_requested:
+            # The first request drains with a grace; a second stops at once.
+            self._stop_requested = True
             self.engine.request_stop(
                 "the worker is stopping",
                 grace=self.stop_grace if grace is None else grace,
@@ -346,7 +349,7 @@ class Worker:
             with contextlib.suppress(ReplayEngineError):
                 record = self._store.get_run(run_id)
             events = record.events if record is not None else action.events
-            self._tried[run_id] = (events, time.monotonic())
+            self._tried[run_id] = (events, time.monotonic(), time.time_ns())
             if status is not None:
                 self.summary.finished[status] = self.summary.finished.get(status, 0) + 1
                 self._emit(WorkerEvent("finished", run_id, why=why, status=status))
@@ -357,7 +360,9 @@ class Worker:
         tasks = list(self._executing.values())
         if not tasks:
             return
-        self.engine.request_stop("the worker is stopping", grace=self.stop_grace)
+        if not self._stop_requested:  # stopped another way (a cancelled loop)
+            self._stop_requested = True
+            self.engine.request_stop("the worker is stopping", grace=self.stop_grace)
         # Bounded: each execution stops within its grace, then commits.
         await asyncio.wait(tasks, timeout=self.stop_grace + 30.0)
 

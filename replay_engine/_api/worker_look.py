@@ -49,7 +49,7 @@ def plan(
     *,
     allowed: Mapping[str, Callable[..., Any]],
     executing: Collection[str],
-    tried: Mapping[str, tuple[int, float]],
+    tried: Mapping[str, tuple[int, float, int]],
     now_ns: int,
     now_mono: float,
     grace_ns: int,
@@ -71,6 +71,7 @@ def plan(
         last = tried.get(record.run_id)
         # An execution of ours left the run as it is now: wait before the
         # next try, so a run whose wake changes nothing is not spun on.
+        # (Unless a time it waits for has come since that execution.)
         recent = (
             last is not None
             and last[0] == record.events
@@ -80,6 +81,8 @@ def plan(
             look.queued.setdefault(record.queue, []).append(record)
         elif record.status == "waiting":
             due = _wake_due(record)
+            if recent and due and last is not None and last[2] < due:
+                recent = False
             if due is not None and due <= now_ns and not recent:
                 look.actions.append(Action(record.run_id, fn, "wake", record.events))
             elif due is not None:
