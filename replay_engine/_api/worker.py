@@ -365,6 +365,10 @@ class Worker:
             self.engine.request_stop("the worker is stopping", grace=self.stop_grace)
         # Bounded: each execution stops within its grace, then commits.
         await asyncio.wait(tasks, timeout=self.stop_grace + 30.0)
+        if not self._executing:
+            # Every execution it asked to stop has stopped: an embedding
+            # caller's engine runs normally again.
+            self.engine._stopper.reset()
 
     def _error(self, run_id: str, detail: str) -> None:
         self.summary.errors += 1
