@@ -250,13 +250,16 @@ class Store:
         )
 
     def change_counter(self) -> int:
-        """LMDB's last committed transaction id: changes with every commit.
+        """The id of the journal's latest committed transaction, as a reader sees it.
 
-        Any process's commit moves it, so polling it (a few microseconds)
-        tells a worker when to look again.
+        Any process's commit moves it, so polling it (about a microsecond)
+        tells a worker when to look again. It is the snapshot id of a read
+        transaction, not ``env.info()["last_txnid"]``: LMDB writes (and, with
+        fsync, flushes) the meta page before it lets new readers see the
+        commit, so ``last_txnid`` can be ahead of what a read right after it
+        shows, and a look made then would miss the change it was told of.
         """
-        _env.check_pid(self._handle)
-        value: int = self._handle.env.info()["last_txnid"]
+        value: int = _env.read(self._handle, lambda txn: txn.id())
         return value
 
     def claim_queued(self, run_id: str, limits: _active.Limits) -> _active.ClaimOutcome:
