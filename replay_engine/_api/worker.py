@@ -273,7 +273,11 @@ class Worker:
 
     def _look(self) -> Look:
         try:
-            runs = self._store.active_runs(records=True)
+            allowed = self.allowed
+            runs = self._store.active_runs(
+                queued_heads=max(0, self.max_runs - len(self._executing)),
+                accept=lambda record: record.process in allowed,
+            )
         except ReplayEngineError as exc:
             self._error("", f"reading the active runs failed: {exc}")
             return Look(due_ns=time.time_ns() + int(self.retry_after * 1e9))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -80,8 +81,21 @@ class ActiveRun:
     """The run record (None: the index names a run with no record)."""
 
 
-def read(txn: Any, dbs: dict[bytes, Any], *, records: bool) -> list[ActiveRun]:
-    """Every active run, with its record when ``records`` (else only the entry)."""
+def read(
+    txn: Any,
+    dbs: dict[bytes, Any],
+    *,
+    records: bool,
+    queued_heads: int | None = None,
+    accept: Callable[[jf.RunRecord], bool] | None = None,
+) -> list[ActiveRun]:
+    """Every active run, with its record when ``records`` (else only the entry).
+
+    With ``queued_heads``, queued runs are read oldest first per queue and
+    only until ``queued_heads`` of them pass ``accept`` (a worker with three
+    free slots reads three queued records, not the whole backlog); the others
+    are left out.
+    """
     runs_db = dbs[jf.DB_RUNS]
     db = dbs.get(jf.DB_ACTIVE)
     out: list[ActiveRun] = []
@@ -95,18 +109,35 @@ def read(txn: Any, dbs: dict[bytes, Any], *, records: bool) -> list[ActiveRun]:
     cursor = txn.cursor(db=db)
     if not cursor.set_range(b"\x01"):  # past the queue-state keys
         return out
+    queued: dict[str | None, list[tuple[int, str, jf.ActiveEntry]]] = {}
     for key, value in cursor:
         try:
             entry = jf.unpack_active(value)
             run_id = key.decode()
         except (jf.FormatError, UnicodeDecodeError):
             continue  # derived data: a damaged entry is skipped, the record rules
-        found: jf.RunRecord | None = None
-        if records:
-            raw = txn.get(key, db=runs_db)
-            found = None if raw is None else decode_run(run_id, raw)
-        out.append(ActiveRun(run_id, entry, found))
+        if queued_heads is not None and entry.status == "queued":
+            queued.setdefault(entry.queue, []).append((entry.created_ns, run_id, entry))
+            continue
+        out.append(ActiveRun(run_id, entry, _record(txn, runs_db, run_id, records)))
+    for backlog in queued.values():
+        backlog.sort()
+        taken = 0
+        for _, run_id, entry in backlog:
+            if queued_heads is None or taken >= queued_heads:
+                break
+            head = _record(txn, runs_db, run_id, True)
+            out.append(ActiveRun(run_id, entry, head))
+            if head is not None and (accept is None or accept(head)):
+                taken += 1
     return out
+
+
+def _record(txn: Any, runs_db: Any, run_id: str, wanted: bool) -> jf.RunRecord | None:
+    if not wanted:
+        return None
+    raw = txn.get(run_id.encode(), db=runs_db)
+    return None if raw is None else decode_run(run_id, raw)
 
 
 @dataclass(frozen=True, slots=True)

@@ -237,16 +237,27 @@ class Store:
 
     # -- active runs (what a worker looks at) -------------------------------------
 
-    def active_runs(self, *, records: bool = True) -> list[_active.ActiveRun]:
-        """The runs whose status is queued, running or waiting, in run id order.
+    def active_runs(
+        self,
+        *,
+        records: bool = True,
+        queued_heads: int | None = None,
+        accept: Callable[[jf.RunRecord], bool] | None = None,
+    ) -> list[_active.ActiveRun]:
+        """The runs whose status is queued, running or waiting.
 
         Read from the ``active`` index in one read transaction, with each run's
         record when ``records``; never a scan of every run record (except on
-        an old journal opened read-only, which has no index).
+        an old journal opened read-only, which has no index). ``queued_heads``
+        and ``accept``: read only the oldest queued runs of each queue (see
+        :func:`.active.read`).
         """
         dbs = self._dbs
         return _env.read(
-            self._handle, lambda txn: _active.read(txn, dbs, records=records)
+            self._handle,
+            lambda txn: _active.read(
+                txn, dbs, records=records, queued_heads=queued_heads, accept=accept
+            ),
         )
 
     def change_counter(self) -> int:
