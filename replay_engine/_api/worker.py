@@ -41,7 +41,7 @@ from ..errors import (
 )
 from .effects import ExternalEffects
 from .processes import ProcessLike, load_typed
-from .worker_look import Action, Look, plan
+from .worker_look import Action, Look, plan, unheld
 
 _log = logging.getLogger("replay_engine.worker")
 
@@ -332,6 +332,10 @@ class Worker:
         run_id, why = action.run_id, action.why
         status: str | None = None
         try:
+            if why == "wake" and not unheld(self.engine.path, run_id):
+                # Another worker (or an iterate) is on it already: leave it
+                # quietly; a wake it misses moves the change counter again.
+                return
             self._emit(WorkerEvent("started", run_id, why=why))
             counter = {"start": "started", "recovery": "recovered", "wake": "woken"}
             name = counter[why]

@@ -91,7 +91,7 @@ def plan(
             quiet_until = record.updated_ns + grace_ns
             if quiet_until > now_ns:
                 look.due_ns = min(look.due_ns, quiet_until)
-            elif not recent and _abandoned(path, record.run_id):
+            elif not recent and unheld(path, record.run_id):
                 look.actions.append(
                     Action(record.run_id, fn, "recovery", record.events)
                 )
@@ -118,7 +118,7 @@ def _wake_due(record: jf.RunRecord) -> int | None:
     return min(candidates) if candidates else None
 
 
-def _abandoned(path: str, run_id: str) -> bool:
+def unheld(path: str, run_id: str) -> bool:
     """Whether nobody holds the run's lock (tried without waiting, then let go)."""
     try:
         lock = RunLock(path, run_id)
