@@ -78,6 +78,8 @@ from ._keys import (
     parse_key as parse_key,
 )
 from ._layout import (
+    ACTIVE_STATUSES as ACTIVE_STATUSES,
+    DB_ACTIVE as DB_ACTIVE,
     DB_BLOBS as DB_BLOBS,
     DB_CHECKPOINTS as DB_CHECKPOINTS,
     DB_EVENTS as DB_EVENTS,
@@ -86,18 +88,23 @@ from ._layout import (
     DB_RUNS as DB_RUNS,
     MAX_INVOCATION_KEY_BYTES as MAX_INVOCATION_KEY_BYTES,
     META_FORMAT_KEY as META_FORMAT_KEY,
+    ActiveEntry as ActiveEntry,
     check_run_id as check_run_id,
     event_key as event_key,
     genesis_digest as genesis_digest,
+    pack_active as pack_active,
     pack_seq as pack_seq,
     run_prefix as run_prefix,
     seq_of_event_key as seq_of_event_key,
+    unpack_active as unpack_active,
     unpack_seq as unpack_seq,
 )
 
 __all__ = [
+    "ACTIVE_STATUSES",
     "ADDRESS_SIZE",
     "CHAIN_BROKEN",
+    "DB_ACTIVE",
     "DB_BLOBS",
     "DB_CHECKPOINTS",
     "DB_EVENTS",
@@ -113,6 +120,7 @@ __all__ = [
     "RECORD_ENCODER",
     "TIMER",
     "VALUE",
+    "ActiveEntry",
     "AttemptFailed",
     "CallEntry",
     "CallIndex",
@@ -165,6 +173,7 @@ __all__ = [
     "key_bytes_to_text",
     "match_valid_key",
     "out_of_place",
+    "pack_active",
     "pack_seq",
     "parse_key",
     "payload_ref",
@@ -172,6 +181,7 @@ __all__ = [
     "run_prefix",
     "seal",
     "seq_of_event_key",
+    "unpack_active",
     "unpack_seq",
     "unseal",
 ]

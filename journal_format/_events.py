@@ -311,6 +311,13 @@ class RunRecord(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     cancel_requested_ns: int | None = None
     """When a ``cancel_requested`` was appended (while an executor held the
     run); the executor, or the next resume, ends the run ``cancelled``."""
+    queue: str | None = None
+    """The queue a submitted run was queued on (``Engine.submit``)."""
+    waiting_seq: int | None = None
+    """While the run waits: the seq of its latest ``run_waiting``, so anything
+    appended after it (a post, a signal) shows as ``events > waiting_seq + 1``."""
+    next_due_ns: int | None = None
+    """While the run waits: when its earliest timer falls due (that event's)."""
 
 
 class FormatMeta(msgspec.Struct, frozen=True):

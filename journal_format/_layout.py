@@ -12,9 +12,14 @@ events   run prefix + seq (u64 big-endian)           sealed Envelope
 keys     run prefix + invocation key bytes           seq (u64 BE), dupsort
 blobs    blake3 address (32 bytes)                   payload bytes
 checkpo… run prefix                                  sealed Checkpoint
+active   run id (UTF-8)                              ActiveEntry (packed)
 ======== =========================================== ======================
 
 (``checkpo…`` is the ``checkpoints`` database: derived, optional, JF-100.)
+``active`` is derived too: exactly the runs whose status is ``queued``,
+``running`` or ``waiting``, rewritten in the transaction that changes a run's
+status, so a worker finds its work without reading every run record. A
+journal written before it existed has none; a writable open builds it.
 
 The run prefix is one byte holding the length of the run id's UTF-8 bytes,
 then those bytes: prefix-free, so one run's records are contiguous.
@@ -24,7 +29,7 @@ from __future__ import annotations
 
 import re
 import struct
-from typing import Final
+from typing import Final, NamedTuple
 
 from ._codec import address_of
 from ._errors import FormatError
@@ -35,6 +40,10 @@ DB_EVENTS: Final = b"events"
 DB_KEYS: Final = b"keys"
 DB_BLOBS: Final = b"blobs"
 DB_CHECKPOINTS: Final = b"checkpoints"
+DB_ACTIVE: Final = b"active"
+
+ACTIVE_STATUSES: Final = frozenset({"queued", "running", "waiting"})
+"""The statuses a run has while something may still execute it."""
 
 META_FORMAT_KEY: Final = b"format"
 
@@ -47,6 +56,43 @@ MAX_INVOCATION_KEY_BYTES: Final = LMDB_MAX_KEY - 1 - MAX_RUN_ID_LENGTH
 """382 bytes: at least 42 components of any size, 191 of indexes below 256."""
 
 _SEQ = struct.Struct(">Q")
+_ACTIVE = struct.Struct(">QB")
+_STATUS_CODES: Final = {"queued": 1, "running": 2, "waiting": 3}
+_CODE_STATUSES: Final = {v: k for k, v in _STATUS_CODES.items()}
+
+
+class ActiveEntry(NamedTuple):
+    """An ``active`` value: what a worker needs before reading the run record."""
+
+    created_ns: int
+    status: str
+    queue: str | None
+
+
+def pack_active(status: str, queue: str | None, created_ns: int) -> bytes:
+    """The ``active`` value of a run: created time (u64 BE), status code, queue."""
+    head = _ACTIVE.pack(created_ns, _STATUS_CODES[status])
+    return head if queue is None else head + queue.encode()
+
+
+def unpack_active(data: bytes) -> ActiveEntry:
+    """Inverse of :func:`pack_active`.
+
+    Raises:
+        FormatError: the bytes are not an ``active`` value.
+    """
+    if len(data) < _ACTIVE.size:
+        raise FormatError(f"active entry of {len(data)} bytes (expected >= 9)")
+    created_ns, code = _ACTIVE.unpack_from(data)
+    status = _CODE_STATUSES.get(code)
+    if status is None:
+        raise FormatError(f"active entry with unknown status code {code}")
+    rest = data[_ACTIVE.size :]
+    try:
+        queue = rest.decode() if rest else None
+    except UnicodeDecodeError:
+        raise FormatError("active entry with a queue name that is not UTF-8") from None
+    return ActiveEntry(created_ns, status, queue)
 
 
 def check_run_id(run_id: str) -> str:

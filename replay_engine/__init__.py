@@ -20,6 +20,12 @@ from ._api.snapshots import (
     Snapshot as Snapshot,
 )
 from ._api.waiting import SignalWait as SignalWait, Waiting as Waiting
+from ._api.worker import (
+    QueueLimits as QueueLimits,
+    Worker as Worker,
+    WorkerEvent as WorkerEvent,
+    WorkerSummary as WorkerSummary,
+)
 from ._run.runtime import FrontierCall as FrontierCall, RunStats as RunStats
 from ._run.tasks import (
     TaskContext as TaskContext,
@@ -82,6 +88,7 @@ __all__ = [
     "PostRejected",
     "Problem",
     "ProcessImportError",
+    "QueueLimits",
     "Removed",
     "ReplayEngineError",
     "ReplayRangeError",
@@ -102,6 +109,9 @@ __all__ = [
     "ThunkRequired",
     "VerifyReport",
     "Waiting",
+    "Worker",
+    "WorkerEvent",
+    "WorkerSummary",
     "compact_journal",
     "external",
     "load_process",

@@ -11,18 +11,19 @@ module                 methods
 :mod:`.inspecting`     ``status``, ``result``, ``runs``, ``events``, ``verify``
 :mod:`.retention`      ``delete``, ``gc`` (and ``compact_journal``, a function)
 :mod:`.cancelling`     ``cancel``
+:mod:`.scheduling`     ``submit`` (a queued run), ``worker`` (:mod:`.worker`)
 =====================  =========================================================
 """
 
 from __future__ import annotations
 
 from .cancelling import Cancelling
-from .effects import ExternalEffects
 from .retention import Retention
+from .scheduling import Scheduling
 from .travel import TimeTravel
 
 
-class Engine(ExternalEffects, TimeTravel, Retention, Cancelling):
+class Engine(Scheduling, TimeTravel, Retention, Cancelling):
     """A journal directory and the runs in it.
 
     Args:

@@ -101,6 +101,8 @@ class RunInfo:
     ``cancelled`` at its next check (within a second) or next resume."""
     cancel_reason: str | None = None
     """For a cancelled run: the reason given to ``Engine.cancel``, if any."""
+    queue: str | None = None
+    """The queue a submitted run was put on."""
 
     @classmethod
     def _from_record(cls, record: jf.RunRecord) -> RunInfo:
@@ -118,4 +120,5 @@ class RunInfo:
             deadline=None if record.deadline_ns is None else utc(record.deadline_ns),
             cancel_requested=record.cancel_requested_ns is not None
             and record.status not in ("completed", "cancelled", "timed_out"),
+            queue=record.queue,
         )

@@ -17,7 +17,8 @@ input JSON), 3 the run is waiting for external effects; 143 and 130 when
 
 The commands live in one module per theme, each adding its commands to the
 group with ``register``: ``run_cmds`` (run, resume), ``inspect_cmds``
-(status, runs, log, verify), ``travel_cmds`` (replay, fork), ``export_cmds``
+(status, runs, log, verify), ``worker_cmds`` (submit, worker), ``travel_cmds``
+(replay, fork), ``export_cmds``
 (export, timeline; the page is modelled by ``timeline_model`` and drawn by
 ``timeline_html``), ``debug_cmd`` (the interactive stepper), ``effect_cmds``
 (pending; it registers ``post_cmd`` and ``iterate_cmd`` too), ``retention_cmds``
@@ -49,6 +50,7 @@ from . import (
     run_cmds as _run,
     stop_signals as _stop_signals,
     travel_cmds as _timetravel,
+    worker_cmds as _worker,
 )
 from .common import (
     DEFAULT_JOURNAL,
@@ -104,6 +106,7 @@ def cli(ctx: click.Context, journal: str) -> None:
 
 for _module in (
     _run,
+    _worker,
     _inspect,
     _timetravel,
     _export,

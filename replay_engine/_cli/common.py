@@ -58,7 +58,15 @@ STATUS_EXIT = {
     "cancelled": EXIT_FAILED,
     "timed_out": EXIT_FAILED,
 }
-STATUSES = ("completed", "failed", "waiting", "running", "cancelled", "timed_out")
+STATUSES = (
+    "completed",
+    "failed",
+    "waiting",
+    "running",
+    "queued",
+    "cancelled",
+    "timed_out",
+)
 EVENT_TAGS = tuple(sorted(str(t.__struct_config__.tag) for t in jf.EVENT_TYPES))
 # A log line's key is an anchor (the key of the next call in its scope), not a
 # call of its own, so it must not borrow that call's task name.

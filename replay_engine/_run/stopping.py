@@ -63,6 +63,13 @@ class Stopper:
             with contextlib.suppress(RuntimeError):  # that loop has closed
                 loop.call_soon_threadsafe(wake)
 
+    def reset(self) -> None:
+        """Forget the request: later executions run normally.
+
+        A worker that drained its runs and stopped leaves its engine usable.
+        """
+        self.reason, self.grace, self.immediate = None, 0.0, False
+
     def watch(self, state: ExecutionState) -> StopWatch:
         """Watch for requests while ``state`` executes (close the watch after)."""
         return StopWatch(self, state)

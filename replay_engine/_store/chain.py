@@ -24,6 +24,7 @@ from blake3 import blake3 as _blake3
 import journal_format as jf
 
 from ..errors import JournalCorruptError
+from .active import note_status
 from .records import decode_run
 
 _SEQ = struct.Struct(">Q")
@@ -110,12 +111,23 @@ def append_events(
     txn.cursor(db=dbs[jf.DB_EVENTS]).putmulti(event_items)
     if index_items:
         txn.cursor(db=dbs[jf.DB_KEYS]).putmulti(index_items, dupdata=True)
+    new_status = status or record.status
+    waiting_seq = next_due_ns = None
+    if new_status == "waiting":
+        # Where the run started waiting, so a worker sees what came after it
+        # without reading events. Looked for only in a waiting commit.
+        waiting_seq, next_due_ns = record.waiting_seq, record.next_due_ns
+        for index in range(len(events) - 1, -1, -1):
+            event = events[index]
+            if isinstance(event, jf.RunWaiting):
+                waiting_seq, next_due_ns = record.events + index, event.next_due_ns
+                break
     updated = jf.RunRecord(
         v=jf.FORMAT_VERSION,
         run_id=record.run_id,
         process=record.process,
         fingerprint=record.fingerprint,
-        status=status or record.status,
+        status=new_status,
         created_ns=record.created_ns,
         updated_ns=now,
         events=seq,
@@ -126,10 +138,14 @@ def append_events(
         replayed=counters[1] if counters else record.replayed,
         deadline_ns=record.deadline_ns,
         cancel_requested_ns=record.cancel_requested_ns,
+        queue=record.queue,
+        waiting_seq=waiting_seq,
+        next_due_ns=next_due_ns,
     )
     txn.put(
         record.run_id.encode(), jf.seal(jf.encode_record(updated)), db=dbs[jf.DB_RUNS]
     )
+    note_status(txn, dbs, record if record.events else None, updated)
     return AppendResult(first_seq=record.events, count=len(events), head=head)
 
 

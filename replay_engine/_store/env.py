@@ -13,6 +13,7 @@ ever sees a raw LMDB exception. The files are checked before LMDB maps them
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import threading
@@ -23,6 +24,7 @@ from typing import Any, TypeVar
 import lmdb
 
 from journal_format import (
+    DB_ACTIVE,
     DB_BLOBS,
     DB_CHECKPOINTS,
     DB_EVENTS,
@@ -37,6 +39,7 @@ from ..errors import (
     NotAJournalError,
     ReplayEngineError,
 )
+from . import active as _active
 from .files import DATA_FILE, Access, prepare
 from .lmdb_pages import main_tree_problems
 from .writer_lock import WriterLock, hold_shared
@@ -199,11 +202,15 @@ def _open_dbs(env: Any, path: str, writable: bool) -> dict[bytes, Any]:
         if writable:
             dbs = {name: env.open_db(name) for name in names}
             dbs[DB_KEYS] = env.open_db(DB_KEYS, dupsort=True, dupfixed=True)
+            dbs[DB_ACTIVE] = _open_active(env, dbs[DB_RUNS])
             return dbs
         # A read-only environment cannot create databases: a journal missing
         # one is not ours (or is damaged).
         dbs = {name: env.open_db(name, create=False) for name in names}
         dbs[DB_KEYS] = env.open_db(DB_KEYS, dupsort=True, dupfixed=True, create=False)
+        # A journal written before the index existed has none: readers scan.
+        with contextlib.suppress(lmdb.NotFoundError):
+            dbs[DB_ACTIVE] = env.open_db(DB_ACTIVE, create=False)
         return dbs
     except lmdb.NotFoundError:
         env.close()
@@ -215,6 +222,18 @@ def _open_dbs(env: Any, path: str, writable: bool) -> dict[bytes, Any]:
     except lmdb.Error as exc:
         env.close()
         raise _open_failed(path, writable, exc) from None
+
+
+def _open_active(env: Any, runs_db: Any) -> Any:
+    """The ``active`` index, built in one transaction if the journal predates it."""
+    try:
+        return env.open_db(DB_ACTIVE, create=False)
+    except lmdb.NotFoundError:
+        pass
+    with env.begin(write=True) as txn:
+        db = env.open_db(DB_ACTIVE, txn=txn)
+        _active.fill(txn, db, runs_db)
+    return db
 
 
 def _open_failed(path: str, writable: bool, exc: lmdb.Error) -> ReplayEngineError:

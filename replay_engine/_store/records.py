@@ -104,6 +104,7 @@ def new_record(
     status: str,
     if_taken: str,
     deadline_ns: int | None = None,
+    queue: str | None = None,
 ) -> jf.RunRecord:
     """The record of a run about to be created, with no events yet.
 
@@ -130,6 +131,7 @@ def new_record(
         parent=started.parent,
         fork_at=started.fork_at,
         deadline_ns=deadline_ns,
+        queue=queue,
     )
 
 

@@ -28,7 +28,7 @@ from ..errors import (
     ReplayRangeError,
     RunNotFoundError,
 )
-from . import checkpoints, env as _env
+from . import active as _active, checkpoints, env as _env
 from .chain import AppendResult, StoredEvent, append_events, read_chain
 from .files import Access
 from .records import check_format, decode_run, forked_start, new_record, refuse_write
@@ -114,11 +114,15 @@ class Store:
         blobs: dict[bytes, bytes],
         *,
         deadline_ns: int | None = None,
+        queued: bool = False,
+        queue: str | None = None,
     ) -> None:
         """Create a run whose first event is ``started``, atomically.
 
         ``deadline_ns`` (UTC nanoseconds) is the run's deadline: past it, the
         run ends ``timed_out`` (kept in the run record, see ``_store.cancel``).
+        ``queued``: the run is recorded ``queued`` (on ``queue``) for a worker
+        to start, instead of ``running``.
 
         Raises:
             RunExistsError: a run with this id exists.
@@ -129,9 +133,10 @@ class Store:
             started,
             (),
             blobs,
-            "running",
+            "queued" if queued else "running",
             f"resume it with `replay-engine resume {run_id}`, or choose another run id",
             deadline_ns=deadline_ns,
+            queue=queue,
         )
 
     def fork_run(self, run_id: str, at: int, new_run_id: str, status: str) -> None:
@@ -174,20 +179,23 @@ class Store:
         if_taken: str,
         times: Sequence[int] | None = None,
         deadline_ns: int | None = None,
+        queue: str | None = None,
     ) -> None:
         """Create a run of ``started`` and ``later`` events in one commit."""
         dbs = self._dbs
+        runs_db = dbs[jf.DB_RUNS]
 
         def body(txn: Any) -> None:
             record = new_record(
                 txn,
-                dbs[jf.DB_RUNS],
+                runs_db,
                 self.real_path,
                 run_id,
                 started,
                 status,
                 if_taken,
-                deadline_ns,
+                deadline_ns=deadline_ns,
+                queue=queue,
             )
             self._check_writable()
             append_events(txn, dbs, record, [started, *later], blobs, None, None, times)
@@ -239,6 +247,60 @@ class Store:
             return list(txn.cursor(db=runs_db))
 
         return [decode_run(k.decode(), v) for k, v in _env.read(self._handle, body)]
+
+    # -- active runs (what a worker looks at) -------------------------------------
+
+    def active_runs(
+        self,
+        *,
+        records: bool = True,
+        queued_heads: int | None = None,
+        accept: Callable[[jf.RunRecord], bool] | None = None,
+    ) -> list[_active.ActiveRun]:
+        """The runs whose status is queued, running or waiting.
+
+        Read from the ``active`` index in one read transaction, with each run's
+        record when ``records``; never a scan of every run record (except on
+        an old journal opened read-only, which has no index). ``queued_heads``
+        and ``accept``: read only the oldest queued runs of each queue (see
+        :func:`.active.read`).
+        """
+        dbs = self._dbs
+        return _env.read(
+            self._handle,
+            lambda txn: _active.read(
+                txn, dbs, records=records, queued_heads=queued_heads, accept=accept
+            ),
+        )
+
+    def change_counter(self) -> int:
+        """The id of the journal's latest committed transaction, as a reader sees it.
+
+        Any process's commit moves it, so polling it (about a microsecond)
+        tells a worker when to look again. It is the snapshot id of a read
+        transaction, not ``env.info()["last_txnid"]``: LMDB writes (and, with
+        fsync, flushes) the meta page before it lets new readers see the
+        commit, so ``last_txnid`` can be ahead of what a read right after it
+        shows, and a look made then would miss the change it was told of.
+        """
+        value: int = _env.read(self._handle, lambda txn: txn.id())
+        return value
+
+    def claim_queued(self, run_id: str, limits: _active.Limits) -> _active.ClaimOutcome:
+        """Mark a queued run ``running`` if its queue's limits allow, atomically.
+
+        ``"claimed"``, or ``"gone"`` (no longer queued) / ``"limited"`` (a
+        limit is reached), writing nothing. See :func:`.active.claim`.
+        """
+        dbs = self._dbs
+
+        def body(txn: Any) -> _active.ClaimOutcome:
+            self._check_writable()
+            return _active.claim(txn, dbs, run_id, limits)
+
+        result = _env.write(self._handle, body)
+        self.commits += 1
+        return result
 
     # -- writes to a run ---------------------------------------------------------
 

@@ -39,7 +39,7 @@ def test_help_lists_commands_in_declaration_order(invoke: Invoke) -> None:
     lines = out.split("Commands:")[1].strip().splitlines()
     listed = [line.split()[0] for line in lines]
     assert listed == [
-        *("run", "resume", "status", "runs", "log", "verify"),
+        *("run", "resume", "submit", "worker", "status", "runs", "log", "verify"),
         *("replay", "fork", "export", "timeline", "debug"),
         *("pending", "post", "iterate"),
         *("delete", "gc", "compact"),

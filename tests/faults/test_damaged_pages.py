@@ -45,6 +45,13 @@ def _flip_lower_bit(data: Path, pgno: int) -> None:
         f.write(bytes([byte ^ 0x80]))
 
 
+def _point_first_node_far(data: Path, pgno: int) -> None:
+    """Set the page's first node pointer to 0xfff8: its node lies 64 KiB on."""
+    with data.open("r+b") as f:
+        f.seek(pgno * PAGE + 16)
+        f.write(b"\xf8\xff")
+
+
 def _dies_reading(journal: Path) -> int | None:
     """The signal that kills an in-process read of every run, if one does."""
     proc = subprocess.run(
@@ -66,6 +73,16 @@ def damaged(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Path:
         journal = tmp_path / f"p{pgno}"
         shutil.copytree(template, journal)
         _flip_lower_bit(journal / "data.mdb", pgno)
+        if _dies_reading(journal) in FAULTS:
+            return journal
+        shutil.rmtree(journal)
+    # Whether a flipped mp_lower kills depends on the stale bytes it exposes,
+    # which move with the page layout (the `active` database shifted it);
+    # a first node pointer 64 KiB out reads past the file's end every time.
+    for pgno in range(2, pages):
+        journal = tmp_path / f"n{pgno}"
+        shutil.copytree(template, journal)
+        _point_first_node_far(journal / "data.mdb", pgno)
         if _dies_reading(journal) in FAULTS:
             return journal
         shutil.rmtree(journal)

@@ -14,8 +14,10 @@ import types
 import journal_format as jf
 
 EXPECTED_ALL = [
+    "ACTIVE_STATUSES",
     "ADDRESS_SIZE",
     "CHAIN_BROKEN",
+    "DB_ACTIVE",
     "DB_BLOBS",
     "DB_CHECKPOINTS",
     "DB_EVENTS",
@@ -31,6 +33,7 @@ EXPECTED_ALL = [
     "RECORD_ENCODER",
     "TIMER",
     "VALUE",
+    "ActiveEntry",
     "AttemptFailed",
     "CallEntry",
     "CallIndex",
@@ -83,6 +86,7 @@ EXPECTED_ALL = [
     "key_bytes_to_text",
     "match_valid_key",
     "out_of_place",
+    "pack_active",
     "pack_seq",
     "parse_key",
     "payload_ref",
@@ -90,6 +94,7 @@ EXPECTED_ALL = [
     "run_prefix",
     "seal",
     "seq_of_event_key",
+    "unpack_active",
     "unpack_seq",
     "unseal",
 ]

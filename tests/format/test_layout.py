@@ -36,7 +36,15 @@ def test_environment_holds_exactly_the_named_databases(journal: Path) -> None:
     try:
         with env.begin() as txn:
             names = [k for k, _ in txn.cursor()]
-        assert names == [b"blobs", b"checkpoints", b"events", b"keys", b"meta", b"runs"]
+        assert names == [
+            b"active",
+            b"blobs",
+            b"checkpoints",
+            b"events",
+            b"keys",
+            b"meta",
+            b"runs",
+        ]
         with env.begin() as txn:
             flags = {n: env.open_db(n, txn=txn, create=False).flags(txn) for n in names}
         assert flags[b"keys"]["dupsort"]

@@ -71,12 +71,12 @@ VECTORS = {
         "74656d70747303"
     ),
     "run-r1": (
-        "41ab1b25bf27d915a45b7d30d6e0953bad6242c644dd489780cd5a38190c760f"
-        "89a17601a672756e5f6964a27231a770726f63657373aa63693a70726f636573"
-        "73ab66696e6765727072696e74a466303064a6737461747573a66661696c6564"
-        "aa637265617465645f6e73cf17979cfe362a0000aa757064617465645f6e73cf"
-        "17979cfe362a0003a66576656e747304a468656164c4201e84e6b527c030334a"
-        "037272478c89651229599e1a40dacaa5f29ae28f780b34"
+        "7e9a3317fd54889cc1d521ace827bc886d611bebad5b113c9a5c12e8ec79b2c4"
+        "de0009a17601a672756e5f6964a27231a770726f63657373aa63693a70726f63"
+        "657373ab66696e6765727072696e74a466303064a6737461747573a66661696c"
+        "6564aa637265617465645f6e73cf17979cfe362a0000aa757064617465645f6e"
+        "73cf17979cfe362a0003a66576656e747304a468656164c4201e84e6b527c030"
+        "334a037272478c89651229599e1a40dacaa5f29ae28f780b34"
     ),
     "meta": (
         "83a56d61676963b57265706c61792d656e67696e652d6a6f75726e616cac7265"
@@ -201,3 +201,16 @@ def _spec_vectors() -> dict[str, str]:
 @pytest.mark.spec("JF-090")
 def test_spec_shows_the_same_vectors() -> None:
     assert _spec_vectors() == VECTORS
+
+
+@pytest.mark.spec("JF-070")
+def test_run_record_written_with_a_fixmap_header_still_reads() -> None:
+    # Before RunRecord had 16 fields the writer used a fixmap header (0x89);
+    # journals holding such records must keep reading.
+    old = bytes.fromhex(VECTORS["run-r1"])
+    _, data = jf.unseal(old)
+    assert data[:3] == bytes.fromhex("de0009")
+    fixmap = b"\x89" + data[3:]
+    record = jf.decode_run_record(fixmap)
+    assert record == jf.decode_run_record(data)
+    assert record.queue is None and record.waiting_seq is None
