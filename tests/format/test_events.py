@@ -31,11 +31,21 @@ TAGS = {
     "run_completed": jf.RunCompleted,
     "run_failed": jf.RunFailed,
     "run_waiting": jf.RunWaiting,
+    "execution": jf.ExecutionStarted,
 }
 
 #: Field names of every event type in the order writers emit them (JF-038).
 FIELDS = {
-    jf.RunStarted: ("process", "fingerprint", "inputs", "parent", "fork_at", "seed"),
+    jf.RunStarted: (
+        "process",
+        "fingerprint",
+        "inputs",
+        "parent",
+        "fork_at",
+        "seed",
+        "pid",
+        "host",
+    ),
     jf.EffectRequested: ("key", "task", "kind", "args", "deadline_ns"),
     jf.EffectCompleted: ("key", "result", "signal_seq", "by"),
     jf.EffectFailed: ("key", "error", "attempts", "by"),
@@ -50,6 +60,7 @@ FIELDS = {
     jf.RunCompleted: ("result",),
     jf.RunFailed: ("error",),
     jf.RunWaiting: ("pending", "next_due_ns"),
+    jf.ExecutionStarted: ("pid", "host", "why"),
 }
 
 
@@ -70,6 +81,7 @@ FIRST_FIELDS = {
     jf.RunCompleted: ("result",),
     jf.RunFailed: ("error",),
     jf.RunWaiting: (),
+    jf.ExecutionStarted: ("pid", "host", "why"),
 }
 
 

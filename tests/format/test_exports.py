@@ -41,6 +41,7 @@ EXPECTED_ALL = [
     "EffectCompleted",
     "EffectFailed",
     "EffectRequested",
+    "ExecutionStarted",
     "Envelope",
     "ErrorInfo",
     "Event",
