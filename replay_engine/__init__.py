@@ -12,7 +12,7 @@ tree), ``replay_engine.testing`` (determinism tests), ``replay_engine.check``
 from ._api.durable import DurableProcess as DurableProcess
 from ._api.engine import Engine as Engine
 from ._api.executing import load_process as load_process
-from ._api.results import Run as Run, RunInfo as RunInfo
+from ._api.results import ExecutorInfo as ExecutorInfo, Run as Run, RunInfo as RunInfo
 from ._api.snapshots import (
     CallState as CallState,
     LogEntry as LogEntry,
@@ -61,6 +61,7 @@ __all__ = [
     "CallState",
     "DurableProcess",
     "Engine",
+    "ExecutorInfo",
     "ExecutorUnavailable",
     "Expired",
     "FormatVersionError",

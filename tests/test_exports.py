@@ -15,6 +15,7 @@ EXPECTED_ALL = [
     "CallState",
     "DurableProcess",
     "Engine",
+    "ExecutorInfo",
     "ExecutorUnavailable",
     "Expired",
     "FormatVersionError",

@@ -222,8 +222,10 @@ class Executing(EngineBase):
         why: str = "resume",
     ) -> Run:
         """The same as :meth:`resume`, for asyncio callers."""
-        execution = _execution(why)
         record = self._store.require_run(run_id)
+        if why == "resume" and record.parent and record.events == record.fork_at:
+            why = "fork"  # the first execution of a fork
+        execution = _execution(why)
         if record.status == "completed":
             return Run(
                 run_id=run_id, status="completed", result=self._recorded_result(record)

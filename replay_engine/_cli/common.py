@@ -51,7 +51,7 @@ EXIT_USAGE = 2
 EXIT_WAITING = 3
 
 STATUS_EXIT = {"completed": EXIT_OK, "failed": EXIT_FAILED, "waiting": EXIT_WAITING}
-STATUSES = ("completed", "failed", "waiting", "running")
+STATUSES = ("completed", "failed", "waiting", "running", "interrupted")
 EVENT_TAGS = tuple(sorted(str(t.__struct_config__.tag) for t in jf.EVENT_TYPES))
 # A log line's key is an anchor (the key of the next call in its scope), not a
 # call of its own, so it must not borrow that call's task name.
@@ -401,6 +401,7 @@ def status_style(status: str) -> str:
         "failed": "red",
         "waiting": "yellow",
         "running": "cyan",
+        "interrupted": "magenta",
     }.get(status, "")
 
 

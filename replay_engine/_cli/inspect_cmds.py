@@ -36,6 +36,14 @@ from .waiting_views import add_waiting_columns, waiting_cells, waiting_fields
 # -- inspecting ----------------------------------------------------------------
 
 
+def _status_cell(info: RunInfo) -> str:
+    """The status, with the executor's pid for a run stored ``running``."""
+    executor = info.executor
+    if executor is None or executor.pid is None:
+        return info.status
+    return f"{info.status} (pid {executor.pid})"
+
+
 def status_document(engine: Engine, info: RunInfo) -> dict[str, Any]:
     """The ``status`` document of a run; ``info`` comes from ``Engine.status``."""
     error = (
@@ -57,7 +65,38 @@ def status_document(engine: Engine, info: RunInfo) -> dict[str, Any]:
         "error": error,
         "pending": pending,
         "abandoned": list(info.abandoned),
+        "stored_status": info.stored_status,
+        "executor": executor_document(info),
     }
+
+
+def executor_document(info: RunInfo) -> dict[str, Any] | None:
+    """Who executes a stored ``running`` run (None for any other run)."""
+    executor = info.executor
+    if executor is None:
+        return None
+    return {
+        "holds_lock": executor.holds_lock,
+        "pid": executor.pid,
+        "host": executor.host,
+        "since": executor.since,
+        "alive": executor.alive,
+    }
+
+
+def executor_text(info: RunInfo) -> str | None:
+    """``pid 123 on vm since … (alive)``, or None when there is nothing to say."""
+    executor = info.executor
+    if executor is None:
+        return None
+    if executor.pid is None:
+        return "unknown (no holder recorded)"
+    alive = {True: "alive", False: "dead", None: "liveness unknown"}[executor.alive]
+    last = "" if executor.holds_lock is not False else "last: "
+    return (
+        f"{last}pid {executor.pid} on {executor.host or '?'} since"
+        f" {executor.since or '?'} ({alive})"
+    )
 
 
 @click.command("status")
@@ -84,6 +123,9 @@ def status_command(ctx: click.Context, run_id: str, as_json: bool) -> None:
     table.add_row("replayed", str(info.replayed))
     table.add_row("created", utc_text(info.created))
     table.add_row("updated", utc_text(info.updated))
+    executor = executor_text(info)
+    if executor is not None:
+        table.add_row("executor", cell(executor))
     if info.parent is not None:
         table.add_row("forked from", cell(f"{info.parent} at event {info.fork_at}"))
     if info.status == "completed":
@@ -118,6 +160,7 @@ def runs_command(ctx: click.Context, status: str | None, as_json: bool) -> None:
                 "created": i.created,
                 "updated": i.updated,
                 "parent": i.parent,
+                "executor": executor_document(i),
                 **waiting_fields(engine, i),
             }
             for i in infos
@@ -138,7 +181,7 @@ def runs_command(ctx: click.Context, status: str | None, as_json: bool) -> None:
     for i, row in zip(infos, rows, strict=True):
         table.add_row(
             cell(i.run_id),
-            literal(i.status, style=status_style(i.status)),
+            literal(_status_cell(i), style=status_style(i.status)),
             cell(i.process),
             str(i.events),
             utc_text(i.created),

@@ -171,8 +171,11 @@ class RunJournal:
         return bool(self._pending)
 
     def note_append(self, result: AppendResult) -> None:
-        """Account for an append of this execution (also one made through a
-        post-like transaction, such as abandoning or expiring effects)."""
+        """Account for an append of this execution.
+
+        Also one made through a post-like transaction (abandoning or expiring
+        effects), so that it is not mistaken for someone else's.
+        """
         if result.first_seq != self.known_events:
             self.moved = True  # someone else's events lie before it
         self.known_events = result.first_seq + result.count
@@ -231,7 +234,9 @@ class RunJournal:
                 # A simulated crash lands exactly after event `limit`: write
                 # what fits, then nothing more, ever, from this execution.
                 if room > 0:
-                    done = self._append(events[:room], blobs, status=None, counters=None)
+                    done = self._append(
+                        events[:room], blobs, status=None, counters=None
+                    )
                     self.note_append(done)
                     self.events_written += room
                 self.crashed = True
@@ -253,22 +258,34 @@ class RunJournal:
         )
         self.commits += 1
         if result.moved:
-            # Nothing was written: keep what is not the waiting verdict.
-            self.moved = True
-            self.execution = opened
-            self.mark_running = marking
-            rest = events[1:] if opened is not None and events else events
-            if rest and isinstance(rest[-1], jf.RunWaiting):
-                rest = rest[:-1]
-            if rest:
-                self._pending, self._pending_blobs = rest, blobs
-                self.flush()
+            self._refused(events, blobs, opened, marking)
             return False
         self.note_append(result)
         self.events_written += len(events)
         if result.checkpointed:
             self.restored_events = result.checkpointed
         return True
+
+    def _refused(
+        self,
+        events: list[jf.Event],
+        blobs: dict[bytes, bytes],
+        opened: jf.ExecutionStarted | None,
+        marking: bool,
+    ) -> None:
+        """A compare-and-append found the run moved: nothing was written.
+
+        What is not the waiting verdict is committed all the same.
+        """
+        self.moved = True
+        self.execution = opened
+        self.mark_running = marking
+        rest = events[1:] if opened is not None and events else events
+        if rest and isinstance(rest[-1], jf.RunWaiting):
+            rest = rest[:-1]
+        if rest:
+            self._pending, self._pending_blobs = rest, blobs
+            self.flush()
 
     def _drop_waiting(self) -> None:
         """Take the ``run_waiting`` verdict out of the buffer (a post moved the run)."""

@@ -213,7 +213,7 @@ async def settle_fault(state: ExecutionState, main: asyncio.Task[Any]) -> None:
 
 
 AGAIN = "again"
-"""The outcome of an execution that must be repeated at once (see ``settle_waiting``)."""
+"""The outcome of an execution to repeat at once (see ``settle_waiting``)."""
 
 
 def finish_stats(

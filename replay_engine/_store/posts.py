@@ -19,6 +19,7 @@ from typing import Any
 import journal_format as jf
 
 from ..errors import PostRejected
+from .chain import AppendResult
 from .payload import encode_or_refuse
 from .pending import (
     NOT_POSTABLE,
@@ -28,7 +29,6 @@ from .pending import (
     pending_effects,
     utc_datetime,
 )
-from .chain import AppendResult
 from .run_txn import RunTxn
 from .store import Store
 
@@ -318,7 +318,6 @@ def abandon(
     A key that received a result in the meantime is left alone. ``on_append``
     is told what was appended (the executing run counts its own appends).
     """
-
     appended: list[AppendResult] = []  # told after the commit, not per attempt
 
     def body(view: RunTxn) -> list[bytes]:
@@ -358,7 +357,6 @@ def expire(
 
     ``on_append`` is told what was appended, as for :func:`abandon`.
     """
-
     appended: list[AppendResult] = []  # told after the commit, not per attempt
 
     def body(view: RunTxn) -> jf.Event | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ import journal_format as jf
 from replay_engine import Engine
 from replay_engine.errors import RunNotFoundError
 from tests.children import start_python
+from tests.helpers import child_env
 
 from .exec_flows import SIDE_ENV
 
@@ -38,6 +40,28 @@ print(json.dumps({"status": run.status, "result": run.result,
 """
 
 WAIT_SECONDS = 30.0
+
+
+def cli(journal: Path, *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
+    """``replay-engine --journal J *args`` in a real subprocess (bounded)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "replay_engine._cli", "--journal", str(journal), *args],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == code, (
+        f"{args}: exit {proc.returncode}, expected {code}\n"
+        f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    )
+    return proc
+
+
+def cli_json(journal: Path, *args: str, code: int = 0) -> Any:
+    """The one JSON document ``cli(..., "--json")`` prints."""
+    return json.loads(cli(journal, *args, "--json", code=code).stdout)
 
 
 @pytest.fixture
@@ -59,8 +83,13 @@ def engine(journal: Path) -> Iterator[Engine]:
 
 
 def run_in_child(
-    mode: str, journal: Path, run_id: str, process: str = "", inputs: Any = None,
-    *, side: Path | None = None,
+    mode: str,
+    journal: Path,
+    run_id: str,
+    process: str = "",
+    inputs: Any = None,
+    *,
+    side: Path | None = None,
 ) -> subprocess.Popen[str]:
     """Start ``run``/``resume`` of ``exec_flows:process`` in a child interpreter."""
     ref = f"tests.executions.exec_flows:{process}" if process else ""

@@ -40,10 +40,17 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("process", "post", "answer"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("process", "post", "answer"), CASES, ids=[c[0] for c in CASES]
+)
 def test_post_during_execution_is_seen(
-    engine: Engine, journal: Path, side: Path, tmp_path: Path,
-    process: str, post: Any, answer: Any,
+    engine: Engine,
+    journal: Path,
+    side: Path,
+    tmp_path: Path,
+    process: str,
+    post: Any,
+    answer: Any,
 ) -> None:
     gate = tmp_path / "gate"
     proc = run_in_child("run", journal, "r", process, {"gate": str(gate)}, side=side)
@@ -52,7 +59,9 @@ def test_post_during_execution_is_seen(
         # it is answered: its branch runs first, so the gated task's request
         # means it is parked) and the gated task is running.
         wait_until("the gated task to run", lambda: bool(side_lines(side)), proc)
-        wait_until("the gate's request", lambda: "0.1.0" in requested(engine, "r"), proc)
+        wait_until(
+            "the gate's request", lambda: "0.1.0" in requested(engine, "r"), proc
+        )
         post(engine, "r")
         gate.touch()
         out = finish(proc)
