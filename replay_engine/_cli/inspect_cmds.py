@@ -29,7 +29,7 @@ from .common import (
     usage_error,
     utc_text,
 )
-from .event_rows import detail, event_document
+from .event_rows import detail, event_document, redispatched
 from .safe_text import cell, literal, printable
 from .waiting_views import add_waiting_columns, waiting_cells, waiting_fields
 
@@ -257,20 +257,23 @@ def log_command(
     with open_engine(ctx) as engine:
         start = from_seq or 0
         stop = None if to_seq is None else to_seq + 1
-        if task_pattern is not None and start > 0:
-            # Completions name their task through the request, which may be earlier.
-            stored_events = engine.events(run_id, 0, stop)
-        else:
-            stored_events = engine.events(run_id, start, stop)
+        # Whole: completions name their task through the request, which may be
+        # earlier, and whether a request was dispatched again is known later.
+        stored_events = engine.events(run_id)
+    again = redispatched(stored_events)
     tasks: dict[str, str] = {}
     docs = []
     for stored in stored_events:
+        if stop is not None and stored.seq >= stop:
+            break
         event = stored.event
         if isinstance(event, jf.EffectRequested):
             tasks[jf.key_bytes_to_text(event.key)] = event.task
         if stored.seq < start:
             continue
         doc = event_document(stored, tasks)
+        if doc["type"] == "requested":
+            doc["redispatched"] = again.get(stored.seq, 0)
         if types and doc["type"] not in types:
             continue
         if prefix is not None and not _key_matches(doc["key"], prefix):

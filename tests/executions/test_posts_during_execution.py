@@ -75,3 +75,6 @@ def test_post_during_execution_is_seen(
     # Not one run_waiting: the execution saw the post before it stopped.
     tags = [jf.event_tag(s.event) for s in engine.events("r")]
     assert "run_waiting" not in tags, tags
+    # One execution (the run's first, named by run_started), however many
+    # passes it took to see the post.
+    assert "execution" not in tags, tags
