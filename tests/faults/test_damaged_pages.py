@@ -37,7 +37,7 @@ for info in engine.runs():
 
 
 def _flip_lower_bit(data: Path, pgno: int, bit: int = 7) -> None:
-    """Flip a bit of ``mp_lower`` (bit 7: 64 node pointers more or fewer than written)."""
+    """Flip a bit of ``mp_lower`` (bit 7: 64 node pointers more or fewer)."""
     with data.open("r+b") as f:
         f.seek(pgno * PAGE + 12)
         byte = f.read(1)[0]
