@@ -23,6 +23,7 @@ from .._store.payload import encode_or_refuse
 from ..errors import JournalCorruptError, ReplayEngineError
 from .base import EngineBase, run_sync
 from .durable import DurableProcess
+from .execution_info import MAX_PASSES, execution_event
 from .processes import ProcessLike, load_typed
 from .results import Run, utc
 
@@ -31,22 +32,6 @@ OnProgress = Callable[[RunStats], None]
 OnLog = Callable[[str, str, dict[str, Any]], None]
 
 _log = logging.getLogger("replay_engine")
-
-WHYS = ("start", "resume", "recovery", "wake", "fork", "iterate")
-"""Why an execution runs, as its ``execution`` event records it."""
-
-MAX_PASSES = 100
-"""Passes of one ``run``/``resume`` call: an execution is repeated at once when
-a post landed while it ran. The last pass records ``run_waiting`` even after a
-post (a stream of posts cannot hold a caller forever); the post is then the
-next iterate's, or a worker's, to pick up."""
-
-
-def _execution(why: str) -> jf.ExecutionStarted:
-    """The ``execution`` event of an execution of this process, for ``why``."""
-    if why not in WHYS:
-        raise ValueError(f"why must be one of {', '.join(WHYS)}, not {why!r}")
-    return jf.ExecutionStarted(pid=os.getpid(), host=socket.gethostname(), why=why)
 
 
 def load_process(ref: str) -> Callable[..., Any]:
@@ -225,7 +210,7 @@ class Executing(EngineBase):
         record = self._store.require_run(run_id)
         if why == "resume" and record.parent and record.events == record.fork_at:
             why = "fork"  # the first execution of a fork
-        execution = _execution(why)
+        execution = execution_event(why)
         if record.status == "completed":
             return Run(
                 run_id=run_id, status="completed", result=self._recorded_result(record)

@@ -33,6 +33,8 @@ mode, journal, run_id, ref, inputs = sys.argv[1:6]
 engine = Engine(journal, durability="process")
 if mode == "run":
     run = engine.run(ref, json.loads(inputs), run_id=run_id)
+elif mode == "iterate":
+    run = engine.iterate(run_id, why="wake")
 else:
     run = engine.resume(run_id)
 print(json.dumps({"status": run.status, "result": run.result,

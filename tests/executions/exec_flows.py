@@ -94,6 +94,18 @@ async def approval_during(inputs: dict[str, Any], ctx: Any) -> Any:
     )
 
 
+async def iterate_during(inputs: dict[str, Any], ctx: Any) -> Any:
+    """A review (0), then a second review (1.0.0) beside a gated task (1.1.0)."""
+    first = await ctx.task(review, {"file": "a.py"})
+    second, opened = await ctx.parallel.all(
+        [
+            lambda: ctx.task(review, {"file": "b.py"}),
+            lambda: ctx.task(gate, {"path": inputs["gate"]}),
+        ]
+    )
+    return [first, second, opened]
+
+
 async def counted_then_gated(inputs: dict[str, Any], ctx: Any) -> Any:
     """Two quick tasks (0, 1), then a gated one (2), then one more (3)."""
     a = await ctx.task(count, {"i": 1})

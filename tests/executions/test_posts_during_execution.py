@@ -78,3 +78,36 @@ def test_post_during_execution_is_seen(
     # One execution (the run's first, named by run_started), however many
     # passes it took to see the post.
     assert "execution" not in tags, tags
+
+
+def test_post_during_an_iterate_is_seen(
+    engine: Engine, journal: Path, side: Path, tmp_path: Path
+) -> None:
+    """The wake-up path: an iterate (as a worker runs it) sees a post made meanwhile."""
+    gate = tmp_path / "gate"
+    run = engine.run(
+        "tests.executions.exec_flows:iterate_during", {"gate": str(gate)}, run_id="i"
+    )
+    assert run.pending == ["0"]
+    engine.post("i", "0", result="one")
+    proc = run_in_child("iterate", journal, "i", side=side)
+    try:
+        wait_until("the gated task to run", lambda: bool(side_lines(side)), proc)
+        wait_until(
+            "the review's request", lambda: "1.0.0" in requested(engine, "i"), proc
+        )
+        engine.post("i", "1.0.0", result="two")
+        gate.touch()
+        out = finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert out["status"] == "completed", out
+    assert out["result"] == ["one", "two", "opened"]
+    assert out["stats"]["dispatched"] == 1  # the gate, once, over both passes
+    events = engine.events("i")
+    tags = [jf.event_tag(s.event) for s in events]
+    assert tags.count("run_waiting") == 1, tags  # the run's, before the iterate
+    opened = [s.event for s in events if isinstance(s.event, jf.ExecutionStarted)]
+    assert [(e.why, e.pid) for e in opened] == [("wake", proc.pid)]
