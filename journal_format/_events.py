@@ -65,6 +65,12 @@ class RunStarted(_Event, tag="run_started", frozen=True):
     seed: str | None = None
     """What ``ctx.random()``/``ctx.uuid()`` derive from: absent means the run id.
     A fork inherits its parent's, so an unchanged fork reproduces the parent."""
+    pid: int | None = None
+    """The process that created the run and executes it first (``Engine.run``);
+    absent when the run was created without executing it (a fork, a submit).
+    That first execution writes no ``execution`` event of its own."""
+    host: str | None = None
+    """The host of ``pid``."""
 
 
 class EffectRequested(_Event, tag="requested", frozen=True):
@@ -219,6 +225,21 @@ class RunTimedOut(_Event, tag="run_timed_out", frozen=True):
     deadline_ns: int
 
 
+class ExecutionStarted(_Event, tag="execution", frozen=True):
+    """An execution of the run began: who executes it, and why.
+
+    Written just before an execution's first event (an execution that writes
+    nothing leaves no trace). It has no invocation key: replay ignores it.
+    """
+
+    pid: int
+    """The executing process's id on ``host``."""
+    host: str
+    """The executing machine's host name."""
+    why: str
+    """``start``, ``resume``, ``recovery``, ``wake``, ``fork`` or ``iterate``."""
+
+
 Event = (
     RunStarted
     | EffectRequested
@@ -238,6 +259,7 @@ Event = (
     | CancelRequested
     | RunCancelled
     | RunTimedOut
+    | ExecutionStarted
 )
 """Any event body."""
 
@@ -260,6 +282,7 @@ EVENT_TYPES: Final[tuple[type[_Event], ...]] = (
     CancelRequested,
     RunCancelled,
     RunTimedOut,
+    ExecutionStarted,
 )
 
 

@@ -12,7 +12,7 @@ tree), ``replay_engine.testing`` (determinism tests), ``replay_engine.check``
 from ._api.durable import DurableProcess as DurableProcess
 from ._api.engine import Engine as Engine
 from ._api.executing import load_process as load_process
-from ._api.results import Run as Run, RunInfo as RunInfo
+from ._api.results import ExecutorInfo as ExecutorInfo, Run as Run, RunInfo as RunInfo
 from ._api.retention import compact_journal as compact_journal
 from ._api.snapshots import (
     CallState as CallState,
@@ -73,6 +73,7 @@ __all__ = [
     "Compacted",
     "DurableProcess",
     "Engine",
+    "ExecutorInfo",
     "ExecutorUnavailable",
     "Expired",
     "FormatVersionError",

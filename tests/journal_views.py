@@ -75,13 +75,26 @@ def describe(event: Any) -> tuple[Any, ...]:
 
 
 def content(engine: Engine, run_id: str) -> list[tuple[Any, ...]]:
-    """The journal as a sorted multiset of event contents (order-free)."""
-    return sorted((describe(s.event) for s in engine.events(run_id)), key=repr)
+    """The journal as a sorted multiset of event contents (order-free).
+
+    Without ``execution`` events: how many executions a run took varies.
+    """
+    return sorted(
+        (
+            describe(s.event)
+            for s in engine.events(run_id)
+            if not isinstance(s.event, jf.ExecutionStarted)
+        ),
+        key=repr,
+    )
 
 
 def per_key(engine: Engine, run_id: str) -> dict[str, Counter[tuple[Any, ...]]]:
+    """Event contents per key (``execution`` events left out, as in ``content``)."""
     out: dict[str, Counter[tuple[Any, ...]]] = {}
     for s in engine.events(run_id):
+        if isinstance(s.event, jf.ExecutionStarted):
+            continue
         item = describe(s.event)
         out.setdefault(item[0], Counter())[item] += 1
     return out

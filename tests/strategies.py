@@ -88,6 +88,8 @@ EVENT_STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
         parent=st.none() | run_ids,
         fork_at=st.none() | counts,
         seed=st.none() | run_ids,
+        pid=st.none() | st.integers(0, 2**31),
+        host=st.none() | st.text(max_size=20),
     ),
     jf.EffectRequested: st.builds(
         jf.EffectRequested,
@@ -154,6 +156,12 @@ EVENT_STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
         abandoned=st.lists(key_bytes(), max_size=4),
     ),
     jf.RunTimedOut: st.builds(jf.RunTimedOut, deadline_ns=nanos),
+    jf.ExecutionStarted: st.builds(
+        jf.ExecutionStarted,
+        pid=st.integers(0, 2**31),
+        host=st.text(max_size=20),
+        why=st.sampled_from(["start", "resume", "recovery", "wake", "fork", "iterate"]),
+    ),
 }
 
 events: st.SearchStrategy[Any] = st.one_of(*EVENT_STRATEGIES.values())
@@ -219,6 +227,7 @@ def histories(draw: st.DrawFn, *, max_events: int = 40) -> list[Any]:
         jf.SignalReceived,
         jf.RunWaiting,
         jf.RunFailed,
+        jf.ExecutionStarted,
     )
     for _ in range(draw(st.integers(0, max_events))):
         kinds = starters + (outcomes if requested else ())

@@ -45,7 +45,13 @@ def _check_lease(run_id: str, key: str | None, lease: float) -> None:
 class ExternalEffects(Executing):
     """``Engine``'s methods for runs that wait on the outside world."""
 
-    def iterate(self, run_id: str, *, process: ProcessFn | str | None = None) -> Run:
+    def iterate(
+        self,
+        run_id: str,
+        *,
+        process: ProcessFn | str | None = None,
+        why: str = "iterate",
+    ) -> Run:
         """One turn of the orchestration loop: replay, run what can run, stop.
 
         Re-executes the run from the start, executes every in-process task that
@@ -53,9 +59,12 @@ class ExternalEffects(Executing):
         no further without external results. Timers not yet due do not block:
         the run is left waiting with ``next_due`` set, and an ``iterate`` after
         that time fires them. A completed run changes nothing. ``process`` is
-        chosen as for :meth:`resume`.
+        chosen as for :meth:`resume`; ``why`` is recorded as for :meth:`resume`
+        (a worker passes ``wake``).
         """
-        return run_sync(self.resume_async(run_id, process=process, park_timers=True))
+        return run_sync(
+            self.resume_async(run_id, process=process, park_timers=True, why=why)
+        )
 
     def waiting(self, run_id: str) -> Waiting:
         """What the run waits for, read from its journal; nothing is executed.

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import os
 import secrets
+import socket
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -14,6 +16,7 @@ from .._run import process_ref as _process_ref
 from .._run.context import Context
 from .._run.journal import RunJournal
 from .._run.runtime import Outcome, RunStats, Runtime
+from .._run.settle import AGAIN
 from .._store import cancel as _cancel
 from .._store.cancel import ENDED
 from .._store.chain import StoredEvent
@@ -22,6 +25,7 @@ from .._store.payload import encode_or_refuse
 from ..errors import JournalCorruptError, ReplayEngineError
 from .base import EngineBase, run_sync
 from .durable import DurableProcess
+from .execution_info import MAX_PASSES, execution_event
 from .processes import ProcessLike, load_typed
 from .results import Deadline, Run, deadline_to_ns, utc
 
@@ -131,6 +135,9 @@ class Executing(EngineBase):
             process=ref,
             fingerprint=_process_ref.fingerprint(process),
             inputs=address,
+            # The first execution is this one: no `execution` event of its own.
+            pid=os.getpid(),
+            host=socket.gethostname(),
         )
         with RunLock(self.path, run_id):
             # Noted before the run exists (a kill right after its creation
@@ -148,7 +155,7 @@ class Executing(EngineBase):
             if note is not None:
                 self._processes.started(note, self._first(run_id).digest)
             journal = RunJournal(self._store, run_id)
-            journal.recorded_events = 1
+            journal.recorded_events = journal.known_events = 1
             journal.started = started
             decoded = jf.decode_payload(inputs_bytes)
             return await self._execute(
@@ -162,6 +169,7 @@ class Executing(EngineBase):
         process: ProcessFn | str | None = None,
         on_progress: OnProgress | None = None,
         on_log: OnLog | None = None,
+        why: str = "resume",
     ) -> Run:
         """Re-execute a run from the start, serving completed effects from its journal.
 
@@ -184,8 +192,16 @@ class Executing(EngineBase):
                 here (a journal from elsewhere), or to run new code under it.
             on_progress: as for :meth:`run`.
             on_log: as for :meth:`run`.
+            why: why the run is executed (``resume``, ``recovery``, ``wake``,
+                ``fork``, ``iterate``, ``start``), recorded in the
+                ``execution`` event that opens what this execution writes.
+
+        A post (a result, a signal, an approval) that lands while the run
+        executes is seen: the execution does not stop ``waiting`` for an answer
+        the journal already has, it executes the run again at once.
 
         Raises:
+            ValueError: ``why`` is not one of the above.
             RunNotFoundError: no such run.
             RunLockedError: another process is executing it.
             ProcessImportError: no ``process`` and the run's recorded process is
@@ -197,7 +213,11 @@ class Executing(EngineBase):
         """
         return run_sync(
             self.resume_async(
-                run_id, process=process, on_progress=on_progress, on_log=on_log
+                run_id,
+                process=process,
+                on_progress=on_progress,
+                on_log=on_log,
+                why=why,
             )
         )
 
@@ -209,9 +229,13 @@ class Executing(EngineBase):
         on_progress: OnProgress | None = None,
         on_log: OnLog | None = None,
         park_timers: bool = False,
+        why: str = "resume",
     ) -> Run:
         """The same as :meth:`resume`, for asyncio callers."""
         record = self._store.require_run(run_id)
+        if why == "resume" and record.parent and record.events == record.fork_at:
+            why = "fork"  # the first execution of a fork
+        execution = execution_event(why)
         if record.status == "completed":
             return Run(
                 run_id=run_id, status="completed", result=self._recorded_result(record)
@@ -248,6 +272,7 @@ class Executing(EngineBase):
             inputs = self.payload(started.inputs, run_id=run_id, seq=0)
             journal.loaded_status = record.status
             journal.mark_running = True
+            journal.execution = execution
             return await self._execute(
                 journal,
                 fn,
@@ -294,18 +319,27 @@ class Executing(EngineBase):
         on_log: OnLog | None,
         park_timers: bool = False,
     ) -> Run:
-        runtime = Runtime(
-            journal,
-            journal.run_id,
-            executors=self._executors,
-            max_in_flight=self._slots,
-            on_progress=on_progress,
-            on_log=on_log,
-            park_timers=park_timers,
-            hooks=self._hooks,
-            stopper=self._stopper,
-        )
-        outcome: Outcome = await runtime.execute(process, inputs)
+        carry: RunStats | None = None
+        for passes in range(1, MAX_PASSES + 1):
+            journal.watch_posts = passes < MAX_PASSES
+            runtime = Runtime(
+                journal,
+                journal.run_id,
+                executors=self._executors,
+                max_in_flight=self._slots,
+                on_progress=on_progress,
+                on_log=on_log,
+                park_timers=park_timers,
+                hooks=self._hooks,
+                stopper=self._stopper,
+                carry=carry,
+            )
+            outcome: Outcome = await runtime.execute(process, inputs)
+            if outcome.status != AGAIN:
+                break
+            # A post landed while it ran: execute again, at once, with it.
+            carry = runtime.stats
+            journal = self._reloaded(journal)
         if outcome.status in ("waiting", "failed"):
             # A cancel requested (or the deadline passed) just as the process
             # stopped: it ends the run now, not at the next resume.
@@ -323,6 +357,15 @@ class Executing(EngineBase):
             warnings=warnings,
             next_due=None if due is None else utc(due),
         )
+
+    def _reloaded(self, old: RunJournal) -> RunJournal:
+        """The run's journal loaded afresh, for the next pass of one execution."""
+        journal = RunJournal(self._store, old.run_id)
+        journal.loaded_status = self._store.require_run(old.run_id).status
+        journal.load()
+        journal.mark_running = True
+        journal.execution = old.execution  # not written yet, if still set
+        return journal
 
     def request_stop(
         self, reason: str = "a stop request", *, grace: float = 10.0

@@ -7,10 +7,14 @@ from typing import Any
 
 import journal_format as jf
 
+from .._store.lock import probe
 from .._store.store import StoredEvent
 from .._store.verify import VerifyReport, verify
 from .base import EngineBase
-from .results import RunInfo
+from .results import ExecutorInfo, RunInfo
+
+INTERRUPTED = "interrupted"
+"""The status shown for a run stored ``running`` that no live executor holds."""
 
 
 class Inspection(EngineBase):
@@ -23,7 +27,7 @@ class Inspection(EngineBase):
             RunNotFoundError: no such run (close matches are suggested).
         """
         record = self._store.require_run(run_id)
-        info = RunInfo._from_record(record)
+        info = self._live(RunInfo._from_record(record))
         if record.status == "failed" and record.events:
             for stored in reversed(self._store.read_events(run_id)):
                 if isinstance(stored.event, jf.RunFailed):
@@ -56,10 +60,29 @@ class Inspection(EngineBase):
 
     def runs(self, status: str | None = None) -> list[RunInfo]:
         """Every run in the journal, newest first (only those with ``status``)."""
-        infos = [RunInfo._from_record(r) for r in self._store.list_runs()]
+        infos = [self._live(RunInfo._from_record(r)) for r in self._store.list_runs()]
         if status is not None:
             infos = [i for i in infos if i.status == status]
         return sorted(infos, key=lambda i: i.created, reverse=True)
+
+    def _live(self, info: RunInfo) -> RunInfo:
+        """A stored ``running`` run with its executor, or ``interrupted``.
+
+        Probes the run lock without taking it and reads its holder's file:
+        nothing is written, nothing imported.
+        """
+        if info.stored_status != "running":
+            return info
+        found = probe(self.path, info.run_id)
+        executor = ExecutorInfo(
+            holds_lock=found.held,
+            pid=found.pid,
+            host=found.host,
+            since=found.since,
+            alive=found.alive,
+        )
+        status = INTERRUPTED if found.held is False else info.status
+        return dataclasses.replace(info, status=status, executor=executor)
 
     def events(
         self, run_id: str, start: int = 0, stop: int | None = None

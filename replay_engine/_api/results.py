@@ -74,6 +74,20 @@ class Run:
 
 
 @dataclass(frozen=True)
+class ExecutorInfo:
+    """Who executes a ``running`` run, from its lock (nothing is taken or written)."""
+
+    holds_lock: bool | None
+    """A live process holds the run lock (None: cannot tell on this platform)."""
+    pid: int | None
+    host: str | None
+    since: str | None
+    """When it took the lock (ISO 8601, UTC)."""
+    alive: bool | None
+    """Whether ``pid`` is a live process (None: another host, or unknown)."""
+
+
+@dataclass(frozen=True)
 class RunInfo:
     """A run as stored: its state without executing anything."""
 
@@ -103,12 +117,20 @@ class RunInfo:
     """For a cancelled run: the reason given to ``Engine.cancel``, if any."""
     queue: str | None = None
     """The queue a submitted run was put on."""
+    """External effects abandoned because their group failed (``Engine.status``)."""
+    stored_status: str = ""
+    """The status in the run record; ``status`` is what to show: the same,
+    except ``interrupted`` for a stored ``running`` run no live executor holds."""
+    executor: ExecutorInfo | None = None
+    """For a stored ``running`` run: its executor (or the last one, for an
+    interrupted run), from the run lock."""
 
     @classmethod
     def _from_record(cls, record: jf.RunRecord) -> RunInfo:
         return cls(
             run_id=record.run_id,
             status=record.status,
+            stored_status=record.status,
             process=record.process,
             events=record.events,
             created=utc(record.created_ns),

@@ -340,9 +340,8 @@ class Worker:
             counter = {"start": "started", "recovery": "recovered", "wake": "woken"}
             name = counter[why]
             setattr(self.summary, name, getattr(self.summary, name) + 1)
-            # MERGE(H2): pass why=why once Engine.resume_async takes it.
             run = await self.engine.resume_async(
-                run_id, process=action.process, park_timers=True
+                run_id, process=action.process, park_timers=True, why=why
             )
             status = run.status
         except RunLockedError:

@@ -66,6 +66,7 @@ STATUSES = (
     "queued",
     "cancelled",
     "timed_out",
+    "interrupted",
 )
 EVENT_TAGS = tuple(sorted(str(t.__struct_config__.tag) for t in jf.EVENT_TYPES))
 # A log line's key is an anchor (the key of the next call in its scope), not a
@@ -418,6 +419,7 @@ def status_style(status: str) -> str:
         "running": "cyan",
         "cancelled": "magenta",
         "timed_out": "magenta",
+        "interrupted": "magenta",
     }.get(status, "")
 
 

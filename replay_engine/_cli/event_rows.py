@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import journal_format as jf
@@ -78,6 +78,8 @@ def detail(doc: Mapping[str, Any]) -> str:
         return f"due {f.get('due')}"
     if kind == "signal":
         return str(f.get("name", ""))
+    if kind == "execution":
+        return f"{f.get('why')}: pid {f.get('pid')} on {f.get('host')}"
     if kind in ("cancel_requested", "run_cancelled"):
         reason = f.get("reason")
         text = "" if reason is None else f"reason {json.dumps(reason)}"
@@ -86,4 +88,31 @@ def detail(doc: Mapping[str, Any]) -> str:
         return text.strip()
     if kind == "run_timed_out":
         return f"deadline {f.get('deadline')}"
+    again = doc.get("redispatched")
+    if kind == "requested" and again:
+        return f"dispatched again by {again} later execution{'s' * (again > 1)}"
     return ""
+
+
+def redispatched(events: Sequence[Any]) -> dict[int, int]:
+    """Which in-process effects ran more than once: request seq -> re-dispatches.
+
+    An effect whose request precedes an ``execution`` event and whose outcome
+    follows it (or has none yet) was in flight when an earlier execution
+    ended (a crash, a kill, an interrupt), and each later execution until its
+    outcome dispatched it again, with the same idempotency key. External
+    effects are never dispatched by the engine and are not counted.
+    """
+    open_requests: dict[bytes, int] = {}
+    counts: dict[int, int] = {}
+    for stored in events:
+        event = stored.event
+        if isinstance(event, jf.EffectRequested):
+            if event.kind == "task":
+                open_requests[event.key] = stored.seq
+        elif isinstance(event, jf.EffectCompleted | jf.EffectFailed):
+            open_requests.pop(event.key, None)
+        elif isinstance(event, jf.ExecutionStarted):
+            for seq in open_requests.values():
+                counts[seq] = counts.get(seq, 0) + 1
+    return counts

@@ -29,11 +29,19 @@ from .common import (
     usage_error,
     utc_text,
 )
-from .event_rows import detail, event_document
+from .event_rows import detail, event_document, redispatched
 from .safe_text import cell, literal, printable
 from .waiting_views import add_waiting_columns, waiting_cells, waiting_fields
 
 # -- inspecting ----------------------------------------------------------------
+
+
+def _status_cell(info: RunInfo) -> str:
+    """The status, with the executor's pid for a run stored ``running``."""
+    executor = info.executor
+    if executor is None or executor.pid is None:
+        return info.status
+    return f"{info.status} (pid {executor.pid})"
 
 
 def status_document(engine: Engine, info: RunInfo) -> dict[str, Any]:
@@ -60,7 +68,38 @@ def status_document(engine: Engine, info: RunInfo) -> dict[str, Any]:
         "deadline": info.deadline,
         "cancel_requested": info.cancel_requested,
         "cancel_reason": info.cancel_reason,
+        "stored_status": info.stored_status,
+        "executor": executor_document(info),
     }
+
+
+def executor_document(info: RunInfo) -> dict[str, Any] | None:
+    """Who executes a stored ``running`` run (None for any other run)."""
+    executor = info.executor
+    if executor is None:
+        return None
+    return {
+        "holds_lock": executor.holds_lock,
+        "pid": executor.pid,
+        "host": executor.host,
+        "since": executor.since,
+        "alive": executor.alive,
+    }
+
+
+def executor_text(info: RunInfo) -> str | None:
+    """``pid 123 on vm since … (alive)``, or None when there is nothing to say."""
+    executor = info.executor
+    if executor is None:
+        return None
+    if executor.pid is None:
+        return "unknown (no holder recorded)"
+    alive = {True: "alive", False: "dead", None: "liveness unknown"}[executor.alive]
+    last = "" if executor.holds_lock is not False else "last: "
+    return (
+        f"{last}pid {executor.pid} on {executor.host or '?'} since"
+        f" {executor.since or '?'} ({alive})"
+    )
 
 
 @click.command("status")
@@ -87,6 +126,9 @@ def status_command(ctx: click.Context, run_id: str, as_json: bool) -> None:
     table.add_row("replayed", str(info.replayed))
     table.add_row("created", utc_text(info.created))
     table.add_row("updated", utc_text(info.updated))
+    executor = executor_text(info)
+    if executor is not None:
+        table.add_row("executor", cell(executor))
     if info.parent is not None:
         table.add_row("forked from", cell(f"{info.parent} at event {info.fork_at}"))
     if info.status == "completed":
@@ -137,6 +179,7 @@ def runs_command(ctx: click.Context, status: str | None, as_json: bool) -> None:
                 "created": i.created,
                 "updated": i.updated,
                 "parent": i.parent,
+                "executor": executor_document(i),
                 **waiting_fields(engine, i),
             }
             for i in infos
@@ -157,7 +200,7 @@ def runs_command(ctx: click.Context, status: str | None, as_json: bool) -> None:
     for i, row in zip(infos, rows, strict=True):
         table.add_row(
             cell(i.run_id),
-            literal(i.status, style=status_style(i.status)),
+            literal(_status_cell(i), style=status_style(i.status)),
             cell(i.process),
             str(i.events),
             utc_text(i.created),
@@ -233,20 +276,23 @@ def log_command(
     with open_engine(ctx) as engine:
         start = from_seq or 0
         stop = None if to_seq is None else to_seq + 1
-        if task_pattern is not None and start > 0:
-            # Completions name their task through the request, which may be earlier.
-            stored_events = engine.events(run_id, 0, stop)
-        else:
-            stored_events = engine.events(run_id, start, stop)
+        # Whole: completions name their task through the request, which may be
+        # earlier, and whether a request was dispatched again is known later.
+        stored_events = engine.events(run_id)
+    again = redispatched(stored_events)
     tasks: dict[str, str] = {}
     docs = []
     for stored in stored_events:
+        if stop is not None and stored.seq >= stop:
+            break
         event = stored.event
         if isinstance(event, jf.EffectRequested):
             tasks[jf.key_bytes_to_text(event.key)] = event.task
         if stored.seq < start:
             continue
         doc = event_document(stored, tasks)
+        if doc["type"] == "requested":
+            doc["redispatched"] = again.get(stored.seq, 0)
         if types and doc["type"] not in types:
             continue
         if prefix is not None and not _key_matches(doc["key"], prefix):

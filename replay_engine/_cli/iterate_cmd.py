@@ -64,6 +64,7 @@ def _iterate_document(
         "next_due_in": next_due_in,
         "stats": {
             "dispatched": stats.dispatched,
+            "redispatched": stats.redispatched,
             "replayed": stats.replayed,
             "events_written": stats.events_written,
             "commits": stats.commits,

@@ -118,6 +118,7 @@ def _run_document(run: Run, process: str | None, logs: list[dict[str, Any]]) -> 
         "pending": list(run.pending),
         "stats": {
             "dispatched": stats.dispatched,
+            "redispatched": stats.redispatched,
             "replayed": stats.replayed,
             "events_written": stats.events_written,
             "commits": stats.commits,
@@ -178,8 +179,9 @@ def _print_run(run: Run, process: str | None) -> None:
             markup=False,
         )
     s = run.stats
+    again = f" ({s.redispatched} again: in flight at a crash)" if s.redispatched else ""
     console.print(
-        f"dispatched {s.dispatched} · replayed {s.replayed} · events written"
+        f"dispatched {s.dispatched}{again} · replayed {s.replayed} · events written"
         f" {s.events_written} · commits {s.commits} · elapsed {s.elapsed:.3f}s",
         style="dim",
         markup=False,

@@ -137,6 +137,11 @@ def _hover(row: Row, tl: Timeline) -> str:
     )
     if row.status == "abandoned" and row.error is not None:
         lines.append(row.error)
+    if row.redispatched:
+        lines.append(
+            f"dispatched again in execution {row.execution + 1}: in flight when"
+            f" execution {row.requested_in + 1} ended"
+        )
     lines += [f"retried after {text}" for _, text in row.attempts]
     return "\n".join(lines)
 

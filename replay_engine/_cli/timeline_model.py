@@ -8,17 +8,22 @@ or ``timer_started``) to its outcome (``completed``, ``failed`` or
 (``ctx.now`` …) is a diamond.
 
 Colours. A run is executed in *executions*: the first ``run``, then every
-``resume``. An execution that ends without finishing the run records
-``run_waiting`` or ``run_failed``, and a fork's own events start a new
-execution after the ``fork_at`` events it shares with its parent; these are
-the boundaries (dashed lines on the chart). An effect that completed in the
-run's **latest** execution is *dispatched* (blue): that execution ran it. One
-that completed in an **earlier** execution is *replayed* (grey): the latest
-execution was served its result from the journal. A resume after a crash
-writes no boundary, so its effects count as part of the execution that
-crashed; a result posted to an external effect counts as part of the
-execution after the post. Failed effects are red, retried attempts are ticks
-on their bar, and a call with no outcome yet is striped (in flight).
+``resume``, ``iterate`` or worker's wake-up that wrote something. Each
+execution after the first opens with an ``execution`` event (why, pid,
+host: a dashed line labelled so); an execution that ends without finishing
+the run records ``run_waiting`` or ``run_failed``, and a fork's own events
+start a new execution after the ``fork_at`` events it shares with its parent;
+these are the boundaries (dashed lines on the chart). An effect that
+completed in the run's **latest** execution is *dispatched* (blue): that
+execution ran it. One that completed in an **earlier** execution is
+*replayed* (grey): the latest execution was served its result from the
+journal. An in-process effect requested in one execution and finished in a
+later one was in flight when its execution ended (a crash) and was
+dispatched again (``redispatched``, said on hover). A result posted to an
+external effect counts as part of the execution after the post. Failed
+effects are red, retried attempts are ticks on their bar, and a call with no
+outcome yet is striped (in flight).
+
 """
 
 from __future__ import annotations
@@ -57,6 +62,13 @@ class Row:
     attempts: list[tuple[int, str]] = field(default_factory=list)
     """Failed attempts that were retried: (time, error)."""
     error: str | None = None
+    requested_in: int = 0
+    """The execution that requested it."""
+
+    @property
+    def redispatched(self) -> bool:
+        """An in-process effect a later execution than its request's ran again."""
+        return self.kind == "task" and self.execution != self.requested_in
 
 
 @dataclass
@@ -98,13 +110,24 @@ def build_timeline(
     rows: dict[bytes, Row] = {}
     boundaries: list[Boundary] = []
     execution = latest = 0
+    # An execution ended with run_waiting/run_failed since the last
+    # `execution` event: the next one has begun already (posts in between
+    # belong to it). Otherwise an `execution` event follows a crash.
+    ended = False
     process = ""
     for stored in events:
         seq, event, at = stored.seq, stored.event, times[stored.seq]
         if fork_at is not None and seq == fork_at:
             execution += 1
+            ended = True
             boundaries.append(Boundary(f"fork at {fork_at}", at))
-        if isinstance(event, jf.RunStarted):
+        if isinstance(event, jf.ExecutionStarted):
+            if not ended:
+                execution += 1  # the one before ended without a word: a crash
+            ended = False
+            label = f"{event.why} (pid {event.pid})"
+            boundaries.append(Boundary(label, at))
+        elif isinstance(event, jf.RunStarted):
             process = event.process
         elif isinstance(event, jf.EffectRequested):
             rows[event.key] = _row(event.key, event.task, event.kind, at, execution)
@@ -128,13 +151,10 @@ def build_timeline(
                 retried.attempts.append((at, text + event.error.message))
         latest = execution  # the execution of the last event seen
         if isinstance(event, jf.RunCancelled):
-            for key in event.abandoned:
-                left = rows.get(key)
-                if left is not None and left.end is None:
-                    left.end, left.status = at, "abandoned"
-                    left.error = "abandoned: the run was cancelled"
+            _abandon(rows, event, at)
         if isinstance(event, _BOUNDARIES):
             execution += 1
+            ended = True
             boundaries.append(Boundary(jf.event_tag(event), at))
     start = min(times) if times else 0
     end = max(times) if times else 0
@@ -162,9 +182,26 @@ _BOUNDARIES = (
 """Events that end an execution: a boundary on the chart."""
 
 
+def _abandon(rows: Mapping[bytes, Row], event: jf.RunCancelled, at: int) -> None:
+    """End the bars of the effects a cancel left without an outcome."""
+    for key in event.abandoned:
+        left = rows.get(key)
+        if left is not None and left.end is None:
+            left.end, left.status = at, "abandoned"
+            left.error = "abandoned: the run was cancelled"
+
+
 def _row(key: bytes, task: str, kind: str, at: int, execution: int) -> Row:
     parts = jf.decode_key(key)
-    return Row(jf.format_key(parts), parts, task, kind, at, execution=execution)
+    return Row(
+        jf.format_key(parts),
+        parts,
+        task,
+        kind,
+        at,
+        execution=execution,
+        requested_in=execution,
+    )
 
 
 def times_by_seq(events: Sequence[Any], inherited: Mapping[int, int]) -> list[int]:

@@ -71,6 +71,20 @@ class RunJournal:
         self.on_broken: Callable[[BaseException], None] | None = None
         self.events_written = 0
         self.commits = 0
+        self.execution: jf.ExecutionStarted | None = None
+        """Who executes the run and why: written just before this execution's
+        first event (an execution that writes nothing leaves no trace)."""
+        self.known_events = 0
+        """The run's event count as this execution knows it: what it loaded
+        plus what it appended. A commit that finds more means someone else
+        (a post, a signal) appended meanwhile."""
+        self.moved = False
+        """Someone else appended to the run since it was loaded: the
+        execution may not have seen it, so it must not record ``run_waiting``
+        (see :meth:`flush` ``if_unmoved``)."""
+        self.watch_posts = True
+        """False for an execution's last allowed pass: it records waiting
+        even after a post (the post's wake-up is then the worker's job)."""
 
     # The parts of the index the runtime reads by name.
 
@@ -112,6 +126,7 @@ class RunJournal:
         self.index = index
         self.entries = index.calls
         self.recorded_events = index.events
+        self.known_events = index.events
         self.restored_events = restored
         # Many events read one by one (no checkpoint, or an old one: say the
         # run was killed mid-run): the first commit checkpoints, so the next
@@ -155,33 +170,63 @@ class RunJournal:
     def has_pending(self) -> bool:
         return bool(self._pending)
 
+    def note_append(self, result: AppendResult) -> None:
+        """Account for an append of this execution.
+
+        Also one made through a post-like transaction (abandoning or expiring
+        effects), so that it is not mistaken for someone else's.
+        """
+        if result.first_seq != self.known_events:
+            self.moved = True  # someone else's events lie before it
+        self.known_events = result.first_seq + result.count
+
     def flush(
         self,
         status: str | None = None,
         counters: tuple[int, int] | None = None,
         *,
         checkpoint: bool = False,
-    ) -> None:
+        if_unmoved: bool = False,
+    ) -> bool:
         """Commit every buffered event in one transaction (one fsync).
 
         With ``checkpoint``, the execution is over and the run will be resumed
         (it waits): the commit also checkpoints the run when one is due. So
         does the first commit after a load that read many events one by one.
+
+        With ``if_unmoved`` (the commit that records ``run_waiting``, last in
+        the buffer), the commit is a compare-and-append: when anyone else
+        appended to the run since this execution loaded it (a post that
+        landed while it executed), ``run_waiting`` and the status are not
+        written, and False is returned: the caller executes the run again,
+        at once, to see what was posted. An execution that writes nothing
+        still checks (one read of the run record).
         """
         if self.read_only or self.crashed:
-            return
+            return True
         if self.broken is not None:
             raise self.broken
+        if_unmoved = if_unmoved and self.watch_posts
+        if if_unmoved and self.moved:
+            self._drop_waiting()
+            self.flush()  # whatever else is buffered, unconditionally
+            return False
         if not self._pending:
             if status is None and counters is None:
-                return
+                return True
             if self.mark_running and status == self.loaded_status:
-                return  # an execution that changed nothing commits nothing
-        if self.mark_running and status is None:
+                # An execution that changed nothing commits nothing.
+                return not (if_unmoved and self._moved_since_load())
+        marking = self.mark_running
+        if marking and status is None:
             status = "running"  # marked with the execution's first commit
         self.mark_running = False
         events, self._pending = self._pending, []
         blobs, self._pending_blobs = self._pending_blobs, {}
+        opened = self.execution
+        if opened is not None and events:
+            events.insert(0, opened)
+            self.execution = None
         limit = self.crash_after_events
         if limit is not None:
             room = limit - (self.recorded_events + self.events_written)
@@ -189,24 +234,72 @@ class RunJournal:
                 # A simulated crash lands exactly after event `limit`: write
                 # what fits, then nothing more, ever, from this execution.
                 if room > 0:
-                    self._append(events[:room], blobs, status=None, counters=None)
+                    done = self._append(
+                        events[:room], blobs, status=None, counters=None
+                    )
+                    self.note_append(done)
                     self.events_written += room
                 self.crashed = True
                 if self.on_crash is not None:
                     self.on_crash()
-                return
+                return True
         index = None
         if events and (checkpoint or self._checkpoint_stale):
             self._checkpoint_stale = False
             if self._checkpoint_due(len(events)):
                 index = self.index
         result = self._append(
-            events, blobs, status=status, counters=counters, checkpoint=index
+            events,
+            blobs,
+            status=status,
+            counters=counters,
+            checkpoint=index,
+            expect_events=self.known_events if if_unmoved else None,
         )
+        self.commits += 1
+        if result.moved:
+            self._refused(events, blobs, opened, marking)
+            return False
+        self.note_append(result)
         self.events_written += len(events)
         if result.checkpointed:
             self.restored_events = result.checkpointed
-        self.commits += 1
+        return True
+
+    def _refused(
+        self,
+        events: list[jf.Event],
+        blobs: dict[bytes, bytes],
+        opened: jf.ExecutionStarted | None,
+        marking: bool,
+    ) -> None:
+        """A compare-and-append found the run moved: nothing was written.
+
+        What is not the waiting verdict is committed all the same.
+        """
+        self.moved = True
+        self.execution = opened
+        self.mark_running = marking
+        rest = events[1:] if opened is not None and events else events
+        if rest and isinstance(rest[-1], jf.RunWaiting):
+            rest = rest[:-1]
+        if rest:
+            self._pending, self._pending_blobs = rest, blobs
+            self.flush()
+
+    def _drop_waiting(self) -> None:
+        """Take the ``run_waiting`` verdict out of the buffer (a post moved the run)."""
+        if self._pending and isinstance(self._pending[-1], jf.RunWaiting):
+            self._pending.pop()
+
+    def _moved_since_load(self) -> bool:
+        """Whether anyone appended since this execution last knew the run."""
+        if self.moved:
+            return True
+        record = self.store.get_run(self.run_id)
+        if record is not None and record.events != self.known_events:
+            self.moved = True
+        return self.moved
 
     def _append(
         self,
@@ -216,6 +309,7 @@ class RunJournal:
         status: str | None,
         counters: tuple[int, int] | None,
         checkpoint: jf.CallIndex | None = None,
+        expect_events: int | None = None,
     ) -> AppendResult:
         """One commit; a failure breaks the journal for this execution."""
         try:
@@ -226,6 +320,7 @@ class RunJournal:
                 status=status,
                 counters=counters,
                 checkpoint=checkpoint,
+                expect_events=expect_events,
             )
         except BaseException as exc:
             error = (

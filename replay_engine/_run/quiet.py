@@ -79,7 +79,13 @@ def _abandon_decided_groups(state: ExecutionState) -> bool:
                 f"parallel group {jf.key_bytes_to_text(group.key)} failed at"
                 f" branch {index}"
             )
-            marked = abandon(state.journal.store, state.run_id, keys, reason)
+            marked = abandon(
+                state.journal.store,
+                state.run_id,
+                keys,
+                reason,
+                on_append=state.journal.note_append,
+            )
             if len(marked) != len(keys):
                 continue  # a result arrived meanwhile: the next execution sees it
         for key in keys:

@@ -226,6 +226,8 @@ class Runtime(ExecutionState):
             return await waits.external_result(self, tdef, key, deadline_ns)
         attempt = attempts_done + 1
         self.stats.dispatched += 1
+        if not new:
+            self.stats.redispatched += 1
         while True:
             future: asyncio.Future[jobs.Outcome] = self.loop.create_future()
             self.dispatcher.submit(Call(tdef, key_text, args_bytes, attempt, future))
@@ -313,6 +315,8 @@ class Runtime(ExecutionState):
             if halt is not None:
                 halt.close()
             self.stats.elapsed = time.perf_counter() - started
+            if self.carry is not None:
+                self.stats.elapsed += self.carry.elapsed
         if self.fault is not None:
             await settle_fault(self, main)  # raises the fault
         if halt is not None and halt.halted(main) and not self.crashed:

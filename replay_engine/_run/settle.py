@@ -7,7 +7,10 @@ An execution ends in one of four ways:
 * the process diverges from its journal: ``NonDeterminismError`` is raised and
   nothing is recorded for the divergence, so the run can be resumed once the
   code is fixed (the run pauses rather than fails);
-* nothing can progress but external effects: ``RunWaiting`` is recorded;
+* nothing can progress but external effects: ``RunWaiting`` is recorded,
+  unless someone else appended to the run while it executed (a post, a
+  signal, an approval): then nothing is recorded and the outcome is
+  ``again``, so the caller executes the run once more, at once, and sees it;
 * a fault ends it at once (``settle_fault``): a commit failed (nothing more
   is written; the run is resumed once the cause is fixed), or a task raised
   an interrupt (``KeyboardInterrupt``, ``SystemExit``): attempts still running
@@ -85,7 +88,9 @@ async def settle_waiting(state: ExecutionState, main: asyncio.Task[Any]) -> Outc
     # An iterate that changed nothing leaves the journal as it was.
     if waiting != journal.last_event or journal.has_pending or journal.events_written:
         journal.record(waiting)
-    finish_stats(state, status="waiting")
+    if not finish_stats(state, status="waiting", verdict=True):
+        # A post landed while this execution ran: it is not waiting for it.
+        return Outcome(status=AGAIN)
     return Outcome(
         status="waiting",
         pending=[jf.key_bytes_to_text(k) for k in pending],
@@ -209,19 +214,41 @@ async def settle_fault(state: ExecutionState, main: asyncio.Task[Any]) -> None:
     raise fault
 
 
-def finish_stats(state: ExecutionState, status: str | None) -> None:
-    """Make the final commit (with the run's new status) and fill in the stats."""
-    journal, stats = state.journal, state.stats
-    journal.flush(
+AGAIN = "again"
+"""The outcome of an execution to repeat at once (see ``settle_waiting``)."""
+
+
+def finish_stats(
+    state: ExecutionState, status: str | None, *, verdict: bool = False
+) -> bool:
+    """Make the final commit (with the run's new status) and fill in the stats.
+
+    The stats add up every pass of one ``run``/``resume`` call (``state.carry``):
+    an effect a pass dispatched is replayed by the next, and counts once.
+    With ``verdict`` (the commit that records ``run_waiting``), returns False
+    when it was not recorded because the run moved on meanwhile
+    (``RunJournal.flush`` ``if_unmoved``).
+    """
+    journal, stats, carry = state.journal, state.stats, state.carry
+    if carry is not None:
+        stats.replayed = max(0, stats.replayed - carry.dispatched)
+        stats.dispatched += carry.dispatched
+        stats.redispatched += carry.redispatched
+    recorded = journal.flush(
         status=status,
         counters=(stats.dispatched, stats.replayed),
         # A waiting run will be resumed: spare the next resume (an iterate,
         # typically) reading every event again.
         checkpoint=status == "waiting",
+        if_unmoved=verdict,
     )
     stats.events_written = journal.events_written
     stats.commits = journal.commits
+    if carry is not None:
+        stats.events_written += carry.events_written
+        stats.commits += carry.commits
     stats.in_flight = 0
+    return recorded
 
 
 def _end_of(process: object) -> str:

@@ -32,7 +32,11 @@ class RunStats:
     """Counters of one ``run``/``resume`` call."""
 
     dispatched: int = 0
-    """Effects dispatched (executed) by this call."""
+    """Effects dispatched (executed) by this call: new ones and re-dispatched ones."""
+    redispatched: int = 0
+    """Of ``dispatched``, the effects an earlier execution had requested (and
+    perhaps run) without recording an outcome: in flight at a crash or a
+    kill, and so possibly executed twice."""
     replayed: int = 0
     """Effects answered from the journal without dispatch."""
     events_written: int = 0
@@ -78,6 +82,9 @@ class ExecutionOptions(TypedDict, total=False):
     park_timers: bool
     """iterate: a timer not yet due makes the run wait instead of sleeping."""
     hooks: Hooks | None
+    carry: RunStats | None
+    """The stats of the earlier passes of the same ``run``/``resume`` call
+    (an execution is repeated at once when a post landed while it ran)."""
 
 
 class ExecutionState:
@@ -113,6 +120,7 @@ class ExecutionState:
         self.journal = journal
         self.run_id = run_id
         self.stats = RunStats()
+        self.carry = options.get("carry")
         self.hooks = hooks
         self.clock_ns = hooks.clock_ns if hooks is not None else clock_ns
         self.crashed = False

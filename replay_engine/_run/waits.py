@@ -41,6 +41,7 @@ async def external_result(
                 state.run_id,
                 key,
                 f"no result within {tdef.timeout}s (deadline {deadline_ns} ns)",
+                on_append=journal.note_append,
             )
         except (JournalCorruptError, JournalWriteError) as exc:
             # The run ends with it, even if the process catches it.

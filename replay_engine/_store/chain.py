@@ -53,6 +53,8 @@ class AppendResult:
     head: bytes
     checkpointed: int = 0
     """Events the checkpoint written with this append covers (0: none written)."""
+    moved: bool = False
+    """A compare-and-append found the run moved on: nothing was written."""
 
 
 def append_events(

@@ -34,6 +34,7 @@ import socket
 import stat
 import struct
 import weakref
+from dataclasses import dataclass
 
 import blake3
 
@@ -234,3 +235,81 @@ def _read_holder(fd: int) -> dict[str, object]:
     except (OSError, ValueError):
         return {}
     return value if isinstance(value, dict) else {}
+
+
+_OFD_GETLK: int | None = getattr(fcntl, "F_OFD_GETLK", None)
+
+
+@dataclass(frozen=True)
+class LockProbe:
+    """Who executes a run, as its lock says, without taking the lock."""
+
+    held: bool | None
+    """Whether a live executor holds the run lock (None: cannot tell here,
+    without OFD locks)."""
+    pid: int | None = None
+    host: str | None = None
+    since: str | None = None
+    """What ``locks/<run>.lock`` names: the holder, or the last holder (a
+    holder that dies, even by SIGKILL, leaves its name there)."""
+    alive: bool | None = None
+    """Whether ``pid`` is a live process (None: another host, or no pid)."""
+
+
+def probe(journal_path: str, run_id: str) -> LockProbe:
+    """Whether the run's lock is held and by whom, writing nothing.
+
+    The OFD lock is tested with ``F_OFD_GETLK`` on a read-only descriptor of
+    ``data.mdb`` (never acquired, so a probe cannot stall or fool an
+    executor); the holder's file is read with the same link checks as a
+    lock's, and a missing ``locks/`` is simply no holder (nothing is created).
+    """
+    check_run_id(run_id)
+    held: bool | None = None
+    if _OFD_GETLK is not None:
+        anchor = _open_regular(os.path.join(journal_path, DATA_FILE), os.O_RDONLY, None)
+        try:
+            digest = blake3.blake3(run_id.encode()).digest(8)
+            offset = _LOCK_REGION + (int.from_bytes(digest, "little") >> 24)
+            request = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, offset, 1, 0)
+            answer = fcntl.fcntl(anchor, _OFD_GETLK, request)
+        finally:
+            os.close(anchor)
+        held = _FLOCK.unpack(answer)[0] != fcntl.F_UNLCK
+    holder = _read_info(journal_path, run_id)
+    pid = holder.get("pid")
+    pid = pid if isinstance(pid, int) and not isinstance(pid, bool) else None
+    host = holder.get("host")
+    host = host if isinstance(host, str) else None
+    since = holder.get("since")
+    alive: bool | None = None
+    if pid is not None and pid > 0 and host == socket.gethostname():
+        alive = _pid_alive(pid)
+    return LockProbe(
+        held=held,
+        pid=pid,
+        host=host,
+        since=since if isinstance(since, str) else None,
+        alive=alive,
+    )
+
+
+def _read_info(journal_path: str, run_id: str) -> dict[str, object]:
+    """The holder ``locks/<run>.lock`` names ({} when there is none)."""
+    directory = os.path.join(journal_path, "locks")
+    try:
+        if not stat.S_ISDIR(os.lstat(directory).st_mode):
+            return {}
+    except FileNotFoundError:
+        return {}
+    path = os.path.join(directory, f"{run_id}.lock")
+    try:
+        fd = _open_regular(path, os.O_RDONLY, journal_path)
+    except NotAJournalError:
+        # A missing file (the run was never executed here), or a planted
+        # link: neither names a holder.
+        return {}
+    try:
+        return _read_holder(fd)
+    finally:
+        os.close(fd)

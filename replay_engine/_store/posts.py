@@ -19,6 +19,7 @@ from typing import Any
 import journal_format as jf
 
 from ..errors import PostRejected
+from .chain import AppendResult
 from .payload import encode_or_refuse
 from .pending import (
     NOT_POSTABLE,
@@ -318,13 +319,23 @@ def heartbeat(
     return when
 
 
-def abandon(store: Store, run_id: str, keys: list[bytes], reason: str) -> list[bytes]:
+def abandon(
+    store: Store,
+    run_id: str,
+    keys: list[bytes],
+    reason: str,
+    *,
+    on_append: Callable[[AppendResult], None] | None = None,
+) -> list[bytes]:
     """Mark still-pending external effects abandoned; returns the keys marked.
 
-    A key that received a result in the meantime is left alone.
+    A key that received a result in the meantime is left alone. ``on_append``
+    is told what was appended (the executing run counts its own appends).
     """
+    appended: list[AppendResult] = []  # told after the commit, not per attempt
 
     def body(view: RunTxn) -> list[bytes]:
+        appended.clear()
         marked: list[bytes] = []
         for key in keys:
             events = view.events_at(key)
@@ -337,23 +348,43 @@ def abandon(store: Store, run_id: str, keys: list[bytes], reason: str) -> list[b
                 continue
             marked.append(key)
         if marked:
-            view.append([jf.EffectAbandoned(key=k, reason=reason) for k in marked])
+            appended.append(
+                view.append([jf.EffectAbandoned(key=k, reason=reason) for k in marked])
+            )
         return marked
 
-    return store.transact(run_id, body)
+    marked = store.transact(run_id, body)
+    if on_append is not None and appended:
+        on_append(appended[0])
+    return marked
 
 
-def expire(store: Store, run_id: str, key: bytes, message: str) -> jf.Event | None:
-    """Record an expired deadline unless a result arrived first; returns the outcome."""
+def expire(
+    store: Store,
+    run_id: str,
+    key: bytes,
+    message: str,
+    *,
+    on_append: Callable[[AppendResult], None] | None = None,
+) -> jf.Event | None:
+    """Record an expired deadline unless a result arrived first; returns the outcome.
+
+    ``on_append`` is told what was appended, as for :func:`abandon`.
+    """
+    appended: list[AppendResult] = []  # told after the commit, not per attempt
 
     def body(view: RunTxn) -> jf.Event | None:
+        appended.clear()
         for stored in view.events_at(key):
             if isinstance(stored.event, jf.EffectCompleted | jf.EffectFailed):
                 return stored.event  # a post won the race: it is the outcome
         event = jf.EffectFailed(
             key=key, error=jf.ErrorInfo(type="Expired", message=message)
         )
-        view.append([event])
+        appended.append(view.append([event]))
         return event
 
-    return store.transact(run_id, body)
+    outcome = store.transact(run_id, body)
+    if on_append is not None and appended:
+        on_append(appended[0])
+    return outcome

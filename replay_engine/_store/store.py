@@ -313,6 +313,7 @@ class Store:
         status: str | None = None,
         counters: tuple[int, int] | None = None,
         checkpoint: jf.CallIndex | None = None,
+        expect_events: int | None = None,
     ) -> AppendResult:
         """Append events (and the blobs they refer to) in one commit.
 
@@ -323,12 +324,18 @@ class Store:
         With ``checkpoint``, an index of the run's first events, the events
         after it (including these) are read back, checked and folded into it,
         and it is stored as the run's checkpoint in the same commit (JF-103).
+
+        With ``expect_events``, a compare-and-append: when the run does not
+        have exactly that many events (someone else appended), nothing is
+        written and the result says ``moved``.
         """
         dbs = self._dbs
 
         def body(txn: Any) -> AppendResult:
             record = self._record_in(txn, run_id)
             self._check_writable()
+            if expect_events is not None and record.events != expect_events:
+                return AppendResult(record.events, 0, record.head, moved=True)
             result = append_events(txn, dbs, record, events, blobs, status, counters)
             if checkpoint is not None:
                 covered = checkpoints.put_checkpoint(txn, dbs, run_id, checkpoint)

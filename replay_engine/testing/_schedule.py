@@ -212,14 +212,15 @@ def replayed_call(
 
     A ``NonDeterminismError`` knows only the hash of the args replay computed.
     To show them, the run is forked just before the recorded call and the fork
-    resumed until it has written exactly one new event, which is (nearly
-    always) the process's new call at ``key``. Every dispatch of the fork is
+    resumed until it has written exactly one new event after its
+    ``execution`` event, which is (nearly always) the process's new call at
+    ``key``. Every dispatch of the fork is
     failed by a hook, so no task runs for real.
     """
     probe_id = f"{run_id}-probe-{secrets.token_hex(4)}"
     hooks = Hooks(
         fail=lambda k, t, a: _ProbeStop("probe"),
-        crash_after_events=seq + 1,
+        crash_after_events=seq + 2,  # the fork's `execution` event, then the call
         clock_ns=lambda: CLOCK_NS,
     )
     try:

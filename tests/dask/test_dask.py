@@ -161,7 +161,7 @@ def test_an_unreachable_scheduler_stops_the_run_resumably(
             with pytest.raises(ExecutorUnavailable) as caught:
                 engine.run(fan_out, {"n": 5}, run_id="u")
             counts = effect_counts(engine, "u")
-            status = engine.status("u").status
+            status = engine.status("u").stored_status
     finally:
         nowhere.shutdown()
     assert "cannot reach the Dask scheduler" in str(caught.value)
@@ -306,7 +306,8 @@ def test_a_scheduler_that_goes_away_stops_the_run_and_a_resume_completes_it(
         first.close()
     assert closing, "the run ended before the scheduler could be closed"
     assert "resume the run once the scheduler is back" in str(caught.value)
-    assert info.status == "running"  # resumable; no RunFailed was recorded
+    # Resumable: stored running (shown interrupted), no RunFailed was recorded.
+    assert (info.stored_status, info.status) == ("running", "interrupted")
     assert 0 < len(before) < n
 
     with make_cluster(n_workers=1) as second:

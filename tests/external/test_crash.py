@@ -183,7 +183,9 @@ def test_sigkill_during_iterate(
     done_at_kill = completed_steps(engine, "it") - {"0"}
     ran_at_kill = Counter(x["key"] for x in read_side(side))
     assert done_at_kill <= set(ran_at_kill)  # write-ahead: nothing phantom
-    assert engine.status("it").status == "running"  # the kill left it mid-way
+    # The kill left it mid-way: stored running, and no executor holds it.
+    info = engine.status("it")
+    assert (info.stored_status, info.status) == ("running", "interrupted")
 
     proc = cli_iterate(journal, side, "it")
     out, err = proc.communicate(timeout=120)

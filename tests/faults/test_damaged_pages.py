@@ -36,13 +36,19 @@ for info in engine.runs():
 """
 
 
-def _flip_lower_bit(data: Path, pgno: int) -> None:
-    """Flip bit 7 of ``mp_lower``: 64 node pointers more or fewer than written."""
+def _flip_lower_bit(data: Path, pgno: int, bit: int = 7) -> None:
+    """Flip a bit of ``mp_lower`` (bit 7: 64 node pointers more or fewer)."""
     with data.open("r+b") as f:
         f.seek(pgno * PAGE + 12)
         byte = f.read(1)[0]
         f.seek(pgno * PAGE + 12)
-        f.write(bytes([byte ^ 0x80]))
+        f.write(bytes([byte ^ (1 << bit)]))
+
+
+LOWER_BITS = (7, 2, 6, 5, 4, 3, 1, 0)
+"""Which bit of ``mp_lower`` to flip, in the order tried. Which page and bit
+kill a reader depends on the journal's layout (any change to what `build`
+writes moves it), so the fixture searches rather than naming one."""
 
 
 def _point_first_node_far(data: Path, pgno: int) -> None:
@@ -86,6 +92,14 @@ def damaged(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Path:
         if _dies_reading(journal) in FAULTS:
             return journal
         shutil.rmtree(journal)
+    for bit in LOWER_BITS:
+        for pgno in range(2, pages):
+            journal = tmp_path / f"p{pgno}-{bit}"
+            shutil.copytree(template, journal)
+            _flip_lower_bit(journal / "data.mdb", pgno, bit)
+            if _dies_reading(journal) in FAULTS:
+                return journal
+            shutil.rmtree(journal)
     pytest.fail("no damaged page killed an in-process read: premise broken")
 
 

@@ -34,11 +34,21 @@ TAGS = {
     "cancel_requested": jf.CancelRequested,
     "run_cancelled": jf.RunCancelled,
     "run_timed_out": jf.RunTimedOut,
+    "execution": jf.ExecutionStarted,
 }
 
 #: Field names of every event type in the order writers emit them (JF-038).
 FIELDS = {
-    jf.RunStarted: ("process", "fingerprint", "inputs", "parent", "fork_at", "seed"),
+    jf.RunStarted: (
+        "process",
+        "fingerprint",
+        "inputs",
+        "parent",
+        "fork_at",
+        "seed",
+        "pid",
+        "host",
+    ),
     jf.EffectRequested: ("key", "task", "kind", "args", "deadline_ns"),
     jf.EffectCompleted: ("key", "result", "signal_seq", "by"),
     jf.EffectFailed: ("key", "error", "attempts", "by"),
@@ -56,6 +66,7 @@ FIELDS = {
     jf.CancelRequested: ("reason",),
     jf.RunCancelled: ("reason", "abandoned"),
     jf.RunTimedOut: ("deadline_ns",),
+    jf.ExecutionStarted: ("pid", "host", "why"),
 }
 
 
@@ -79,6 +90,7 @@ FIRST_FIELDS = {
     jf.CancelRequested: (),
     jf.RunCancelled: (),
     jf.RunTimedOut: ("deadline_ns",),
+    jf.ExecutionStarted: ("pid", "host", "why"),
 }
 
 

@@ -48,6 +48,7 @@ EXPECTED_ALL = [
     "Envelope",
     "ErrorInfo",
     "Event",
+    "ExecutionStarted",
     "FormatError",
     "FormatMeta",
     "LogLine",

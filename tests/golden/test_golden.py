@@ -26,10 +26,12 @@ from tests.helpers import cli_invoker
 
 HERE = Path(__file__).resolve().parent
 VERSIONS = sorted(p for p in HERE.glob("v*") if p.is_dir())
-# Event types added after the v1 golden journal was written (additive, no
-# format bump): a committed golden journal is never rewritten, so it lacks them.
-LATER_TAGS = {"cancel_requested", "run_cancelled", "run_timed_out"}
-ALL_TAGS = {t.__struct_config__.tag for t in jf.EVENT_TYPES} - LATER_TAGS
+# Event types added to format version 1 (additive, optional) after its golden
+# journal was written: a committed golden journal is never rewritten, so it
+# lacks them. Tests of their reading live beside their feature
+# (tests/executions/, tests/cancel/).
+ADDED_IN_V1 = {"execution", "cancel_requested", "run_cancelled", "run_timed_out"}
+ALL_TAGS = {t.__struct_config__.tag for t in jf.EVENT_TYPES}
 SNAPSHOT_STATUS = {"completed": "completed", "failed": "failed", "waiting": "frontier"}
 
 
@@ -75,7 +77,7 @@ def engine(journal: Path) -> Iterator[Engine]:
 
 def test_it_covers_every_event_type(manifest: dict[str, Any]) -> None:
     seen = {tag for run in manifest["runs"].values() for tag in run["event_counts"]}
-    assert seen == ALL_TAGS
+    assert seen == ALL_TAGS - ADDED_IN_V1
 
 
 def test_it_verifies(engine: Engine, manifest: dict[str, Any]) -> None:
@@ -151,4 +153,4 @@ def test_each_run_exports(journal: Path, manifest: dict[str, Any]) -> None:
         counts = collections.Counter(r["type"] for r in rows)
         assert dict(counts) == expected["event_counts"], run_id
         seen |= set(counts)
-    assert seen == ALL_TAGS
+    assert seen == ALL_TAGS - ADDED_IN_V1
