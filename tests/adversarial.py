@@ -160,6 +160,7 @@ def raw(journal: Path | str) -> Iterator[tuple[Any, dict[bytes, Any]]]:
                 jf.DB_EVENTS,
                 jf.DB_BLOBS,
                 jf.DB_CHECKPOINTS,
+                jf.DB_ACTIVE,
             )
         }
         dbs[jf.DB_KEYS] = env.open_db(jf.DB_KEYS, dupsort=True, dupfixed=True)

@@ -19,6 +19,7 @@ from .store import Store
 from .verify_structure import (
     EventChecks,
     Problem,
+    active_index_problems,
     index_problems,
     orphan_problems,
     record_id_problem,
@@ -106,6 +107,7 @@ def verify(store: Store, run_id: str | None = None) -> VerifyReport:
     if run_id is None:
         # Records under a prefix no run record owns: never reached above.
         report.problems += orphan_problems(store, run_ids)
+        report.problems += active_index_problems(store)
     return report
 
 

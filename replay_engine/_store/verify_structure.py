@@ -230,3 +230,71 @@ def _after(prefix: bytes) -> bytes | None:
     if not trimmed:
         return None
     return trimmed[:-1] + bytes((trimmed[-1] + 1,))
+
+
+def active_index_problems(store: Any) -> list[Problem]:
+    """Where the ``active`` index (derived) disagrees with the run records.
+
+    A worker looks only at the index: an active run missing from it is never
+    started, woken or recovered, and an entry for a run that ended or does not
+    exist is work that is not there. Runs whose record does not decode are
+    reported by the run checks, not here.
+    """
+    dbs = store._dbs
+    active_db = dbs.get(jf.DB_ACTIVE)
+    if active_db is None:
+        return []  # a journal from before the index, opened read-only
+
+    def body(txn: Any) -> list[Problem]:
+        problems: list[Problem] = []
+        entries: dict[bytes, jf.ActiveEntry | None] = {}
+        cursor = txn.cursor(db=active_db)
+        if cursor.set_range(b"\x01"):  # past the queue-state keys
+            for key, value in cursor:
+                try:
+                    entries[bytes(key)] = jf.unpack_active(value)
+                except jf.FormatError:
+                    entries[bytes(key)] = None
+        for key, raw in txn.cursor(db=dbs[jf.DB_RUNS]):
+            try:
+                record = jf.decode_run_record(jf.unseal(raw)[1])
+            except jf.FormatError:
+                entries.pop(bytes(key), None)
+                continue
+            entry = entries.pop(bytes(key), None)
+            active = record.status in jf.ACTIVE_STATUSES
+            if active and entry is None:
+                problems.append(
+                    Problem(
+                        f"the run is {record.status} but missing from the active"
+                        " index: no worker will start, wake or recover it. Resume"
+                        " it by hand",
+                        run_id=record.run_id,
+                    )
+                )
+            elif entry is not None and (
+                not active
+                or (entry.status, entry.queue) != (record.status, record.queue)
+            ):
+                problems.append(
+                    Problem(
+                        f"the active index says the run is {entry.status} (queue"
+                        f" {entry.queue!r}); its record says {record.status} (queue"
+                        f" {record.queue!r})",
+                        run_id=record.run_id,
+                    )
+                )
+        for key, entry in entries.items():
+            what = (
+                "an unreadable entry" if entry is None else f"an {entry.status} entry"
+            )
+            problems.append(
+                Problem(
+                    f"the active index holds {what} for a run with no run record",
+                    run_id=key.decode(errors="replace"),
+                )
+            )
+        return problems
+
+    found: list[Problem] = _env.read(store._handle, body)
+    return found

@@ -132,6 +132,27 @@ def damage_timed_out_then_cancelled(journal: Path) -> str:
     return "ended2"
 
 
+def damage_active_missing(journal: Path) -> str:
+    """r1 waits, but the worker's index lost it: no worker would wake it."""
+    with raw(journal) as (env, dbs), env.begin(write=True) as txn:
+        assert txn.delete(b"r1", db=dbs[jf.DB_ACTIVE])
+    return "r1"
+
+
+def damage_active_stale(journal: Path) -> str:
+    """The index says r1 is queued on a queue; its record says waiting."""
+    with raw(journal) as (env, dbs), env.begin(write=True) as txn:
+        txn.put(b"r1", jf.pack_active("queued", "q", 1), db=dbs[jf.DB_ACTIVE])
+    return "r1"
+
+
+def damage_active_orphan(journal: Path) -> str:
+    """The index names a run that does not exist."""
+    with raw(journal) as (env, dbs), env.begin(write=True) as txn:
+        txn.put(b"nobody", jf.pack_active("running", None, 1), db=dbs[jf.DB_ACTIVE])
+    return "nobody"
+
+
 DAMAGE = {
     "no-record": damage_no_record,
     "orphan-events": damage_orphan_events,
@@ -141,6 +162,9 @@ DAMAGE = {
     "wrong-run-id": damage_wrong_id,
     "two-outcomes": damage_two_outcomes,
     "two-terminals": damage_two_terminals,
+    "active-missing": damage_active_missing,
+    "active-stale": damage_active_stale,
+    "active-orphan": damage_active_orphan,
     "cancelled-then-completed": damage_cancelled_then_completed,
     "timed-out-then-cancelled": damage_timed_out_then_cancelled,
 }
