@@ -233,7 +233,8 @@ class Executing(EngineBase):
     ) -> Run:
         """The same as :meth:`resume`, for asyncio callers."""
         record = self._store.require_run(run_id)
-        if why == "resume" and record.parent and record.events == record.fork_at:
+        starting = why in ("resume", "start")
+        if starting and record.parent and record.events == record.fork_at:
             why = "fork"  # the first execution of a fork
         execution = execution_event(why)
         if record.status == "completed":

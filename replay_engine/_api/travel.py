@@ -146,7 +146,9 @@ class TimeTravel(Inspection):
         record = self._store.require_run(run_id)
         kept = self._store.read_events(run_id, max(0, at - 1), at) if at >= 1 else []
         last = kept[-1].event if kept else None
-        status = "completed" if isinstance(last, jf.RunCompleted) else "running"
+        # Not started yet: `queued` (a worker allowed its process starts it),
+        # not `running`, which would show as an interrupted execution.
+        status = "completed" if isinstance(last, jf.RunCompleted) else "queued"
         self._store.fork_run(record.run_id, at, new_run_id, status)
         parent = self._store.read_events(run_id, 0, 1)
         child = self._store.read_events(new_run_id, 0, 1)

@@ -155,6 +155,9 @@ def _delete_in(txn: Any, dbs: dict[bytes, Any], run_id: str, out: Removed) -> No
         out.bytes += size
     raw = txn.pop(run_id.encode(), db=dbs[jf.DB_RUNS])
     out.bytes += len(run_id) + len(raw or b"")
+    active = dbs.get(jf.DB_ACTIVE)  # keyed by run id; absent in a read-only old journal
+    if active is not None:
+        txn.delete(run_id.encode(), db=active)
     out.runs.append(run_id)
 
 

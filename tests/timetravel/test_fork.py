@@ -92,8 +92,8 @@ def test_fork_records_parent_and_fork_point_in_status_json(
     recorded.engine.fork(recorded.run_id, 5, "r1-at-5")
     doc = invoke_json("status", "r1-at-5")
     assert (doc["parent"], doc["fork_at"], doc["events"]) == ("r1", 5, 5)
-    # Stored running, and no executor holds it yet: shown interrupted (resume it).
-    assert (doc["status"], doc["stored_status"]) == ("interrupted", "running")
+    # Not started yet: queued (resume it, or a worker allowed its process will).
+    assert (doc["status"], doc["stored_status"]) == ("queued", "queued")
     parent = invoke_json("status", "r1")
     assert (parent["parent"], parent["fork_at"]) == (None, None)
     listed = {r["run_id"]: r["parent"] for r in invoke_json("runs")}

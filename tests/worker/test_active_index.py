@@ -31,7 +31,7 @@ def test_the_index_holds_exactly_the_active_runs(tmp_path: Path) -> None:
         engine.post("waits", "0", result="yes")
         engine.iterate("waits")  # completes: leaves the index
         engine.resume("queued")
-        assert _index(engine) == _statuses(engine) == {"forked": "running"}
+        assert _index(engine) == _statuses(engine) == {"forked": "queued"}
 
 
 def test_waiting_seq_shows_what_came_after_the_wait(tmp_path: Path) -> None:
