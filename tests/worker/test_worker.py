@@ -58,7 +58,7 @@ def test_a_killed_executor_is_recovered_by_a_worker(
     wait_for(lambda: len(_steps_per_key(side, "r1")) >= 3, 30, "three steps")
     runner.kill()
     with Engine(str(journal), durability="process") as engine:
-        assert _status(engine, "r1") == "running"  # nobody will iterate it
+        assert _status(engine, "r1") == "interrupted"  # nobody will iterate it
         done_at_kill = _completed_keys(engine, "r1")
         worker = start_worker(journal, ["steps"], "--recovery-grace", "0.3")
         procs.append(worker)
@@ -118,7 +118,7 @@ def test_sigterm_drains_exits_0_and_leaves_nothing_locked(
         assert last.startswith("worker stopped by SIGTERM: started 3"), worker.lines
         for i in range(3):
             RunLock(engine.path, f"d{i}").release()  # nobody holds any run
-            assert _status(engine, f"d{i}") == "running"  # interrupted, not failed
+            assert _status(engine, f"d{i}") == "interrupted"  # not failed
         # Every effect that started finished within the grace (0.2 s each).
         steps = wf.read_lines(side)
         for i in range(3):
