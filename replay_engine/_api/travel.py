@@ -11,6 +11,7 @@ from typing import Any
 
 import journal_format as jf
 
+from .._run.history import ending_of
 from .._run.journal import RunJournal
 from .._run.runtime import Runtime
 from ..errors import JournalCorruptError, ReplayRangeError
@@ -37,6 +38,13 @@ class TimeTravel(Inspection):
         prefix answers are answered, and the process stops at the first calls
         that would need a later event (the frontier).
 
+        A replay of the whole of a run that ended with ``run_completed`` or
+        ``run_failed`` (a complete history) has no frontier: a call past the
+        recorded ones, a recorded call never made, or another result or
+        error raises ``NonDeterminismError``, as ``resume`` would. A
+        cancelled or timed-out run was stopped wherever it was: a call past
+        its journal is a frontier, but changed or missing calls diverge.
+
         Args:
             run_id: the run.
             until: how many events to use (0..events; None for all), or
@@ -49,7 +57,8 @@ class TimeTravel(Inspection):
         Raises:
             RunNotFoundError: no such run.
             ReplayRangeError: ``until`` is out of range or names an unknown key.
-            NonDeterminismError: the process no longer agrees with its journal.
+            NonDeterminismError: the process no longer agrees with its journal
+                (for a complete history, also: it does not end as recorded).
             ProcessImportError: no ``process`` and the run's recorded process
                 is not known here (nothing was imported), or it is not one.
         """
@@ -68,6 +77,9 @@ class TimeTravel(Inspection):
         all_events = self._store.read_events(run_id)
         journal = RunJournal(self._store, run_id, read_only=True)
         journal.load(stop=max(limit, 1))
+        # The whole of a run that ended: a complete history, which the replay
+        # must reproduce exactly (no frontier past its end).
+        journal.ended = ending_of(all_events, limit)
         started = journal.started
         if started is None:
             raise JournalCorruptError(

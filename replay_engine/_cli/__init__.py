@@ -20,7 +20,8 @@ group with ``register``: ``run_cmds`` (run, resume), ``inspect_cmds``
 (status, runs, log, verify), ``worker_cmds`` (submit, worker), ``travel_cmds``
 (replay, fork), ``export_cmds``
 (export, timeline; the page is modelled by ``timeline_model`` and drawn by
-``timeline_html``), ``debug_cmd`` (the interactive stepper), ``effect_cmds``
+``timeline_html``), ``debug_cmd`` (the interactive stepper), ``diff_cmd``
+(diff; the comparison itself is ``run_diff``), ``effect_cmds``
 (pending; it registers ``post_cmd`` and ``iterate_cmd`` too), ``retention_cmds``
 (delete, gc, compact), ``check_cmd`` and ``cancel_cmd`` (cancel).
 ``common`` holds what they share, ``event_rows`` the JSON form of an event,
@@ -42,6 +43,7 @@ from . import (
     cancel_cmd as _cancel,
     check_cmd as _check,
     debug_cmd as _debug,
+    diff_cmd as _diff,
     effect_cmds as _external,
     export_cmds as _export,
     inspect_cmds as _inspect,
@@ -111,6 +113,7 @@ for _module in (
     _timetravel,
     _export,
     _debug,
+    _diff,
     _external,
     _retention,
     _check,

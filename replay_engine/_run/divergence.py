@@ -58,10 +58,18 @@ def divergence(
     headline: str = "",
     site: str | None = None,
     replayed_args: bytes | None = None,
+    where: str | None = None,
 ) -> NonDeterminismError:
-    """Build the NonDeterminismError for a divergence at ``key``."""
+    """Build the NonDeterminismError for a divergence at ``key``.
+
+    ``where`` replaces "at key K (event seq S)" for a divergence that is not
+    at a call (the process's result).
+    """
     key_text = jf.key_bytes_to_text(key)
-    where = f"at key {key_text}" + (f" (event seq {seq})" if seq is not None else "")
+    if where is None:
+        where = f"at key {key_text}" + (
+            f" (event seq {seq})" if seq is not None else ""
+        )
     site = site if site is not None else call_site(3)
     fork_hint = (
         f"\nTo branch from the last agreeing event: replay-engine fork {run_id}"

@@ -22,6 +22,7 @@ import journal_format as jf
 from .._store.store import AppendResult, Store
 from ..errors import JournalWriteError, NonDeterminismError
 from .divergence import describe_call, describe_entry, divergence
+from .history import Ending
 from .hooks import SimulatedCrash
 
 GROUP = -1
@@ -50,6 +51,9 @@ class RunJournal:
         """The first divergence this execution met. Every later ctx call
         re-raises it, so user code catching it cannot make the run go on
         recording."""
+        self.ended: Ending | None = None
+        """Set by a time-travel replay of a whole run that ended: the end its
+        replay must reach (see ``history``)."""
         self.recorded_events = 0
         self.restored_events = 0
         """Events covered by the checkpoint the load started from (0: none)."""
@@ -393,6 +397,9 @@ class RunJournal:
         if self.diverged is None:
             self.diverged = error
         return self.diverged
+
+    remember = _diverge
+    """The same, for divergences found outside this class (``history``)."""
 
     # -- divergence checks -------------------------------------------------------
 

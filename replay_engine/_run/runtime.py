@@ -205,7 +205,14 @@ class Runtime(ExecutionState):
             reason = (
                 "external" if tdef.external else ("new call" if new else "in flight")
             )
-            await waits.at_frontier(self, key, tdef.name, tdef.kind, reason)
+            await waits.at_frontier(
+                self,
+                key,
+                tdef.name,
+                tdef.kind,
+                reason,
+                lambda: _describe_call(tdef, address),
+            )
         if new:
             self.journal.check_new_key(
                 key, scope_prefix, lambda: _describe_call(tdef, address)

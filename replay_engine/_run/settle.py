@@ -18,7 +18,8 @@ An execution ends in one of four ways:
   recorded as the run's or a task's failure.
 
 A time-travel replay (``frozen``) records nothing: it reports ``frontier``
-where it had to stop.
+where it had to stop, except against a complete history, which it must
+reproduce exactly (``history``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Any
 import journal_format as jf
 
 from ..errors import NonDeterminismError, PayloadError, ReplayEngineError
-from . import jobs
+from . import history, jobs
 from .divergence import describe_entry, divergence
 from .state import ExecutionState, Stopped
 
@@ -80,6 +81,8 @@ async def settle_waiting(state: ExecutionState, main: asyncio.Task[Any]) -> Outc
     next_due = min(dues) if dues else None
     await stop(state, main)
     if state.frozen:
+        if state.journal.diverged is not None:  # caught by the process, still so
+            raise state.journal.diverged
         return Outcome(
             status="frontier", pending=[jf.key_bytes_to_text(k) for k in pending]
         )
@@ -109,7 +112,7 @@ def settle_finished(
     state.dispatcher.close()
     exc = main.exception() if not main.cancelled() else asyncio.CancelledError()
     if state.frozen:
-        return _settle_frozen(state, main, exc)
+        return _settle_frozen(state, main, exc, process)
     # A divergence pauses the run: it keeps the status it had (a waiting run
     # must still be found waiting), so it can be resumed once fixed.
     kept = state.journal.loaded_status or None
@@ -129,24 +132,13 @@ def settle_finished(
     # A process that raised before reaching its recorded calls failed; that
     # is its outcome, not a divergence (only one that returns is "short").
     if unvisited and exc is None:
-        key, entry = unvisited[0]
         finish_stats(state, status=kept)
-        raise divergence(
-            state.run_id,
-            key,
-            entry.seq,
-            recorded=f"{describe_entry(entry)} and {len(unvisited) - 1} more"
-            " recorded calls",
-            replayed="the process finished without making these calls",
-            headline="the journal has calls this execution never made (fewer calls)",
-            site=_end_of(process),
-        )
+        raise _fewer_calls(state, unvisited, process)
     if exc is None:
-        result = main.result()
         try:
-            data = jf.encode_payload(result)
-        except jf.FormatError as err:
-            exc = PayloadError(f"the process's result cannot be encoded: {err}")
+            data = _encode_result(main.result())
+        except PayloadError as err:
+            exc = err
         else:
             ref = jf.payload_ref(data)
             journal.record(jf.RunCompleted(result=ref), jf.blobs_for(ref, data))
@@ -172,19 +164,66 @@ def settle_finished(
 
 
 def _settle_frozen(
-    state: ExecutionState, main: asyncio.Task[Any], exc: BaseException | None
+    state: ExecutionState,
+    main: asyncio.Task[Any],
+    exc: BaseException | None,
+    process: object,
 ) -> Outcome:
-    if state.journal.diverged is not None:
-        raise state.journal.diverged
+    """A time-travel replay ended: as ``resume`` would judge it, nothing recorded.
+
+    A process that returns must have made every recorded call of its prefix;
+    against a complete history it must also end as recorded (``history``).
+    """
+    journal = state.journal
+    if journal.diverged is not None:
+        raise journal.diverged
     if isinstance(exc, NonDeterminismError):
         raise exc
-    if exc is None:
-        return Outcome(status="completed", result=main.result())
     if isinstance(exc, Stopped):
         return Outcome(status="frontier")
-    if not isinstance(exc, Exception):
+    if exc is not None and not isinstance(exc, Exception):
         raise exc
-    return Outcome(status="failed", error=error_info(exc))
+    if exc is None:
+        unvisited = journal.unvisited()
+        if unvisited:
+            raise journal.remember(_fewer_calls(state, unvisited, process))
+        try:
+            data = _encode_result(main.result())
+        except PayloadError as err:
+            exc = err
+        else:
+            history.check_outcome(journal, data, None, _end_of(process))
+            return Outcome(status="completed", result=main.result())
+    error = error_info(exc)
+    history.check_outcome(journal, None, error, _end_of(process))
+    return Outcome(status="failed", error=error)
+
+
+def _encode_result(result: Any) -> bytes:
+    """The process's result as recorded, or the PayloadError its run fails with."""
+    try:
+        return jf.encode_payload(result)
+    except jf.FormatError as err:
+        raise PayloadError(f"the process's result cannot be encoded: {err}") from None
+
+
+def _fewer_calls(
+    state: ExecutionState,
+    unvisited: list[tuple[bytes, jf.CallEntry]],
+    process: object,
+) -> NonDeterminismError:
+    """The divergence of a process that returned without its recorded calls."""
+    key, entry = unvisited[0]
+    return divergence(
+        state.run_id,
+        key,
+        entry.seq,
+        recorded=f"{describe_entry(entry)} and {len(unvisited) - 1} more"
+        " recorded calls",
+        replayed="the process finished without making these calls",
+        headline="the journal has calls this execution never made (fewer calls)",
+        site=_end_of(process),
+    )
 
 
 DRAIN_SECONDS = 10.0

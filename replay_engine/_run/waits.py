@@ -11,12 +11,14 @@ test decides how long they really take.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import journal_format as jf
 
 from .._store.posts import expire
 from ..errors import JournalCorruptError, JournalWriteError, task_failure
+from . import history
 from .divergence import call_site
 from .quiet import schedule_quiet_check
 from .state import ExecutionState, FrontierCall, Stopped
@@ -89,7 +91,9 @@ async def run_timer(
     """A durable timer: record its due time (when new), sleep what is left, fire."""
     state.check_live()
     if state.frozen:
-        await at_frontier(state, key, "ctx.sleep", "timer", "timer")
+        await at_frontier(
+            state, key, "ctx.sleep", "timer", "timer", lambda: "ctx.sleep()"
+        )
     if due_ns is None:
         state.journal.check_new_key(key, scope_prefix, "ctx.sleep()")
         due_ns = state.clock_ns() + int(seconds * 1e9)
@@ -122,27 +126,38 @@ async def hooked_sleep(state: ExecutionState, key: bytes, seconds: float) -> Non
 
 
 async def at_frontier(
-    state: ExecutionState, key: bytes, task: str, kind: str, reason: str
+    state: ExecutionState,
+    key: bytes,
+    task: str,
+    kind: str,
+    reason: str,
+    describe: Callable[[], str] | None = None,
 ) -> None:
-    """A time-travel replay reached a call it cannot answer: block this branch."""
+    """A time-travel replay reached a call it cannot answer: block this branch.
+
+    Against a complete history that is a divergence instead (``history``);
+    ``describe`` says what the call is, for its message.
+    """
+    site = call_site(3)
+    history.past_the_end(
+        state.journal, key, reason, describe() if describe else task, site
+    )
     state.frontier[key] = FrontierCall(
-        key=jf.key_bytes_to_text(key),
-        task=task,
-        kind=kind,
-        reason=reason,
-        site=call_site(3),
+        key=jf.key_bytes_to_text(key), task=task, kind=kind, reason=reason, site=site
     )
     await wait_external(state, key)
 
 
 def stop_at_frontier(state: ExecutionState, key: bytes, task: str, kind: str) -> None:
     """A synchronous call (``ctx.now()`` …) past the prefix: end this branch."""
+    site = call_site(3)
+    history.past_the_end(state.journal, key, "new call", f"{task}()", site)
     state.frontier[key] = FrontierCall(
         key=jf.key_bytes_to_text(key),
         task=task,
         kind=kind,
         reason="new call",
-        site=call_site(3),
+        site=site,
     )
     schedule_quiet_check(state)
     raise Stopped

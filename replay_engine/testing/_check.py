@@ -202,6 +202,21 @@ class ScheduleChecker:
             try:
                 snapshot = engine.replay(self.run_id, process=self.process)
             except NonDeterminismError as exc:
+                if not exc.key and trace.status == "completed":
+                    # Not at a call: the replay of this complete history
+                    # returned something else (``Engine.replay`` checks it).
+                    raise self._failure(
+                        schedule,
+                        Difference(
+                            None,
+                            "replaying its journal, it made the same calls but"
+                            " returned a different result",
+                            short(trace.result_value),
+                            exc.replayed.removeprefix("the process returned "),
+                        ),
+                        labels=("recorded", "replayed"),
+                        stage="replaying the journal it had just written",
+                    ) from None
                 raise self._diverged(
                     schedule,
                     exc,

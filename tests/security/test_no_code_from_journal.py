@@ -108,6 +108,7 @@ INSPECTING = [
     ["verify"],
     ["verify", "evil"],
     ["pending", "evil"],
+    ["diff", "evil", "rm"],
 ]
 
 
