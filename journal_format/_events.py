@@ -341,6 +341,11 @@ class RunRecord(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     appended after it (a post, a signal) shows as ``events > waiting_seq + 1``."""
     next_due_ns: int | None = None
     """While the run waits: when its earliest timer falls due (that event's)."""
+    executions: int = 0
+    """How many executions wrote to the run: a ``run_started`` written by its
+    executor (``pid`` set, not a fork's) and every ``execution`` event."""
+    last_execution_seq: int | None = None
+    """The seq of the event that began the latest of them."""
 
 
 class FormatMeta(msgspec.Struct, frozen=True):

@@ -117,7 +117,11 @@ class RunInfo:
     """For a cancelled run: the reason given to ``Engine.cancel``, if any."""
     queue: str | None = None
     """The queue a submitted run was put on."""
-    """External effects abandoned because their group failed (``Engine.status``)."""
+    executions: int = 0
+    """How many executions wrote to the run (each began with an event)."""
+    last_execution_seq: int | None = None
+    """The seq of the event the latest execution began with (``execution``,
+    or ``run_started`` for the first execution of a run started by ``run``)."""
     stored_status: str = ""
     """The status in the run record; ``status`` is what to show: the same,
     except ``interrupted`` for a stored ``running`` run no live executor holds."""
@@ -143,4 +147,6 @@ class RunInfo:
             cancel_requested=record.cancel_requested_ns is not None
             and record.status not in ("completed", "cancelled", "timed_out"),
             queue=record.queue,
+            executions=record.executions,
+            last_execution_seq=record.last_execution_seq,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import fnmatch
 import json
 from collections.abc import Sequence
@@ -70,6 +71,27 @@ def status_document(engine: Engine, info: RunInfo) -> dict[str, Any]:
         "cancel_reason": info.cancel_reason,
         "stored_status": info.stored_status,
         "executor": executor_document(info),
+        "executions": info.executions,
+        "last_execution": last_execution(engine, info),
+    }
+
+
+def last_execution(engine: Engine, info: RunInfo) -> dict[str, Any] | None:
+    """Who began the run's latest execution, why and when (one event read)."""
+    seq = info.last_execution_seq
+    if seq is None:
+        return None
+    stored = engine.events(info.run_id, seq, seq + 1)
+    if not stored:
+        return None
+    event = stored[0].event
+    why = getattr(event, "why", "start")  # run_started: the first execution
+    return {
+        "seq": seq,
+        "why": why,
+        "pid": getattr(event, "pid", None),
+        "host": getattr(event, "host", None),
+        "at": _dt.datetime.fromtimestamp(stored[0].envelope.at / 1e9, _dt.UTC),
     }
 
 
@@ -129,6 +151,15 @@ def status_command(ctx: click.Context, run_id: str, as_json: bool) -> None:
     executor = executor_text(info)
     if executor is not None:
         table.add_row("executor", cell(executor))
+    last = doc["last_execution"]
+    if last is not None:
+        table.add_row(
+            "executions",
+            cell(
+                f"{info.executions} (latest: {last['why']}, pid {last['pid']} on"
+                f" {last['host']}, {utc_text(last['at'])})"
+            ),
+        )
     if info.parent is not None:
         table.add_row("forked from", cell(f"{info.parent} at event {info.fork_at}"))
     if info.status == "completed":

@@ -124,6 +124,9 @@ def append_events(
             if isinstance(event, jf.RunWaiting):
                 waiting_seq, next_due_ns = record.events + index, event.next_due_ns
                 break
+    executions, last_execution = record.executions, record.last_execution_seq
+    if events and _begins_execution(events[0]):
+        executions, last_execution = executions + 1, record.events
     updated = jf.RunRecord(
         v=jf.FORMAT_VERSION,
         run_id=record.run_id,
@@ -143,12 +146,26 @@ def append_events(
         queue=record.queue,
         waiting_seq=waiting_seq,
         next_due_ns=next_due_ns,
+        executions=executions,
+        last_execution_seq=last_execution,
     )
     txn.put(
         record.run_id.encode(), jf.seal(jf.encode_record(updated)), db=dbs[jf.DB_RUNS]
     )
     note_status(txn, dbs, record if record.events else None, updated)
     return AppendResult(first_seq=record.events, count=len(events), head=head)
+
+
+def _begins_execution(event: jf.Event) -> bool:
+    """Whether ``event``, first of an append, is where an execution began.
+
+    An execution's ``execution`` event (or, for ``run``, the ``run_started``
+    it writes with its pid) is always the first event of its first commit,
+    so only the first event of each append is looked at.
+    """
+    if type(event) is jf.ExecutionStarted:
+        return True
+    return type(event) is jf.RunStarted and event.pid is not None and not event.parent
 
 
 def read_chain(

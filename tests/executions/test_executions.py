@@ -63,6 +63,17 @@ def test_a_task_in_flight_at_a_kill_is_redispatched_and_named(
     assert executions[0].event.host == os.uname().nodename
     assert engine.verify("r").ok
 
+    # `status` counts the executions and names the latest.
+    status = cli_json(journal, "status", "r")
+    assert status["executions"] == 2
+    latest = status["last_execution"]
+    assert (latest["seq"], latest["why"], latest["pid"]) == (
+        executions[0].seq,
+        "resume",
+        os.getpid(),
+    )
+    assert f"2 (latest: resume, pid {os.getpid()}" in cli(journal, "status", "r").stdout
+
     # `log` says which request ran twice.
     log = cli_json(journal, "log", "r")
     marked = {d["key"]: d["redispatched"] for d in log if d["type"] == "requested"}
