@@ -44,6 +44,10 @@ DB_ACTIVE: Final = b"active"
 
 ACTIVE_STATUSES: Final = frozenset({"queued", "running", "waiting"})
 """The statuses a run has while something may still execute it."""
+ENDED_STATUSES: Final = frozenset({"completed", "cancelled", "timed_out"})
+"""The statuses no execution changes again (a ``failed`` run can be resumed)."""
+FINISHED_STATUSES: Final = ENDED_STATUSES | {"failed"}
+"""The statuses of runs nothing continues on its own: what ``gc`` may delete."""
 
 META_FORMAT_KEY: Final = b"format"
 

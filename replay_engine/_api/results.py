@@ -145,7 +145,7 @@ class RunInfo:
             fork_at=record.fork_at,
             deadline=None if record.deadline_ns is None else utc(record.deadline_ns),
             cancel_requested=record.cancel_requested_ns is not None
-            and record.status not in ("completed", "cancelled", "timed_out"),
+            and record.status not in jf.ENDED_STATUSES,
             queue=record.queue,
             executions=record.executions,
             last_execution_seq=record.last_execution_seq,

@@ -14,6 +14,8 @@ from typing import Any
 
 import click
 
+import journal_format as jf
+
 from .. import NotAJournalError, Removed, compact_journal
 from .common import (
     emit_json,
@@ -26,7 +28,7 @@ from .common import (
 )
 from .safe_text import literal
 
-TERMINAL = ("completed", "failed", "cancelled", "timed_out")
+TERMINAL = tuple(sorted(jf.FINISHED_STATUSES))
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 

@@ -15,6 +15,8 @@ import click
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
+import journal_format as jf
+
 from .. import Run, RunStats, load_process
 from .common import (
     EXIT_OK,
@@ -377,7 +379,7 @@ def resume_command(
         # An ended run is returned as it is: nothing to import.
         fn = (
             engine.process_for(run_id, process_ref)
-            if info.status not in ("completed", "cancelled", "timed_out")
+            if info.status not in jf.ENDED_STATUSES
             else None
         )
         with live:

@@ -25,7 +25,7 @@ from .chain import StoredEvent
 from .run_txn import RunTxn
 from .store import Store
 
-ENDED = ("completed", "cancelled", "timed_out")
+ENDED = jf.ENDED_STATUSES
 """Statuses nothing changes any more (``failed`` may be resumed)."""
 
 

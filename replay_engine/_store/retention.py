@@ -40,11 +40,10 @@ RUN_PREFIXED_DBS: tuple[bytes, ...] = (
     jf.DB_EVENTS,
     jf.DB_KEYS,
     jf.DB_CHECKPOINTS,
-    b"active",
 )
 """Databases whose keys start with ``run_prefix(run_id)``; absent ones are skipped."""
 
-TERMINAL = ("completed", "failed", "cancelled", "timed_out")
+TERMINAL = tuple(sorted(jf.FINISHED_STATUSES))
 """Statuses ``gc`` may delete: runs no executor or worker will touch again."""
 
 

@@ -142,3 +142,24 @@ def test_a_running_run_is_refused_then_force_deletes_it(tmp_path: Path) -> None:
     with Engine(str(journal)) as engine:
         assert "busy" not in {r.run_id for r in engine.runs()}
         assert engine.verify().ok
+
+
+def test_delete_leaves_the_active_entry_of_a_run_whose_id_extends_its_prefix(
+    tmp_path: Path,
+) -> None:
+    """The active index is keyed by run id, not by run prefix.
+
+    A run id of 49 characters has the prefix ``b"1" + id`` (its length byte is
+    the digit 1), which is also how the id ``"1" + id`` begins: deleting the
+    first run must not take the second's entry in the index with it.
+    """
+    short = "x" * 49
+    longer = "1" + short
+    with Engine(str(tmp_path / "j"), durability="process") as engine:
+        engine.run(pipeline, {"own": "a"}, run_id=short)
+        engine.run(awaiting, {"own": "b"}, run_id=longer)
+        assert engine.status(longer).status == "waiting"
+        engine.delete(short)
+        report = engine.verify()
+        assert report.ok, [str(p) for p in report.problems]
+        assert engine.status(longer).status == "waiting"
