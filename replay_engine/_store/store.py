@@ -5,7 +5,9 @@ object the other layers hold: it opens the journal, checks its format, and
 opens one short transaction per call. What happens inside a transaction lives
 in the modules beside it, by job: ``records`` (format and run records),
 ``chain`` (appending and checked reads of events), ``checkpoints`` (the call
-index), ``run_txn`` (read-check-append in one transaction, for posts).
+index), ``run_txn`` (read-check-append in one transaction, for posts); what a worker
+reads and claims (the active runs, the change counter) is ``WorkView``, in
+``work_view``.
 
 Caveats (see docs/store.md):
 * read transactions are short and never held across an ``await``;
@@ -28,11 +30,12 @@ from ..errors import (
     ReplayRangeError,
     RunNotFoundError,
 )
-from . import active as _active, checkpoints, env as _env
+from . import checkpoints, env as _env
 from .chain import AppendResult, StoredEvent, append_events, read_chain
 from .files import Access
 from .records import check_format, decode_run, forked_start, new_record, refuse_write
 from .run_txn import RunTxn
+from .work_view import WorkView
 
 __all__ = ["AppendResult", "Durability", "RunTxn", "Store", "StoredEvent"]
 
@@ -40,7 +43,7 @@ Durability = Literal["fsync", "process"]
 T = TypeVar("T")
 
 
-class Store:
+class Store(WorkView):
     """A journal directory: an LMDB environment holding many runs."""
 
     def __init__(
@@ -247,60 +250,6 @@ class Store:
             return list(txn.cursor(db=runs_db))
 
         return [decode_run(k.decode(), v) for k, v in _env.read(self._handle, body)]
-
-    # -- active runs (what a worker looks at) -------------------------------------
-
-    def active_runs(
-        self,
-        *,
-        records: bool = True,
-        queued_heads: int | None = None,
-        accept: Callable[[jf.RunRecord], bool] | None = None,
-    ) -> list[_active.ActiveRun]:
-        """The runs whose status is queued, running or waiting.
-
-        Read from the ``active`` index in one read transaction, with each run's
-        record when ``records``; never a scan of every run record (except on
-        an old journal opened read-only, which has no index). ``queued_heads``
-        and ``accept``: read only the oldest queued runs of each queue (see
-        :func:`.active.read`).
-        """
-        dbs = self._dbs
-        return _env.read(
-            self._handle,
-            lambda txn: _active.read(
-                txn, dbs, records=records, queued_heads=queued_heads, accept=accept
-            ),
-        )
-
-    def change_counter(self) -> int:
-        """The id of the journal's latest committed transaction, as a reader sees it.
-
-        Any process's commit moves it, so polling it (about a microsecond)
-        tells a worker when to look again. It is the snapshot id of a read
-        transaction, not ``env.info()["last_txnid"]``: LMDB writes (and, with
-        fsync, flushes) the meta page before it lets new readers see the
-        commit, so ``last_txnid`` can be ahead of what a read right after it
-        shows, and a look made then would miss the change it was told of.
-        """
-        value: int = _env.read(self._handle, lambda txn: txn.id())
-        return value
-
-    def claim_queued(self, run_id: str, limits: _active.Limits) -> _active.ClaimOutcome:
-        """Mark a queued run ``running`` if its queue's limits allow, atomically.
-
-        ``"claimed"``, or ``"gone"`` (no longer queued) / ``"limited"`` (a
-        limit is reached), writing nothing. See :func:`.active.claim`.
-        """
-        dbs = self._dbs
-
-        def body(txn: Any) -> _active.ClaimOutcome:
-            self._check_writable()
-            return _active.claim(txn, dbs, run_id, limits)
-
-        result = _env.write(self._handle, body)
-        self.commits += 1
-        return result
 
     # -- writes to a run ---------------------------------------------------------
 
