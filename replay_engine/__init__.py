@@ -9,6 +9,7 @@ tree), ``replay_engine.testing`` (determinism tests), ``replay_engine.check``
 (the static determinism checker).
 """
 
+from ._api.compat import RunCompatibility as RunCompatibility
 from ._api.durable import DurableProcess as DurableProcess
 from ._api.engine import Engine as Engine
 from ._api.executing import load_process as load_process
@@ -94,6 +95,7 @@ __all__ = [
     "ReplayEngineError",
     "ReplayRangeError",
     "Run",
+    "RunCompatibility",
     "RunEndedError",
     "RunExistsError",
     "RunInfo",

@@ -37,6 +37,7 @@ EXPECTED_ALL = [
     "ReplayEngineError",
     "ReplayRangeError",
     "Run",
+    "RunCompatibility",
     "RunEndedError",
     "RunExistsError",
     "RunInfo",

@@ -11,6 +11,7 @@ module                 methods
 :mod:`.inspecting`     ``status``, ``result``, ``runs``, ``events``, ``verify``
 :mod:`.retention`      ``delete``, ``gc`` (and ``compact_journal``, a function)
 :mod:`.cancelling`     ``cancel``
+:mod:`.compat`         ``check_compatible`` (which stored runs new code breaks)
 :mod:`.scheduling`     ``submit`` (a queued run), ``worker`` (:mod:`.worker`)
 =====================  =========================================================
 """
@@ -18,12 +19,12 @@ module                 methods
 from __future__ import annotations
 
 from .cancelling import Cancelling
+from .compat import CompatChecking
 from .retention import Retention
 from .scheduling import Scheduling
-from .travel import TimeTravel
 
 
-class Engine(Scheduling, TimeTravel, Retention, Cancelling):
+class Engine(Scheduling, CompatChecking, Retention, Cancelling):
     """A journal directory and the runs in it.
 
     Args:

@@ -42,6 +42,7 @@ import click
 from . import (
     cancel_cmd as _cancel,
     check_cmd as _check,
+    compat_cmd as _compat,
     debug_cmd as _debug,
     diff_cmd as _diff,
     effect_cmds as _external,
@@ -114,6 +115,7 @@ for _module in (
     _export,
     _debug,
     _diff,
+    _compat,
     _external,
     _retention,
     _check,

@@ -40,7 +40,7 @@ def test_help_lists_commands_in_declaration_order(invoke: Invoke) -> None:
     listed = [line.split()[0] for line in lines]
     assert listed == [
         *("run", "resume", "submit", "worker", "status", "runs", "log", "verify"),
-        *("replay", "fork", "export", "timeline", "debug", "diff"),
+        *("replay", "fork", "export", "timeline", "debug", "diff", "compat"),
         *("pending", "post", "iterate"),
         *("delete", "gc", "compact"),
         "check",
