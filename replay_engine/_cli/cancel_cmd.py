@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from rich.table import Table
 
 from .. import RunInfo
 from .common import (
@@ -20,7 +19,7 @@ from .common import (
     make_console,
     open_engine,
     reporting_errors,
-    status_style,
+    run_table,
 )
 from .safe_text import cell, literal
 
@@ -61,11 +60,7 @@ def cancel_command(
     if as_json:
         emit_json(doc)
         return
-    table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="dim")
-    table.add_column()
-    table.add_row("run_id", cell(info.run_id))
-    table.add_row("status", literal(info.status, style=status_style(info.status)))
+    table = run_table(info)
     if info.cancel_reason is not None:
         table.add_row("reason", cell(info.cancel_reason))
     if info.abandoned:

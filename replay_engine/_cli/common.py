@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 import click
+from rich.table import Table
 
 import journal_format as jf
 
@@ -29,6 +30,7 @@ from .. import (
     ProcessImportError,
     ReplayEngineError,
     RunExistsError,
+    RunInfo,
     RunNotFoundError,
 )
 from . import isolation, safe_text, values
@@ -409,6 +411,18 @@ def check_run_id(run_id: str, ctx: click.Context) -> None:
         jf.check_run_id(run_id)
     except jf.FormatError as exc:
         raise usage_error(str(exc), ctx) from None
+
+
+def run_table(info: RunInfo) -> Table:
+    """A two-column table (field, value) that starts with the run's id and status."""
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="dim")
+    table.add_column()
+    table.add_row("run_id", safe_text.cell(info.run_id))
+    table.add_row(
+        "status", safe_text.literal(info.status, style=status_style(info.status))
+    )
+    return table
 
 
 def status_style(status: str) -> str:

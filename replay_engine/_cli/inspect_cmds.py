@@ -26,6 +26,7 @@ from .common import (
     open_engine,
     plain,
     reporting_errors,
+    run_table,
     status_style,
     usage_error,
     utc_text,
@@ -137,11 +138,7 @@ def status_command(ctx: click.Context, run_id: str, as_json: bool) -> None:
     if as_json:
         emit_json(doc)
         return
-    table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="dim")
-    table.add_column()
-    table.add_row("run_id", cell(info.run_id))
-    table.add_row("status", literal(info.status, style=status_style(info.status)))
+    table = run_table(info)
     table.add_row("process", cell(info.process))
     table.add_row("events", str(info.events))
     table.add_row("dispatched", str(info.dispatched))

@@ -58,20 +58,9 @@ def _record(journal: Path, folder: Path) -> None:
     )
 
 
-def _compat(
-    journal: Path, folder: Path, *args: str
-) -> subprocess.CompletedProcess[str]:
+def _cli(journal: Path, folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "replay_engine._cli",
-            "--journal",
-            str(journal),
-            "compat",
-            "compat_flow:process",
-            *args,
-        ],
+        [sys.executable, "-m", "replay_engine._cli", "--journal", str(journal), *args],
         env=child_env(folder),
         cwd=folder,
         capture_output=True,
@@ -79,6 +68,12 @@ def _compat(
         timeout=60,
         check=False,
     )
+
+
+def _compat(
+    journal: Path, folder: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    return _cli(journal, folder, "compat", "compat_flow:process", *args)
 
 
 def test_compat_names_exactly_the_runs_a_change_breaks(tmp_path: Path) -> None:
@@ -122,23 +117,7 @@ def test_compat_of_an_unknown_process_or_run_is_a_usage_error(tmp_path: Path) ->
     folder.mkdir()
     _write(folder, V1)
     _record(journal, folder)
-    missing = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "replay_engine._cli",
-            "--journal",
-            str(journal),
-            "compat",
-            "no_such_module:process",
-        ],
-        env=child_env(folder),
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    missing = _cli(journal, folder, "compat", "no_such_module:process")
     assert missing.returncode == 2, missing.stderr
     assert "Traceback" not in missing.stderr
     unknown = _compat(journal, folder, "--runs", "nope")
