@@ -35,6 +35,7 @@ from ._run.tasks import (
     task as task,
     task_context as task_context,
 )
+from ._serve.entry import serve as serve
 from ._store.compact import Compacted as Compacted
 from ._store.posts import PendingEffect as PendingEffect
 from ._store.retention import Removed as Removed
@@ -118,6 +119,7 @@ __all__ = [
     "compact_journal",
     "external",
     "load_process",
+    "serve",
     "task",
     "task_context",
     "verify_pages",

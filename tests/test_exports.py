@@ -60,6 +60,7 @@ EXPECTED_ALL = [
     "compact_journal",
     "external",
     "load_process",
+    "serve",
     "task",
     "task_context",
     "verify_pages",

@@ -42,6 +42,8 @@ LAYER_RULE: dict[str, set[str]] = {
     PUBLIC: {ANYTHING},
     SEAM: {ANYTHING},
     "_cli": {PUBLIC, ERRORS, FORMAT, THIRD_PARTY},
+    # The server's documents are the CLI's JSON: it builds them with _cli's code.
+    "_serve": {PUBLIC, ERRORS, FORMAT, THIRD_PARTY, "_cli"},
     "demo": {PUBLIC, ERRORS, FORMAT, THIRD_PARTY},
     "testing": {PUBLIC, ERRORS, SEAM, FORMAT, THIRD_PARTY},
     "pytest_plugin": {PUBLIC, ERRORS, SEAM, "testing", FORMAT, THIRD_PARTY},

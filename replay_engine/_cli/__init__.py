@@ -51,6 +51,7 @@ from . import (
     isolation as _isolation,
     retention_cmds as _retention,
     run_cmds as _run,
+    serve_cmd as _serve,
     stop_signals as _stop_signals,
     travel_cmds as _timetravel,
     worker_cmds as _worker,
@@ -120,6 +121,7 @@ for _module in (
     _retention,
     _check,
     _cancel,
+    _serve,
 ):
     _module.register(cli)
 
