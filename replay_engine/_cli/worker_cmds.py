@@ -11,21 +11,23 @@ executions at once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 from typing import Any, Literal
 
 import click
 
-from .. import QueueLimits, WorkerEvent, load_process
+from .. import QueueLimits, ReplayEngineError, WorkerEvent, load_process, serve
 from .common import (
     EXIT_OK,
     emit_json,
+    journal_path,
     json_option,
     open_engine,
     quiet_engine_logger,
@@ -34,9 +36,12 @@ from .common import (
 )
 from .run_cmds import _read_input
 from .safe_text import echo, printable
+from .serve_cmd import server_options
 from .stop_signals import exit_now, grace_option
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_SERVE_START = 30.0
+"""Seconds ``worker --serve`` waits for its server to listen."""
 
 
 @click.command("submit")
@@ -197,6 +202,13 @@ class _Reporter:
     help="fsync: every commit survives power loss; process: a crash of this"
     " process only.",
 )
+@click.option(
+    "--serve",
+    "serve_http",
+    is_flag=True,
+    help="Also serve the HTTP API and console (see `serve`) in this process.",
+)
+@server_options
 @grace_option
 @json_option
 @click.pass_context
@@ -207,6 +219,10 @@ def worker_command(
     max_runs: int,
     recovery_grace: float,
     durability: Literal["fsync", "process"],
+    serve_http: bool,
+    host: str,
+    port: int,
+    token: str | None,
     grace: float,
     as_json: bool,
 ) -> None:
@@ -217,7 +233,9 @@ def worker_command(
     processes are left alone. SIGTERM/SIGINT drain the worker (effects in
     flight get --grace seconds) and it exits 0; a second signal stops at once.
     Prints one line per run started and finished (with --json, a JSON line
-    per event), then a summary.
+    per event), then a summary. With --serve (and --host/--port/--token as for
+    `serve`), the HTTP API and console run in this process too, and they may
+    submit runs of the PROCESSes (and no other).
     """
     processes, queues = _parse_words(words, ctx)
     if not processes:
@@ -229,6 +247,7 @@ def worker_command(
     with (
         open_engine(ctx, access="create", durability=durability) as engine,
         quiet_engine_logger(),
+        _serving(ctx, serve_http, fns, durability, host, port, token, as_json),
     ):
         worker = engine.worker(
             [*fns, *processes],
@@ -273,6 +292,65 @@ def worker_command(
         echo(f"worker stopped{why}: {summary.line()}")
     # Tasks abandoned in pool threads after a drain must not keep us alive.
     exit_now(EXIT_OK)
+
+
+@contextlib.contextmanager
+def _serving(
+    ctx: click.Context,
+    wanted: bool,
+    fns: Sequence[Callable[..., Any]],
+    durability: str,
+    host: str,
+    port: int,
+    token: str | None,
+    as_json: bool,
+) -> Iterator[None]:
+    """``worker --serve``: the HTTP server in a thread of this process, then stopped.
+
+    It shares the worker's journal handle (one per process) and may submit
+    only the processes this worker loaded; it imports nothing else.
+    """
+    if not wanted:
+        yield
+        return
+    path = journal_path(ctx, must_exist=True)
+    stop = threading.Event()
+    ready: list[str] = []
+    failed: list[ReplayEngineError] = []
+
+    def body() -> None:
+        try:
+            serve(
+                path,
+                host=host,
+                port=port,
+                token=token or None,
+                on_ready=ready.append,
+                stop=stop,
+                processes=fns,
+                durability=durability,
+            )
+        except ReplayEngineError as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=body, name="replay-engine-serve", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + _SERVE_START
+    while not ready and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if not ready:
+        stop.set()
+        problem = failed[0] if failed else f"it did not start in {_SERVE_START:.0f}s"
+        raise usage_error(f"--serve: {problem}", ctx)
+    if as_json:
+        click.echo(json.dumps({"event": "serving", "url": ready[0]}))
+    else:
+        echo(printable(f"serving {path} on {ready[0]}"))
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(_SERVE_START)
 
 
 def register(group: click.Group) -> None:

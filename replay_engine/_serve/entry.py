@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import os
 import signal
 import socket
 import threading
@@ -22,7 +21,6 @@ from ..errors import ReplayEngineError
 ENV_TOKEN = "REPLAY_ENGINE_TOKEN"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
-_START_TIMEOUT = 30.0
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -90,21 +88,6 @@ def _require_extra() -> None:
         )
 
 
-class RunningServer:
-    """A server listening in a background thread; :meth:`stop` ends it."""
-
-    def __init__(self, server: Any, thread: threading.Thread, url: str) -> None:
-        self._server = server
-        self._thread = thread
-        self.url = url
-        """``http://host:port`` the server listens on (the real port for 0)."""
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Ask the server to stop and wait up to ``timeout`` seconds for it."""
-        self._server.should_exit = True
-        self._thread.join(timeout)
-
-
 def _bind(config: ServeConfig) -> socket.socket:
     family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -117,11 +100,15 @@ def _bind(config: ServeConfig) -> socket.socket:
             f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}"
             " (another server there? choose --port)"
         ) from None
-    sock.set_inheritable(True)
+    # Listening now: a client connecting before uvicorn has started waits
+    # in the backlog instead of being refused.
+    sock.listen(128)
     return sock
 
 
-def _server(config: ServeConfig) -> tuple[Any, socket.socket, str]:
+def _server(
+    config: ServeConfig, stop: threading.Event | None
+) -> tuple[Any, socket.socket, str]:
     check_config(config)
     _require_extra()
     import uvicorn
@@ -148,6 +135,11 @@ def _server(config: ServeConfig) -> tuple[Any, socket.socket, str]:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
 
+        async def on_tick(self, counter: int) -> bool:
+            if stop is not None and stop.is_set():
+                return True
+            return bool(await super().on_tick(counter))
+
     app = build_app(config)
     sock = _bind(config)
     port = sock.getsockname()[1]
@@ -166,11 +158,16 @@ def serve(
     token: str | None = None,
     read_only: bool = False,
     on_ready: Callable[[str], None] | None = None,
+    stop: threading.Event | None = None,
+    processes: Sequence[Callable[..., Any]] = (),
+    durability: str = "fsync",
 ) -> None:
-    """Serve the HTTP API and web console on ``journal`` until interrupted.
+    """Serve the HTTP API and web console on ``journal`` until stopped.
 
-    Blocks; SIGINT or SIGTERM stops it. It never imports or runs process code
-    (a worker executes runs), and each request opens the journal briefly.
+    Blocks until SIGINT or SIGTERM (in the main thread) or until ``stop`` is
+    set (from any thread: run it in a thread beside a worker). It never
+    imports or runs process code (a worker executes runs), and each request
+    opens the journal briefly. See docs/http-api.md.
 
     Args:
         journal: the journal directory (it must exist).
@@ -179,50 +176,30 @@ def serve(
         token: when given, every API request needs ``Authorization: Bearer
             TOKEN`` (at least 16 characters).
         read_only: refuse every write (posts, claims, cancels) with 403.
-        on_ready: called with the server's URL once it listens.
+        on_ready: called with the server's URL once it accepts connections.
+        stop: set it to stop the server (within about 0.1 s).
+        processes: the processes ``POST /api/runs`` may submit runs of,
+            already loaded by the caller (a worker's); none by default.
+        durability: as every other engine on the journal in this process
+            opens it (``"fsync"`` or ``"process"``).
 
     Raises:
         ReplayEngineError: the ``serve`` extra is missing, the bind is unsafe
             (beyond loopback without a token), or the port is taken.
     """
     config = ServeConfig(
-        journal=journal, host=host, port=port, token=token, read_only=read_only
+        journal=journal,
+        host=host,
+        port=port,
+        token=token,
+        read_only=read_only,
+        durability=durability,
+        processes=tuple(processes),
     )
-    server, sock, url = _server(config)
-    if on_ready is not None:
-        on_ready(url)
+    server, sock, url = _server(config, stop)
     try:
+        if on_ready is not None:
+            on_ready(url)
         server.run(sockets=[sock])
     finally:
         sock.close()
-
-
-def start_server(
-    config: ServeConfig, processes: Sequence[Callable[..., Any]] = ()
-) -> RunningServer:
-    """Start a server in a background thread (``worker --serve``); ready on return."""
-    if processes:
-        config = ServeConfig(**{**config.__dict__, "processes": tuple(processes)})
-    server, sock, url = _server(config)
-
-    def body() -> None:
-        try:
-            server.run(sockets=[sock])
-        finally:
-            sock.close()
-
-    thread = threading.Thread(target=body, name="replay-engine-serve", daemon=True)
-    thread.start()
-    waited = 0.0
-    while not server.started and thread.is_alive() and waited < _START_TIMEOUT:
-        threading.Event().wait(0.05)
-        waited += 0.05
-    if not server.started:
-        server.should_exit = True
-        raise ReplayEngineError(f"the HTTP server did not start on {url}")
-    return RunningServer(server, thread, url)
-
-
-def token_from_env() -> str | None:
-    """``$REPLAY_ENGINE_TOKEN``, or None when unset or empty."""
-    return os.environ.get(ENV_TOKEN) or None
