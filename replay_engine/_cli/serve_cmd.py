@@ -7,13 +7,14 @@ without the extra, and ``serve`` without it says which extra to install.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 import click
 
 from .. import NotAJournalError, ReplayEngineError, serve
-from .common import emit_json, journal_path, json_option, reporting_errors, usage_error
+from .common import journal_path, json_option, reporting_errors, usage_error
 from .safe_text import echo, printable
 
 ENV_TOKEN = "REPLAY_ENGINE_TOKEN"
@@ -94,7 +95,9 @@ def serve_command(
 
     def ready(url: str) -> None:
         if as_json:
-            emit_json({"url": url, "journal": path, "read_only": read_only})
+            # One line, so a supervisor reads it as soon as it is printed.
+            doc = {"url": url, "journal": path, "read_only": read_only}
+            click.echo(json.dumps(doc, ensure_ascii=False))
         else:
             echo(printable(f"serving {path} on {url} (Ctrl-C stops)"))
 

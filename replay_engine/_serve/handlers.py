@@ -400,7 +400,9 @@ async def submit(request: Request, config: ServeConfig) -> Response:
     return json_response(
         {
             "run_id": info.run_id,
-            "status": info.status,
+            # As recorded: the worker beside this server may have started it
+            # already, between the record and this answer.
+            "status": "queued",
             "queue": info.queue,
             "process": info.process,
         },

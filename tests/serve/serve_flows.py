@@ -40,3 +40,8 @@ async def agents(inputs: dict[str, Any], ctx: Any) -> list[Any]:
 async def fails(inputs: dict[str, Any], ctx: Any) -> None:
     """Fails with a ValueError whose message comes from the inputs."""
     raise ValueError(inputs["message"])
+
+
+async def signalled(inputs: dict[str, Any], ctx: Any) -> Any:
+    """Waits for the event ``go`` at key 0 and returns its payload."""
+    return await ctx.wait_for_event("go")
