@@ -272,6 +272,7 @@ PLANTED_LAYER_VIOLATIONS = {
     "check imports run": ("replay_engine._check.rules", "from .._run import tasks"),
     "check imports third-party": ("replay_engine._check.rules", "import rich"),
     "errors imports store": ("replay_engine.errors", "from ._store import env"),
+    "serve imports api": ("replay_engine._serve.views", "from .._api import engine"),
     "errors imports format": ("replay_engine.errors", "import journal_format"),
     "upward import under TYPE_CHECKING": (
         "replay_engine._store.store",
@@ -318,6 +319,10 @@ ALLOWED_IMPORTS = {
         "from .._store.store import Store",
     ),
     "store uses the format": ("replay_engine._store.store", "import journal_format"),
+    "serve uses the cli's documents": (
+        "replay_engine._serve.views",
+        "from .. import Engine\nfrom .._cli.event_rows import event_document",
+    ),
     "check uses errors": ("replay_engine._check.rules", "from ..errors import X"),
     "the door imports anything": (
         "replay_engine",

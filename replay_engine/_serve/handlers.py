@@ -157,6 +157,9 @@ async def _body(
     request: Request, allowed: dict[str, tuple[type, ...]], required: set[str]
 ) -> dict[str, Any]:
     """The request's JSON object, with only ``allowed`` fields of their types."""
+    declared = request.headers.get("content-length", "0")
+    if not declared.isdigit() or int(declared) > MAX_BODY:
+        raise BadRequest(f"the body is over {MAX_BODY} bytes; nothing was written", 413)
     raw = await request.body()
     if len(raw) > MAX_BODY:
         raise BadRequest(f"the body is over {MAX_BODY} bytes; nothing was written", 413)

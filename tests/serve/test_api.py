@@ -8,6 +8,8 @@ journal is checked to be unchanged after them.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from importlib import resources
@@ -23,7 +25,16 @@ import referencing.jsonschema
 import journal_format as jf
 from replay_engine import Engine
 from tests.journal_views import key_of, tags
-from tests.serve.servers import cli, events_of, server, start_run, wait_for, worker
+from tests.serve.servers import (
+    FLOWS,
+    cli,
+    env,
+    events_of,
+    server,
+    start_run,
+    wait_for,
+    worker,
+)
 
 SPEC = json.loads(
     resources.files("replay_engine._serve")
@@ -402,15 +413,34 @@ def test_serving_no_journal_is_a_usage_error(tmp_path: Path) -> None:
     assert done.returncode == 2 and "no journal" in done.stderr
 
 
-def test_without_the_extra_the_error_names_it(
-    journal: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import replay_engine
-    from replay_engine import ReplayEngineError
+WITHOUT_EXTRA = (
+    "import sys; sys.modules['starlette'] = sys.modules['uvicorn'] = None;"
+    " from replay_engine._cli import main; main(sys.argv[1:])"
+)
 
-    monkeypatch.setitem(__import__("sys").modules, "starlette", None)
-    with pytest.raises(ReplayEngineError, match=r"replay-engine\[serve\]"):
-        replay_engine.serve(str(journal), port=0)
+
+@pytest.mark.parametrize(
+    ("args", "code", "says"),
+    [
+        (["--help"], 0, "serve"),
+        (["serve", "--port", "0"], 2, "pip install 'replay-engine[serve]'"),
+        (["worker", "serve_flows:approval", "--serve"], 2, "replay-engine[serve]"),
+    ],
+)
+def test_without_the_extra_the_cli_starts_and_serve_names_it(
+    journal: Path, args: list[str], code: int, says: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_EXTRA, "--journal", str(journal), *args],
+        env=env(),
+        cwd=FLOWS,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == code, done.stderr
+    assert says in done.stdout + done.stderr and "Traceback" not in done.stderr
 
 
 # -- racing posters --------------------------------------------------------------
