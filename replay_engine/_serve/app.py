@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from importlib import resources
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import guard, handlers, stream
 from .entry import ServeConfig
@@ -49,27 +48,52 @@ async def _openapi(request: Request) -> Response:
     return Response(_asset("openapi.json"), media_type="application/json")
 
 
-class _Guard(BaseHTTPMiddleware):
-    """Every request passes :mod:`.guard` first; every answer gets safe headers."""
+_SAFE_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
 
-    async def dispatch(
-        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        config: ServeConfig = request.app.state.config
+
+class _Guard:
+    """Every request passes :mod:`.guard` first; every answer gets safe headers.
+
+    A plain ASGI middleware (not Starlette's ``BaseHTTPMiddleware``, which
+    re-streams every response and would delay each by a TCP round trip).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        config: ServeConfig = scope["app"].state.config
         refused = guard.check_host(config, request)
         if refused is None and request.url.path.startswith("/api/"):
             refused = guard.check_token(config, request)
             if refused is None and request.method not in ("GET", "HEAD"):
                 refused = guard.check_write(config, request)
-        response = refused or await call_next(request)
-        headers = response.headers
-        headers.setdefault("Content-Security-Policy", CONSOLE_CSP)
-        headers["X-Content-Type-Options"] = "nosniff"
-        headers["Referrer-Policy"] = "no-referrer"
-        headers.setdefault("Cache-Control", "no-store")
-        if "sandbox" not in headers["Content-Security-Policy"]:
-            headers["X-Frame-Options"] = "DENY"
-        return response
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                names = {name.lower() for name, _ in headers}
+                csp = dict(headers).get(b"content-security-policy")
+                if csp is None:
+                    headers.append((b"content-security-policy", CONSOLE_CSP.encode()))
+                if csp is None or b"sandbox" not in csp:
+                    headers.append((b"x-frame-options", b"DENY"))
+                if b"cache-control" not in names:
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers + _SAFE_HEADERS}
+            await send(message)
+
+        if refused is not None:
+            await refused(scope, receive, with_headers)
+        else:
+            await self.app(scope, receive, with_headers)
 
 
 def build_app(config: ServeConfig) -> Starlette:

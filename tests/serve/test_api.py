@@ -505,3 +505,18 @@ def test_forty_posters_over_http_and_the_cli_one_winner_per_key(tmp_path: Path) 
         assert len(outcomes[key]) == 4, key
         assert len(winners) == 1, (key, outcomes[key])
         assert recorded[key] == winners[0]
+
+
+def test_the_schema_documents_every_route_and_only_those() -> None:
+    from replay_engine._serve.app import build_app
+    from replay_engine._serve.entry import ServeConfig
+
+    app = build_app(ServeConfig(journal="unused"))
+    served = {
+        (route.path, method.lower())
+        for route in app.routes
+        for method in getattr(route, "methods", None) or ()
+        if route.path.startswith("/api/") and method != "HEAD"
+    }
+    documented = {(path, m) for path, item in SPEC["paths"].items() for m in item}
+    assert served == documented
