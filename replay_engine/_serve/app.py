@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import guard, handlers, stream
+from . import guard, handlers, stream, writes
 from .entry import ServeConfig
 
 CONSOLE_CSP = (
@@ -104,18 +104,20 @@ def build_app(config: ServeConfig) -> Starlette:
         Route("/static/{name}", _static),
         Route("/openapi.json", _openapi),
         Route("/api/runs", h.list_runs, methods=["GET"]),
-        Route("/api/runs", h.submit, methods=["POST"]),
+        Route("/api/runs", writes.submit, methods=["POST"]),
         Route("/api/runs/{run_id}", h.run_status),
         Route("/api/runs/{run_id}/events", h.run_events),
         Route("/api/runs/{run_id}/stream", stream.run_stream),
         Route("/api/runs/{run_id}/timeline", stream.run_timeline),
         Route("/api/runs/{run_id}/pending", h.run_pending),
-        Route("/api/runs/{run_id}/claim", h.claim, methods=["POST"]),
-        Route("/api/runs/{run_id}/signals", h.signal, methods=["POST"]),
-        Route("/api/runs/{run_id}/cancel", h.cancel, methods=["POST"]),
-        Route("/api/runs/{run_id}/effects/{key}", h.post_effect, methods=["POST"]),
+        Route("/api/runs/{run_id}/claim", writes.claim, methods=["POST"]),
+        Route("/api/runs/{run_id}/signals", writes.signal, methods=["POST"]),
+        Route("/api/runs/{run_id}/cancel", writes.cancel, methods=["POST"]),
+        Route("/api/runs/{run_id}/effects/{key}", writes.post_effect, methods=["POST"]),
         Route(
-            "/api/runs/{run_id}/effects/{key}/heartbeat", h.heartbeat, methods=["POST"]
+            "/api/runs/{run_id}/effects/{key}/heartbeat",
+            writes.heartbeat,
+            methods=["POST"],
         ),
         Route("/api/approvals", h.list_approvals),
         Route("/api/claims", h.list_claims),

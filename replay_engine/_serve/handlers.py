@@ -1,8 +1,8 @@
-"""The JSON API's endpoints (docs/http-api.md).
+"""The JSON API: its plumbing (errors, input, engines per request) and its reads.
 
 Each endpoint is an async handler that checks its input, then runs one
 function in Starlette's thread pool with an :class:`Engine` opened for that
-request and closed after it (``_with_engine``). The journal's environment is
+request and closed after it (``with_engine``). The journal's environment is
 shared per process and its transactions are serialised by the store (one at a
 time per process); each engine object is used by one thread only. So a post
 here races a post from the CLI or another request exactly as two CLI posts
@@ -30,14 +30,12 @@ from .. import (
     RunLockedError,
     RunNotFoundError,
 )
-from .._cli.cancel_cmd import cancel_document
 from .._cli.common import STATUSES, USAGE_ERRORS, CliError
 from .._cli.values import BadJson, dumps, parse_json
 from . import views
 from .entry import ServeConfig
 
 T = TypeVar("T")
-_MISSING: Any = object()
 MAX_BODY = 16 << 20
 """The largest request body read (a result is stored whole in the journal)."""
 
@@ -89,7 +87,7 @@ def _problem(exc: BaseException) -> Response:
     return json_response(doc, status)
 
 
-async def _with_engine(config: ServeConfig, fn: Callable[[Engine], T]) -> T:
+async def with_engine(config: ServeConfig, fn: Callable[[Engine], T]) -> T:
     """Run ``fn`` in a worker thread with an engine opened for it alone."""
 
     def body() -> T:
@@ -123,7 +121,7 @@ def api(
 # -- input ---------------------------------------------------------------------
 
 
-def _run_id(request: Request) -> str:
+def run_id_param(request: Request) -> str:
     run_id = str(request.path_params["run_id"])
     try:
         jf.check_run_id(run_id)
@@ -132,7 +130,7 @@ def _run_id(request: Request) -> str:
     return run_id
 
 
-def _key(request: Request) -> str:
+def key_param(request: Request) -> str:
     key = str(request.path_params["key"])
     try:
         return jf.key_bytes_to_text(jf.encode_key(jf.parse_key(key)))
@@ -140,7 +138,7 @@ def _key(request: Request) -> str:
         raise BadRequest(f"key: {exc}") from None
 
 
-def _int_query(request: Request, name: str, default: int, top: int) -> int:
+def int_query(request: Request, name: str, default: int, top: int) -> int:
     text = request.query_params.get(name)
     if text is None:
         return default
@@ -153,7 +151,7 @@ def _int_query(request: Request, name: str, default: int, top: int) -> int:
     return value
 
 
-async def _body(
+async def read_body(
     request: Request, allowed: dict[str, tuple[type, ...]], required: set[str]
 ) -> dict[str, Any]:
     """The request's JSON object, with only ``allowed`` fields of their types."""
@@ -200,10 +198,10 @@ async def _body(
     return doc
 
 
-_ANY: tuple[type, ...] = ()
-_TEXT = (str,)
-_OPT_TEXT = (str, type(None))
-_NUMBER = (int, float)
+ANY: tuple[type, ...] = ()
+TEXT = (str,)
+OPT_TEXT = (str, type(None))
+NUMBER = (int, float)
 
 
 # -- reads ---------------------------------------------------------------------
@@ -216,8 +214,8 @@ async def list_runs(request: Request, config: ServeConfig) -> Response:
         raise BadRequest(f"?status={status!r} is not one of {', '.join(STATUSES)}")
     search = request.query_params.get("q") or None
     process = request.query_params.get("process") or None
-    limit = _int_query(request, "limit", 500, 100_000)
-    rows = await _with_engine(
+    limit = int_query(request, "limit", 500, 100_000)
+    rows = await with_engine(
         config, lambda e: views.runs(e, status, search, process, limit)
     )
     return json_response(rows)
@@ -225,16 +223,16 @@ async def list_runs(request: Request, config: ServeConfig) -> Response:
 
 @api
 async def run_status(request: Request, config: ServeConfig) -> Response:
-    run_id = _run_id(request)
-    return json_response(await _with_engine(config, lambda e: views.status(e, run_id)))
+    run_id = run_id_param(request)
+    return json_response(await with_engine(config, lambda e: views.status(e, run_id)))
 
 
 @api
 async def run_events(request: Request, config: ServeConfig) -> Response:
-    run_id = _run_id(request)
-    start = _int_query(request, "from", 0, 1 << 62)
-    limit = _int_query(request, "limit", views.MAX_PAGE, views.MAX_PAGE)
-    docs, after = await _with_engine(
+    run_id = run_id_param(request)
+    start = int_query(request, "from", 0, 1 << 62)
+    limit = int_query(request, "limit", views.MAX_PAGE, views.MAX_PAGE)
+    docs, after = await with_engine(
         config, lambda e: views.events_page(e, run_id, start, limit)
     )
     return json_response({"run_id": run_id, "events": docs, "next": after})
@@ -242,172 +240,17 @@ async def run_events(request: Request, config: ServeConfig) -> Response:
 
 @api
 async def run_pending(request: Request, config: ServeConfig) -> Response:
-    run_id = _run_id(request)
-    return json_response(await _with_engine(config, lambda e: views.pending(e, run_id)))
+    run_id = run_id_param(request)
+    return json_response(await with_engine(config, lambda e: views.pending(e, run_id)))
 
 
 @api
 async def list_approvals(request: Request, config: ServeConfig) -> Response:
     del request
-    return json_response(await _with_engine(config, views.approvals))
+    return json_response(await with_engine(config, views.approvals))
 
 
 @api
 async def list_claims(request: Request, config: ServeConfig) -> Response:
     del request
-    return json_response(await _with_engine(config, views.claims))
-
-
-# -- writes --------------------------------------------------------------------
-
-_POST_FIELDS: dict[str, tuple[type, ...]] = {
-    "result": _ANY,
-    "error": _TEXT,
-    "approve": (bool,),
-    "reject": (bool,),
-    "response": _ANY,
-    "by": _OPT_TEXT,
-}
-
-
-@api
-async def post_effect(request: Request, config: ServeConfig) -> Response:
-    """``post RUN KEY --result|--error|--approve|--reject``."""
-    run_id, key = _run_id(request), _key(request)
-    doc = await _body(request, _POST_FIELDS, set())
-    actions = [
-        a
-        for a in ("result", "error", "approve", "reject")
-        if doc.get(a, False) is not False
-    ]
-    if len(actions) != 1:
-        raise BadRequest(
-            "give exactly one of 'result', 'error', 'approve': true, 'reject': true"
-            f" (got {', '.join(actions) or 'none'}); nothing was written"
-        )
-    action = actions[0]
-    if "response" in doc and action not in ("approve", "reject"):
-        raise BadRequest(f"'response' does not go with {action!r}; nothing was written")
-    by = doc.get("by")
-
-    def body(engine: Engine) -> int:
-        if action == "error":
-            return engine.post(run_id, key, error=doc["error"], by=by)
-        if action == "result":
-            value = doc["result"]
-        else:
-            value = {"approved": action == "approve", "response": doc.get("response")}
-        return engine.post(run_id, key, result=value, by=by)
-
-    seq = await _with_engine(config, body)
-    posted = "error" if action == "error" else "result"
-    return json_response(
-        {"run_id": run_id, "key": key, "posted": posted, "seq": seq, "by": by}
-    )
-
-
-@api
-async def heartbeat(request: Request, config: ServeConfig) -> Response:
-    """``post RUN KEY --heartbeat --by W --lease S``."""
-    run_id, key = _run_id(request), _key(request)
-    doc = await _body(request, {"worker": _TEXT, "lease": _NUMBER}, {"worker", "lease"})
-    until = await _with_engine(
-        config,
-        lambda e: e.heartbeat(run_id, key, doc["worker"], lease=float(doc["lease"])),
-    )
-    return json_response(
-        {"run_id": run_id, "key": key, "worker": doc["worker"], "lease_expires": until}
-    )
-
-
-@api
-async def claim(request: Request, config: ServeConfig) -> Response:
-    """``pending RUN --claim W --lease S [--max N] [--kind K]``."""
-    run_id = _run_id(request)
-    doc = await _body(
-        request,
-        {"worker": _TEXT, "lease": _NUMBER, "max": (int,), "kind": _OPT_TEXT},
-        {"worker", "lease"},
-    )
-    limit = doc.get("max", 1)
-    if limit < 1:
-        raise BadRequest(f"'max' must be at least 1, not {limit}; nothing was written")
-    lease = float(doc["lease"])
-    claimed = await _with_engine(
-        config,
-        lambda e: e.claim(
-            run_id, doc["worker"], lease=lease, limit=limit, kind=doc.get("kind")
-        ),
-    )
-    return json_response(
-        {
-            "run_id": run_id,
-            "worker": doc["worker"],
-            "lease": lease,
-            "claimed": [c.to_dict() for c in claimed],
-        }
-    )
-
-
-@api
-async def signal(request: Request, config: ServeConfig) -> Response:
-    """``post RUN --event NAME [--payload JSON]``."""
-    run_id = _run_id(request)
-    doc = await _body(request, {"event": _TEXT, "payload": _ANY}, {"event"})
-    seq = await _with_engine(
-        config, lambda e: e.post_event(run_id, doc["event"], doc.get("payload"))
-    )
-    return json_response({"run_id": run_id, "event": doc["event"], "seq": seq})
-
-
-@api
-async def cancel(request: Request, config: ServeConfig) -> Response:
-    """``cancel RUN [--reason TEXT]``."""
-    run_id = _run_id(request)
-    doc = await _body(request, {"reason": _OPT_TEXT}, set())
-    info = await _with_engine(config, lambda e: e.cancel(run_id, doc.get("reason")))
-    return json_response(cancel_document(info))
-
-
-@api
-async def submit(request: Request, config: ServeConfig) -> Response:
-    """``submit``: only processes a worker in this process already loaded."""
-    doc = await _body(
-        request,
-        {"process": _TEXT, "inputs": _ANY, "run_id": _OPT_TEXT, "queue": _OPT_TEXT},
-        {"process"},
-    )
-    known = {f"{fn.__module__}:{fn.__qualname__}": fn for fn in config.processes}
-    fn = known.get(doc["process"])
-    if fn is None:
-        offered = ", ".join(sorted(known)) or "none: this server runs no worker"
-        raise BadRequest(
-            f"this server cannot submit {doc['process']!r}: it never imports process"
-            f" code, and submits only the processes of the worker it runs with"
-            f" (`worker --serve`): {offered}. Use `replay-engine submit` on the"
-            " machine of the journal; nothing was recorded",
-            403,
-        )
-    run_id = doc.get("run_id")
-    if run_id is not None:
-        try:
-            jf.check_run_id(run_id)
-        except jf.FormatError as exc:
-            raise BadRequest(f"run_id: {exc}; nothing was recorded") from None
-    info = await _with_engine(
-        config,
-        lambda e: e.submit(
-            fn, doc.get("inputs"), run_id=run_id, queue=doc.get("queue")
-        ),
-    )
-    return json_response(
-        {
-            "run_id": info.run_id,
-            # As recorded: the worker beside this server may have started it
-            # already, between the record and this answer.
-            "status": "queued",
-            "queue": info.queue,
-            "process": info.process,
-        },
-        201,
-    )
+    return json_response(await with_engine(config, views.claims))

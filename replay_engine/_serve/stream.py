@@ -27,7 +27,7 @@ from .._cli.timeline_model import build_timeline, times_by_seq
 from .._cli.values import dumps
 from . import views
 from .entry import ServeConfig
-from .handlers import _int_query, _run_id, _with_engine, api
+from .handlers import api, int_query, run_id_param, with_engine
 
 POLL = 0.5
 MAX_STREAM = 300.0
@@ -64,7 +64,7 @@ async def _frames(
     shown: tuple[str, int] | None = None
     yield "retry: 2000\n\n"
     while time.monotonic() - began < MAX_STREAM:
-        doc, docs = await _with_engine(
+        doc, docs = await with_engine(
             config, functools.partial(_poll, run_id=run_id, start=start)
         )
         for event in docs:
@@ -87,12 +87,12 @@ async def _frames(
 
 @api
 async def run_stream(request: Request, config: ServeConfig) -> Response:
-    run_id = _run_id(request)
-    start = _int_query(request, "from", 0, 1 << 62)
+    run_id = run_id_param(request)
+    start = int_query(request, "from", 0, 1 << 62)
     last = request.headers.get("last-event-id", "")
     if last.isdigit():
         start = int(last) + 1
-    await _with_engine(config, lambda e: e.status(run_id))  # 404 before streaming
+    await with_engine(config, lambda e: e.status(run_id))  # 404 before streaming
     return StreamingResponse(
         _frames(request, config, run_id, start),
         media_type="text/event-stream",
@@ -112,8 +112,8 @@ def _timeline(engine: Engine, run_id: str) -> str:
 @api
 async def run_timeline(request: Request, config: ServeConfig) -> Response:
     """The ``timeline`` command's page, sandboxed: it can reach nothing."""
-    run_id = _run_id(request)
-    page = await _with_engine(config, lambda e: _timeline(e, run_id))
+    run_id = run_id_param(request)
+    page = await with_engine(config, lambda e: _timeline(e, run_id))
     return Response(
         page,
         media_type="text/html",
