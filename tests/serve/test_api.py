@@ -171,3 +171,19 @@ def test_the_schema_documents_every_route_and_only_those() -> None:
     }
     documented = {(path, m) for path, item in SPEC["paths"].items() for m in item}
     assert served == documented
+
+
+def test_a_failed_run_shows_its_error_and_traceback(tmp_path: Path) -> None:
+    journal = tmp_path / "journal"
+    done = cli(
+        journal, "run", "serve_flows:fails", "--input", '{"message": "<b>no</b>"}',
+        "--run-id", "f1",
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    with server(journal) as s:
+        doc = conforms(s.client.get("/api/runs/f1"), "/api/runs/{run_id}")
+        assert doc["status"] == "failed"
+        assert doc["error"]["type"] == "ValueError"
+        assert doc["error"]["message"] == "<b>no</b>"
+        assert "serve_flows.py" in doc["error"]["traceback"]
+        assert "raise ValueError" in doc["error"]["traceback"]

@@ -162,3 +162,34 @@ def test_a_person_approves_a_breakpoint_and_watches_the_run_complete(
             )
             == 0
         )
+
+
+def test_with_a_token_the_console_asks_for_it_then_works(tmp_path: Path) -> None:
+    journal = tmp_path / "journal"
+    start_run(journal, "approval", "tok-1", {"title": "t"})
+    token = "console-token-0123456789abcdef"
+    with (
+        server(journal, token=token) as s,
+        browser(tmp_path / "profile") as page,
+    ):
+        page.goto(s.url + "/#/runs")
+        page.wait(
+            "document.getElementById('notice').textContent.includes('needs a token')",
+            "the console to say it needs the token",
+        )
+        page.eval(
+            f"document.getElementById('token').value = {js(token)};"
+            " document.querySelector('#token-form button').click(); true"
+        )
+        page.wait(
+            "[...document.querySelectorAll('#runs-body a.run-link')]"
+            ".some(a => a.textContent === 'tok-1')",
+            "the runs list with the token",
+        )
+        # The framed timeline cannot send a header: it gets the token's cookie.
+        assert page.eval("fetch('/api/runs/tok-1/timeline').then(r => r.status)") == 200
+        page.goto(s.url + "/#/run/tok-1")
+        page.wait(
+            "document.getElementById('run-status')?.textContent === 'waiting'",
+            "the run's live status with the token",
+        )
