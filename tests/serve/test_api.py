@@ -187,3 +187,29 @@ def test_a_failed_run_shows_its_error_and_traceback(tmp_path: Path) -> None:
         assert doc["error"]["message"] == "<b>no</b>"
         assert "serve_flows.py" in doc["error"]["traceback"]
         assert "raise ValueError" in doc["error"]["traceback"]
+
+
+def test_serve_from_python_in_a_thread_stops_when_asked(journal: Path) -> None:
+    import threading
+
+    import httpx
+
+    import replay_engine
+
+    ready: list[str] = []
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=replay_engine.serve,
+        args=(str(journal),),
+        kwargs={"port": 0, "on_ready": ready.append, "stop": stop},
+    )
+    thread.start()
+    try:
+        wait_for(lambda: ready, "the server to listen")
+        with httpx.Client(base_url=ready[0], timeout=30) as c:
+            rows = conforms(c.get("/api/runs"), "/api/runs")
+        assert len(rows) == 3
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive()
