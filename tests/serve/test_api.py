@@ -213,3 +213,15 @@ def test_serve_from_python_in_a_thread_stops_when_asked(journal: Path) -> None:
         stop.set()
         thread.join(30)
     assert not thread.is_alive()
+
+
+def test_the_console_puts_no_text_into_the_page_as_html() -> None:
+    from importlib import resources
+
+    static = resources.files("replay_engine._serve").joinpath("static")
+    script = static.joinpath("console.js").read_text(encoding="utf-8")
+    code = "\n".join(line.split("//")[0] for line in script.splitlines())
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write"):
+        assert sink not in code, sink
+    page = static.joinpath("index.html").read_text(encoding="utf-8")
+    assert "http" not in page  # nothing from another origin (no CDN)
