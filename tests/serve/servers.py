@@ -24,7 +24,7 @@ from tests.helpers import child_env
 
 FLOWS = Path(__file__).resolve().parent
 CLI = [sys.executable, "-m", "replay_engine._cli"]
-TIMEOUT = 60.0
+TIMEOUT = 120.0  # generous: twenty CLI posters start at once on a loaded machine
 
 
 def env(**extra: str) -> dict[str, str]:
