@@ -27,7 +27,7 @@ from ..errors import (
     TaskFailed,
     task_failure,
 )
-from . import gc_relax, jobs, waits
+from . import gc_relax, jobs, retry, waits
 from .context import Context
 from .dispatch import Call, ExecutorSet, Slots
 from .divergence import call_site, describe_args
@@ -262,8 +262,8 @@ class Runtime(ExecutionState):
             error = jf.ErrorInfo(
                 type=payload[0], message=payload[1], traceback=payload[2]
             )
-            if attempt <= tdef.retries:
-                delay = tdef.backoff * (2 ** (attempt - 1))
+            if attempt <= tdef.retries and retry.retryable(tdef, payload[3]):
+                delay = retry.backoff_delay(tdef, self.run_id, key_text, attempt)
                 self.record(
                     jf.AttemptFailed(
                         key=key, attempt=attempt, error=error, retry_in=delay
