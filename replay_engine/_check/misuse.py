@@ -65,7 +65,14 @@ class Scope(Protocol):
 
 def ctx_call_name(node: ast.AST, ctx_names: set[str]) -> str | None:
     """``"ctx.task"``, ``"ctx.parallel.all"`` … when ``node`` is such a call."""
-    if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+    if not isinstance(node, ast.Call):
+        return None
+    if isinstance(node.func, ast.Call):  # ctx.call(step)(n=3): the typed form
+        inner = ctx_call_name(node.func, ctx_names)
+        return (
+            f"{inner}(...)" if inner is not None and inner.endswith(".call") else None
+        )
+    if not isinstance(node.func, ast.Attribute):
         return None
     func, value = node.func, node.func.value
     if (

@@ -139,6 +139,7 @@ def test_unawaited_ctx_calls_are_flagged(package: Write) -> None:
                 context.sleep(5)
                 kept = context.task(print, {"x": 3})
                 both = [context.task(print, {}), context.task(print, {})]
+                context.call(print)(x=5)
                 await context.parallel.all([lambda: kept])
                 return await context.task(print, {"x": 4})
             """,
@@ -150,8 +151,10 @@ def test_unawaited_ctx_calls_are_flagged(package: Write) -> None:
         ("RE114", 3),
         ("RE114", 4),
         ("RE114", 5),
+        ("RE114", 8),
     ]
     assert findings[0].message.startswith("context.task(...) is never awaited")
+    assert findings[4].message.startswith("context.call(...)(...) is never awaited")
     assert "context.parallel.all(...)" in findings[1].message
 
 
