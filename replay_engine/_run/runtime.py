@@ -235,6 +235,8 @@ class Runtime(ExecutionState):
         self.stats.dispatched += 1
         if not new:
             self.stats.redispatched += 1
+            if attempts_done:  # a crash may have cut a backoff short
+                await waits.rest_of_backoff(self, key, attempts_done)
         while True:
             future: asyncio.Future[jobs.Outcome] = self.loop.create_future()
             self.dispatcher.submit(Call(tdef, key_text, args_bytes, attempt, future))

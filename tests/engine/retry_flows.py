@@ -133,7 +133,7 @@ def quick_retry(side: str, kill_at: int) -> str:
     return _fail_or_die(side, "quick_retry", kill_at)
 
 
-@task(retries=2, backoff=600.0)
+@task(retries=2, backoff=600.0, max_backoff=3600.0)
 def slow_retry(side: str, kill_at: int) -> str:
     """Like ``quick_retry``, with a wait between attempts a test kills the run in."""
     return _fail_or_die(side, "slow_retry", kill_at)

@@ -191,7 +191,7 @@ print("NOT KILLED")
 """
 
 
-def _resume_after_kill(tmp_path: Path, side: str) -> Any:
+def _resume_after_kill(tmp_path: Path, side: str) -> tuple[Any, list[Any], list[float]]:
     Path(side + ".resumed").touch()  # the task no longer kills itself
     asked: list[float] = []
 
@@ -205,7 +205,7 @@ def _resume_after_kill(tmp_path: Path, side: str) -> Any:
         events = [s.event for s in engine.events("r")]
     finally:
         engine.close()
-    return run, events
+    return run, events, asked
 
 
 def test_sigkill_during_an_attempt_resumes_with_that_attempt_and_no_more(
@@ -216,7 +216,8 @@ def test_sigkill_during_an_attempt_resumes_with_that_attempt_and_no_more(
     _, err = child.communicate(timeout=60)
     assert child.returncode == -signal.SIGKILL, err
     assert rf.attempts_of(side) == [(1, 3), (2, 3)]
-    run, events = _resume_after_kill(tmp_path, side)
+    run, events, asked = _resume_after_kill(tmp_path, side)
+    assert asked == []  # no backoff: nothing to wait for
     assert run.result == {
         "error_type": "tests.engine.retry_flows.RateLimited",
         "message": "attempt 3",
@@ -244,7 +245,9 @@ def test_sigkill_in_the_backoff_wait_resumes_with_the_next_attempt(
         child.communicate(timeout=60)
     assert child.returncode == -signal.SIGKILL
     assert rf.attempts_of(side) == [(1, 3)]  # killed in the 600 s wait
-    run, events = _resume_after_kill(tmp_path, side)
+    run, events, asked = _resume_after_kill(tmp_path, side)
+    # The rest of the 600 s wait the crash cut short, then the 1200 s one.
+    assert len(asked) == 2 and 300 < asked[0] <= 600 and asked[1] == 1200
     assert run.result["message"] == "attempt 3"
     assert rf.attempts_of(side) == [(1, 3), (2, 3), (3, 3)]
     assert [e.attempt for e in events if isinstance(e, jf.AttemptFailed)] == [1, 2]
