@@ -29,6 +29,7 @@ from ._api.worker import (
 )
 from ._run.runtime import FrontierCall as FrontierCall, RunStats as RunStats
 from ._run.tasks import (
+    NonRetryable as NonRetryable,
     TaskContext as TaskContext,
     TaskDef as TaskDef,
     external as external,
@@ -85,6 +86,7 @@ __all__ = [
     "JournalWriteError",
     "LogEntry",
     "NonDeterminismError",
+    "NonRetryable",
     "NotAJournalError",
     "PayloadError",
     "PendingEffect",

@@ -8,7 +8,10 @@
         print(finding)      # file:line:col: RE101 ... (use ctx.now())
 
 The rules (``RE101`` wall-clock reads … ``RE112`` shared writes in parallel
-branches) are listed in the docstring of ``replay_engine._check.checker``.
+branches; ``RE113`` a task called directly, ``RE114`` a ctx call never
+awaited, ``RE115`` module-level state written by a process, ``RE116`` a hazard
+inside a helper in another module of your package, with the chain of calls)
+are listed in the docstring of ``replay_engine._check.checker``.
 The check is a heuristic; ``replay_engine.testing.assert_deterministic`` is
 the proof.
 """

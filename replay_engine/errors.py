@@ -28,9 +28,25 @@ Every error carries what it is about as attributes (``run_id``, ``key``,
 
 from __future__ import annotations
 
+import builtins
+
 
 class ReplayEngineError(Exception):
     """Base class of every error raised by replay-engine."""
+
+
+def qualified_error_type(name: str) -> str:
+    """``name`` as ``module.qualname``: ``"ValueError"`` → ``"builtins.ValueError"``.
+
+    Journals record a builtin exception by its bare name (they always have);
+    every other class is recorded module-qualified already, and the engine's
+    own failures (``Expired``, ``ExternalError``) keep their bare names.
+    """
+    if "." not in name:
+        cls = getattr(builtins, name, None)
+        if isinstance(cls, type) and issubclass(cls, BaseException):
+            return f"builtins.{name}"
+    return name
 
 
 class TaskFailed(ReplayEngineError):
@@ -38,10 +54,20 @@ class TaskFailed(ReplayEngineError):
 
     Raised at the ``await ctx.task(...)`` of the failed call, identically when
     the failure happens live and when it is replayed from the journal, so the
-    process takes the same path either way.
+    process takes the same path either way. Catch a failure by its type with
+    ``error_type``::
+
+        try:
+            await ctx.task(charge, {"card": card})
+        except TaskFailed as e:
+            if e.error_type == "myapp.errors.CardDeclined":
+                ...
 
     Attributes:
-        error_type: the qualified name of the exception the task raised.
+        error_type: the module-qualified name of the exception the task raised
+            (``"builtins.ValueError"``, ``"myapp.errors.RateLimited"``); the
+            engine's own failures have bare names (``"Expired"``,
+            ``"ExternalError"``).
         message: its message.
         traceback: the formatted traceback, as recorded.
         key: the invocation key of the call (``"3.1.0"``).
@@ -57,7 +83,7 @@ class TaskFailed(ReplayEngineError):
         key: str = "",
         task: str = "",
     ) -> None:
-        self.error_type = error_type
+        self.error_type = qualified_error_type(error_type)
         self.message = message
         self.traceback = traceback
         self.key = key

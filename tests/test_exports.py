@@ -26,6 +26,7 @@ EXPECTED_ALL = [
     "JournalWriteError",
     "LogEntry",
     "NonDeterminismError",
+    "NonRetryable",
     "NotAJournalError",
     "PayloadError",
     "PendingEffect",

@@ -23,7 +23,17 @@ RE110   non-durable sleeps                          ctx.sleep()
 RE111   hash() / id() (vary between processes)      a stable digest, ctx.uuid()
 RE112   a parallel branch writing shared state      the results list
         after an await (completion order)
+RE113   a @task/@external called directly           await ctx.task(step, {...})
+RE114   ctx.task(...)/ctx.parallel... not awaited   await it
+RE115   module-level state written by a process     locals, results, a task
+        (global x; x = ..., LIST.append, D[k] = v)
+RE116   a hazard above inside a helper in another   do it in the process, or make
+        module of your package (the chain shown)    the helper a @task
 ======  ==========================================  ==============================
+
+RE116 follows calls into the user's own modules (same top-level package, or
+files beside a top-level process module) by parsing their source, never
+importing them, at most ``follow.MAX_DEPTH`` calls deep.
 
 Names are resolved through the module's imports and, failing that, through
 the function's globals, so ``from time import time as now`` is still caught.
@@ -40,37 +50,12 @@ import inspect
 import textwrap
 import types
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from typing import Any
 
-from . import rules
+from . import follow, misuse, rules
+from .finding import Finding
 
-
-@dataclass(frozen=True, order=True)
-class Finding:
-    """One determinism hazard in a process's source.
-
-    .. versionadded:: 0.1
-    """
-
-    file: str
-    line: int
-    col: int
-    code: str
-    message: str
-    replacement: str
-    function: str
-    """The function (``module.qualname``) the hazard is in."""
-
-    def __str__(self) -> str:
-        return (
-            f"{self.file}:{self.line}:{self.col}: {self.code} {self.message}"
-            f" (use {self.replacement})"
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict of the fields."""
-        return asdict(self)
+__all__ = ["Finding", "check_function"]
 
 
 def check_function(fn: Callable[..., Any]) -> tuple[list[Finding], list[str]]:
@@ -108,6 +93,9 @@ def check_function(fn: Callable[..., Any]) -> tuple[list[Finding], list[str]]:
     checker = _Checker(
         tree, filename, source, getattr(fn, "__globals__", {}), module_name
     )
+    params = [*node.args.posonlyargs, *node.args.args]
+    if len(params) >= 2:  # (inputs, ctx): whatever the process calls its ctx
+        checker.ctx_names.add(params[1].arg)
     checker.visit_function(node, f"{module_name}.{fn.__qualname__}")
     return sorted(set(checker.findings)), checker.visited
 
@@ -153,6 +141,9 @@ class _Checker:
         self.module_functions = {
             n.name: n for n in tree.body if isinstance(n, rules.AnyFunction)
         }
+        self.module_names = misuse.module_level_names(tree, globals_)
+        self.ctx_names = {"ctx"}
+        self.follower = follow.Follower(module_name, filename)
         self.findings: list[Finding] = []
         self.visited: list[str] = []
         self._seen: set[int] = set()
@@ -195,8 +186,10 @@ class _Checker:
                 and id(sub) not in effects
             ):
                 target = self.module_functions[sub.id]
-                if not self._is_task(target):
+                if self._kind(target) is None:
                     calls.append((sub.id, target))
+        for hit, code, message, use in misuse.check(node, self):
+            self._emit(hit, code, message, use)
         self._current, self._locals = previous, previous_locals
         for called, target in calls:
             self.visit_function(target, f"{self.module_name}.{called}")
@@ -226,6 +219,8 @@ class _Checker:
                 rule = None  # keys are taken when ctx.task is called: in order
             if rule is not None:
                 self._add(call, rule, rules.short_name(name))
+            else:
+                self._follow(call, name)
             plain = name.removeprefix("builtins.")
             if plain in rules.ORDERED_SINKS and any(
                 rules.is_set(a, sets) for a in call.args
@@ -328,13 +323,49 @@ class _Checker:
             return None if base is None else f"{base}.{node.attr}"
         return None
 
-    def _is_task(self, fn: rules.AnyFunction) -> bool:
+    def _kind(self, fn: rules.AnyFunction) -> str | None:
+        """``"task"``/``"external"`` for a function so decorated, else None."""
         for decorator in fn.decorator_list:
             target = decorator.func if isinstance(decorator, ast.Call) else decorator
-            name = self.resolve(target) or ""
-            if name.rsplit(".", 1)[-1] in ("task", "external"):
-                return True
-        return False
+            name = (self.resolve(target) or "").rsplit(".", 1)[-1]
+            if name in ("task", "external"):
+                return name
+        return None
+
+    def task_kind(self, func: ast.expr) -> str | None:
+        """RE113: ``"task"``/``"external"`` when ``func`` names one (misuse.Scope)."""
+        if isinstance(func, ast.Name) and func.id in self._locals:
+            return None
+        obj = self._lookup(func)
+        if type(obj).__name__ == "TaskDef":  # duck-typed: _check imports no engine
+            return "task" if getattr(obj, "kind", "task") == "task" else "external"
+        if (
+            obj is None
+            and isinstance(func, ast.Name)
+            and func.id in self.module_functions
+        ):
+            return self._kind(self.module_functions[func.id])
+        return None
+
+    def _lookup(self, node: ast.expr) -> Any:
+        """The object a name (or ``module.name``) names in the process's module."""
+        if isinstance(node, ast.Name):
+            return None if node.id in self._locals else self.globals.get(node.id)
+        if isinstance(node, ast.Attribute):
+            base = self._lookup(node.value)
+            if isinstance(base, types.ModuleType):
+                return getattr(base, node.attr, None)
+        return None
+
+    def _follow(self, call: ast.Call, name: str) -> None:
+        """RE116: a call into another module of the user's package reaching a hazard."""
+        if name.rpartition(".")[0] == self.module_name or not self.follower.owns(name):
+            return
+        reaches = self.follower.reaches(name)
+        if reaches:
+            origin = self.follower.display(self._current)
+            text, use = follow.message(origin, reaches)
+            self._emit(call, follow.CODE, text, use)
 
     def _add(self, node: ast.AST, rule: tuple[str, str, str], name: str) -> None:
         code, message, replacement = rule

@@ -6,7 +6,7 @@ so the core never needs it (``pip install "replay-engine[dask]"``).
 
 The dispatcher hands any executor but a thread pool its tasks *by
 reference*: ``submit(jobs.run_remote_chunk, items, run_id)``, where each
-item is ``("module:qualname", args_bytes, key, attempt)`` and the result a
+item is ``("module:qualname", args_bytes, key, attempt, max_attempts)`` and the result a
 list of plain ``(status, payload)`` tuples. Workers import the task functions;
 args and results cross as msgspec bytes. :class:`DaskExecutor` gives a Client
 that interface:

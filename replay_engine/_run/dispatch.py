@@ -28,10 +28,14 @@ from .calls import Call, Slots, cancelled_inside, injected_outcome
 from .executors import ExecutorSet
 from .hooks import Hooks
 from .journal import RunJournal
+from .retry import exception_names
 from .tasks import TaskContext, _task_context
 
 # ExecutorSet is defined next door; the API layer imports it from here.
 __all__ = ["Call", "Dispatcher", "ExecutorSet", "Slots"]
+
+_TIMEOUT_NAMES = exception_names(TimeoutError)
+"""What a timed-out attempt fails as, for the retry policy."""
 
 _MAX_CHUNK = 64
 """Most attempts in one pool job while a task's cost is unknown."""
@@ -207,7 +211,12 @@ class Dispatcher:
         elif tdef.executor == "inline":
             try:
                 outcome = jobs.run_call(
-                    tdef.fn, call.args_bytes, self.run_id, call.key_text, call.attempt
+                    tdef.fn,
+                    call.args_bytes,
+                    self.run_id,
+                    call.key_text,
+                    call.attempt,
+                    tdef.max_attempts,
                 )
             except BaseException as exc:  # run_call returns every Exception
                 outcome = (jobs.INTERRUPTED, exc)
@@ -253,10 +262,16 @@ class Dispatcher:
     ) -> None:
         future: cf.Future[Any]
         if by_reference:
-            items_r = [(c.tdef.ref, c.args_bytes, c.key_text, c.attempt) for c in chunk]
+            items_r = [
+                (c.tdef.ref, c.args_bytes, c.key_text, c.attempt, c.tdef.max_attempts)
+                for c in chunk
+            ]
             future = executor.submit(jobs.run_remote_chunk, items_r, self.run_id)
         else:
-            items_l = [(c.tdef.fn, c.args_bytes, c.key_text, c.attempt) for c in chunk]
+            items_l = [
+                (c.tdef.fn, c.args_bytes, c.key_text, c.attempt, c.tdef.max_attempts)
+                for c in chunk
+            ]
             future = executor.submit(jobs.run_local_chunk, items_l, self.run_id)
         loop = self.loop
         slots = self.slots
@@ -316,7 +331,11 @@ class Dispatcher:
         self.schedule_pump()
 
     async def _run_async(self, call: Call) -> None:
-        token = _task_context.set(TaskContext(self.run_id, call.key_text, call.attempt))
+        token = _task_context.set(
+            TaskContext(
+                self.run_id, call.key_text, call.attempt, call.tdef.max_attempts
+            )
+        )
         try:
             args = jf.decode_payload(call.args_bytes)
             result = await call.tdef.fn(**args)
@@ -397,6 +416,7 @@ class Dispatcher:
                     "TimeoutError",
                     f"attempt exceeded the task's timeout of {timeout}s",
                     "",
+                    _TIMEOUT_NAMES,
                 ),
             )
         )

@@ -19,6 +19,7 @@ from typing import Any
 
 import journal_format as jf
 
+from .retry import exception_names
 from .tasks import TaskContext, TaskDef, _task_context
 
 OK = 0
@@ -27,7 +28,9 @@ PAYLOAD_ERROR = 2
 INTERRUPTED = 3
 NOT_RUN = 4
 
-# (status, payload): OK -> result bytes; ERROR -> (type, message, traceback);
+# (status, payload): OK -> result bytes; ERROR -> (type, message, traceback,
+# names), names being the qualified names of the exception's classes, which
+# the retry policy matches (retry.retryable);
 # PAYLOAD_ERROR -> message; INTERRUPTED -> the BaseException the attempt raised
 # (KeyboardInterrupt, SystemExit …: not the task's failure, nothing is
 # recorded for it); NOT_RUN -> None (a later attempt of the same pool job,
@@ -45,14 +48,19 @@ def error_outcome(exc: BaseException) -> Outcome:
         else (f"{cls.__module__}.{cls.__qualname__}")
     )
     tb = "".join(traceback.format_exception(exc))
-    return (ERROR, (name, str(exc), tb))
+    return (ERROR, (name, str(exc), tb, exception_names(cls)))
 
 
 def run_call(
-    fn: Callable[..., Any], args_bytes: bytes, run_id: str, key: str, attempt: int
+    fn: Callable[..., Any],
+    args_bytes: bytes,
+    run_id: str,
+    key: str,
+    attempt: int,
+    max_attempts: int = 1,
 ) -> Outcome:
     """Execute one sync task attempt and encode its result."""
-    token = _task_context.set(TaskContext(run_id, key, attempt))
+    token = _task_context.set(TaskContext(run_id, key, attempt, max_attempts))
     try:
         args = jf.decode_payload(args_bytes)
         result = fn(**args)
@@ -67,7 +75,7 @@ def run_call(
 
 
 def run_local_chunk(
-    items: list[tuple[Callable[..., Any], bytes, str, int]], run_id: str
+    items: list[tuple[Callable[..., Any], bytes, str, int, int]], run_id: str
 ) -> tuple[list[Outcome], float]:
     """Execute several sync attempts in one pool job (amortises submission).
 
@@ -77,8 +85,8 @@ def run_local_chunk(
     started = time.perf_counter()
     outcomes: list[Outcome] = []
     try:
-        for fn, a, k, n in items:
-            outcomes.append(run_call(fn, a, run_id, k, n))
+        for fn, a, k, n, most in items:
+            outcomes.append(run_call(fn, a, run_id, k, n, most))
     except BaseException as exc:  # run_call returns every Exception
         _interrupted(outcomes, exc, len(items))
     return outcomes, time.perf_counter() - started
@@ -111,18 +119,18 @@ def resolve(ref: str) -> Callable[..., Any]:
 
 
 def run_remote_chunk(
-    items: list[tuple[str, bytes, str, int]], run_id: str
+    items: list[tuple[str, bytes, str, int, int]], run_id: str
 ) -> list[Outcome]:
     """Execute several attempts by reference, in a pool process or a worker."""
     out: list[Outcome] = []
     try:
-        for ref, args_bytes, key, attempt in items:
+        for ref, args_bytes, key, attempt, most in items:
             try:
                 fn = resolve(ref)
             except Exception as exc:
                 out.append(error_outcome(exc))
                 continue
-            out.append(run_call(fn, args_bytes, run_id, key, attempt))
+            out.append(run_call(fn, args_bytes, run_id, key, attempt, most))
     except BaseException as exc:  # run_call returns every Exception
         _interrupted(out, exc, len(items))
     return out

@@ -27,7 +27,7 @@ from ..errors import (
     TaskFailed,
     task_failure,
 )
-from . import gc_relax, jobs, waits
+from . import gc_relax, jobs, retry, waits
 from .context import Context
 from .dispatch import Call, ExecutorSet, Slots
 from .divergence import call_site, describe_args
@@ -235,6 +235,8 @@ class Runtime(ExecutionState):
         self.stats.dispatched += 1
         if not new:
             self.stats.redispatched += 1
+            if attempts_done:  # a crash may have cut a backoff short
+                await waits.rest_of_backoff(self, key, attempts_done)
         while True:
             future: asyncio.Future[jobs.Outcome] = self.loop.create_future()
             self.dispatcher.submit(Call(tdef, key_text, args_bytes, attempt, future))
@@ -262,8 +264,8 @@ class Runtime(ExecutionState):
             error = jf.ErrorInfo(
                 type=payload[0], message=payload[1], traceback=payload[2]
             )
-            if attempt <= tdef.retries:
-                delay = tdef.backoff * (2 ** (attempt - 1))
+            if attempt <= tdef.retries and retry.retryable(tdef, payload[3]):
+                delay = retry.backoff_delay(tdef, self.run_id, key_text, attempt)
                 self.record(
                     jf.AttemptFailed(
                         key=key, attempt=attempt, error=error, retry_in=delay

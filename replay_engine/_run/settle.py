@@ -50,7 +50,7 @@ class Outcome:
 
 def error_info(exc: BaseException) -> jf.ErrorInfo:
     """The recorded form of an exception."""
-    _, (name, message, tb) = jobs.error_outcome(exc)
+    _, (name, message, tb, _names) = jobs.error_outcome(exc)
     return jf.ErrorInfo(type=name, message=message, traceback=tb)
 
 

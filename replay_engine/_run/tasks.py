@@ -41,6 +41,25 @@ def importable_module_name(fn: object) -> str:
     return "__main__"
 
 
+class NonRetryable(Exception):
+    """Raised by a task: this failure is final, skip the retries left.
+
+    Subclass it for failures of your own that no retry can fix::
+
+        class CardDeclined(NonRetryable): ...
+
+    The call then raises :class:`~replay_engine.TaskFailed` with ``error_type``
+    naming the class raised (``"myapp.errors.CardDeclined"``, or
+    ``"replay_engine.NonRetryable"`` for this class itself). It is a plain
+    ``Exception``, not a ``ReplayEngineError``: it is the task's own failure,
+    never something the engine raises.
+    """
+
+
+# Recorded and pickled under its public home, whatever module defines it.
+NonRetryable.__module__ = "replay_engine"
+
+
 class TaskContext(NamedTuple):
     """What a running task knows about the call it serves.
 
@@ -51,6 +70,8 @@ class TaskContext(NamedTuple):
         run_id: the run the effect belongs to.
         key: the call's invocation key (``"3.1.0"``).
         attempt: 1 for the first attempt, 2 for the first retry, …
+        max_attempts: the most attempts the call may take (``retries + 1``);
+            ``attempt == max_attempts`` is its last chance.
         idempotency_key: ``run_id/key``; the same for every attempt and every
             re-dispatch after a crash, so an external system can deduplicate.
     """
@@ -58,6 +79,7 @@ class TaskContext(NamedTuple):
     run_id: str
     key: str
     attempt: int
+    max_attempts: int = 1
 
     @property
     def idempotency_key(self) -> str:
@@ -97,10 +119,14 @@ class TaskDef:
         "executor",
         "fn",
         "is_async",
+        "jitter",
         "kind",
+        "max_backoff",
         "name",
+        "non_retryable",
         "ref",
         "retries",
+        "retry_on",
         "timeout",
     )
 
@@ -114,6 +140,10 @@ class TaskDef:
         backoff: float = 0.0,
         timeout: float | None = None,
         executor: ExecutorChoice = "default",
+        non_retryable: tuple[type[BaseException], ...] = (),
+        retry_on: tuple[type[BaseException], ...] | None = None,
+        max_backoff: float = 60.0,
+        jitter: bool = False,
     ) -> None:
         if retries < 0:
             raise ValueError(f"retries must be >= 0, not {retries}")
@@ -126,6 +156,14 @@ class TaskDef:
                 "executor must be 'default', 'thread', 'process' or 'inline',"
                 f" not {executor!r}"
             )
+        if max_backoff < 0:
+            raise ValueError(f"max_backoff must be >= 0, not {max_backoff}")
+        self.non_retryable = _exception_types("non_retryable", non_retryable)
+        self.retry_on = (
+            None if retry_on is None else _exception_types("retry_on", retry_on)
+        )
+        self.max_backoff = float(max_backoff)
+        self.jitter = bool(jitter)
         self.fn = fn
         module = importable_module_name(fn)
         qualname = getattr(fn, "__qualname__", None) or repr(fn)
@@ -139,6 +177,11 @@ class TaskDef:
         self.is_async = inspect.iscoroutinefunction(fn)
         self.__dict__.update(getattr(fn, "__dict__", {}))
         self.__doc__ = fn.__doc__
+
+    @property
+    def max_attempts(self) -> int:
+        """The most attempts a call of this task takes: ``retries + 1``."""
+        return self.retries + 1
 
     @property
     def external(self) -> bool:
@@ -162,6 +205,10 @@ def task(
     backoff: float = 0.0,
     timeout: float | None = None,
     executor: ExecutorChoice = "default",
+    non_retryable: tuple[type[BaseException], ...] = (),
+    retry_on: tuple[type[BaseException], ...] | None = None,
+    max_backoff: float = 60.0,
+    jitter: bool = False,
 ) -> Callable[[Callable[P, R]], TaskDef]: ...
 def task(
     fn: Callable[P, R] | None = None,
@@ -172,6 +219,10 @@ def task(
     backoff: float = 0.0,
     timeout: float | None = None,
     executor: ExecutorChoice = "default",
+    non_retryable: tuple[type[BaseException], ...] = (),
+    retry_on: tuple[type[BaseException], ...] | None = None,
+    max_backoff: float = 60.0,
+    jitter: bool = False,
 ) -> TaskDef | Callable[[Callable[P, R]], TaskDef]:
     """Make a function a durable task, as ``@task`` or ``@task(...)``.
 
@@ -193,6 +244,17 @@ def task(
             ``async`` (or give them a ``timeout``, which runs each attempt in a
             job of its own).
 
+        non_retryable: exception types that end the call at once, without
+            the retries left (matched with ``isinstance``, as are the others:
+            subclasses count). A task can also raise
+            :class:`~replay_engine.NonRetryable` (or a subclass of it).
+        retry_on: when given, only failures of these types are retried;
+            ``None`` (the default) retries every failure not excluded above.
+        max_backoff: the longest wait between two attempts, in seconds.
+        jitter: scale each wait by a factor in ``[0.5, 1)`` drawn from the
+            run id, the call's key and the attempt number (blake3), so the
+            same call waits the same on every replay and in every test.
+
     Returns:
         The :class:`TaskDef`, or a decorator making one.
     """
@@ -205,6 +267,10 @@ def task(
             backoff=backoff,
             timeout=timeout,
             executor=executor,
+            non_retryable=non_retryable,
+            retry_on=retry_on,
+            max_backoff=max_backoff,
+            jitter=jitter,
         )
 
     return make(fn) if fn is not None else make
@@ -246,6 +312,21 @@ def external(
         return TaskDef(f, name=name, kind=kind, timeout=timeout)
 
     return make(fn) if fn is not None else make
+
+
+def _exception_types(what: str, types: object) -> tuple[type[BaseException], ...]:
+    """``types`` checked: a tuple of exception classes (one class is accepted)."""
+    items = (types,) if isinstance(types, type) else types
+    if not isinstance(items, tuple | list):
+        raise TypeError(f"{what} must be a tuple of exception classes, not {types!r}")
+    out: list[type[BaseException]] = []
+    for cls in items:
+        if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+            raise TypeError(
+                f"{what} must be a tuple of exception classes, got {cls!r} in it"
+            )
+        out.append(cls)
+    return tuple(out)
 
 
 def as_task(obj: object) -> TaskDef:

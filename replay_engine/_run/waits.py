@@ -11,6 +11,7 @@ test decides how long they really take.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -123,6 +124,29 @@ async def hooked_sleep(state: ExecutionState, key: bytes, seconds: float) -> Non
     finally:
         state.sleeping -= 1
         state.tick()
+
+
+async def rest_of_backoff(state: ExecutionState, key: bytes, failed: int) -> None:
+    """Wait what is left of the backoff after attempt ``failed`` of ``key``.
+
+    Only a resume gets here (the call was in flight when an execution ended):
+    if that execution died during the wait between two attempts, the next
+    attempt still waits until the recorded wait is over (from the recorded
+    ``attempt_failed``'s time and ``retry_in``), so a crash does not turn a
+    backoff, say for a rate limit, into an immediate retry. An index lookup
+    and one event read, on a path a run takes once per crash, never on replay.
+    """
+    store = state.journal.store
+    for seq in reversed(store.seqs_for_key(state.run_id, key)):
+        (stored,) = store.read_events(state.run_id, seq, seq + 1)
+        event = stored.event
+        if isinstance(event, jf.AttemptFailed) and event.attempt == failed:
+            if event.retry_in > 0:
+                due_ns = stored.envelope.at + int(event.retry_in * 1e9)
+                left = min(event.retry_in, (due_ns - time.time_ns()) / 1e9)
+                if left > 0:
+                    await hooked_sleep(state, key, left)
+            return
 
 
 async def at_frontier(

@@ -48,7 +48,7 @@ def test_process_executor_tasks_run_in_other_processes(
     outs = run.result["outs"]
     assert [o["square"] for o in outs] == [1, 4, 9]
     assert all(o["pid"] != os.getpid() for o in outs)
-    assert run.result["failure"] == ["ArithmeticError", "cannot square 3"]
+    assert run.result["failure"] == ["builtins.ArithmeticError", "cannot square 3"]
     lines = starts(read_side(side), task="cpu_square")
     assert sorted(x["key"] for x in lines) == ["0.0.0", "0.1.0", "0.2.0"]
     assert {x["idem"] for x in lines} == {"r/0.0.0", "r/0.1.0", "r/0.2.0"}

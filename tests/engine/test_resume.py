@@ -117,7 +117,7 @@ def test_a_failed_effect_raises_the_same_taskfailed_on_replay(
     run = engine.resume("r")
     assert run.status == "completed"
     live, replayed = SEEN
-    assert live["type"] == "ValueError"
+    assert live["type"] == "builtins.ValueError"
     assert live["message"] == "the disk is full"
     assert live["key"] == "0"
     assert live["task"] == "tests.engine.flows.boom"

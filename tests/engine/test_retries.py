@@ -68,7 +68,7 @@ def test_retries_record_every_failed_attempt(
     ]
     FLAGS["stop"] = False
     run = engine.resume("r")
-    assert run.result == [40, ["ConnectionError", "attempt 3 failed for 5"]]
+    assert run.result == [40, ["builtins.ConnectionError", "attempt 3 failed for 5"]]
     assert run.stats.dispatched == 0
     assert len(starts(read_side(side))) == 5
     assert tags(engine, "r").count("attempt_failed") == 3
@@ -122,7 +122,7 @@ def test_timeout_fails_the_attempt_with_timeouterror(
     began = time.monotonic()
     run = engine.run(process, run_id="r")
     elapsed = time.monotonic() - began
-    assert run.result == ["TimeoutError", "0"]
+    assert run.result == ["builtins.TimeoutError", "0"]
     assert elapsed < 1.5  # the 0.2 s timeout, not the task's sleep
     failed = [
         s.event for s in engine.events("r") if isinstance(s.event, jf.EffectFailed)

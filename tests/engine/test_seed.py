@@ -357,7 +357,10 @@ def test_pitfall3_one_failure_settles_all_and_keeps_siblings(
     check: Check, side: Path
 ) -> None:
     engine, run = check.run(sf.pitfall3_all)
-    assert run.result == {"failed": "0.1.0", "error": ["RuntimeError", "B broke"]}
+    assert run.result == {
+        "failed": "0.1.0",
+        "error": ["builtins.RuntimeError", "B broke"],
+    }
     # B failed at once, yet A and C (slower) were awaited and recorded.
     order = [(jf.event_tag(s.event), key_of(s.event)) for s in engine.events(RUN_ID)]
     failed_at = order.index(("failed", "0.1.0"))
@@ -376,7 +379,10 @@ def test_pitfall3_the_lowest_index_failure_is_raised(check: Check) -> None:
     # C failed first, but B has the lower index.
     order = [(jf.event_tag(s.event), key_of(s.event)) for s in engine.events(RUN_ID)]
     assert order.index(("failed", "0.2.0")) < order.index(("failed", "0.1.0"))
-    assert run.result == {"failed": "0.1.0", "error": ["RuntimeError", "B broke late"]}
+    assert run.result == {
+        "failed": "0.1.0",
+        "error": ["builtins.RuntimeError", "B broke late"],
+    }
     check.replays(engine, run, sf.pitfall3_two_failures, None)
 
 

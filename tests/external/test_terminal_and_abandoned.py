@@ -84,7 +84,7 @@ def test_abandoned_keys_refuse_posts_while_the_run_goes_on(engine: Engine) -> No
     engine.post("cg", "1", result="open", by="w")
     run = engine.iterate("cg")
     assert run.status == "completed"
-    assert run.result == {"caught": "RuntimeError", "gate": "open"}
+    assert run.result == {"caught": "builtins.RuntimeError", "gate": "open"}
     assert tags(engine, "cg").count("abandoned") == 3
 
 
