@@ -27,6 +27,12 @@ MAX_RUN = 40
 """A stretch of consecutive calls of one task longer than this, likewise."""
 MAX_NOTABLE = 50
 """Members of a group drawn on rows of their own (failed, retried, twice …)."""
+MAX_SCOPE_ROWS = 400
+"""A scope with more rows than this (a loop over several tasks) is folded
+into blocks of ``BLOCK`` consecutive calls, whatever their tasks."""
+BLOCK = 100
+MAX_NOTABLE_TOTAL = 500
+"""Notable members drawn on the whole page; the groups' counts say the rest."""
 
 
 @dataclass
@@ -75,7 +81,13 @@ def notable(row: Row) -> bool:
 
 def arrange(rows: list[Row]) -> list[Item]:
     """The chart's rows, in key order, with big groups and long stretches folded."""
-    return _scope(rows, 0)
+    items = _scope(rows, 0)
+    budget = MAX_NOTABLE_TOTAL
+    for item in items:
+        if isinstance(item, Group):
+            item.notable = item.notable[: max(budget, 0)]
+            budget -= len(item.notable)
+    return items
 
 
 def _scope(rows: list[Row], depth: int) -> list[Item]:
@@ -119,6 +131,35 @@ def _fold_stretches(items: list[Item], depth: int) -> list[Item]:
         rows = [i for i in stretch if isinstance(i, Row)]
         key = f"{rows[0].key}…{rows[-1].key}"
         out.append(_group(key, f"{len(rows):,} calls of {task}", depth, rows))
+    if len(out) <= MAX_SCOPE_ROWS:
+        return out
+    return _blocks(out, depth)
+
+
+def _blocks(items: list[Item], depth: int) -> list[Item]:
+    """Fold consecutive single rows into blocks of ``BLOCK`` calls."""
+    out: list[Item] = []
+    pending: list[Row] = []
+
+    def flush() -> None:
+        if len(pending) <= 1:
+            out.extend(pending)
+        else:
+            key = f"{pending[0].key}…{pending[-1].key}"
+            tasks = len({r.task for r in pending})
+            label = f"{len(pending):,} calls of {tasks:,} tasks"
+            out.append(_group(key, label, depth, list(pending)))
+        pending.clear()
+
+    for item in items:
+        if isinstance(item, Row):
+            pending.append(item)
+            if len(pending) == BLOCK:
+                flush()
+        else:
+            flush()
+            out.append(item)
+    flush()
     return out
 
 

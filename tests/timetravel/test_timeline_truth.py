@@ -193,3 +193,17 @@ def test_journal_strings_in_args_and_results_are_text(tmp_path: Path) -> None:
     assert jf.address_of(jf.encode_payload(big)).hex() in row["args"]
     assert not re.search(r'(src|href)="(https?:)?//', html)
     assert "<link" not in html and "@import" not in html and "url(http" not in html
+
+
+def test_a_long_loop_over_several_tasks_is_folded_into_blocks(tmp_path: Path) -> None:
+    journal = tmp_path / "journal"
+    with Engine(str(journal), durability="process") as eng:
+        assert eng.run(flows.alternating, {"n": 3000}, run_id="a").status == "completed"
+    html = timeline(journal, "a", tmp_path / "a.html")
+    groups = attrs(html, "tl-group")
+    rows = attrs(html, "tl-row")
+    members = [r for r in rows if "member" in r]
+    # Every call is in a block of 100, or (retried: 3 of them) on its own row too.
+    assert [g["count"] for g in groups] == ["100"] * 30
+    assert len(rows) == len(members) == 3
+    assert len(html.encode()) < 100_000

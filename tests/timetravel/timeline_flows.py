@@ -44,3 +44,14 @@ async def hostile(inputs: dict[str, Any], ctx: Any) -> Any:
 async def approvals(inputs: dict[str, Any], ctx: Any) -> list[Any]:
     """Waits several times in a row: many executions close together."""
     return [await ctx.task(approval, {"step": i}) for i in range(inputs["steps"])]
+
+
+async def alternating(inputs: dict[str, Any], ctx: Any) -> int:
+    """A loop that alternates two tasks: no stretch of one task to fold."""
+    total = 0
+    for i in range(inputs["n"]):
+        if i % 2:
+            total += await ctx.task(square, {"i": i})
+        else:
+            await ctx.task(echo, {"text": str(i)})
+    return total
