@@ -45,6 +45,7 @@ def test_help_lists_commands_in_declaration_order(invoke: Invoke) -> None:
         *("delete", "gc", "compact"),
         "check",
         "cancel",
+        "stats",
     ]
     assert "REPLAY_ENGINE_JOURNAL" in out
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from replay_engine import Engine, EngineStatistics
-from tests.executions.conftest import run_in_child, wait_until
+from tests.executions.conftest import cli, cli_json, run_in_child, wait_until
 from tests.executions.exec_flows import count, side_lines
 
 
@@ -75,8 +75,15 @@ def test_an_interrupted_run_and_its_redispatch(
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=30)
     monkeypatch.setenv("REPLAY_EXEC_SIDE", str(side))
+    # The command counts the same (a real subprocess; it only inspects).
+    doc = cli_json(journal, "stats")
+    assert doc["runs"] == 1 and doc["runs_by_status"] == {"interrupted": 1}
+    human = cli(journal, "stats").stdout
+    assert "interrupted" in human and f"{doc['events']:,}" in human
     with Engine(str(journal), durability="process") as eng:
-        assert eng.statistics().runs_by_status == {"interrupted": 1}
+        stats = eng.statistics()
+        assert stats.runs_by_status == {"interrupted": 1}
+        assert (stats.events, stats.used_bytes) == (doc["events"], doc["used_bytes"])
         gate.touch()
         assert eng.resume("r").status == "completed"
         stats = eng.statistics()
