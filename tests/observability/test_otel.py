@@ -192,3 +192,21 @@ def test_tracing_without_opentelemetry_says_what_to_install(tmp_path: Path) -> N
     assert done.returncode != 0
     assert "pip install 'replay-engine[otel]'" in done.stderr
     assert ReplayEngineError.__name__ in done.stderr
+
+
+def test_tasks_in_a_process_pool_are_traced_without_the_context(
+    tmp_path: Path, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """Sent by reference: the attempt span exists; the context stays here."""
+    from tests.executions.exec_flows import count
+
+    async def pooled(inputs: Any, ctx: Any) -> list[int]:
+        return await ctx.parallel.map([1, 2], lambda i: ctx.task(count, {"i": i}))
+
+    with Engine(str(tmp_path / "j"), executor="processes", tracing=provider) as eng:
+        assert eng.run(pooled, {}, run_id="p").result == [1, 2]
+    attempts = sorted(
+        (a[A + "key"], a[A + "outcome"])
+        for a in _effects(exporter.get_finished_spans())
+    )
+    assert attempts == [("0.0.0", "completed"), ("0.1.0", "completed")]
