@@ -20,6 +20,7 @@ from ._api.snapshots import (
     LogEntry as LogEntry,
     Snapshot as Snapshot,
 )
+from ._api.statistics import EngineStatistics as EngineStatistics
 from ._api.waiting import SignalWait as SignalWait, Waiting as Waiting
 from ._api.worker import (
     QueueLimits as QueueLimits,
@@ -76,6 +77,7 @@ __all__ = [
     "Compacted",
     "DurableProcess",
     "Engine",
+    "EngineStatistics",
     "ExecutorInfo",
     "ExecutorUnavailable",
     "Expired",

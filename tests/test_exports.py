@@ -16,6 +16,7 @@ EXPECTED_ALL = [
     "Compacted",
     "DurableProcess",
     "Engine",
+    "EngineStatistics",
     "ExecutorInfo",
     "ExecutorUnavailable",
     "Expired",

@@ -18,10 +18,12 @@ import journal_format as jf
 from .._run.dispatch import ExecutorSet, Slots
 from .._run.hooks import Hooks
 from .._run.stopping import Stopper
+from .._run.tracing import Tracing
 from .._store.env import DEFAULT_MAP_SIZE, FILE_MODE
 from .._store.posts import PendingEffect, pending_effects
 from .._store.store import Durability, Store
 from ..errors import JournalCorruptError, ReplayEngineError
+from .counters import Counters
 from .processes import KnownProcesses, ProcessLike
 
 T = TypeVar("T")
@@ -46,9 +48,18 @@ class EngineBase:
         read_only: bool = False,
         file_mode: int = FILE_MODE,
         processes: Iterable[ProcessLike] = (),
+        tracing: bool | Any = False,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1, not {max_in_flight}")
+        # OpenTelemetry (docs/observability.md): imported only when asked for
+        # (and before the journal opens, so a missing package leaks nothing);
+        # ``None`` costs the hot paths one test each.
+        self._tracing = (
+            None
+            if tracing is False or tracing is None
+            else Tracing(None if tracing is True else tracing)
+        )
         owned = False
         in_processes = executor == "processes"
         if in_processes or executor == "threads":
@@ -82,6 +93,8 @@ class EngineBase:
         self._stopper = Stopper()
         # Only replay_engine.testing passes hooks (completion order, crashes).
         self._hooks = hooks
+        # What this Engine object did since it opened (Engine.statistics()).
+        self._counters = Counters()
 
     def close(self) -> None:
         """Shut down pools this engine created and release the journal."""

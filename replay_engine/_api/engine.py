@@ -13,6 +13,7 @@ module                 methods
 :mod:`.cancelling`     ``cancel``
 :mod:`.compat`         ``check_compatible`` (which stored runs new code breaks)
 :mod:`.scheduling`     ``submit`` (a queued run), ``worker`` (:mod:`.worker`)
+:mod:`.statistics`     ``statistics`` (runs by status, sizes, this engine's counts)
 =====================  =========================================================
 """
 
@@ -22,9 +23,10 @@ from .cancelling import Cancelling
 from .compat import CompatChecking
 from .retention import Retention
 from .scheduling import Scheduling
+from .statistics import Statistics
 
 
-class Engine(Scheduling, CompatChecking, Retention, Cancelling):
+class Engine(Scheduling, CompatChecking, Retention, Cancelling, Statistics):
     """A journal directory and the runs in it.
 
     Args:
@@ -49,6 +51,11 @@ class Engine(Scheduling, CompatChecking, Retention, Cancelling):
         file_mode: the mode of the journal's files when they are created
             (owner-only by default: journals hold inputs and results). A new
             journal directory is made owner-only (0700).
+        tracing: OpenTelemetry spans for executions and effect attempts
+            (docs/observability.md): ``True`` uses the global tracer
+            provider, a ``TracerProvider`` that one; ``False`` (the
+            default) costs nothing and imports nothing. Needs
+            ``replay-engine[otel]``.
         processes: processes that runs of this journal may be resumed and
             replayed with when the caller names none: functions, or
             ``"module:qualname"`` strings (imported when needed). A run whose

@@ -320,6 +320,37 @@ class Executing(EngineBase):
         on_log: OnLog | None,
         park_timers: bool = False,
     ) -> Run:
+        # The stats of the latest pass (they add up the earlier ones), for
+        # Engine.statistics(): what this engine did, however the call ended.
+        latest: list[RunStats] = []
+        try:
+            return await self._passes(
+                journal,
+                process,
+                inputs,
+                warnings,
+                latest,
+                on_progress=on_progress,
+                on_log=on_log,
+                park_timers=park_timers,
+            )
+        finally:
+            if latest:
+                self._counters.add(latest[-1])
+
+    async def _passes(
+        self,
+        journal: RunJournal,
+        process: ProcessFn,
+        inputs: Any,
+        warnings: list[str],
+        latest: list[RunStats],
+        *,
+        on_progress: OnProgress | None,
+        on_log: OnLog | None,
+        park_timers: bool,
+    ) -> Run:
+        why = "start" if journal.execution is None else journal.execution.why
         carry: RunStats | None = None
         for passes in range(1, MAX_PASSES + 1):
             journal.watch_posts = passes < MAX_PASSES
@@ -334,8 +365,16 @@ class Executing(EngineBase):
                 hooks=self._hooks,
                 stopper=self._stopper,
                 carry=carry,
+                tracing=self._tracing,
             )
-            outcome: Outcome = await runtime.execute(process, inputs)
+            latest.append(runtime.stats)
+            outcome: Outcome
+            if self._tracing is None:
+                outcome = await runtime.execute(process, inputs)
+            else:
+                outcome = await self._tracing.execution(
+                    journal.run_id, why, runtime.execute(process, inputs)
+                )
             if outcome.status != AGAIN:
                 break
             # A post landed while it ran: execute again, at once, with it.

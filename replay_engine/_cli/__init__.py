@@ -23,7 +23,8 @@ group with ``register``: ``run_cmds`` (run, resume), ``inspect_cmds``
 ``timeline_html``), ``debug_cmd`` (the interactive stepper), ``diff_cmd``
 (diff; the comparison itself is ``run_diff``), ``effect_cmds``
 (pending; it registers ``post_cmd`` and ``iterate_cmd`` too), ``retention_cmds``
-(delete, gc, compact), ``check_cmd`` and ``cancel_cmd`` (cancel).
+(delete, gc, compact), ``check_cmd`` and ``cancel_cmd`` (cancel), ``stats_cmd``
+(stats).
 ``common`` holds what they share, ``event_rows`` the JSON form of an event,
 ``snapshot_views`` the rich snapshot views, ``waiting_views`` what ``runs``
 shows of a waiting run.
@@ -52,6 +53,7 @@ from . import (
     retention_cmds as _retention,
     run_cmds as _run,
     serve_cmd as _serve,
+    stats_cmd as _stats,
     stop_signals as _stop_signals,
     travel_cmds as _timetravel,
     worker_cmds as _worker,
@@ -122,6 +124,7 @@ for _module in (
     _check,
     _cancel,
     _serve,
+    _stats,
 ):
     _module.register(cli)
 

@@ -41,6 +41,8 @@ ADDRESS_FIELDS = frozenset(
 )
 _ENVELOPE = ("seq", "type", "key", "task", "digest", "prev", "at", "v")
 _MAX_FORK_DEPTH = 32
+_DETAIL_CHARS = 200
+"""Characters of an args or result payload the timeline's details show."""
 
 
 def export_records(
@@ -76,6 +78,21 @@ def _payload_reader(engine: Engine, run_id: str) -> Callable[[bytes], Any]:
         return cache[address]
 
     return read
+
+
+def _describer(engine: Engine, run_id: str) -> Callable[[bytes], str]:
+    """A payload reference -> its JSON, cut short, and its blake3 address."""
+
+    def describe(ref: bytes) -> str:
+        value = engine.payload(ref, run_id=run_id)
+        text = json.dumps(plain(value), ensure_ascii=False, default=repr)
+        if len(text) > _DETAIL_CHARS:
+            text = f"{text[:_DETAIL_CHARS]}… ({len(text):,} characters)"
+        inline = jf.ref_is_inline(ref)
+        address = jf.address_of(ref) if inline else ref
+        return f"{text}  [blake3 {address.hex()}{' inline' if inline else ''}]"
+
+    return describe
 
 
 def _open_output(path: str, ctx: click.Context) -> IO[str]:
@@ -186,17 +203,23 @@ def timeline_command(
     """Write a self-contained HTML Gantt chart of RUN_ID's calls.
 
     One row per call in key order, a bar from its request to its outcome;
-    blue: dispatched by the latest execution, grey: completed in an earlier
-    one (replayed), red: failed, striped: in flight, ticks: retried attempts.
-    Hover a bar for its task, key and timings. The page loads nothing from
-    the network.
+    blue: dispatched by the latest execution, another colour: completed by
+    the earlier execution of that colour (replayed), red: failed, striped:
+    in flight, ticks: retried attempts. Each execution has its lane; an
+    effect that ran twice (in flight at a crash) is marked x2. Big parallel
+    groups and long loops are folded into one row with their counts. Click a
+    call for its args and result (with their blake3 addresses). The page
+    loads nothing from the network.
     """
     with open_engine(ctx) as engine:
         info = engine.status(run_id)
         events = engine.events(run_id)
         times = times_by_seq(events, inherited_times(engine, info))
-    timeline = build_timeline(run_id, info.status, events, times, fork_at=info.fork_at)
-    page = render_html(timeline)
+        timeline = build_timeline(
+            run_id, info.status, events, times, fork_at=info.fork_at
+        )
+        # Payloads are read only for the calls drawn on a row of their own.
+        page = render_html(timeline, _describer(engine, run_id))
     path = output or f"{run_id}.timeline.html"
     if path == "-" and as_json:
         raise usage_error("give -o FILE with --json: stdout holds the JSON", ctx)

@@ -44,6 +44,16 @@ class Boundary:
 
 
 @dataclass
+class Execution:
+    """One execution of the run: its lane and colour on the chart."""
+
+    index: int
+    label: str
+    start: int
+    end: int
+
+
+@dataclass
 class Row:
     """One call on the chart."""
 
@@ -64,6 +74,10 @@ class Row:
     error: str | None = None
     requested_in: int = 0
     """The execution that requested it."""
+    args: bytes | None = None
+    """The payload reference of its args (an effect's), for the details."""
+    result: bytes | None = None
+    """The payload reference of its result (a completed effect's)."""
 
     @property
     def redispatched(self) -> bool:
@@ -86,6 +100,8 @@ class Timeline:
     latest_execution: int
     times: list[int] = field(default_factory=list)
     """When each event happened, by seq."""
+    executions: list[Execution] = field(default_factory=list)
+    """Every execution, in order (the index is a row's ``execution``)."""
 
     def shade(self, row: Row) -> str:
         """The CSS class that colours ``row`` (see the module docstring)."""
@@ -115,12 +131,16 @@ def build_timeline(
     # belong to it). Otherwise an `execution` event follows a crash.
     ended = False
     process = ""
+    execs: list[Execution] = []
+    named: set[int] = set()
     for stored in events:
         seq, event, at = stored.seq, stored.event, times[stored.seq]
+        label = ""
         if fork_at is not None and seq == fork_at:
             execution += 1
             ended = True
-            boundaries.append(Boundary(f"fork at {fork_at}", at))
+            label = f"fork at {fork_at}"
+            boundaries.append(Boundary(label, at))
         if isinstance(event, jf.ExecutionStarted):
             if not ended:
                 execution += 1  # the one before ended without a word: a crash
@@ -129,26 +149,16 @@ def build_timeline(
             boundaries.append(Boundary(label, at))
         elif isinstance(event, jf.RunStarted):
             process = event.process
-        elif isinstance(event, jf.EffectRequested):
-            rows[event.key] = _row(event.key, event.task, event.kind, at, execution)
-        elif isinstance(event, jf.ValueRecorded):
-            row = _row(event.key, f"ctx.{event.kind}", "value", at, execution)
-            row.end, row.status = at, "done"
-            rows[event.key] = row
-        elif isinstance(event, jf.TimerStarted):
-            rows[event.key] = _row(event.key, "ctx.sleep", "timer", at, execution)
-        elif isinstance(event, jf.EffectCompleted | jf.EffectFailed | jf.TimerFired):
-            done = rows.get(event.key)
-            if done is not None:
-                done.end, done.execution = at, execution
-                done.status = "failed" if isinstance(event, jf.EffectFailed) else "done"
-                if isinstance(event, jf.EffectFailed):
-                    done.error = f"{event.error.type}: {event.error.message}"
-        elif isinstance(event, jf.AttemptFailed):
-            retried = rows.get(event.key)
-            if retried is not None:
-                text = f"attempt {event.attempt}: {event.error.type}: "
-                retried.attempts.append((at, text + event.error.message))
+            label = f"start (pid {event.pid})" if event.pid else "start"
+        while len(execs) <= execution:
+            # An old journal has no `execution` events: a run boundary
+            # (run_waiting …) starts the next execution, called a resume.
+            execs.append(Execution(len(execs), label or "resume", at, at))
+        if label and execution not in named:
+            execs[execution].label = label
+            named.add(execution)
+        execs[execution].end = at
+        _apply(rows, event, at, execution)
         latest = execution  # the execution of the last event seen
         if isinstance(event, jf.RunCancelled):
             _abandon(rows, event, at)
@@ -170,7 +180,35 @@ def build_timeline(
         boundaries,
         latest,
         list(times),
+        execs[: latest + 1],
     )
+
+
+def _apply(rows: dict[bytes, Row], event: Any, at: int, execution: int) -> None:
+    """Fold one event into the rows of the calls it concerns."""
+    if isinstance(event, jf.EffectRequested):
+        rows[event.key] = _row(event.key, event.task, event.kind, at, execution)
+        rows[event.key].args = event.args
+    elif isinstance(event, jf.ValueRecorded):
+        row = _row(event.key, f"ctx.{event.kind}", "value", at, execution)
+        row.end, row.status = at, "done"
+        rows[event.key] = row
+    elif isinstance(event, jf.TimerStarted):
+        rows[event.key] = _row(event.key, "ctx.sleep", "timer", at, execution)
+    elif isinstance(event, jf.EffectCompleted | jf.EffectFailed | jf.TimerFired):
+        done = rows.get(event.key)
+        if done is not None:
+            done.end, done.execution = at, execution
+            done.status = "failed" if isinstance(event, jf.EffectFailed) else "done"
+            if isinstance(event, jf.EffectCompleted):
+                done.result = event.result
+            if isinstance(event, jf.EffectFailed):
+                done.error = f"{event.error.type}: {event.error.message}"
+    elif isinstance(event, jf.AttemptFailed):
+        retried = rows.get(event.key)
+        if retried is not None:
+            text = f"attempt {event.attempt}: {event.error.type}: "
+            retried.attempts.append((at, text + event.error.message))
 
 
 _BOUNDARIES = (

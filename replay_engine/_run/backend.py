@@ -20,6 +20,7 @@ from .journal import RunJournal
 from .scope import Scope
 from .state import RunStats
 from .tasks import TaskDef
+from .tracing import Tracing
 
 
 class ContextBackend(Protocol):
@@ -36,6 +37,8 @@ class ContextBackend(Protocol):
     groups: set[Any]
     """The parallel groups still waiting (see ``parallel.run_group``)."""
     clock_ns: Callable[[], int]
+    tracing: Tracing | None
+    """OpenTelemetry spans, or ``None`` (off): checked once per replayed call."""
 
     def tick(self) -> None:
         """Count a step of progress."""

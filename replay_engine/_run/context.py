@@ -153,6 +153,8 @@ class Context:
                 # here rather than one call deeper in the runtime (it is timed
                 # by bench/bench_engine.py). An inline result is its own ref.
                 rt.stats.replayed += 1
+                if rt.tracing is not None:  # OpenTelemetry: off unless asked
+                    rt.tracing.replayed(rt.run_id, key, tdef.name, "completed")
                 if len(result) >= ADDRESS_SIZE:
                     result = journal.payload(result)
                 return Resolved(rt.recorded_value(result, key))

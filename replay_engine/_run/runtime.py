@@ -113,6 +113,8 @@ class Runtime(ExecutionState):
         error = entry.error
         if error is not None:
             self.stats.replayed += 1
+            if self.tracing is not None:
+                self.tracing.replayed(self.run_id, key, tdef.name, "failed")
             return _raise(
                 task_failure(
                     error.type,
@@ -239,9 +241,16 @@ class Runtime(ExecutionState):
                 await waits.rest_of_backoff(self, key, attempts_done)
         while True:
             future: asyncio.Future[jobs.Outcome] = self.loop.create_future()
-            self.dispatcher.submit(Call(tdef, key_text, args_bytes, attempt, future))
+            call = Call(tdef, key_text, args_bytes, attempt, future)
             try:
-                status, payload = await future
+                if self.tracing is None:
+                    self.dispatcher.submit(call)
+                    status, payload = await future
+                else:
+                    source = "dispatched" if new else "redispatched"
+                    status, payload = await self.tracing.attempt(
+                        self.dispatcher.submit, call, self.run_id, source
+                    )
             except ExecutorUnavailable as exc:
                 # Not the task's failure: remember it, so the run ends with it
                 # even if the process catches it, and nothing is recorded.

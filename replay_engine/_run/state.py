@@ -23,6 +23,7 @@ from ..errors import ExecutorUnavailable, JournalCorruptError, ReplayEngineError
 from .dispatch import Dispatcher, ExecutorSet, Slots
 from .hooks import Hooks
 from .journal import RunJournal
+from .tracing import Tracing
 
 _log = logging.getLogger("replay_engine.process")
 
@@ -82,6 +83,8 @@ class ExecutionOptions(TypedDict, total=False):
     park_timers: bool
     """iterate: a timer not yet due makes the run wait instead of sleeping."""
     hooks: Hooks | None
+    tracing: Tracing | None
+    """OpenTelemetry spans (``Engine(tracing=...)``); ``None``: off, and free."""
     carry: RunStats | None
     """The stats of the earlier passes of the same ``run``/``resume`` call
     (an execution is repeated at once when a post landed while it ran)."""
@@ -121,6 +124,7 @@ class ExecutionState:
         self.run_id = run_id
         self.stats = RunStats()
         self.carry = options.get("carry")
+        self.tracing = options.get("tracing")
         self.hooks = hooks
         self.clock_ns = hooks.clock_ns if hooks is not None else clock_ns
         self.crashed = False
@@ -186,6 +190,8 @@ class ExecutionState:
         )
         if self._on_log is not None:
             self._on_log(key, message, fields)
+        if self.tracing is not None:
+            self.tracing.log(key, message, fields)
 
     def fail(self, exc: BaseException) -> None:
         """End the execution with ``exc`` (the first fault wins), at once.

@@ -46,6 +46,7 @@ def test_help_lists_commands_in_declaration_order(invoke: Invoke) -> None:
         "check",
         "cancel",
         "serve",
+        "stats",
     ]
     assert "REPLAY_ENGINE_JOURNAL" in out
 
