@@ -27,6 +27,7 @@ EXPECTED_ALL = [
     "LogEntry",
     "NonDeterminismError",
     "NotAJournalError",
+    "PatchError",
     "PayloadError",
     "PendingEffect",
     "PostRejected",

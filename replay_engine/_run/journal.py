@@ -86,6 +86,11 @@ class RunJournal:
         """Someone else appended to the run since it was loaded: the
         execution may not have seen it, so it must not record ``run_waiting``
         (see :meth:`flush` ``if_unmoved``)."""
+        self.patches: dict[str, tuple[bool, bytes]] = {}
+        """``ctx.patched`` answers of this execution: id -> (answer, first key)."""
+        self.code_changed: str = ""
+        """What changed in the process's code since the run's last execution
+        (empty: nothing, or not known); a divergence names it first."""
         self.watch_posts = True
         """False for an execution's last allowed pass: it records waiting
         even after a post (the post's wake-up is then the worker's job)."""
@@ -436,6 +441,18 @@ class RunJournal:
                 self._raise_extra(
                     key, later, "a later call of the same scope", replayed
                 )
+
+    def recorded_after(self, key: bytes, scope_prefix: bytes) -> bool:
+        """Whether the journal holds a call under ``key`` or later in its scope.
+
+        ``ctx.patched`` asks, at a key with nothing recorded, whether the run
+        was recorded past it (by code without the patch).
+        """
+        keys = self._sorted_keys
+        if keys is None:
+            keys = self._sorted_keys = sorted(self.entries)
+        pos = bisect.bisect_right(keys, key)
+        return pos < len(keys) and keys[pos].startswith(scope_prefix)
 
     def _raise_extra(
         self,
