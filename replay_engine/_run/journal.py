@@ -151,6 +151,22 @@ class RunJournal:
             data = self._payloads[ref] = self.store.get_blob(ref)
         return data
 
+    def preload_results(self) -> None:
+        """Read every recorded result blob in one read transaction.
+
+        For a replay that will ask for them all (``compat``): one transaction
+        instead of one per result.
+        """
+        size = jf.ADDRESS_SIZE
+        wanted = {
+            e.result
+            for e in self.entries.values()
+            if e.result is not None and len(e.result) >= size
+        }
+        wanted.difference_update(self._payloads)
+        if wanted:
+            self._payloads.update(self.store.get_blobs(wanted))
+
     def _checkpoint_due(self, appending: int) -> bool:
         """Whether to checkpoint with an append of ``appending`` events.
 

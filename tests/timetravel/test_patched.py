@@ -6,6 +6,7 @@ resumed, replayed or checked with another, on a real LMDB journal.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 import journal_format as jf
 from replay_engine import Engine, NonDeterminismError, PatchError
 from replay_engine.errors import PatchConflictError
+from tests.helpers import cli_invoker
 from tests.timetravel import patch_flows as pf
 
 
@@ -172,3 +174,26 @@ def test_a_patch_id_must_be_a_non_empty_string(engine: Engine, bad: object) -> N
     assert issubclass(PatchConflictError, PatchError)
     assert "a patch id must be a non-empty string" in run.error.message
     assert not any(tag == "patched" for tag, _ in _events(engine, "bad"))
+
+
+@pytest.mark.spec("JF-110")
+def test_inspection_commands_show_markers(tmp_path: Path) -> None:
+    journal = tmp_path / "cli"
+    with Engine(journal, durability="process") as eng:
+        eng.run(pf.v2, {}, run_id="new")
+        eng.run(pf.v1, {}, run_id="old")
+    invoke = cli_invoker(journal)
+    log = invoke("log", "new", "--json", code=0)
+    rows = json.loads(log.stdout)
+    rows = rows["events"] if isinstance(rows, dict) else rows
+    [marker] = [r for r in rows if r["type"] == "patched"]
+    assert (marker["key"], marker["fields"]["patch"]) == ("1", "extra")
+    assert "patch extra" in invoke("log", "new", code=0).stdout
+    exported = invoke("export", "new", "--format", "jsonl", code=0).stdout
+    assert '"patched"' in exported
+    diff = json.loads(invoke("diff", "old", "new", "--json", code=1).stdout)
+    assert (diff["first"]["key"], diff["first"]["b"]["task"]) == ("1", "patched extra")
+    assert invoke("verify", "new", code=0).exit_code == 0
+    page = tmp_path / "t.html"
+    invoke("timeline", "new", "-o", str(page), code=0)
+    assert "ctx.patched(extra)" in page.read_text()
