@@ -88,9 +88,6 @@ class RunJournal:
         (see :meth:`flush` ``if_unmoved``)."""
         self.patches: dict[str, tuple[bool, bytes]] = {}
         """``ctx.patched`` answers of this execution: id -> (answer, first key)."""
-        self.code_changed: str = ""
-        """What changed in the process's code since the run's last execution
-        (empty: nothing, or not known); a divergence names it first."""
         self.watch_posts = True
         """False for an execution's last allowed pass: it records waiting
         even after a post (the post's wake-up is then the worker's job)."""
