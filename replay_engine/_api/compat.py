@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from .._run import process_ref as _process_ref
+from .._run import gc_relax, process_ref as _process_ref
 from .._run.history import ENDINGS, TRAILING, Ending, ending_of
 from .._run.journal import RunJournal
 from .._run.runtime import Runtime
@@ -89,11 +89,13 @@ class CompatChecking(TimeTravel):
         self, fn: ProcessFn, chosen: dict[str, str]
     ) -> list[RunCompatibility]:
         # One event loop for every run: a loop per run costs more than a
-        # small run's replay.
-        return [
-            await self._check_one(run_id, chosen[run_id], fn)
-            for run_id in sorted(chosen)
-        ]
+        # small run's replay. The collector is relaxed once for all of them,
+        # not once per run (restoring it after each run triggers a pass).
+        with gc_relax.relaxed():
+            return [
+                await self._check_one(run_id, chosen[run_id], fn)
+                for run_id in sorted(chosen)
+            ]
 
     async def _check_one(
         self, run_id: str, status: str, fn: ProcessFn
