@@ -36,6 +36,7 @@ from ._events import (
     ErrorInfo,
     Event,
     LogLine,
+    PatchMarker,
     RunStarted,
     SignalReceived,
     TimerFired,
@@ -53,6 +54,8 @@ VALUE: Final = 1
 """``CallEntry.kind`` of a recorded value (``now``, ``random``, ``uuid``)."""
 TIMER: Final = 2
 """``CallEntry.kind`` of a durable timer (``ctx.sleep``)."""
+PATCH: Final = 3
+"""``CallEntry.kind`` of a patch marker (``ctx.patched``; ``task`` is the patch id)."""
 
 
 class CallEntry(msgspec.Struct, array_like=True, gc=False):
@@ -373,6 +376,8 @@ class CallIndex:
             self.signals.append((seq, event.name, event.payload))
         elif isinstance(event, RunStarted):
             self.started = event
+        elif isinstance(event, PatchMarker):
+            calls[event.key] = CallEntry(PATCH, seq, event.patch)
 
     def _effect(self, seq: int, key: bytes) -> CallEntry:
         call = self.calls.get(key)

@@ -55,7 +55,9 @@ class RunStarted(_Event, tag="run_started", frozen=True):
     process: str
     """The process function as ``module:qualname``."""
     fingerprint: str
-    """Hex blake3 of the process's module source, to notice changed code."""
+    """What the process's code was, to notice changed code: ``code1:`` and the
+    hex blake3 of the process function's code objects (JF-114); in journals
+    written before that, the hex blake3 of its module's source."""
     inputs: bytes
     """Content address of the inputs payload."""
     parent: str | None = None
@@ -71,6 +73,9 @@ class RunStarted(_Event, tag="run_started", frozen=True):
     That first execution writes no ``execution`` event of its own."""
     host: str | None = None
     """The host of ``pid``."""
+    code: dict[str, str] | None = None
+    """Per function of the process (the process and each function it defines,
+    by qualified name): a short hash of its code (JF-114)."""
 
 
 class EffectRequested(_Event, tag="requested", frozen=True):
@@ -238,6 +243,24 @@ class ExecutionStarted(_Event, tag="execution", frozen=True):
     """The executing machine's host name."""
     why: str
     """``start``, ``resume``, ``recovery``, ``wake``, ``fork`` or ``iterate``."""
+    fingerprint: str | None = None
+    """The code fingerprint of the process this execution ran (JF-114);
+    absent in journals written before it was recorded."""
+    code: dict[str, str] | None = None
+    """Per function of that process (the process and each function it
+    defines, by qualified name): a short hash of its code (JF-114)."""
+
+
+class PatchMarker(_Event, tag="patched", frozen=True):
+    """``ctx.patched(id)`` took the new path here (JF-110).
+
+    Recorded at the invocation key the call took, like any call, so a replay
+    that reaches the same key finds it and takes the new path again.
+    """
+
+    key: bytes
+    patch: str
+    """The patch id the process passed."""
 
 
 Event = (
@@ -260,6 +283,7 @@ Event = (
     | RunCancelled
     | RunTimedOut
     | ExecutionStarted
+    | PatchMarker
 )
 """Any event body."""
 
@@ -283,6 +307,7 @@ EVENT_TYPES: Final[tuple[type[_Event], ...]] = (
     RunCancelled,
     RunTimedOut,
     ExecutionStarted,
+    PatchMarker,
 )
 
 

@@ -393,6 +393,25 @@ class ThunkRequired(ReplayEngineError, TypeError):
     """``ctx.parallel.all`` was given awaitables instead of thunks."""
 
 
+class PatchError(ReplayEngineError, ValueError):
+    """``ctx.patched``/``ctx.deprecate_patch`` was misused.
+
+    The id is not a non-empty string, or one id got different answers at two
+    places of one run (one patch id guards one change: give each its own).
+    Nothing was recorded for the call.
+    """
+
+
+class PatchConflictError(PatchError, NonDeterminismError):
+    """One patch id would answer differently at two places of one run.
+
+    The journal decides both places (a marker at one, the old path at the
+    other): the code reused an id for a second change. Like any divergence it
+    pauses the run (nothing is recorded, its status is kept); give the second
+    change its own id and resume.
+    """
+
+
 __all__ = [
     "ExecutorUnavailable",
     "Expired",
@@ -400,6 +419,8 @@ __all__ = [
     "JournalBusyError",
     "JournalCorruptError",
     "NonDeterminismError",
+    "PatchConflictError",
+    "PatchError",
     "PayloadError",
     "PostRejected",
     "ProcessImportError",

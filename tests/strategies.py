@@ -90,6 +90,8 @@ EVENT_STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
         seed=st.none() | run_ids,
         pid=st.none() | st.integers(0, 2**31),
         host=st.none() | st.text(max_size=20),
+        code=st.none()
+        | st.dictionaries(st.text(max_size=20), st.text(max_size=16), max_size=3),
     ),
     jf.EffectRequested: st.builds(
         jf.EffectRequested,
@@ -161,6 +163,12 @@ EVENT_STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
         pid=st.integers(0, 2**31),
         host=st.text(max_size=20),
         why=st.sampled_from(["start", "resume", "recovery", "wake", "fork", "iterate"]),
+        fingerprint=st.none() | st.text(max_size=70),
+        code=st.none()
+        | st.dictionaries(st.text(max_size=20), st.text(max_size=16), max_size=3),
+    ),
+    jf.PatchMarker: st.builds(
+        jf.PatchMarker, key=key_bytes(), patch=st.text(min_size=1)
     ),
 }
 
@@ -228,6 +236,7 @@ def histories(draw: st.DrawFn, *, max_events: int = 40) -> list[Any]:
         jf.RunWaiting,
         jf.RunFailed,
         jf.ExecutionStarted,
+        jf.PatchMarker,
     )
     for _ in range(draw(st.integers(0, max_events))):
         kinds = starters + (outcomes if requested else ())
@@ -240,7 +249,7 @@ def histories(draw: st.DrawFn, *, max_events: int = 40) -> list[Any]:
             body = msgspec.structs.replace(body, key=key)
             if kind is jf.EffectRequested:
                 requested.append(key)
-            elif kind in (jf.ValueRecorded, jf.TimerStarted):
+            elif kind in (jf.ValueRecorded, jf.TimerStarted, jf.PatchMarker):
                 # The key no longer holds a request.
                 requested = [k for k in requested if k != key]
         if kind is jf.EffectCompleted and draw(st.booleans()):

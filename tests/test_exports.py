@@ -29,6 +29,7 @@ EXPECTED_ALL = [
     "NonDeterminismError",
     "NonRetryable",
     "NotAJournalError",
+    "PatchError",
     "PayloadError",
     "PendingEffect",
     "PostRejected",

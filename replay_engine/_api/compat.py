@@ -15,10 +15,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from .._run import process_ref as _process_ref
-from ..errors import NonDeterminismError, ReplayEngineError
+from .._run import gc_relax, process_ref as _process_ref
+from .._run.history import ENDINGS, TRAILING, Ending, ending_of
+from .._run.journal import RunJournal
+from .._run.runtime import Runtime
+from ..errors import JournalCorruptError, NonDeterminismError, ReplayEngineError
+from .base import run_sync
 from .executing import ProcessFn, load_process
 from .travel import TimeTravel
+
+TAIL_EVENTS = 8
+"""How many of a run's last events are read to find its terminal event
+(key-less events an execution or a canceller leaves may follow it)."""
 
 Verdict = Literal["compatible", "breaks", "error"]
 
@@ -71,17 +79,29 @@ class CompatChecking(TimeTravel):
         ref = _process_ref.reference(fn)
         _process_ref.check_process(fn, ref)
         if runs is None:
-            chosen = [i.run_id for i in self.runs() if i.process == ref]
+            chosen = {i.run_id: i.status for i in self.runs() if i.process == ref}
         else:
-            chosen = list(runs)
-            for run_id in chosen:
-                self.status(run_id)  # an unknown run is reported before any work
-        return [self._check_one(run_id, fn) for run_id in sorted(chosen)]
+            # An unknown run is reported before any work.
+            chosen = {run_id: self.status(run_id).status for run_id in runs}
+        return run_sync(self._check_all(fn, chosen))
 
-    def _check_one(self, run_id: str, fn: ProcessFn) -> RunCompatibility:
-        status = self.status(run_id).status
+    async def _check_all(
+        self, fn: ProcessFn, chosen: dict[str, str]
+    ) -> list[RunCompatibility]:
+        # One event loop for every run: a loop per run costs more than a
+        # small run's replay. The collector is relaxed once for all of them,
+        # not once per run (restoring it after each run triggers a pass).
+        with gc_relax.relaxed():
+            return [
+                await self._check_one(run_id, chosen[run_id], fn)
+                for run_id in sorted(chosen)
+            ]
+
+    async def _check_one(
+        self, run_id: str, status: str, fn: ProcessFn
+    ) -> RunCompatibility:
         try:
-            self.replay(run_id, process=fn)
+            await self._replay_whole(run_id, fn)
         except NonDeterminismError as exc:
             return RunCompatibility(
                 run_id, status, "breaks", exc.key, exc.seq, str(exc)
@@ -91,3 +111,52 @@ class CompatChecking(TimeTravel):
                 run_id, status, "error", message=f"{type(exc).__name__}: {exc}"
             )
         return RunCompatibility(run_id, status, "compatible")
+
+    async def _replay_whole(self, run_id: str, fn: ProcessFn) -> None:
+        """``replay(run_id, process=fn)`` of the whole run, keeping only the verdict.
+
+        The same frozen execution against the same complete history, loaded
+        leaner: one read transaction for the index (as a resume loads it), one
+        for the blobs the replay will read, and the last few events only to
+        find how the run ended. No snapshot is built.
+        """
+        journal = RunJournal(self._store, run_id, read_only=True)
+        journal.load()
+        started = journal.started
+        if started is None:
+            raise JournalCorruptError(
+                f"run {run_id!r} has no run_started event", run_id=run_id, seq=0
+            )
+        last = journal.last_event
+        journal.ended = (
+            Ending(journal.index.events - 1, last)
+            if isinstance(last, ENDINGS)
+            else self._ending(run_id, journal.index.events)
+            if isinstance(last, TRAILING)
+            else None
+        )
+        journal.preload_results()
+        inputs = self.payload(started.inputs, run_id=run_id, seq=0)
+        runtime = Runtime(
+            journal,
+            run_id,
+            executors=self._executors,
+            max_in_flight=self._slots,
+            frozen=True,
+            hooks=self._hooks,
+        )
+        await runtime.execute(fn, inputs)
+
+    def _ending(self, run_id: str, events: int) -> Ending | None:
+        """How a run whose last event is key-less ended: read its last events.
+
+        All of them only if need be.
+        """
+        for tail in (TAIL_EVENTS, events):
+            stored = self._store.read_events(run_id, max(0, events - tail), events)
+            ending = ending_of(stored, len(stored))
+            if ending is not None or len(stored) == events:
+                return ending
+            if any(not isinstance(s.event, TRAILING) for s in stored):
+                return None  # a non-terminal, non-trailing event: not ended
+        return None

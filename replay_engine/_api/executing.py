@@ -22,8 +22,15 @@ from .._store.cancel import ENDED
 from .._store.chain import StoredEvent
 from .._store.lock import RunLock
 from .._store.payload import encode_or_refuse
-from ..errors import JournalCorruptError, ReplayEngineError
+from ..errors import JournalCorruptError, NonDeterminismError, ReplayEngineError
 from .base import EngineBase, run_sync
+from .code_changes import (
+    CodeNow,
+    change_warnings,
+    code_changed_first,
+    describe_change,
+    last_recorded,
+)
 from .durable import DurableProcess
 from .execution_info import MAX_PASSES, execution_event
 from .processes import ProcessLike, load_typed
@@ -131,9 +138,11 @@ class Executing(EngineBase):
             inputs, f"the inputs of run {run_id!r}", "; nothing was recorded"
         )
         address = jf.payload_ref(inputs_bytes)
+        code = CodeNow.of(process)
         started = jf.RunStarted(
             process=ref,
-            fingerprint=_process_ref.fingerprint(process),
+            fingerprint=code.fingerprint,
+            code=code.code or None,
             inputs=address,
             # The first execution is this one: no `execution` event of its own.
             pid=os.getpid(),
@@ -269,20 +278,28 @@ class Executing(EngineBase):
             fn = self._processes.resolve(run_id, self._first(run_id), process)
             if process is not None:
                 self._processes.used(run_id, fn)
-            warnings = _changed_code_warnings(run_id, started, fn)
+            code = CodeNow.of(fn)
+            recorded = last_recorded(self._store, run_id, locked, started)
+            change = describe_change(fn, code, recorded)
+            warnings = change_warnings(run_id, started, fn, change)
             inputs = self.payload(started.inputs, run_id=run_id, seq=0)
             journal.loaded_status = record.status
             journal.mark_running = True
-            journal.execution = execution
-            return await self._execute(
-                journal,
-                fn,
-                inputs,
-                warnings,
-                on_progress=on_progress,
-                on_log=on_log,
-                park_timers=park_timers,
-            )
+            journal.execution = code.stamp(execution)
+            try:
+                return await self._execute(
+                    journal,
+                    fn,
+                    inputs,
+                    warnings,
+                    on_progress=on_progress,
+                    on_log=on_log,
+                    park_timers=park_timers,
+                )
+            except NonDeterminismError as exc:
+                if not change:
+                    raise
+                raise code_changed_first(exc, change) from None
 
     def process_for(
         self, run_id: str, process: ProcessLike | None = None
@@ -439,29 +456,6 @@ class Executing(EngineBase):
             run = pipeline.start({"feature": "x"}, run_id="r1")  # or resumes r1
         """
         return DurableProcess(self, fn)
-
-
-def _changed_code_warnings(
-    run_id: str, started: jf.RunStarted, fn: Callable[..., Any]
-) -> list[str]:
-    """A warning (also logged) when the process's code changed since the start."""
-    ref = _process_ref.reference(fn)
-    if ref == started.process and _process_ref.fingerprint(fn) == started.fingerprint:
-        return []
-    if ref != started.process:
-        message = (
-            f"run {run_id!r} was started with process {started.process!r} and is"
-            f" executed with {ref!r} as asked; replay will stop with"
-            " NonDeterminismError if it does not make the calls already recorded"
-        )
-    else:
-        message = (
-            f"the code of process {started.process!r} changed since run"
-            f" {run_id!r} started; replay will stop with NonDeterminismError"
-            " if the change alters the calls already recorded"
-        )
-    _log.warning("%s", message)
-    return [message]
 
 
 def _new_run_id() -> str:

@@ -76,8 +76,9 @@ class Scheduling(ExternalEffects):
             inputs, f"the inputs of run {run_id!r}", "; nothing was recorded"
         )
         address = jf.payload_ref(inputs_bytes)
+        fingerprint, code = _process_ref.code_of(fn)
         started = jf.RunStarted(
-            process=ref, fingerprint=_process_ref.fingerprint(fn), inputs=address
+            process=ref, fingerprint=fingerprint, code=code or None, inputs=address
         )
         if self._store.get_run(run_id) is not None:
             # Checked before the note: a taken id must not re-point its note.

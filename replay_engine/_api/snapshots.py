@@ -121,6 +121,16 @@ def build_calls(
                 if isinstance(event, jf.ValueRecorded)
                 else event.due_ns,
             )
+        elif isinstance(event, jf.PatchMarker):
+            calls[event.key] = CallState(
+                key=_key_text(event.key),
+                task=f"ctx.patched({event.patch!r})",
+                kind="value",
+                status="done" if before else "not reached",
+                requested_seq=seq,
+                finished_seq=seq,
+                result=True,
+            )
         elif isinstance(event, jf.EffectCompleted | jf.EffectFailed | jf.TimerFired):
             call = calls.get(event.key)
             if call is None or not before:

@@ -72,6 +72,8 @@ def detail(doc: Mapping[str, Any]) -> str:
         return f"{f.get('message', '')} {extra}".rstrip()
     if kind == "value":
         return f"{f.get('kind')} = {f.get('value')}"
+    if kind == "patched":
+        return f"patch {f.get('patch')}: new path"
     if kind == "run_waiting":
         return "pending " + ", ".join(str(k) for k in f.get("pending", []))
     if kind == "timer_started":

@@ -163,6 +163,10 @@ def _fold(side: RunSide, seq: int, at: int, event: Any) -> None:
         call = Call(text, seq, "value", event.kind, outcome="recorded")
         call.value, call.started_ns, call.ended_ns = event.value, at, at
         calls[text] = call
+    elif isinstance(event, jf.PatchMarker) and text is not None:
+        call = Call(text, seq, "value", f"patched {event.patch}", outcome="recorded")
+        call.value, call.started_ns, call.ended_ns = True, at, at
+        calls[text] = call
     elif isinstance(event, jf.TimerStarted) and text is not None:
         calls[text] = Call(text, seq, "timer", "sleep", outcome="started")
         calls[text].started_ns = at

@@ -189,8 +189,8 @@ def _apply(rows: dict[bytes, Row], event: Any, at: int, execution: int) -> None:
     if isinstance(event, jf.EffectRequested):
         rows[event.key] = _row(event.key, event.task, event.kind, at, execution)
         rows[event.key].args = event.args
-    elif isinstance(event, jf.ValueRecorded):
-        row = _row(event.key, f"ctx.{event.kind}", "value", at, execution)
+    elif isinstance(event, jf.ValueRecorded | jf.PatchMarker):
+        row = _row(event.key, _value_name(event), "value", at, execution)
         row.end, row.status = at, "done"
         rows[event.key] = row
     elif isinstance(event, jf.TimerStarted):
@@ -245,3 +245,10 @@ def _row(key: bytes, task: str, kind: str, at: int, execution: int) -> Row:
 def times_by_seq(events: Sequence[Any], inherited: Mapping[int, int]) -> list[int]:
     """Each event's time: a fork's shared prefix keeps its parent's times."""
     return [inherited.get(s.seq, s.envelope.at) for s in events]
+
+
+def _value_name(event: jf.ValueRecorded | jf.PatchMarker) -> str:
+    """The row label of a recorded value or a patch marker."""
+    if isinstance(event, jf.PatchMarker):
+        return f"ctx.patched({event.patch})"
+    return f"ctx.{event.kind}"

@@ -68,6 +68,12 @@ class ContextBackend(Protocol):
     ) -> int | bytes:
         """``ctx.now/random/uuid`` at ``key``: the recorded value, or a new one."""
 
+    def patched(self, scope: Scope, patch_id: str) -> bool:
+        """``ctx.patched``: the new path (True) or the recorded old one."""
+
+    def deprecate_patch(self, scope: Scope, patch_id: str) -> None:
+        """``ctx.deprecate_patch``: skip a recorded marker for the id."""
+
     def group(self, key: bytes) -> None:
         """``ctx.parallel`` takes ``key`` for a group: refuse it if recorded."""
 

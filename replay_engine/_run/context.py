@@ -30,6 +30,7 @@ from ..errors import PayloadError, ReplayEngineError
 from .backend import ContextBackend
 from .divergence import call_site
 from .parallel import Resolved, check_map_fn, check_thunks, run_group
+from .patches import check_id
 from .scope import Scope, current_scope
 from .tasks import TaskDef, as_task
 
@@ -193,6 +194,38 @@ class Context:
         b[6] = (b[6] & 0x0F) | 0x40
         b[8] = (b[8] & 0x3F) | 0x80
         return _uuid.UUID(bytes=bytes(b))
+
+    def patched(self, patch_id: str) -> bool:
+        """Whether this run takes the new path of the change named ``patch_id``.
+
+        ``if ctx.patched("add-lint"): <new code> else: <old code>``. A run
+        that reaches it for the first time records a marker and gets True; a
+        run recorded before the change (its journal has calls past this point
+        and no marker) gets False and replays its old path without diverging.
+        The answer is taken from the journal on every resume, so it never
+        flips. See docs/evolving-code.md.
+
+        Raises:
+            PatchError: ``patch_id`` is not a non-empty string, or the same id
+                would answer differently at another place of this run.
+        """
+        rt = self._rt
+        rt.check_live()
+        return rt.patched(_scope(), check_id(patch_id, "patched"))
+
+    def deprecate_patch(self, patch_id: str) -> None:
+        """Retire ``ctx.patched(patch_id)`` once no run needs its old path.
+
+        Replace ``if ctx.patched(id): new else: old`` by
+        ``ctx.deprecate_patch(id); new``: the new code always runs, a marker
+        recorded for ``id`` is accepted and skipped, and none is written.
+
+        Raises:
+            PatchError: ``patch_id`` is not a non-empty string.
+        """
+        rt = self._rt
+        rt.check_live()
+        rt.deprecate_patch(_scope(), check_id(patch_id, "deprecate_patch"))
 
     def sleep(self, seconds: float) -> Awaitable[None]:
         """Sleep durably: the due time is recorded; a resume sleeps what is left."""

@@ -21,6 +21,8 @@ def describe_entry(entry: jf.CallEntry) -> str:
         return f"task {entry.task!r} args {describe_args(entry.args)}"
     if entry.kind == jf.VALUE:
         return f"ctx.{entry.task}()"
+    if entry.kind == jf.PATCH:
+        return f"ctx.patched({entry.task!r}) (a patch marker)"
     return "ctx.sleep()"
 
 

@@ -35,7 +35,10 @@ from .divergence import describe_entry, divergence
 
 _CLOSED = (jf.RunCompleted, jf.RunFailed)
 _STOPPED = (jf.RunCancelled, jf.RunTimedOut)
-_TRAILING = (jf.ExecutionStarted, jf.CancelRequested)
+ENDINGS = _CLOSED + _STOPPED
+"""The terminal events a complete history ends with."""
+TRAILING = (jf.ExecutionStarted, jf.CancelRequested)
+"""Key-less events that may follow a run's terminal event."""
 
 VALUE_TEXT = 120
 """How much of a result's repr a divergence message shows."""
@@ -84,9 +87,9 @@ def ending_of(events: Sequence[_Stored], limit: int) -> Ending | None:
     if limit != len(events):
         return None
     for stored in reversed(events):
-        if isinstance(stored.event, _CLOSED + _STOPPED):
+        if isinstance(stored.event, ENDINGS):
             return Ending(stored.seq, stored.event)
-        if not isinstance(stored.event, _TRAILING):
+        if not isinstance(stored.event, TRAILING):
             return None
     return None
 

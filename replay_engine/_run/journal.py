@@ -86,6 +86,8 @@ class RunJournal:
         """Someone else appended to the run since it was loaded: the
         execution may not have seen it, so it must not record ``run_waiting``
         (see :meth:`flush` ``if_unmoved``)."""
+        self.patches: dict[str, tuple[bool, bytes]] = {}
+        """``ctx.patched`` answers of this execution: id -> (answer, first key)."""
         self.watch_posts = True
         """False for an execution's last allowed pass: it records waiting
         even after a post (the post's wake-up is then the worker's job)."""
@@ -145,6 +147,22 @@ class RunJournal:
         if data is None:
             data = self._payloads[ref] = self.store.get_blob(ref)
         return data
+
+    def preload_results(self) -> None:
+        """Read every recorded result blob in one read transaction.
+
+        For a replay that will ask for them all (``compat``): one transaction
+        instead of one per result.
+        """
+        size = jf.ADDRESS_SIZE
+        wanted = {
+            e.result
+            for e in self.entries.values()
+            if e.result is not None and len(e.result) >= size
+        }
+        wanted.difference_update(self._payloads)
+        if wanted:
+            self._payloads.update(self.store.get_blobs(wanted))
 
     def _checkpoint_due(self, appending: int) -> bool:
         """Whether to checkpoint with an append of ``appending`` events.
@@ -436,6 +454,18 @@ class RunJournal:
                 self._raise_extra(
                     key, later, "a later call of the same scope", replayed
                 )
+
+    def recorded_after(self, key: bytes, scope_prefix: bytes) -> bool:
+        """Whether the journal holds a call under ``key`` or later in its scope.
+
+        ``ctx.patched`` asks, at a key with nothing recorded, whether the run
+        was recorded past it (by code without the patch).
+        """
+        keys = self._sorted_keys
+        if keys is None:
+            keys = self._sorted_keys = sorted(self.entries)
+        pos = bisect.bisect_right(keys, key)
+        return pos < len(keys) and keys[pos].startswith(scope_prefix)
 
     def _raise_extra(
         self,

@@ -1,9 +1,10 @@
 """Naming a process function, loading one, and checking it is one.
 
-A run records its process as ``module:qualname`` plus a fingerprint of its
-module's source, so a resume can warn when the code changed since the run
-started. A reference read from a journal is only a claim: it is loaded only
-when it matches what this user remembered (:mod:`.remembered`), and then from
+A run records its process as ``module:qualname`` plus a fingerprint of the
+process function's code (and each execution records the fingerprint of the
+code it ran), so a resume can warn when the code changed, naming the function.
+A reference read from a journal is only a claim: it is loaded only when it
+matches what this user remembered (:mod:`.remembered`), and then from
 the remembered import root, never from the current directory.
 """
 
@@ -14,6 +15,7 @@ import importlib
 import inspect
 import os
 import sys
+import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -39,10 +41,113 @@ def reference(fn: Callable[..., Any]) -> str:
     return f"{module}:{qualname}"
 
 
+CODE_PREFIX = "code1:"
+"""What starts a code fingerprint (JF-114); older journals hold a module hash."""
+
+
 def fingerprint(fn: Callable[..., Any]) -> str:
+    """The code fingerprint of a process function (:func:`code_of`)."""
+    return code_of(fn)[0]
+
+
+def code_of(fn: Callable[..., Any]) -> tuple[str, dict[str, str]]:
+    """The fingerprint of ``fn``'s code, and a short hash per function (JF-114).
+
+    Only the process function's code counts, with the functions it defines
+    (lambdas, nested ``async def``): its bytecode, exception table, names,
+    argument counts, flags and constants, never line numbers or the file's
+    other functions, so an edit elsewhere in the module (a comment, another
+    process) changes nothing. The map names the process and each function it
+    defines by qualified name, so a warning can say which one changed.
+    """
+    code = _code_object(fn)
+    if code is None:  # no Python code to hash (a builtin): its module's source
+        legacy = module_fingerprint(fn)
+        return CODE_PREFIX + legacy, {}
+    own: dict[str, str] = {}
+    total = blake3.blake3()
+    for name, digest in _walk(code, own):
+        total.update(name.encode() + b"\0" + digest)
+    return CODE_PREFIX + total.hexdigest(), own
+
+
+def _code_object(fn: Callable[..., Any]) -> types.CodeType | None:
+    target: Any = inspect.unwrap(fn)
+    code = getattr(target, "__code__", None)
+    if code is None:  # a callable object whose __call__ is the process
+        code = getattr(getattr(type(target), "__call__", None), "__code__", None)  # noqa: B004
+    return code if isinstance(code, types.CodeType) else None
+
+
+def _walk(code: types.CodeType, own: dict[str, str]) -> list[tuple[str, bytes]]:
+    """``(name, own hash)`` of ``code`` and every code object nested in it.
+
+    A function's own hash stands in a nested function by its name, so an
+    edit inside one nested function changes only that one's hash (and the
+    total).
+    """
+    out: list[tuple[str, bytes]] = []
+    stack = [code]
+    while stack:
+        current = stack.pop()
+        h = blake3.blake3()
+        for part in (
+            current.co_code,
+            current.co_exceptiontable,
+            repr(current.co_names).encode(),
+            repr(current.co_varnames).encode(),
+            repr(current.co_freevars).encode(),
+            repr(current.co_cellvars).encode(),
+            repr(
+                (
+                    current.co_argcount,
+                    current.co_posonlyargcount,
+                    current.co_kwonlyargcount,
+                    current.co_flags,
+                )
+            ).encode(),
+        ):
+            h.update(len(part).to_bytes(8, "big") + part)
+        nested: list[types.CodeType] = []
+        for const in current.co_consts:
+            if isinstance(const, types.CodeType):
+                nested.append(const)
+                text = f"<code {const.co_qualname}>"
+            else:
+                text = _const_text(const)
+            h.update(len(text).to_bytes(8, "big") + text.encode())
+        name = current.co_qualname
+        if name in own:
+            n = 2
+            while f"{name}#{n}" in own:
+                n += 1
+            name = f"{name}#{n}"
+        digest = h.digest()
+        own[name] = digest.hex()[:16]
+        out.append((name, digest))
+        stack.extend(reversed(nested))  # definition order
+    return out
+
+
+def _const_text(const: object) -> str:
+    """A constant as text, the same in every interpreter.
+
+    Sets are sorted: their order follows string hashing, randomised per process.
+    """
+    if isinstance(const, frozenset):
+        inner = ", ".join(sorted(_const_text(c) for c in const))
+        return f"frozenset:{{{inner}}}"
+    if isinstance(const, tuple):
+        return f"tuple:({', '.join(_const_text(c) for c in const)})"
+    return f"{type(const).__qualname__}:{const!r}"
+
+
+def module_fingerprint(fn: Callable[..., Any]) -> str:
     """Hex blake3 of the source of the module that defines ``fn``.
 
-    Falls back to the function's bytecode when the source is unavailable.
+    What journals written before code fingerprints recorded; still computed
+    to compare with them. Falls back to the function's bytecode when the
+    source is unavailable.
     """
     module = sys.modules.get(getattr(fn, "__module__", "") or "")
     data: bytes

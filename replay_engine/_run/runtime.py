@@ -27,7 +27,7 @@ from ..errors import (
     TaskFailed,
     task_failure,
 )
-from . import gc_relax, jobs, retry, waits
+from . import gc_relax, jobs, patches, retry, waits
 from .context import Context
 from .dispatch import Call, ExecutorSet, Slots
 from .divergence import call_site, describe_args
@@ -164,6 +164,14 @@ class Runtime(ExecutionState):
         value = make(key)
         self.record(jf.ValueRecorded(key=key, kind=kind, value=value))
         return value
+
+    def patched(self, scope: Scope, patch_id: str) -> bool:
+        """``ctx.patched`` (the rule is in ``patches``)."""
+        return patches.patched(self, scope, patch_id)
+
+    def deprecate_patch(self, scope: Scope, patch_id: str) -> None:
+        """``ctx.deprecate_patch`` (the rule is in ``patches``)."""
+        patches.deprecate_patch(self, scope, patch_id)
 
     def group(self, key: bytes) -> None:
         """``ctx.parallel`` took ``key`` for a group, which records nothing there."""

@@ -149,11 +149,10 @@ def build_trace(events: Iterable[Any], payload: Any) -> Trace:
             call(event.key, "task", "").failed_attempts += 1
         elif isinstance(event, jf.EffectAbandoned):
             call(event.key, "task", "").outcome = "abandoned"
-        elif isinstance(event, jf.ValueRecorded):
-            record = call(event.key, "value", f"ctx.{event.kind}")
+        elif isinstance(event, jf.ValueRecorded | jf.PatchMarker):
+            record = call(event.key, "value", _value_name(event))
             record.outcome = "value"
-            # ctx.now() reads the clock: it is recorded, not reproduced.
-            record.value = None if event.kind == "now" else event.value
+            record.value = _value_of(event)
         elif isinstance(event, jf.TimerStarted):
             call(event.key, "timer", "ctx.sleep")
         elif isinstance(event, jf.TimerFired):
@@ -268,3 +267,16 @@ def short(value: Any, limit: int = 160) -> str:
     """``repr`` cut to ``limit`` characters."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _value_name(event: jf.ValueRecorded | jf.PatchMarker) -> str:
+    if isinstance(event, jf.PatchMarker):
+        return f"ctx.patched({event.patch!r})"
+    return f"ctx.{event.kind}"
+
+
+def _value_of(event: jf.ValueRecorded | jf.PatchMarker) -> int | bytes | None:
+    if isinstance(event, jf.PatchMarker):
+        return True  # a marker is recorded only for a True answer
+    # ctx.now() reads the clock: it is recorded, not reproduced.
+    return None if event.kind == "now" else event.value

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -521,13 +522,28 @@ def test_resume_warns_on_stderr_when_the_code_changed(
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     invoke("run", "cli_changing_flow:process", "--run-id", "c1", code=3)
-    module.write_text(module.read_text() + "# an edit that changes no call\n")
+    # A comment is not code: the fingerprint is of the process's code object.
+    module.write_text(module.read_text() + "# an edit that changes nothing\n")
+    _forget_module(tmp_path, "cli_changing_flow")
+    assert json.loads(invoke("resume", "c1", "--json", code=3).stdout)["warnings"] == []
+    # An edit of the process that changes no call.
+    module.write_text(
+        module.read_text().replace("    return await", "    note = 1\n    return await")
+    )
+    _forget_module(tmp_path, "cli_changing_flow")
 
     result = invoke("resume", "c1", "--json", code=3)
     warnings = json.loads(result.stdout)["warnings"]
-    assert len(warnings) == 1 and "changed" in warnings[0]
+    assert len(warnings) == 1 and "changed: process" in warnings[0]
     # Printed once, by the CLI (not a second time by logging's fallback handler).
     assert result.stderr == f"warning: {warnings[0]}\n"
+
+
+def _forget_module(folder: Path, name: str) -> None:
+    """Make the next import of ``name`` read its edited file."""
+    sys.modules.pop(name, None)
+    for cached in folder.glob(f"__pycache__/{name}*"):
+        cached.unlink()
 
 
 def test_a_journal_path_that_is_a_file_exits_2(

@@ -35,6 +35,7 @@ TAGS = {
     "run_cancelled": jf.RunCancelled,
     "run_timed_out": jf.RunTimedOut,
     "execution": jf.ExecutionStarted,
+    "patched": jf.PatchMarker,
 }
 
 #: Field names of every event type in the order writers emit them (JF-038).
@@ -48,6 +49,7 @@ FIELDS = {
         "seed",
         "pid",
         "host",
+        "code",
     ),
     jf.EffectRequested: ("key", "task", "kind", "args", "deadline_ns"),
     jf.EffectCompleted: ("key", "result", "signal_seq", "by"),
@@ -66,7 +68,8 @@ FIELDS = {
     jf.CancelRequested: ("reason",),
     jf.RunCancelled: ("reason", "abandoned"),
     jf.RunTimedOut: ("deadline_ns",),
-    jf.ExecutionStarted: ("pid", "host", "why"),
+    jf.ExecutionStarted: ("pid", "host", "why", "fingerprint", "code"),
+    jf.PatchMarker: ("key", "patch"),
 }
 
 
@@ -91,6 +94,7 @@ FIRST_FIELDS = {
     jf.RunCancelled: (),
     jf.RunTimedOut: ("deadline_ns",),
     jf.ExecutionStarted: ("pid", "host", "why"),
+    jf.PatchMarker: ("key", "patch"),
 }
 
 
