@@ -45,6 +45,7 @@ from ._store.verify import (
     damaged_pages_report as verify_pages,
 )
 from .errors import (
+    ChildRunFailed as ChildRunFailed,
     ExecutorUnavailable as ExecutorUnavailable,
     Expired as Expired,
     FormatVersionError as FormatVersionError,
@@ -71,6 +72,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CallState",
+    "ChildRunFailed",
     "Compacted",
     "DurableProcess",
     "Engine",

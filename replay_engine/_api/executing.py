@@ -24,6 +24,7 @@ from .._store.lock import RunLock
 from .._store.payload import encode_or_refuse
 from ..errors import JournalCorruptError, ReplayEngineError
 from .base import EngineBase, run_sync
+from .children import INLINE, ChildBridge, deliver_if_child
 from .durable import DurableProcess
 from .execution_info import MAX_PASSES, execution_event
 from .processes import ProcessLike, load_typed
@@ -334,6 +335,7 @@ class Executing(EngineBase):
                 hooks=self._hooks,
                 stopper=self._stopper,
                 carry=carry,
+                children=ChildBridge(self),
             )
             outcome: Outcome = await runtime.execute(process, inputs)
             if outcome.status != AGAIN:
@@ -347,6 +349,10 @@ class Executing(EngineBase):
             ended = _cancel.end_if_due(self._store, journal.run_id)
             if ended is not None:
                 outcome = Outcome(status=ended)
+        if outcome.status in jf.FINISHED_STATUSES and not INLINE.get():
+            # A child that ended on its own (a worker, a resume of it): tell
+            # its parent; a parent executing it inline does that itself.
+            deliver_if_child(self._store, journal.run_id)
         due = outcome.next_due_ns
         return Run(
             run_id=journal.run_id,
