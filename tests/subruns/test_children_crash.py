@@ -25,14 +25,14 @@ import pytest
 
 import journal_format as jf
 from replay_engine import Engine
-from tests.children import child_flows as flows
 from tests.helpers import child_env
+from tests.subruns import child_flows as flows
 
 CRASH = r"""
 import json, os, signal, sys
 from replay_engine import Engine
 from replay_engine._store import store as _store
-from tests.children import child_flows as flows
+from tests.subruns import child_flows as flows
 
 journal, flow, inputs, kill_after = sys.argv[1:5]
 kill_after = int(kill_after)

@@ -12,7 +12,7 @@ import pytest
 
 import journal_format as jf
 from replay_engine import ChildRunFailed, Engine, PostRejected, ReplayEngineError
-from tests.children import child_flows as flows
+from tests.subruns import child_flows as flows
 
 
 @pytest.fixture
@@ -60,9 +60,9 @@ def test_a_child_is_its_own_run_linked_to_its_parent(
         if isinstance(s.event, jf.EffectRequested) and s.event.kind == "child"
     ]
     assert jf.key_bytes_to_text(request.key) == "1"
-    assert request.task == "tests.children.child_flows:leaf"
+    assert request.task == "tests.subruns.child_flows:leaf"
     assert engine.payload(request.args) == {
-        "process": "tests.children.child_flows:leaf",
+        "process": "tests.subruns.child_flows:leaf",
         "inputs": {"name": "c", "n": 2},
         "run_id": None,
     }
@@ -132,7 +132,7 @@ def test_a_waiting_child_makes_the_parent_wait_until_it_is_posted(
     assert engine.status("p--0").status == "waiting"
     [pending] = engine.pending("p")
     assert (pending.key, pending.kind) == ("0", "child")  # names the child's effect
-    assert pending.args["process"] == "tests.children.child_flows:waiting"
+    assert pending.args["process"] == "tests.subruns.child_flows:waiting"
     with pytest.raises(PostRejected, match="child run"):
         engine.post("p", "0", result={"forged": True})
     engine.post("p--0", "0", result={"ok": 1})

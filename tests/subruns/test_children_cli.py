@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from replay_engine import Engine
-from tests.children import child_flows as flows
 from tests.helpers import cli_invoker
+from tests.subruns import child_flows as flows
 
 
 @pytest.fixture
