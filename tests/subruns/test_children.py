@@ -236,3 +236,42 @@ def test_cancelling_a_child_fails_its_parent_s_call(engine: Engine, side: Path) 
     )
     run = engine.resume("p")
     assert run.status == "failed"
+
+
+def test_a_worker_wakes_the_posted_child_then_its_parent(
+    engine: Engine, side: Path
+) -> None:
+    import threading
+    import time
+
+    engine.run(flows.waits_on_child, {}, run_id="p")
+    engine.post("p--0", "0", result={"ok": 3})
+    worker = engine.worker(processes=[flows.waits_on_child, flows.waiting])
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        give_up = time.monotonic() + 60
+        while time.monotonic() < give_up and engine.status("p").status != "completed":
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert engine.status("p--0").status == "completed"
+    assert engine.status("p").status == "completed"
+    assert engine.result("p") == {"child": {"reviewed": {"ok": 3}}}
+    assert len(outcomes_at(engine, "p", "0")) == 1
+
+
+@pytest.mark.spec("JF-153")
+def test_default_child_run_ids_are_readable_and_stay_valid_when_long() -> None:
+    from replay_engine._store.children import child_run_id
+
+    assert child_run_id("r1", "3.1.0") == "r1--3.1.0"
+    assert child_run_id("r1--3.1.0", "0") == "r1--3.1.0--0"
+    parent = "p" * 125
+    long_id = child_run_id(parent, "12.0.7")
+    assert long_id == child_run_id(parent, "12.0.7")  # deterministic
+    assert long_id != child_run_id(parent, "12.0.8")
+    assert len(long_id) <= 128 and long_id.startswith("p" * 80 + "--")
+    assert jf.check_run_id(long_id) == long_id
