@@ -159,7 +159,7 @@ class Context:
         return rt.task(tdef, key, scope, args_bytes, address, entry)
 
     def run_child(
-        self, process: Any, inputs: Any = None, *, run_id: str | None = None
+        self, process: Any, inputs: Any = None, run_id: str | None = None
     ) -> Awaitable[Any]:
         """Start a child run and await its result: ``r = await ctx.run_child(p, x)``.
 

@@ -275,3 +275,23 @@ def test_default_child_run_ids_are_readable_and_stay_valid_when_long() -> None:
     assert long_id != child_run_id(parent, "12.0.8")
     assert len(long_id) <= 128 and long_id.startswith("p" * 80 + "--")
     assert jf.check_run_id(long_id) == long_id
+
+
+def test_a_fork_does_not_share_an_unfinished_child(engine: Engine, side: Path) -> None:
+    engine.run(flows.waits_on_child, {}, run_id="p")
+    # Up to and including the child's request: the child is unfinished there.
+    events = engine.events("p")
+    at = 1 + next(
+        s.seq
+        for s in events
+        if isinstance(s.event, jf.EffectRequested) and s.event.kind == "child"
+    )
+    engine.fork("p", at=at, new_run_id="pf")
+    run = engine.resume("pf", process=flows.waits_on_child)
+    assert (run.status, run.pending) == ("waiting", ["0"])
+    fresh = engine.status("pf--0")  # a child of its own, under the fork's id
+    assert (fresh.child_of, fresh.status) == ("pf", "waiting")
+    assert engine.status("p--0").child_of == "p"
+    engine.post("pf--0", "0", result={"ok": "fork"})
+    assert engine.resume("pf").result == {"child": {"reviewed": {"ok": "fork"}}}
+    assert engine.status("p").status == "waiting"  # the original is untouched
