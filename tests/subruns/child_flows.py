@@ -25,9 +25,10 @@ def _note(what: str) -> None:
 @task(name="child_flows.step")
 def step(name: str, n: int) -> int:
     _note(f"step {name} {n}")
-    delay = float(os.environ.get("CHILD_DELAY", "0"))
-    if delay:
-        time.sleep(delay)
+    # CHILD_SLOW=NAME:SECONDS makes the steps of one name slow.
+    slow_name, _, seconds = os.environ.get("CHILD_SLOW", "").partition(":")
+    if slow_name == name:
+        time.sleep(float(seconds))
     return n * 10
 
 
