@@ -112,7 +112,10 @@ def deliver_if_child(store: Store, run_id: str) -> None:
     record = store.get_run(run_id)
     if record is None or record.child_of is None or record.child_key is None:
         return
-    key = jf.encode_key(jf.parse_key(record.child_key))
+    try:
+        key = jf.encode_key(jf.parse_key(record.child_key))
+    except jf.FormatError:
+        return  # a record no engine wrote (journals are untrusted): no parent to tell
     outcome = _children.outcome_of(store, run_id, key)
     if outcome is not None and store.get_run(record.child_of) is not None:
         _children.deliver(store, record.child_of, key, outcome)

@@ -11,10 +11,9 @@ crash anywhere:
 1. the child's run id (given, or derived from the parent's id and the key)
    is checked: a run of that id that is not this parent's child is refused
    before anything is recorded;
-2. the request is recorded and committed (the child never exists before the
-   parent's journal says it asked for it... unless a crash lost the request
-   after the child was created: then the child, which names this parent and
-   key, is simply taken up again);
+2. the request is recorded and committed before the child is created (and
+   if a crash ever left a child without its parent's request, the child names
+   this parent and key, so it is simply taken up again);
 3. the engine (``ChildExecutor``, implemented by the API layer) creates the
    child, or resumes it when it exists and has not ended, and executes it in
    this event loop under its own run lock;
@@ -35,7 +34,7 @@ from journal_format import EFFECT
 
 from .._store import children as _children
 from .._store.payload import encode_or_refuse
-from ..errors import ReplayEngineError, TaskFailed, task_failure
+from ..errors import ReplayEngineError, task_failure
 from . import process_ref, waits
 from .divergence import call_site
 from .parallel import BranchAbandoned, Resolved
@@ -208,8 +207,6 @@ async def _live(
     state.sleeping += 1
     try:
         status = await running
-    except TaskFailed:
-        raise
     except ReplayEngineError as exc:
         # Not the child's outcome (a divergence in it, a damaged journal, an
         # unknown process): the parent pauses with it, even if it catches it.

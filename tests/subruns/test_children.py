@@ -295,3 +295,33 @@ def test_a_fork_does_not_share_an_unfinished_child(engine: Engine, side: Path) -
     engine.post("pf--0", "0", result={"ok": "fork"})
     assert engine.resume("pf").result == {"child": {"reviewed": {"ok": "fork"}}}
     assert engine.status("p").status == "waiting"  # the original is untouched
+
+
+@pytest.mark.spec("JF-151")
+def test_a_child_outcome_is_journaled_into_its_parent_once(
+    engine: Engine, side: Path
+) -> None:
+    from replay_engine._store.children import deliver, outcome_of
+
+    engine.run(flows.waits_on_child, {}, run_id="p")
+    key = jf.encode_key(jf.parse_key("0"))
+    store = engine._store
+    assert outcome_of(store, "p--0", key) is None  # the child has not ended
+    # No child request at another key: nothing is written.
+    other = jf.EffectCompleted(key=jf.encode_key(jf.parse_key("7")), result=b"\xc0")
+    assert deliver(store, "p", other.key, other) is None
+    engine.post("p--0", "0", result={"ok": 4})
+    engine.resume("p--0", process=flows.waiting)  # ends the child: delivered
+    first = outcome_of(store, "p--0", key)
+    assert isinstance(first, jf.EffectCompleted)
+    count = engine.status("p").events
+    forged = jf.EffectFailed(key=key, error=jf.ErrorInfo(type="X", message="late"))
+    # A second writer (a racing resume) reads the first outcome, writes nothing.
+    assert deliver(store, "p", key, forged) == first
+    assert engine.status("p").events == count
+    assert len(outcomes_at(engine, "p", "0")) == 1
+    # An ended parent takes nothing.
+    engine.cancel("p")
+    count = engine.status("p").events
+    assert deliver(store, "p", key, forged) is None
+    assert engine.status("p").events == count
