@@ -101,7 +101,7 @@ def _window(engine: Engine, key: str) -> str:
     [
         ("parent", {}, "1"),
         ("grand", {}, "0"),
-        pytest.param("fan", {"n": 2, "limit": 1}, "0.0.0", marks=pytest.mark.slow),
+        ("fan", {"n": 2, "limit": 1}, "0.0.0"),
     ],
 )
 def test_sigkill_after_every_write_then_resume(
