@@ -132,6 +132,8 @@ class RunInfo:
     """For a child run (``ctx.run_child``): its parent run's id."""
     child_key: str | None = None
     """For a child run: the invocation key of the parent's call that started it."""
+    waiting_on: tuple[str, ...] = ()
+    """For a waiting run: the child runs it waits on (filled by ``Engine.status``)."""
 
     @classmethod
     def _from_record(cls, record: jf.RunRecord) -> RunInfo:

@@ -77,6 +77,7 @@ def status_document(engine: Engine, info: RunInfo) -> dict[str, Any]:
         "last_execution": last_execution(engine, info),
         "child_of": info.child_of,
         "child_key": info.child_key,
+        "waiting_on": list(info.waiting_on),
     }
 
 
@@ -171,6 +172,8 @@ def status_command(ctx: click.Context, run_id: str, as_json: bool) -> None:
         table.add_row("error", literal(f"{error['type']}: {error['message']}", "red"))
     if doc["pending"]:
         table.add_row("pending", cell(", ".join(doc["pending"])))
+    if info.waiting_on:
+        table.add_row("waiting on", cell("child runs " + ", ".join(info.waiting_on)))
     _add_end_rows(table, info)
     make_console().print(table)
 

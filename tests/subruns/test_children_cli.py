@@ -74,3 +74,16 @@ def test_status_of_a_child_names_its_parent(journal: Path) -> None:
     assert json.loads(invoke("status", "g", "--json").stdout)["child_of"] is None
     table = invoke("status", "g--0--0").stdout
     assert "child of" in table and "g--0 at key 0" in table
+
+
+def test_status_of_a_waiting_parent_names_the_child_it_waits_on(journal: Path) -> None:
+    engine = Engine(journal, durability="process")
+    engine.run(flows.waits_on_child, {}, run_id="w")
+    assert engine.status("w").waiting_on == ("w--0",)
+    assert engine.status("w--0").waiting_on == ()  # waits on an agent, not a child
+    engine.close()
+    invoke = cli_invoker(journal)
+    doc = json.loads(invoke("status", "w", "--json", code=0).stdout)
+    assert (doc["pending"], doc["waiting_on"]) == (["0"], ["w--0"])
+    assert "child runs w--0" in invoke("status", "w").stdout
+    assert json.loads(invoke("status", "g", "--json").stdout)["waiting_on"] == []
