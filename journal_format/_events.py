@@ -371,6 +371,10 @@ class RunRecord(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     executor (``pid`` set, not a fork's) and every ``execution`` event."""
     last_execution_seq: int | None = None
     """The seq of the event that began the latest of them."""
+    child_of: str | None = None
+    """For a sub-run (``ctx.run_child``): the run id of its parent (JF-152)."""
+    child_key: str | None = None
+    """For a sub-run: the invocation key of the parent's call that started it."""
 
 
 class FormatMeta(msgspec.Struct, frozen=True):

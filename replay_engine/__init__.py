@@ -48,6 +48,7 @@ from ._store.verify import (
     damaged_pages_report as verify_pages,
 )
 from .errors import (
+    ChildRunFailed as ChildRunFailed,
     ExecutorUnavailable as ExecutorUnavailable,
     Expired as Expired,
     FormatVersionError as FormatVersionError,
@@ -75,6 +76,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CallState",
+    "ChildRunFailed",
     "Compacted",
     "DurableProcess",
     "Engine",

@@ -105,11 +105,26 @@ class Expired(TaskFailed):
     """
 
 
+class ChildRunFailed(TaskFailed):
+    """A child run (``ctx.run_child``) failed, was cancelled or timed out.
+
+    Raised at the ``await ctx.run_child(...)`` in the parent, live and on
+    replay alike; ``error_type`` is ``"ChildRunFailed"`` and ``message``
+    names the child run and what it failed with (its traceback is kept).
+    """
+
+
+_FAILURE_TYPES: dict[str, type[TaskFailed]] = {
+    "Expired": Expired,
+    "ChildRunFailed": ChildRunFailed,
+}
+
+
 def task_failure(
     error_type: str, message: str, traceback: str = "", *, key: str = "", task: str = ""
 ) -> TaskFailed:
-    """The exception for a recorded failure: ``Expired`` for expiries."""
-    cls = Expired if error_type == "Expired" else TaskFailed
+    """The exception for a recorded failure (``Expired``, ``ChildRunFailed`` …)."""
+    cls = _FAILURE_TYPES.get(error_type, TaskFailed)
     return cls(error_type, message, traceback, key=key, task=task)
 
 

@@ -16,6 +16,7 @@ import time
 from .._store import cancel as _cancel
 from .._store.lock import RunLock
 from ..errors import RunLockedError
+from .children import cancel_children, deliver_if_child
 from .inspecting import Inspection
 from .results import RunInfo
 
@@ -51,6 +52,9 @@ class Cancelling(Inspection):
         A run that completes before its executor sees the request stays
         ``completed`` (the returned info says so; the request is then moot).
 
+        A run's unfinished child runs (``ctx.run_child``) are cancelled after
+        it, and so on down; a cancelled child's parent gets ``ChildRunFailed``.
+
         ``resume``/``iterate`` of a cancelled run return it as it is.
 
         Returns:
@@ -61,6 +65,14 @@ class Cancelling(Inspection):
             RunEndedError: the run already ended (``completed``,
                 ``cancelled`` or ``timed_out``); nothing was written.
         """
+        info = self._cancel_one(run_id, reason, wait)
+        # Children after their parent: a parent executing a child inline has
+        # stopped it by now, so each is cancelled at once (docs: Sub-runs).
+        cancel_children(self, run_id, reason)
+        deliver_if_child(self._store, run_id)
+        return info
+
+    def _cancel_one(self, run_id: str, reason: str | None, wait: float) -> RunInfo:
         record = self._store.require_run(run_id)
         if record.status in _cancel.ENDED:
             raise _cancel.ended_error(run_id, record.status)

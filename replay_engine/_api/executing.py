@@ -24,6 +24,7 @@ from .._store.lock import RunLock
 from .._store.payload import encode_or_refuse
 from ..errors import JournalCorruptError, NonDeterminismError, ReplayEngineError
 from .base import EngineBase, run_sync
+from .children import INLINE, ChildBridge, deliver_if_child
 from .code_changes import (
     CodeNow,
     change_warnings,
@@ -383,6 +384,7 @@ class Executing(EngineBase):
                 stopper=self._stopper,
                 carry=carry,
                 tracing=self._tracing,
+                children=ChildBridge(self),
             )
             latest.append(runtime.stats)
             outcome: Outcome
@@ -403,6 +405,10 @@ class Executing(EngineBase):
             ended = _cancel.end_if_due(self._store, journal.run_id)
             if ended is not None:
                 outcome = Outcome(status=ended)
+        if outcome.status in jf.FINISHED_STATUSES and not INLINE.get():
+            # A child that ended on its own (a worker, a resume of it): tell
+            # its parent; a parent executing it inline does that itself.
+            deliver_if_child(self._store, journal.run_id)
         due = outcome.next_due_ns
         return Run(
             run_id=journal.run_id,

@@ -7,7 +7,9 @@ from typing import Any
 
 import journal_format as jf
 
+from .._store.children import CHILD_KIND, child_run_id
 from .._store.lock import probe
+from .._store.pending import PendingEffect
 from .._store.store import StoredEvent
 from .._store.verify import VerifyReport, verify
 from .base import EngineBase
@@ -50,6 +52,9 @@ class Inspection(EngineBase):
                 if record.status == "waiting"
                 else (),
                 abandoned=tuple(p.key for p in pending if p.abandoned),
+                waiting_on=_children_waited_on(run_id, pending)
+                if record.status == "waiting"
+                else (),
             )
         return info
 
@@ -97,3 +102,18 @@ class Inspection(EngineBase):
         if run_id is not None and report.runs == 0 and not report.problems:
             self._store.require_run(run_id)  # no record, no records: unknown
         return report
+
+
+def _children_waited_on(run_id: str, pending: list[PendingEffect]) -> tuple[str, ...]:
+    """The child runs a waiting run waits on: its pending effects of kind ``child``."""
+    out: list[str] = []
+    for effect in pending:
+        if effect.kind != CHILD_KIND or effect.abandoned:
+            continue
+        args = effect.args if isinstance(effect.args, dict) else {}
+        given = args.get("run_id")
+        # A journal is untrusted: a non-string id is shown as the default one.
+        out.append(
+            given if isinstance(given, str) else child_run_id(run_id, effect.key)
+        )
+    return tuple(out)

@@ -128,6 +128,12 @@ class RunInfo:
     executor: ExecutorInfo | None = None
     """For a stored ``running`` run: its executor (or the last one, for an
     interrupted run), from the run lock."""
+    child_of: str | None = None
+    """For a child run (``ctx.run_child``): its parent run's id."""
+    child_key: str | None = None
+    """For a child run: the invocation key of the parent's call that started it."""
+    waiting_on: tuple[str, ...] = ()
+    """For a waiting run: the child runs it waits on (filled by ``Engine.status``)."""
 
     @classmethod
     def _from_record(cls, record: jf.RunRecord) -> RunInfo:
@@ -149,4 +155,6 @@ class RunInfo:
             queue=record.queue,
             executions=record.executions,
             last_execution_seq=record.last_execution_seq,
+            child_of=record.child_of,
+            child_key=record.child_key,
         )

@@ -32,6 +32,7 @@ from .common import (
     utc_text,
 )
 from .event_rows import detail, event_document, redispatched
+from .run_tree import family_tree, print_tree
 from .safe_text import cell, literal, printable
 from .waiting_views import add_waiting_columns, waiting_cells, waiting_fields
 
@@ -74,6 +75,9 @@ def status_document(engine: Engine, info: RunInfo) -> dict[str, Any]:
         "executor": executor_document(info),
         "executions": info.executions,
         "last_execution": last_execution(engine, info),
+        "child_of": info.child_of,
+        "child_key": info.child_key,
+        "waiting_on": list(info.waiting_on),
     }
 
 
@@ -159,6 +163,8 @@ def status_command(ctx: click.Context, run_id: str, as_json: bool) -> None:
         )
     if info.parent is not None:
         table.add_row("forked from", cell(f"{info.parent} at event {info.fork_at}"))
+    if info.child_of is not None:
+        table.add_row("child of", cell(f"{info.child_of} at key {info.child_key}"))
     if info.status == "completed":
         table.add_row("result", cell(json.dumps(plain(doc["result"]))))
     error = doc["error"]
@@ -166,6 +172,8 @@ def status_command(ctx: click.Context, run_id: str, as_json: bool) -> None:
         table.add_row("error", literal(f"{error['type']}: {error['message']}", "red"))
     if doc["pending"]:
         table.add_row("pending", cell(", ".join(doc["pending"])))
+    if info.waiting_on:
+        table.add_row("waiting on", cell("child runs " + ", ".join(info.waiting_on)))
     _add_end_rows(table, info)
     make_console().print(table)
 
@@ -191,11 +199,18 @@ def _add_end_rows(table: Table, info: RunInfo) -> None:
     type=click.Choice(STATUSES),
     help="Only runs with this status.",
 )
+@click.option(
+    "--tree",
+    is_flag=True,
+    help="Show child runs (ctx.run_child) under their parents.",
+)
 @json_option
 @click.pass_context
 @reporting_errors
-def runs_command(ctx: click.Context, status: str | None, as_json: bool) -> None:
-    """List the runs in the journal, newest first."""
+def runs_command(
+    ctx: click.Context, status: str | None, tree: bool, as_json: bool
+) -> None:
+    """List the runs in the journal, newest first (--tree: families)."""
     with open_engine(ctx) as engine:
         infos = engine.runs(status)
         rows = [
@@ -209,9 +224,18 @@ def runs_command(ctx: click.Context, status: str | None, as_json: bool) -> None:
                 "parent": i.parent,
                 "executor": executor_document(i),
                 **waiting_fields(engine, i),
+                "child_of": i.child_of,
+                "child_key": i.child_key,
             }
             for i in infos
         ]
+    if tree:
+        roots = family_tree(rows)
+        if as_json:
+            emit_json(roots)
+        else:
+            print_tree(make_console(), roots, status)
+        return
     if as_json:
         emit_json(rows)
         return

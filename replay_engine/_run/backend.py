@@ -81,3 +81,8 @@ class ContextBackend(Protocol):
         self, key: bytes, ordinal: int, message: str, fields: dict[str, Any]
     ) -> None:
         """``ctx.log``: record and emit the line unless it already was."""
+
+    def run_child(
+        self, key: bytes, scope: Scope, process: Any, inputs: Any, run_id: str | None
+    ) -> Awaitable[Any]:
+        """``ctx.run_child`` at ``key``: the child's result (journal, or live)."""

@@ -161,6 +161,28 @@ class Context:
                 return Resolved(rt.recorded_value(result, key))
         return rt.task(tdef, key, scope, args_bytes, address, entry)
 
+    def run_child(
+        self, process: Any, inputs: Any = None, run_id: str | None = None
+    ) -> Awaitable[Any]:
+        """Start a child run and await its result: ``r = await ctx.run_child(p, x)``.
+
+        The child is a run of its own (``run_id``, or ``{parent}--{key}``),
+        linked to this run and key, executed by the same engine; its outcome
+        is journaled here, so a replay answers it without reading the child.
+        Its failure raises :class:`ChildRunFailed`; a child that waits makes
+        this run wait. See docs/design.md, "Sub-runs".
+
+        Raises:
+            ChildRunFailed: the child failed, was cancelled or timed out.
+            ReplayEngineError: ``run_id`` is taken by a run that is not this
+                run's child (nothing is recorded).
+        """
+        rt = self._rt
+        rt.check_live()
+        scope = _scope()
+        key = scope.next_key()  # at call time, like every ctx call
+        return rt.run_child(key, scope, process, inputs, run_id)
+
     def log(self, message: str, **fields: Any) -> None:
         """Emit a log line once per run (not again on every replay).
 

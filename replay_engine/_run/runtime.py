@@ -27,7 +27,8 @@ from ..errors import (
     TaskFailed,
     task_failure,
 )
-from . import gc_relax, jobs, patches, retry, waits
+from . import children as children_mod, gc_relax, jobs, patches, retry, waits
+from .children import ChildExecutor
 from .context import Context
 from .dispatch import Call, ExecutorSet, Slots
 from .divergence import call_site, describe_args
@@ -66,6 +67,7 @@ class Runtime(ExecutionState):
         executors: ExecutorSet,
         max_in_flight: int | Slots,
         stopper: Stopper | None = None,
+        children: ChildExecutor | None = None,
         **options: Unpack[ExecutionOptions],
     ) -> None:
         super().__init__(
@@ -79,6 +81,9 @@ class Runtime(ExecutionState):
         self._process: object = None
         # Stop requests (signals): none for time travel, which dispatches nothing.
         self._stopper = stopper if not self.frozen else None
+        # Sub-runs (``ctx.run_child``): the engine executes them; by run id.
+        self.children = children
+        self.child_runs: dict[str, asyncio.Future[str]] = {}
 
     # -- the calls ctx makes ---------------------------------------------------
     #
@@ -177,6 +182,14 @@ class Runtime(ExecutionState):
         """``ctx.parallel`` took ``key`` for a group, which records nothing there."""
         self.tick()
         self.journal.answer(key, GROUP)
+
+    def run_child(
+        self, key: bytes, scope: Scope, process: Any, inputs: Any, run_id: str | None
+    ) -> Awaitable[Any]:
+        """``ctx.run_child`` at ``key`` (see ``children``)."""
+        return children_mod.run_child(
+            self, self.children, self.child_runs, key, scope, process, inputs, run_id
+        )
 
     def log(
         self, key: bytes, ordinal: int, message: str, fields: dict[str, Any]

@@ -148,6 +148,8 @@ def append_events(
         next_due_ns=next_due_ns,
         executions=executions,
         last_execution_seq=last_execution,
+        child_of=record.child_of,
+        child_key=record.child_key,
     )
     txn.put(
         record.run_id.encode(), jf.seal(jf.encode_record(updated)), db=dbs[jf.DB_RUNS]

@@ -119,6 +119,15 @@ def _pending_state(view: RunTxn, key: bytes, key_text: str) -> EffectState:
         raise _reject(
             "not_external", f"key {key_text} is {what}", view.run_id, key_text
         )
+    if event.kind == "child":
+        # A child's outcome is its run's, journaled by the engine (children.py).
+        raise _reject(
+            "not_external",
+            f"key {key_text} of run {view.run_id!r} is a child run: post to the"
+            " child run itself (`replay-engine runs --tree` names it)",
+            view.run_id,
+            key_text,
+        )
     state = EffectState(request=request)
     for stored in events:
         state.note(stored)
@@ -258,7 +267,7 @@ def claim(
                 continue
             request = state.request.event
             assert isinstance(request, jf.EffectRequested)
-            if kind is not None and request.kind != kind:
+            if (kind is not None and request.kind != kind) or request.kind == "child":
                 continue
             if state.claim is not None and state.claim.lease_until_ns > now:
                 continue

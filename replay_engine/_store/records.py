@@ -105,10 +105,12 @@ def new_record(
     if_taken: str,
     deadline_ns: int | None = None,
     queue: str | None = None,
+    child_of: tuple[str, str] | None = None,
 ) -> jf.RunRecord:
     """The record of a run about to be created, with no events yet.
 
     ``deadline_ns`` (UTC nanoseconds) is the run's deadline, if it has one.
+    ``child_of``: (parent run id, key) of a sub-run.
 
     Raises:
         RunExistsError: the id is taken (the message ends with ``if_taken``).
@@ -132,6 +134,8 @@ def new_record(
         fork_at=started.fork_at,
         deadline_ns=deadline_ns,
         queue=queue,
+        child_of=None if child_of is None else child_of[0],
+        child_key=None if child_of is None else child_of[1],
     )
 
 

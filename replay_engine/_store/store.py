@@ -119,13 +119,15 @@ class Store(WorkView):
         deadline_ns: int | None = None,
         queued: bool = False,
         queue: str | None = None,
+        child_of: tuple[str, str] | None = None,
     ) -> None:
         """Create a run whose first event is ``started``, atomically.
 
         ``deadline_ns`` (UTC nanoseconds) is the run's deadline: past it, the
         run ends ``timed_out`` (kept in the run record, see ``_store.cancel``).
         ``queued``: the run is recorded ``queued`` (on ``queue``) for a worker
-        to start, instead of ``running``.
+        to start, instead of ``running``. ``child_of``: the (parent run id,
+        invocation key) of a sub-run, kept in its record.
 
         Raises:
             RunExistsError: a run with this id exists.
@@ -140,6 +142,7 @@ class Store(WorkView):
             f"resume it with `replay-engine resume {run_id}`, or choose another run id",
             deadline_ns=deadline_ns,
             queue=queue,
+            child_of=child_of,
         )
 
     def fork_run(self, run_id: str, at: int, new_run_id: str, status: str) -> None:
@@ -183,6 +186,7 @@ class Store(WorkView):
         times: Sequence[int] | None = None,
         deadline_ns: int | None = None,
         queue: str | None = None,
+        child_of: tuple[str, str] | None = None,
     ) -> None:
         """Create a run of ``started`` and ``later`` events in one commit."""
         dbs = self._dbs
@@ -199,6 +203,7 @@ class Store(WorkView):
                 if_taken,
                 deadline_ns=deadline_ns,
                 queue=queue,
+                child_of=child_of,
             )
             self._check_writable()
             append_events(txn, dbs, record, [started, *later], blobs, None, None, times)
