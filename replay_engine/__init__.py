@@ -27,6 +27,7 @@ from ._api.worker import (
     WorkerEvent as WorkerEvent,
     WorkerSummary as WorkerSummary,
 )
+from ._run.context import Context as Context
 from ._run.runtime import FrontierCall as FrontierCall, RunStats as RunStats
 from ._run.tasks import (
     TaskContext as TaskContext,
@@ -72,6 +73,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CallState",
     "Compacted",
+    "Context",
     "DurableProcess",
     "Engine",
     "ExecutorInfo",

@@ -14,6 +14,7 @@ import replay_engine.errors
 EXPECTED_ALL = [
     "CallState",
     "Compacted",
+    "Context",
     "DurableProcess",
     "Engine",
     "ExecutorInfo",

@@ -48,7 +48,7 @@ class ContextBackend(Protocol):
 
     def task(
         self,
-        tdef: TaskDef,
+        tdef: TaskDef[..., Any],
         key: bytes,
         scope: Scope,
         args_bytes: bytes,

@@ -29,6 +29,7 @@ from .executors import ExecutorSet
 from .hooks import Hooks
 from .journal import RunJournal
 from .tasks import TaskContext, _task_context
+from .typed import convert_args
 
 # ExecutorSet is defined next door; the API layer imports it from here.
 __all__ = ["Call", "Dispatcher", "ExecutorSet", "Slots"]
@@ -207,7 +208,12 @@ class Dispatcher:
         elif tdef.executor == "inline":
             try:
                 outcome = jobs.run_call(
-                    tdef.fn, call.args_bytes, self.run_id, call.key_text, call.attempt
+                    tdef.fn,
+                    call.args_bytes,
+                    self.run_id,
+                    call.key_text,
+                    call.attempt,
+                    tdef.plan.converts,
                 )
             except BaseException as exc:  # run_call returns every Exception
                 outcome = (jobs.INTERRUPTED, exc)
@@ -256,7 +262,10 @@ class Dispatcher:
             items_r = [(c.tdef.ref, c.args_bytes, c.key_text, c.attempt) for c in chunk]
             future = executor.submit(jobs.run_remote_chunk, items_r, self.run_id)
         else:
-            items_l = [(c.tdef.fn, c.args_bytes, c.key_text, c.attempt) for c in chunk]
+            items_l = [
+                (c.tdef.fn, c.args_bytes, c.key_text, c.attempt, c.tdef.plan.converts)
+                for c in chunk
+            ]
             future = executor.submit(jobs.run_local_chunk, items_l, self.run_id)
         loop = self.loop
         slots = self.slots
@@ -319,6 +328,9 @@ class Dispatcher:
         token = _task_context.set(TaskContext(self.run_id, call.key_text, call.attempt))
         try:
             args = jf.decode_payload(call.args_bytes)
+            converts = call.tdef.plan.converts
+            if converts:
+                args = convert_args(converts, args)
             result = await call.tdef.fn(**args)
         except asyncio.CancelledError:
             self._finish(call, None)

@@ -45,7 +45,8 @@ from .settle import (
 )
 from .state import ExecutionOptions, ExecutionState, FrontierCall, RunStats
 from .stopping import Stopper, settle_stopped
-from .tasks import TaskDef
+from .tasks import TaskDef, _running_process, _task_context
+from .typed import convert_result
 
 # The names the API layer imports from here (some are defined next door).
 __all__ = ["FrontierCall", "Outcome", "RunStats", "Runtime", "error_info"]
@@ -89,7 +90,7 @@ class Runtime(ExecutionState):
 
     def task(
         self,
-        tdef: TaskDef,
+        tdef: TaskDef[..., Any],
         key: bytes,
         scope: Scope,
         args_bytes: bytes,
@@ -98,15 +99,19 @@ class Runtime(ExecutionState):
     ) -> Awaitable[Any]:
         """``ctx.task`` at ``key``, unless it completed before (ctx answers that)."""
         if entry is None:
-            return self.run_effect(
+            return self._handle(
                 tdef,
                 key,
-                scope.last_text(),
-                scope.prefix,
-                args_bytes,
-                address,
-                0,
-                new=True,
+                self.run_effect(
+                    tdef,
+                    key,
+                    scope.last_text(),
+                    scope.prefix,
+                    args_bytes,
+                    address,
+                    0,
+                    new=True,
+                ),
             )
         if entry.abandoned:
             return _raise(BranchAbandoned())
@@ -125,17 +130,34 @@ class Runtime(ExecutionState):
         # Requested but never completed: the crash window. Dispatch again
         # (same idempotency key), continuing its attempt count; an external
         # effect goes back to waiting for its result.
-        return self.run_effect(
+        return self._handle(
             tdef,
             key,
-            scope.last_text(),
-            scope.prefix,
-            args_bytes,
-            address,
-            entry.attempts,
-            new=False,
-            deadline_ns=entry.deadline_ns,
+            self.run_effect(
+                tdef,
+                key,
+                scope.last_text(),
+                scope.prefix,
+                args_bytes,
+                address,
+                entry.attempts,
+                new=False,
+                deadline_ns=entry.deadline_ns,
+            ),
         )
+
+    def _handle(
+        self, tdef: TaskDef[..., Any], key: bytes, coro: Coroutine[Any, Any, Any]
+    ) -> Coroutine[Any, Any, Any]:
+        """Note a live call until its coroutine starts (``run_effect`` unnotes it).
+
+        Only live calls are noted: one the journal answers was awaited when it
+        was made, and a dropped live call is the one whose effect silently
+        never happens. The call site is taken here, on the live path only,
+        where a dispatch costs far more than the frame walk.
+        """
+        self.unawaited[key] = (coro, tdef.name, call_site())
+        return coro
 
     def sleep(self, key: bytes, prefix: bytes, seconds: float) -> Awaitable[None]:
         """``ctx.sleep`` at ``key``: a fired timer is done; another (re)starts."""
@@ -183,7 +205,7 @@ class Runtime(ExecutionState):
 
     async def run_effect(
         self,
-        tdef: TaskDef,
+        tdef: TaskDef[..., Any],
         key: bytes,
         key_text: str,
         scope_prefix: bytes,
@@ -195,6 +217,7 @@ class Runtime(ExecutionState):
         deadline_ns: int | None = None,
     ) -> Any:
         """Record the request (when new), dispatch with retries, record the outcome."""
+        self.unawaited.pop(key, None)
         if self.journal.diverged is not None or self.stopping:
             self.check_live()
         if self.frozen:
@@ -230,7 +253,10 @@ class Runtime(ExecutionState):
                 jf.blobs_for(address, args_bytes),
             )
         if tdef.external:
-            return await waits.external_result(self, tdef, key, deadline_ns)
+            value = await waits.external_result(self, tdef, key, deadline_ns)
+            if tdef.result_type is not None:
+                value = convert_result(tdef, value, self.run_id, key)
+            return value
         attempt = attempts_done + 1
         self.stats.dispatched += 1
         if not new:
@@ -247,12 +273,16 @@ class Runtime(ExecutionState):
                 raise
             self.tick()
             if status == jobs.OK:
+                value = jf.decode_payload(payload)
+                if tdef.result_type is not None:
+                    # Before recording: a result that does not fit is not kept.
+                    value = convert_result(tdef, value, self.run_id, key, live=True)
                 result_ref = jf.payload_ref(payload)
                 self.record(
                     jf.EffectCompleted(key=key, result=result_ref),
                     jf.blobs_for(result_ref, payload),
                 )
-                return jf.decode_payload(payload)
+                return value
             if status == jobs.PAYLOAD_ERROR:
                 raise PayloadError(
                     f"task {tdef.name!r} at key {key_text} of run {self.run_id!r}:"
@@ -290,6 +320,11 @@ class Runtime(ExecutionState):
         started = time.perf_counter()
         context = contextvars.copy_context()
         context.run(current_scope.set, Scope(b""))
+        # Direct calls of a @task are refused in the process's own code (and
+        # its branches, which copy this context); a process run from inside a
+        # task (a thread that copied its context) is no task itself.
+        context.run(_running_process.set, self.run_id)
+        context.run(_task_context.set, None)
         coro = context.run(process, inputs, self.ctx)
         if not asyncio.iscoroutine(coro):
             raise ReplayEngineError(
@@ -342,5 +377,5 @@ class Runtime(ExecutionState):
         return Outcome(status="running")
 
 
-def _describe_call(tdef: TaskDef, address: bytes) -> str:
+def _describe_call(tdef: TaskDef[..., Any], address: bytes) -> str:
     return f"task {tdef.name!r} args {describe_args(address)}"
