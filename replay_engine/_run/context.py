@@ -50,9 +50,15 @@ class Parallel:
     def __init__(self, runtime: ContextBackend) -> None:
         self._rt = runtime
 
+    # Two overloads rather than ``Awaitable[T] | T``, from which a type checker
+    # cannot tell T: thunks of ctx calls give their results' type.
+    @overload
     def all(
-        self, thunks: Iterable[Callable[[], Awaitable[T] | T]]
-    ) -> Awaitable[list[T]]:
+        self, thunks: Iterable[Callable[[], Awaitable[T]]]
+    ) -> Awaitable[list[T]]: ...
+    @overload
+    def all(self, thunks: Iterable[Callable[[], T]]) -> Awaitable[list[T]]: ...
+    def all(self, thunks: Iterable[Callable[[], Any]]) -> Awaitable[list[Any]]:
         """Run thunks concurrently; results in input order.
 
         Every branch is settled before this returns. If any failed, the
@@ -68,13 +74,29 @@ class Parallel:
         key = _group_key(rt)
         return run_group(key, makers, None, None, rt.tick, rt.groups)
 
+    @overload
     def map(
         self,
         items: Sequence[T] | Iterable[T],
-        fn: Callable[[T], Awaitable[U] | U],
+        fn: Callable[[T], Awaitable[U]],
         *,
         limit: int | None = None,
-    ) -> Awaitable[list[U]]:
+    ) -> Awaitable[list[U]]: ...
+    @overload
+    def map(
+        self,
+        items: Sequence[T] | Iterable[T],
+        fn: Callable[[T], U],
+        *,
+        limit: int | None = None,
+    ) -> Awaitable[list[U]]: ...
+    def map(
+        self,
+        items: Sequence[Any] | Iterable[Any],
+        fn: Callable[[Any], Any],
+        *,
+        limit: int | None = None,
+    ) -> Awaitable[list[Any]]:
         """Run ``fn(item)`` for every item concurrently; results in input order.
 
         Args:
