@@ -206,10 +206,10 @@ class Context:
                 if tdef.result_type is not None:  # annotated: a tuple, a Struct …
                     value = convert_result(tdef, value, rt.run_id, key)
                 return Resolved(value)
-        elif tdef.plan.checks:
+        elif (plan := tdef._plan or tdef.plan).checks:
             # A new call: its args must fit the annotations before anything
             # is recorded (answered calls were checked when first made).
-            problem = check_args(tdef.plan, args_bytes)
+            problem = check_args(plan, args_bytes)
             if problem is not None:
                 raise PayloadError(
                     f"ctx.task({tdef.name}, ...) at {call_site()}, key"

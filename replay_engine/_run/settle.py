@@ -319,7 +319,7 @@ def _never_awaited(state: ExecutionState) -> TaskNotAwaited | None:
     # A closed coroutine was disposed of on purpose (parallel.all closes the
     # awaitables it refuses with ThunkRequired): not a silent drop.
     calls = tuple(
-        (jf.key_bytes_to_text(key), name, site)
+        (jf.key_bytes_to_text(key), name, f"{site[0]}:{site[1]}")
         for key, (coro, name, site) in sorted(left.items())
         if coro.cr_frame is not None
     )

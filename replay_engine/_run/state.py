@@ -117,9 +117,9 @@ class ExecutionState:
         self.run_deadline_ns: int | None = None
         """The run's own deadline (UTC ns), set by ``halting`` when it watches."""
         self.groups: set[Any] = set()
-        self.unawaited: dict[bytes, tuple[Any, str, str]] = {}
+        self.unawaited: dict[bytes, tuple[Any, str, tuple[str, int]]] = {}
         """Live ``ctx.task`` calls made and not yet started: key -> (coroutine,
-        task name, ``file:line``). What is left when the process returns was
+        task name, (file, line)). What is left when the process returns was
         never awaited (``settle.settle_finished``)."""
         self.journal = journal
         self.run_id = run_id

@@ -193,6 +193,24 @@ class TaskDef(Generic[P, R]):
             self._set_plan(plan)
         return plan
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The plan holds a msgspec Decoder, which does not pickle: leave it out
+        # and let the copy compute its own at first use.
+        state = {
+            name: getattr(self, name)
+            for name in TaskDef.__slots__
+            if name not in ("__dict__", "_plan", "result_type") and hasattr(self, name)
+        }
+        state["__dict__"] = dict(self.__dict__)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state.pop("__dict__", {}))
+        for name, value in state.items():
+            setattr(self, name, value)
+        self._plan = None
+        self.result_type = _UNRESOLVED
+
     @property
     def external(self) -> bool:
         """True for effects executed outside the engine (``@external``)."""

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import re
 import typing
 import weakref
 from collections.abc import Callable, Coroutine, Mapping
@@ -63,6 +64,10 @@ class Plan(NamedTuple):
     """The return type to convert results to, or ``None``: leave them."""
     positional: tuple[str, ...]
     """Parameter names in order, to bind positional arguments (``ctx.call``)."""
+    validator: msgspec.msgpack.Decoder[Any] | None = None
+    """Decodes args bytes into a Struct of the ``checks``: one C call checks
+    them all, several times faster than a decode and a convert per parameter
+    (a new call of a typed task pays it on the live path)."""
 
 
 NO_PLAN = Plan((), (), None, ())
@@ -121,10 +126,24 @@ def plan_for(fn: Callable[..., Any]) -> Plan:
         tuple(converts),
         result if result_native is False else None,
         tuple(positional),
+        _validator(checks),
     )
     with contextlib.suppress(TypeError):  # not weak-referenceable: not cached
         _plans[base] = plan
     return plan
+
+
+def _validator(checks: list[tuple[str, Any]]) -> msgspec.msgpack.Decoder[Any] | None:
+    if not checks:
+        return None
+    try:
+        shape = msgspec.defstruct(
+            "Args",
+            [(n, t | msgspec.UnsetType, msgspec.UNSET) for n, t in checks],
+        )
+        return msgspec.msgpack.Decoder(shape)
+    except (TypeError, ValueError):  # a name or type a Struct cannot take
+        return None
 
 
 def _kind(annotation: Any) -> bool | None:
@@ -193,6 +212,18 @@ def check_args(plan: Plan, args_bytes: bytes) -> str | None:
     The args are checked as the task will receive them (decoded, then
     converted), so a call that passes here converts there.
     """
+    validator = plan.validator
+    if validator is not None:
+        try:
+            validator.decode(args_bytes)
+        except msgspec.ValidationError as exc:
+            found = _AT_FIELD.search(str(exc))
+            name = found.group(1) if found else ""
+            for param, annotation in plan.checks:
+                if param == name:
+                    return f"argument {name!r} must be {type_name(annotation)} ({exc})"
+            return f"its args do not fit the annotations ({exc})"
+        return None
     args = jf.decode_payload(args_bytes)
     for name, annotation in plan.checks:
         if name in args:
@@ -201,6 +232,9 @@ def check_args(plan: Plan, args_bytes: bytes) -> str | None:
             except msgspec.ValidationError as exc:
                 return f"argument {name!r} must be {type_name(annotation)} ({exc})"
     return None
+
+
+_AT_FIELD = re.compile(r"at `\$\.([^`.\[]+)")
 
 
 def convert_args(
