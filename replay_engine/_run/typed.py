@@ -73,6 +73,9 @@ class Plan(NamedTuple):
 NO_PLAN = Plan((), (), None, ())
 
 _plans: weakref.WeakKeyDictionary[Any, Plan] = weakref.WeakKeyDictionary()
+_bound_plans: weakref.WeakKeyDictionary[Any, Plan] = weakref.WeakKeyDictionary()
+"""Plans of bound methods, by their function (ctx.task wraps a bound method
+anew on every call; its plan lacks ``self``, unlike its function's)."""
 
 
 class Unresolved(Exception):
@@ -86,9 +89,10 @@ def plan_for(fn: Callable[..., Any]) -> Plan:
         Unresolved: an annotation refers to a name not defined yet (a forward
             reference to a class defined later in the module).
     """
-    base = getattr(fn, "__func__", fn)  # bound methods share their function's
+    base = getattr(fn, "__func__", fn)
+    cache = _plans if base is fn else _bound_plans
     try:
-        return _plans[base]
+        return cache[base]
     except (KeyError, TypeError):
         pass
     try:
@@ -129,7 +133,7 @@ def plan_for(fn: Callable[..., Any]) -> Plan:
         _validator(checks),
     )
     with contextlib.suppress(TypeError):  # not weak-referenceable: not cached
-        _plans[base] = plan
+        cache[base] = plan
     return plan
 
 

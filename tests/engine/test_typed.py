@@ -211,3 +211,25 @@ def test_payload_error_is_a_type_error() -> None:
 @pytest.mark.parametrize("value", [(1, 2), {"a"}, b"\x00"])
 def test_direct_call_outside_a_process_is_a_plain_call(value: Any) -> None:
     assert tf.untyped(value) == {"got": type(value).__name__, "x": value}
+
+
+class _Service:
+    def __init__(self, base: int) -> None:
+        self.base = base
+
+    def span(self, a: int, b: int = 1) -> tuple[int, int]:
+        return (self.base + a, b)
+
+
+def test_bound_method_tasks_bind_positionals_without_self(
+    make_engine: MakeEngine,
+) -> None:
+    service = _Service(10)
+
+    async def proc(inputs: Any, ctx: Any) -> Any:
+        first = await ctx.call(service.span)(1)
+        second = await ctx.task(service.span, {"a": 2, "b": 3})
+        return [tf.describe(first), tf.describe(second)]
+
+    run = make_engine().run(proc, {}, run_id="m")
+    assert run.result == ["tuple:(11, 1)", "tuple:(12, 3)"], run.error
