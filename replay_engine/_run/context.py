@@ -209,7 +209,7 @@ class Context:
         elif (plan := tdef._plan or tdef.plan).checks:
             # A new call: its args must fit the annotations before anything
             # is recorded (answered calls were checked when first made).
-            problem = check_args(plan, args_bytes)
+            problem = check_args(plan, args, args_bytes)
             if problem is not None:
                 raise PayloadError(
                     f"ctx.task({tdef.name}, ...) at {call_site()}, key"

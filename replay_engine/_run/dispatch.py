@@ -28,7 +28,7 @@ from .calls import Call, Slots, cancelled_inside, injected_outcome
 from .executors import ExecutorSet
 from .hooks import Hooks
 from .journal import RunJournal
-from .tasks import TaskContext, TaskDef, _task_context
+from .tasks import TaskContext, _task_context
 from .typed import convert_args
 
 # ExecutorSet is defined next door; the API layer imports it from here.
@@ -263,7 +263,13 @@ class Dispatcher:
             future = executor.submit(jobs.run_remote_chunk, items_r, self.run_id)
         else:
             items_l = [
-                (c.tdef.fn, c.args_bytes, c.key_text, c.attempt, _converts(c.tdef))
+                (
+                    c.tdef.fn,
+                    c.args_bytes,
+                    c.key_text,
+                    c.attempt,
+                    (c.tdef._plan or c.tdef.plan).converts,
+                )
                 for c in chunk
             ]
             future = executor.submit(jobs.run_local_chunk, items_l, self.run_id)
@@ -328,7 +334,8 @@ class Dispatcher:
         token = _task_context.set(TaskContext(self.run_id, call.key_text, call.attempt))
         try:
             args = jf.decode_payload(call.args_bytes)
-            converts = _converts(call.tdef)
+            tdef = call.tdef
+            converts = (tdef._plan or tdef.plan).converts
             if converts:
                 args = convert_args(converts, args)
             result = await call.tdef.fn(**args)
@@ -414,8 +421,3 @@ class Dispatcher:
         )
         if call.task is not None:
             call.task.cancel()
-
-
-def _converts(tdef: TaskDef[..., Any]) -> tuple[tuple[str, Any], ...]:
-    """The task's parameters to convert (``typed``); the plan once it is known."""
-    return (tdef._plan or tdef.plan).converts

@@ -161,13 +161,16 @@ class Runtime(ExecutionState):
         never happens. The call site is taken here, on the live path only,
         where a dispatch costs far more than the frame walk.
         """
-        # The caller of ctx.task, past ctx's own frames (ctx.call's, ctx.breakpoint's):
-        # an identity check per frame, not call_site()'s name test (2 µs a call).
+        # The caller of ctx.task, past ctx's own frames (ctx.call's,
+        # ctx.breakpoint's): an identity check per frame, not call_site()'s
+        # name test (2 µs a call). Its code and instruction offset are kept;
+        # the line is looked up only if the call is reported (f_lineno scans
+        # the line table on every read).
         frame: FrameType | None = sys._getframe(3)
         while frame is not None and frame.f_globals is _CONTEXT_GLOBALS:
             frame = frame.f_back
-        site = (frame.f_code.co_filename, frame.f_lineno) if frame else ("?", 0)
-        self.unawaited[key] = (coro, tdef.name, site)  # formatted if reported
+        site = (frame.f_code, frame.f_lasti) if frame is not None else None
+        self.unawaited[key] = (coro, tdef.name, site)
         return coro
 
     def sleep(self, key: bytes, prefix: bytes, seconds: float) -> Awaitable[None]:

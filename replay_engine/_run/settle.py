@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
+from types import CodeType
 from typing import Any
 
 import journal_format as jf
@@ -319,7 +320,7 @@ def _never_awaited(state: ExecutionState) -> TaskNotAwaited | None:
     # A closed coroutine was disposed of on purpose (parallel.all closes the
     # awaitables it refuses with ThunkRequired): not a silent drop.
     calls = tuple(
-        (jf.key_bytes_to_text(key), name, f"{site[0]}:{site[1]}")
+        (jf.key_bytes_to_text(key), name, _where(site))
         for key, (coro, name, site) in sorted(left.items())
         if coro.cr_frame is not None
     )
@@ -339,3 +340,12 @@ def _never_awaited(state: ExecutionState) -> TaskNotAwaited | None:
         run_id=state.run_id,
         calls=calls,
     )
+
+
+def _where(site: tuple[CodeType, int] | None) -> str:
+    """``file:line`` of an instruction (``Runtime._handle`` keeps code and offset)."""
+    if site is None:
+        return "<unknown>"
+    code, offset = site
+    line = next((n for start, end, n in code.co_lines() if start <= offset < end), None)
+    return f"{code.co_filename}:{line if line is not None else code.co_firstlineno}"

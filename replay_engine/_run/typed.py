@@ -55,6 +55,9 @@ _NATIVE = (
 )
 
 
+_SCALARS = (int, str, float, bool, bytes)
+
+
 class Plan(NamedTuple):
     """How one task's payloads are converted (see the module doc)."""
 
@@ -64,6 +67,9 @@ class Plan(NamedTuple):
     """The return type to convert results to, or ``None``: leave them."""
     positional: tuple[str, ...]
     """Parameter names in order, to bind positional arguments (``ctx.call``)."""
+    exact: tuple[tuple[str, type], ...] | None = None
+    """When every check is a plain scalar class (``int``, ``str`` …): a value
+    of exactly that class passes without decoding anything."""
     validator: msgspec.msgpack.Decoder[Any] | None = None
     """Decodes args bytes into a Struct of the ``checks``: one C call checks
     them all, several times faster than a decode and a convert per parameter
@@ -130,6 +136,7 @@ def plan_for(fn: Callable[..., Any]) -> Plan:
         tuple(converts),
         result if result_native is False else None,
         tuple(positional),
+        tuple(checks) if all(t in _SCALARS for _, t in checks) else None,
         _validator(checks),
     )
     with contextlib.suppress(TypeError):  # not weak-referenceable: not cached
@@ -210,12 +217,19 @@ def type_name(annotation: Any) -> str:
     return repr(annotation).replace("typing.", "").replace("datetime.", "")
 
 
-def check_args(plan: Plan, args_bytes: bytes) -> str | None:
+def check_args(plan: Plan, args: Mapping[str, Any], args_bytes: bytes) -> str | None:
     """What is wrong with a new call's args, or ``None``: they fit the annotations.
 
     The args are checked as the task will receive them (decoded, then
     converted), so a call that passes here converts there.
     """
+    exact = plan.exact
+    if exact is not None:
+        for name, cls in exact:
+            if name in args and type(args[name]) is not cls:
+                break  # maybe an int for a float: decode to be sure
+        else:
+            return None
     validator = plan.validator
     if validator is not None:
         try:

@@ -233,3 +233,33 @@ def test_bound_method_tasks_bind_positionals_without_self(
 
     run = make_engine().run(proc, {}, run_id="m")
     assert run.result == ["tuple:(11, 1)", "tuple:(12, 3)"], run.error
+
+
+@task(executor="inline")
+def scaled(n: int, factor: float = 1.0) -> float:
+    return n * factor
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        ({"n": 2, "factor": 3}, None),  # an int where a float is annotated is fine
+        ({"n": 2.0}, "argument 'n' must be int"),
+        ({"n": True}, "argument 'n' must be int"),
+        ({"n": "2"}, "argument 'n' must be int"),
+        ({"n": 1, "factor": "x"}, "argument 'factor' must be float"),
+    ],
+)
+def test_scalar_arguments_are_checked_exactly(
+    make_engine: MakeEngine, args: dict[str, Any], problem: str | None
+) -> None:
+    async def proc(inputs: Any, ctx: Any) -> Any:
+        return await ctx.task(scaled, args)
+
+    engine = make_engine()
+    run = engine.run(proc, {}, run_id="s")
+    if problem is None:
+        assert run.status == "completed" and run.result == 6.0
+    else:
+        assert run.status == "failed" and problem in run.error.message, run.error
+        assert "requested" not in tags(engine, "s")
