@@ -28,6 +28,7 @@ from ._api.worker import (
     WorkerEvent as WorkerEvent,
     WorkerSummary as WorkerSummary,
 )
+from ._run.context import Context as Context
 from ._run.runtime import FrontierCall as FrontierCall, RunStats as RunStats
 from ._run.tasks import (
     NonRetryable as NonRetryable,
@@ -78,6 +79,7 @@ __all__ = [
     "CallState",
     "ChildRunFailed",
     "Compacted",
+    "Context",
     "DurableProcess",
     "Engine",
     "EngineStatistics",

@@ -20,7 +20,10 @@
      ├── PostRejected            a post/claim/heartbeat refused; nothing written
      ├── PayloadError            (also TypeError) a value msgspec cannot encode
      ├── ExecutorUnavailable     the executor effects run on is gone (a Dask scheduler)
-     └── ThunkRequired           (also TypeError) parallel.all got awaitables
+     ├── ThunkRequired           (also TypeError) parallel.all got awaitables
+     └── ProcessError            the process broke a rule of the engine
+          ├── TaskCalledDirectly a @task called directly inside a running process
+          └── TaskNotAwaited     a ctx.task(...) created and never awaited
 
 Every error carries what it is about as attributes (``run_id``, ``key``,
 ``seq`` …) as well as in its message, and its message says what to do.
@@ -427,6 +430,50 @@ class PatchConflictError(PatchError, NonDeterminismError):
     """
 
 
+class ProcessError(ReplayEngineError):
+    """The process broke one of the engine's rules (its code must change)."""
+
+
+class TaskCalledDirectly(ProcessError, RuntimeError):
+    """A ``@task``/``@external`` was called directly inside a running process.
+
+    The effect would run outside the journal, again on every resume. Raised
+    at the call; the fix is ``await ctx.task(step, {...})``.
+
+    Attributes:
+        task: the task's name.
+        site: ``file:line`` of the direct call.
+    """
+
+    def __init__(self, message: str, *, task: str = "", site: str = "") -> None:
+        self.task = task
+        self.site = site
+        super().__init__(message)
+
+
+class TaskNotAwaited(ProcessError):
+    """The process returned while a ``ctx.task(...)`` it created was never awaited.
+
+    Its effect never ran (nothing was recorded for it). The run fails with
+    this error, naming where each such call was made.
+
+    Attributes:
+        run_id: the run.
+        calls: ``(key, task, "file:line")`` of each call never awaited.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        run_id: str = "",
+        calls: tuple[tuple[str, str, str], ...] = (),
+    ) -> None:
+        self.run_id = run_id
+        self.calls = calls
+        super().__init__(message)
+
+
 __all__ = [
     "ExecutorUnavailable",
     "Expired",
@@ -438,6 +485,7 @@ __all__ = [
     "PatchError",
     "PayloadError",
     "PostRejected",
+    "ProcessError",
     "ProcessImportError",
     "ReplayEngineError",
     "ReplayRangeError",
@@ -445,6 +493,8 @@ __all__ = [
     "RunInterrupted",
     "RunLockedError",
     "RunNotFoundError",
+    "TaskCalledDirectly",
     "TaskFailed",
+    "TaskNotAwaited",
     "ThunkRequired",
 ]

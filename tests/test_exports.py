@@ -15,6 +15,7 @@ EXPECTED_ALL = [
     "CallState",
     "ChildRunFailed",
     "Compacted",
+    "Context",
     "DurableProcess",
     "Engine",
     "EngineStatistics",

@@ -51,7 +51,7 @@ class ContextBackend(Protocol):
 
     def task(
         self,
-        tdef: TaskDef,
+        tdef: TaskDef[..., Any],
         key: bytes,
         scope: Scope,
         args_bytes: bytes,

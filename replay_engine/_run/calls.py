@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from typing import Protocol
+from typing import Any, Protocol
 
 import journal_format as jf
 
@@ -38,7 +38,7 @@ class Call:
 
     def __init__(
         self,
-        tdef: TaskDef,
+        tdef: TaskDef[..., Any],
         key_text: str,
         args_bytes: bytes,
         attempt: int,

@@ -18,8 +18,8 @@ from __future__ import annotations
 import datetime as _dt
 import random as _random
 import uuid as _uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from typing import Any, ParamSpec, TypeVar, overload
 
 import blake3
 
@@ -33,9 +33,12 @@ from .parallel import Resolved, check_map_fn, check_thunks, run_group
 from .patches import check_id
 from .scope import Scope, current_scope
 from .tasks import TaskDef, as_task
+from .typed import bind, check_args, convert_result
 
 T = TypeVar("T")
 U = TypeVar("U")
+P = ParamSpec("P")
+R = TypeVar("R")
 
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 
@@ -48,9 +51,15 @@ class Parallel:
     def __init__(self, runtime: ContextBackend) -> None:
         self._rt = runtime
 
+    # Two overloads rather than ``Awaitable[T] | T``, from which a type checker
+    # cannot tell T: thunks of ctx calls give their results' type.
+    @overload
     def all(
-        self, thunks: Iterable[Callable[[], Awaitable[T] | T]]
-    ) -> Awaitable[list[T]]:
+        self, thunks: Iterable[Callable[[], Awaitable[T]]]
+    ) -> Awaitable[list[T]]: ...
+    @overload
+    def all(self, thunks: Iterable[Callable[[], T]]) -> Awaitable[list[T]]: ...
+    def all(self, thunks: Iterable[Callable[[], Any]]) -> Awaitable[list[Any]]:
         """Run thunks concurrently; results in input order.
 
         Every branch is settled before this returns. If any failed, the
@@ -66,13 +75,29 @@ class Parallel:
         key = _group_key(rt)
         return run_group(key, makers, None, None, rt.tick, rt.groups)
 
+    @overload
     def map(
         self,
         items: Sequence[T] | Iterable[T],
-        fn: Callable[[T], Awaitable[U] | U],
+        fn: Callable[[T], Awaitable[U]],
         *,
         limit: int | None = None,
-    ) -> Awaitable[list[U]]:
+    ) -> Awaitable[list[U]]: ...
+    @overload
+    def map(
+        self,
+        items: Sequence[T] | Iterable[T],
+        fn: Callable[[T], U],
+        *,
+        limit: int | None = None,
+    ) -> Awaitable[list[U]]: ...
+    def map(
+        self,
+        items: Sequence[Any] | Iterable[Any],
+        fn: Callable[[Any], Any],
+        *,
+        limit: int | None = None,
+    ) -> Awaitable[list[Any]]:
         """Run ``fn(item)`` for every item concurrently; results in input order.
 
         Args:
@@ -91,7 +116,14 @@ class Parallel:
 
 
 class Context:
-    """What a process function gets as ``ctx``."""
+    """What a process gets as ``ctx``: ``async def process(inputs, ctx: Context)``.
+
+    Its methods are the process's only door to effects (``task``, ``call``,
+    ``breakpoint``, ``wait_for_event``), time and randomness (``now``,
+    ``random``, ``uuid``, ``sleep``), concurrency (``parallel.all``,
+    ``parallel.map``) and logs (``log``). Import it for annotations:
+    ``from replay_engine import Context``.
+    """
 
     __slots__ = ("_rt", "parallel")
 
@@ -104,11 +136,25 @@ class Context:
         """The id of the run being executed."""
         return self._rt.run_id
 
+    @overload
+    def task(
+        self,
+        t: Callable[P, Coroutine[Any, Any, R]],
+        args: Mapping[str, Any] | None = None,
+    ) -> Awaitable[R]: ...
+    @overload
+    def task(
+        self, t: Callable[P, R], args: Mapping[str, Any] | None = None
+    ) -> Awaitable[R]: ...
     def task(self, t: Any, args: Mapping[str, Any] | None = None) -> Awaitable[Any]:
         """Call a task durably: ``result = await ctx.task(lint, {"files": fs})``.
 
         On replay a completed call is answered from the journal without
-        dispatch and a failed one raises the same :class:`TaskFailed`.
+        dispatch and a failed one raises the same :class:`TaskFailed`. The
+        result has the task's return type (for an ``async def`` task, what it
+        returns when awaited), converted to its annotation (``typed``), live
+        and replayed alike. ``args`` is checked by the type checker only as a
+        mapping: use :meth:`call` to have each argument checked.
 
         Args:
             t: a ``@task`` (or ``@external``) function; a plain function is
@@ -116,7 +162,8 @@ class Context:
             args: the keyword arguments, a mapping msgspec can encode.
 
         Raises:
-            PayloadError: ``args`` cannot be encoded (nothing is recorded).
+            PayloadError: ``args`` cannot be encoded, or an argument does not
+                fit the task's annotation (nothing is recorded).
             NonDeterminismError: the journal holds another call at this key.
         """
         rt = self._rt
@@ -158,7 +205,20 @@ class Context:
                     rt.tracing.replayed(rt.run_id, key, tdef.name, "completed")
                 if len(result) >= ADDRESS_SIZE:
                     result = journal.payload(result)
-                return Resolved(rt.recorded_value(result, key))
+                value = rt.recorded_value(result, key)
+                if tdef.result_type is not None:  # annotated: a tuple, a Struct …
+                    value = convert_result(tdef, value, rt.run_id, key)
+                return Resolved(value)
+        elif (plan := tdef._plan or tdef.plan).checks:
+            # A new call: its args must fit the annotations before anything
+            # is recorded (answered calls were checked when first made).
+            problem = check_args(plan, args, args_bytes)
+            if problem is not None:
+                raise PayloadError(
+                    f"ctx.task({tdef.name}, ...) at {call_site()}, key"
+                    f" {jf.key_bytes_to_text(key)} of run {rt.run_id!r}: {problem}."
+                    " Pass a value of the annotated type; nothing was recorded."
+                )
         return rt.task(tdef, key, scope, args_bytes, address, entry)
 
     def run_child(
@@ -182,6 +242,32 @@ class Context:
         scope = _scope()
         key = scope.next_key()  # at call time, like every ctx call
         return rt.run_child(key, scope, process, inputs, run_id)
+
+    @overload
+    def call(
+        self, t: Callable[P, Coroutine[Any, Any, R]], /
+    ) -> Callable[P, Awaitable[R]]: ...
+    @overload
+    def call(self, t: Callable[P, R], /) -> Callable[P, Awaitable[R]]: ...
+    def call(self, t: Any, /) -> Callable[..., Awaitable[Any]]:
+        """The typed call form: ``result = await ctx.call(lint)(files=fs)``.
+
+        Returns a function with the task's own parameters, which the type
+        checker verifies argument by argument; calling it is
+        ``ctx.task(t, {...})`` with those arguments (positional ones are bound
+        to their parameter names), so both forms record the same call and
+        either can replay the other's journal. The invocation key is taken
+        when the returned function is called, not by ``ctx.call`` itself.
+        """
+        tdef = t if type(t) is TaskDef else as_task(t)
+        task = self.task
+
+        def invoke(*args: Any, **kwargs: Any) -> Awaitable[Any]:
+            if args:
+                kwargs = bind(tdef.name, tdef.plan.positional, args, kwargs)
+            return task(tdef, kwargs)
+
+        return invoke
 
     def log(self, message: str, **fields: Any) -> None:
         """Emit a log line once per run (not again on every replay).
@@ -319,14 +405,14 @@ def _group_key(rt: ContextBackend) -> bytes:
     return key
 
 
-_special: dict[tuple[str, str, float | None], TaskDef] = {}
+_special: dict[tuple[str, str, float | None], TaskDef[..., Any]] = {}
 
 
 def _noop(**_: Any) -> None:
     return None
 
 
-def _breakpoint_def(timeout: float | None) -> TaskDef:
+def _breakpoint_def(timeout: float | None) -> TaskDef[..., Any]:
     key = ("breakpoint", "breakpoint", timeout)
     if key not in _special:
         _special[key] = TaskDef(
@@ -335,7 +421,7 @@ def _breakpoint_def(timeout: float | None) -> TaskDef:
     return _special[key]
 
 
-def _signal_def(name: str, timeout: float | None) -> TaskDef:
+def _signal_def(name: str, timeout: float | None) -> TaskDef[..., Any]:
     key = ("signal", name, timeout)
     if key not in _special:
         _special[key] = TaskDef(_noop, name=name, kind="signal", timeout=timeout)

@@ -30,6 +30,7 @@ from .hooks import Hooks
 from .journal import RunJournal
 from .retry import exception_names
 from .tasks import TaskContext, _task_context
+from .typed import convert_args
 
 # ExecutorSet is defined next door; the API layer imports it from here.
 __all__ = ["Call", "Dispatcher", "ExecutorSet", "Slots"]
@@ -217,6 +218,7 @@ class Dispatcher:
                     call.key_text,
                     call.attempt,
                     tdef.max_attempts,
+                    (tdef._plan or tdef.plan).converts,
                 )
             except BaseException as exc:  # run_call returns every Exception
                 outcome = (jobs.INTERRUPTED, exc)
@@ -269,7 +271,14 @@ class Dispatcher:
             future = executor.submit(jobs.run_remote_chunk, items_r, self.run_id)
         else:
             items_l = [
-                (c.tdef.fn, c.args_bytes, c.key_text, c.attempt, c.tdef.max_attempts)
+                (
+                    c.tdef.fn,
+                    c.args_bytes,
+                    c.key_text,
+                    c.attempt,
+                    c.tdef.max_attempts,
+                    (c.tdef._plan or c.tdef.plan).converts,
+                )
                 for c in chunk
             ]
             future = executor.submit(jobs.run_local_chunk, items_l, self.run_id)
@@ -338,6 +347,10 @@ class Dispatcher:
         )
         try:
             args = jf.decode_payload(call.args_bytes)
+            tdef = call.tdef
+            converts = (tdef._plan or tdef.plan).converts
+            if converts:
+                args = convert_args(converts, args)
             result = await call.tdef.fn(**args)
         except asyncio.CancelledError:
             self._finish(call, None)

@@ -57,7 +57,7 @@ class ExecutorSet:
             )
         return self._processes
 
-    def for_task(self, tdef: TaskDef) -> tuple[cf.Executor, bool]:
+    def for_task(self, tdef: TaskDef[..., Any]) -> tuple[cf.Executor, bool]:
         """The executor for a sync task, and whether it takes tasks by reference."""
         if tdef.executor == "process" or (
             self._all_in_processes and tdef.executor != "thread"

@@ -20,7 +20,11 @@ from typing import Any
 import journal_format as jf
 
 from .retry import exception_names
-from .tasks import TaskContext, TaskDef, _task_context
+from .tasks import TaskContext, TaskDef, _task_context, as_task
+from .typed import convert_args
+
+Converts = tuple[tuple[str, Any], ...]
+"""The parameters to convert to their annotations (``typed.Plan.converts``)."""
 
 OK = 0
 ERROR = 1
@@ -58,11 +62,14 @@ def run_call(
     key: str,
     attempt: int,
     max_attempts: int = 1,
+    converts: Converts = (),
 ) -> Outcome:
     """Execute one sync task attempt and encode its result."""
     token = _task_context.set(TaskContext(run_id, key, attempt, max_attempts))
     try:
         args = jf.decode_payload(args_bytes)
+        if converts:
+            args = convert_args(converts, args)
         result = fn(**args)
     except Exception as exc:
         return error_outcome(exc)
@@ -75,7 +82,8 @@ def run_call(
 
 
 def run_local_chunk(
-    items: list[tuple[Callable[..., Any], bytes, str, int, int]], run_id: str
+    items: list[tuple[Callable[..., Any], bytes, str, int, int, Converts]],
+    run_id: str,
 ) -> tuple[list[Outcome], float]:
     """Execute several sync attempts in one pool job (amortises submission).
 
@@ -85,8 +93,8 @@ def run_local_chunk(
     started = time.perf_counter()
     outcomes: list[Outcome] = []
     try:
-        for fn, a, k, n, most in items:
-            outcomes.append(run_call(fn, a, run_id, k, n, most))
+        for fn, a, k, n, most, c in items:
+            outcomes.append(run_call(fn, a, run_id, k, n, most, c))
     except BaseException as exc:  # run_call returns every Exception
         _interrupted(outcomes, exc, len(items))
     return outcomes, time.perf_counter() - started
@@ -102,20 +110,24 @@ def _interrupted(outcomes: list[Outcome], exc: BaseException, total: int) -> Non
     outcomes.extend([(NOT_RUN, None)] * (total - len(outcomes)))
 
 
-_resolved: dict[str, Callable[..., Any]] = {}
+_resolved: dict[str, tuple[Callable[..., Any], Converts]] = {}
 
 
-def resolve(ref: str) -> Callable[..., Any]:
-    """Import a task function from its ``module:qualname`` reference."""
-    fn = _resolved.get(ref)
-    if fn is None:
+def resolve(ref: str) -> tuple[Callable[..., Any], Converts]:
+    """Import a task function from its ``module:qualname`` reference.
+
+    Returns the function and the parameters to convert to its annotations.
+    """
+    found = _resolved.get(ref)
+    if found is None:
         module_name, _, qualname = ref.partition(":")
         obj: Any = importlib.import_module(module_name)
         for part in qualname.split("."):
             obj = getattr(obj, part)
-        fn = obj.fn if isinstance(obj, TaskDef) else obj
-        _resolved[ref] = fn
-    return fn
+        tdef = obj if isinstance(obj, TaskDef) else as_task(obj)
+        found = (tdef.fn, tdef.plan.converts)
+        _resolved[ref] = found
+    return found
 
 
 def run_remote_chunk(
@@ -126,11 +138,11 @@ def run_remote_chunk(
     try:
         for ref, args_bytes, key, attempt, most in items:
             try:
-                fn = resolve(ref)
+                fn, converts = resolve(ref)
             except Exception as exc:
                 out.append(error_outcome(exc))
                 continue
-            out.append(run_call(fn, args_bytes, run_id, key, attempt, most))
+            out.append(run_call(fn, args_bytes, run_id, key, attempt, most, converts))
     except BaseException as exc:  # run_call returns every Exception
         _interrupted(out, exc, len(items))
     return out

@@ -23,6 +23,7 @@ replay, a resume and a test all compute the same delays (the one recorded in
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from blake3 import blake3
 
@@ -53,7 +54,7 @@ def _names(types: tuple[type[BaseException], ...]) -> frozenset[str]:
     return frozenset(qualified_name(t) for t in types)
 
 
-def retryable(tdef: TaskDef, names: Sequence[str]) -> bool:
+def retryable(tdef: TaskDef[..., Any], names: Sequence[str]) -> bool:
     """Whether a failure whose MRO is ``names`` may be retried under ``tdef``.
 
     ``NonRetryable`` and ``non_retryable`` win over ``retry_on``.
@@ -73,7 +74,9 @@ def jitter_factor(run_id: str, key: str, attempt: int) -> float:
     return 0.5 + int.from_bytes(digest[:8], "big") / 2**65
 
 
-def backoff_delay(tdef: TaskDef, run_id: str, key: str, attempt: int) -> float:
+def backoff_delay(
+    tdef: TaskDef[..., Any], run_id: str, key: str, attempt: int
+) -> float:
     """Seconds to wait after failed attempt ``attempt`` (see the module doc)."""
     if tdef.backoff <= 0:
         return 0.0

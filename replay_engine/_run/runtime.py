@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from types import FrameType
 from typing import Any, Unpack
 
 import journal_format as jf
@@ -27,7 +29,15 @@ from ..errors import (
     TaskFailed,
     task_failure,
 )
-from . import children as children_mod, gc_relax, jobs, patches, retry, waits
+from . import (
+    children as children_mod,
+    context as _context,
+    gc_relax,
+    jobs,
+    patches,
+    retry,
+    waits,
+)
 from .children import ChildExecutor
 from .context import Context
 from .dispatch import Call, ExecutorSet, Slots
@@ -46,10 +56,14 @@ from .settle import (
 )
 from .state import ExecutionOptions, ExecutionState, FrontierCall, RunStats
 from .stopping import Stopper, settle_stopped
-from .tasks import TaskDef
+from .tasks import TaskDef, _running_process, _task_context
+from .typed import convert_result
 
 # The names the API layer imports from here (some are defined next door).
 __all__ = ["FrontierCall", "Outcome", "RunStats", "Runtime", "error_info"]
+
+
+_CONTEXT_GLOBALS = _context.__dict__
 
 
 async def _raise(exc: BaseException) -> Any:
@@ -94,7 +108,7 @@ class Runtime(ExecutionState):
 
     def task(
         self,
-        tdef: TaskDef,
+        tdef: TaskDef[..., Any],
         key: bytes,
         scope: Scope,
         args_bytes: bytes,
@@ -103,15 +117,19 @@ class Runtime(ExecutionState):
     ) -> Awaitable[Any]:
         """``ctx.task`` at ``key``, unless it completed before (ctx answers that)."""
         if entry is None:
-            return self.run_effect(
+            return self._handle(
                 tdef,
                 key,
-                scope.last_text(),
-                scope.prefix,
-                args_bytes,
-                address,
-                0,
-                new=True,
+                self.run_effect(
+                    tdef,
+                    key,
+                    scope.last_text(),
+                    scope.prefix,
+                    args_bytes,
+                    address,
+                    0,
+                    new=True,
+                ),
             )
         if entry.abandoned:
             return _raise(BranchAbandoned())
@@ -132,17 +150,43 @@ class Runtime(ExecutionState):
         # Requested but never completed: the crash window. Dispatch again
         # (same idempotency key), continuing its attempt count; an external
         # effect goes back to waiting for its result.
-        return self.run_effect(
+        return self._handle(
             tdef,
             key,
-            scope.last_text(),
-            scope.prefix,
-            args_bytes,
-            address,
-            entry.attempts,
-            new=False,
-            deadline_ns=entry.deadline_ns,
+            self.run_effect(
+                tdef,
+                key,
+                scope.last_text(),
+                scope.prefix,
+                args_bytes,
+                address,
+                entry.attempts,
+                new=False,
+                deadline_ns=entry.deadline_ns,
+            ),
         )
+
+    def _handle(
+        self, tdef: TaskDef[..., Any], key: bytes, coro: Coroutine[Any, Any, Any]
+    ) -> Coroutine[Any, Any, Any]:
+        """Note a live call until its coroutine starts (``run_effect`` unnotes it).
+
+        Only live calls are noted: one the journal answers was awaited when it
+        was made, and a dropped live call is the one whose effect silently
+        never happens. The call site is taken here, on the live path only,
+        where a dispatch costs far more than the frame walk.
+        """
+        # The caller of ctx.task, past ctx's own frames (ctx.call's,
+        # ctx.breakpoint's): an identity check per frame, not call_site()'s
+        # name test (2 µs a call). Its code and instruction offset are kept;
+        # the line is looked up only if the call is reported (f_lineno scans
+        # the line table on every read).
+        frame: FrameType | None = sys._getframe(3)
+        while frame is not None and frame.f_globals is _CONTEXT_GLOBALS:
+            frame = frame.f_back
+        site = (frame.f_code, frame.f_lasti) if frame is not None else None
+        self.unawaited[key] = (coro, tdef.name, site)
+        return coro
 
     def sleep(self, key: bytes, prefix: bytes, seconds: float) -> Awaitable[None]:
         """``ctx.sleep`` at ``key``: a fired timer is done; another (re)starts."""
@@ -204,9 +248,59 @@ class Runtime(ExecutionState):
 
     # -- performing an effect ----------------------------------------------------
 
+    def _request(
+        self,
+        tdef: TaskDef[..., Any],
+        key: bytes,
+        scope_prefix: bytes,
+        args_bytes: bytes,
+        address: bytes,
+        deadline_ns: int | None,
+    ) -> int | None:
+        """Record a new call's request; returns its deadline (external timeouts)."""
+        self.journal.check_new_key(
+            key, scope_prefix, lambda: _describe_call(tdef, address)
+        )
+        if tdef.external and tdef.timeout is not None:
+            deadline_ns = self.clock_ns() + int(tdef.timeout * 1e9)
+        self.record(
+            jf.EffectRequested(
+                key=key,
+                task=tdef.name,
+                kind=tdef.kind,
+                args=address,
+                deadline_ns=deadline_ns,
+            ),
+            jf.blobs_for(address, args_bytes),
+        )
+        return deadline_ns
+
+    async def _frozen_at(
+        self,
+        tdef: TaskDef[..., Any],
+        key: bytes,
+        scope_prefix: bytes,
+        address: bytes,
+        new: bool,
+    ) -> None:
+        """A frozen run (time travel) reached this effect: stop at the frontier."""
+        if new:
+            self.journal.check_new_key(
+                key, scope_prefix, lambda: _describe_call(tdef, address)
+            )
+        reason = "external" if tdef.external else ("new call" if new else "in flight")
+        await waits.at_frontier(
+            self,
+            key,
+            tdef.name,
+            tdef.kind,
+            reason,
+            lambda: _describe_call(tdef, address),
+        )
+
     async def run_effect(
         self,
-        tdef: TaskDef,
+        tdef: TaskDef[..., Any],
         key: bytes,
         key_text: str,
         scope_prefix: bytes,
@@ -218,42 +312,20 @@ class Runtime(ExecutionState):
         deadline_ns: int | None = None,
     ) -> Any:
         """Record the request (when new), dispatch with retries, record the outcome."""
+        self.unawaited.pop(key, None)
         if self.journal.diverged is not None or self.stopping:
             self.check_live()
         if self.frozen:
-            if new:
-                self.journal.check_new_key(
-                    key, scope_prefix, lambda: _describe_call(tdef, address)
-                )
-            reason = (
-                "external" if tdef.external else ("new call" if new else "in flight")
-            )
-            await waits.at_frontier(
-                self,
-                key,
-                tdef.name,
-                tdef.kind,
-                reason,
-                lambda: _describe_call(tdef, address),
-            )
+            await self._frozen_at(tdef, key, scope_prefix, address, new)
         if new:
-            self.journal.check_new_key(
-                key, scope_prefix, lambda: _describe_call(tdef, address)
-            )
-            if tdef.external and tdef.timeout is not None:
-                deadline_ns = self.clock_ns() + int(tdef.timeout * 1e9)
-            self.record(
-                jf.EffectRequested(
-                    key=key,
-                    task=tdef.name,
-                    kind=tdef.kind,
-                    args=address,
-                    deadline_ns=deadline_ns,
-                ),
-                jf.blobs_for(address, args_bytes),
+            deadline_ns = self._request(
+                tdef, key, scope_prefix, args_bytes, address, deadline_ns
             )
         if tdef.external:
-            return await waits.external_result(self, tdef, key, deadline_ns)
+            value = await waits.external_result(self, tdef, key, deadline_ns)
+            if tdef.result_type is not None:
+                value = convert_result(tdef, value, self.run_id, key)
+            return value
         attempt = attempts_done + 1
         self.stats.dispatched += 1
         if not new:
@@ -279,12 +351,16 @@ class Runtime(ExecutionState):
                 raise
             self.tick()
             if status == jobs.OK:
+                value = jf.decode_payload(payload)
+                if tdef.result_type is not None:
+                    # Before recording: a result that does not fit is not kept.
+                    value = convert_result(tdef, value, self.run_id, key, live=True)
                 result_ref = jf.payload_ref(payload)
                 self.record(
                     jf.EffectCompleted(key=key, result=result_ref),
                     jf.blobs_for(result_ref, payload),
                 )
-                return jf.decode_payload(payload)
+                return value
             if status == jobs.PAYLOAD_ERROR:
                 raise PayloadError(
                     f"task {tdef.name!r} at key {key_text} of run {self.run_id!r}:"
@@ -322,6 +398,11 @@ class Runtime(ExecutionState):
         started = time.perf_counter()
         context = contextvars.copy_context()
         context.run(current_scope.set, Scope(b""))
+        # Direct calls of a @task are refused in the process's own code (and
+        # its branches, which copy this context); a process run from inside a
+        # task (a thread that copied its context) is no task itself.
+        context.run(_running_process.set, self.run_id)
+        context.run(_task_context.set, None)
         coro = context.run(process, inputs, self.ctx)
         if not asyncio.iscoroutine(coro):
             raise ReplayEngineError(
@@ -374,5 +455,5 @@ class Runtime(ExecutionState):
         return Outcome(status="running")
 
 
-def _describe_call(tdef: TaskDef, address: bytes) -> str:
+def _describe_call(tdef: TaskDef[..., Any], address: bytes) -> str:
     return f"task {tdef.name!r} args {describe_args(address)}"

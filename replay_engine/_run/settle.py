@@ -27,11 +27,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
+from types import CodeType
 from typing import Any
 
 import journal_format as jf
 
-from ..errors import NonDeterminismError, PayloadError, ReplayEngineError
+from ..errors import (
+    NonDeterminismError,
+    PayloadError,
+    ReplayEngineError,
+    TaskNotAwaited,
+)
 from . import history, jobs
 from .divergence import describe_entry, divergence
 from .state import ExecutionState, Stopped
@@ -134,6 +140,9 @@ def settle_finished(
     if unvisited and exc is None:
         finish_stats(state, status=kept)
         raise _fewer_calls(state, unvisited, process)
+    dropped = _never_awaited(state)
+    if dropped is not None and exc is None:
+        exc = dropped
     if exc is None:
         try:
             data = _encode_result(main.result())
@@ -297,3 +306,46 @@ def _end_of(process: object) -> str:
         return "<end of process>"
     name = getattr(process, "__qualname__", "process")
     return f"{code.co_filename}:{code.co_firstlineno} (the end of {name})"
+
+
+def _never_awaited(state: ExecutionState) -> TaskNotAwaited | None:
+    """The live ``ctx.task`` calls the process made and never awaited, if any.
+
+    Their coroutines are closed (their effects never ran; nothing was
+    recorded for them), so Python does not also warn about them.
+    """
+    left = state.unawaited
+    if not left:
+        return None
+    # A closed coroutine was disposed of on purpose (parallel.all closes the
+    # awaitables it refuses with ThunkRequired): not a silent drop.
+    calls = tuple(
+        (jf.key_bytes_to_text(key), name, _where(site))
+        for key, (coro, name, site) in sorted(left.items())
+        if coro.cr_frame is not None
+    )
+    for coro, _name, _site in left.values():
+        coro.close()
+    left.clear()
+    if not calls:
+        return None
+    where = "; ".join(
+        f"ctx.task({name}) at {site} (key {key})" for key, name, site in calls
+    )
+    return TaskNotAwaited(
+        f"run {state.run_id!r}: the process returned without awaiting {where}:"
+        " its effect never ran and nothing was recorded for it. Write `await"
+        " ctx.task(...)`, or hand a thunk (`lambda: ctx.task(...)`) to"
+        " ctx.parallel.all/map.",
+        run_id=state.run_id,
+        calls=calls,
+    )
+
+
+def _where(site: tuple[CodeType, int] | None) -> str:
+    """``file:line`` of an instruction (``Runtime._handle`` keeps code and offset)."""
+    if site is None:
+        return "<unknown>"
+    code, offset = site
+    line = next((n for start, end, n in code.co_lines() if start <= offset < end), None)
+    return f"{code.co_filename}:{line if line is not None else code.co_firstlineno}"

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import CodeType
 from typing import Any, TypedDict, Unpack
 
 import journal_format as jf
@@ -120,6 +121,10 @@ class ExecutionState:
         self.run_deadline_ns: int | None = None
         """The run's own deadline (UTC ns), set by ``halting`` when it watches."""
         self.groups: set[Any] = set()
+        self.unawaited: dict[bytes, tuple[Any, str, tuple[CodeType, int] | None]] = {}
+        """Live ``ctx.task`` calls made and not yet started: key -> (coroutine,
+        task name, (code, instruction offset) of the caller). What is left when
+        the process returns was never awaited (``settle.settle_finished``)."""
         self.journal = journal
         self.run_id = run_id
         self.stats = RunStats()

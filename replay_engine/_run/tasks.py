@@ -12,10 +12,24 @@ import inspect
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, Literal, NamedTuple, ParamSpec, TypeVar, overload
+from typing import (
+    Any,
+    Generic,
+    Literal,
+    NamedTuple,
+    ParamSpec,
+    Protocol,
+    TypeVar,
+    overload,
+)
+
+from ..errors import TaskCalledDirectly
+from .typed import NO_PLAN, Plan, Unresolved, plan_for
 
 P = ParamSpec("P")
 R = TypeVar("R")
+P2 = ParamSpec("P2")
+R2 = TypeVar("R2")
 
 ExecutorChoice = Literal["default", "thread", "process", "inline"]
 
@@ -92,6 +106,13 @@ _task_context: contextvars.ContextVar[TaskContext | None] = contextvars.ContextV
 )
 
 
+_running_process: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "replay_engine_running_process", default=None
+)
+"""The run id, in the context of a process the engine is executing (and of the
+branches it spawns); ``None`` elsewhere. Set by ``Runtime.execute``."""
+
+
 def task_context() -> TaskContext:
     """The context of the task currently executing (in its thread or process).
 
@@ -106,15 +127,22 @@ def task_context() -> TaskContext:
     return ctx
 
 
-class TaskDef:
+class TaskDef(Generic[P, R]):
     """A function made into a durable effect by ``@task`` or ``@external``.
 
-    Calling it directly calls the function (handy in unit tests); inside a
-    process, go through ``await ctx.task(t, args)`` so the call is journaled.
+    Generic over the function's parameters ``P`` and return type ``R``, so a
+    type checker sees ``@task`` keep the signature, and ``await ctx.task(t,
+    args)`` / ``await ctx.call(t)(...)`` have the task's result type.
+
+    Calling it directly calls the function (handy in unit tests, and inside
+    another task's body, where it is a plain helper). Inside a process it
+    raises :class:`~replay_engine.errors.TaskCalledDirectly`: go through
+    ``await ctx.task(t, args)`` so the call is journaled.
     """
 
     __slots__ = (
         "__dict__",
+        "_plan",
         "backoff",
         "executor",
         "fn",
@@ -125,6 +153,7 @@ class TaskDef:
         "name",
         "non_retryable",
         "ref",
+        "result_type",
         "retries",
         "retry_on",
         "timeout",
@@ -132,7 +161,7 @@ class TaskDef:
 
     def __init__(
         self,
-        fn: Callable[..., Any],
+        fn: Callable[P, R],
         *,
         name: str | None = None,
         kind: str = "task",
@@ -177,6 +206,48 @@ class TaskDef:
         self.is_async = inspect.iscoroutinefunction(fn)
         self.__dict__.update(getattr(fn, "__dict__", {}))
         self.__doc__ = fn.__doc__
+        # The conversion plan, once (typed.py). ``result_type`` is what the
+        # replay loop reads: ``None`` unless results need converting.
+        self._plan: Plan | None = None
+        self.result_type: Any = None
+        try:
+            self._set_plan(plan_for(fn))
+        except Unresolved:
+            self.result_type = _UNRESOLVED  # a forward reference: at first use
+
+    def _set_plan(self, plan: Plan) -> None:
+        self._plan = plan
+        self.result_type = plan.result
+
+    @property
+    def plan(self) -> Plan:
+        """How args and results are converted to the annotations (``typed``)."""
+        plan = self._plan
+        if plan is None:
+            try:
+                plan = plan_for(self.fn)
+            except Unresolved:
+                plan = NO_PLAN  # still undefined: convert nothing, as before
+            self._set_plan(plan)
+        return plan
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The plan holds a msgspec Decoder, which does not pickle: leave it out
+        # and let the copy compute its own at first use.
+        state = {
+            name: getattr(self, name)
+            for name in TaskDef.__slots__
+            if name not in ("__dict__", "_plan", "result_type") and hasattr(self, name)
+        }
+        state["__dict__"] = dict(self.__dict__)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state.pop("__dict__", {}))
+        for name, value in state.items():
+            setattr(self, name, value)
+        self._plan = None
+        self.result_type = _UNRESOLVED
 
     @property
     def max_attempts(self) -> int:
@@ -188,15 +259,43 @@ class TaskDef:
         """True for effects executed outside the engine (``@external``)."""
         return self.kind != "task"
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        # Inside the process's own code (not inside a task's body, which sets
+        # a task context, nor in a pool thread, which has neither) a direct
+        # call would run the effect outside the journal, again on every resume.
+        if _running_process.get() is not None and _task_context.get() is None:
+            raise _direct_call(self)
         return self.fn(*args, **kwargs)
 
     def __repr__(self) -> str:
         return f"<{'external' if self.external else 'task'} {self.name!r}>"
 
 
+_UNRESOLVED: Any = object()
+
+
+def _direct_call(tdef: TaskDef[Any, Any]) -> TaskCalledDirectly:
+    frame = sys._getframe(2)
+    site = f"{frame.f_code.co_filename}:{frame.f_lineno}"
+    short = tdef.name.rpartition(".")[2]
+    return TaskCalledDirectly(
+        f"{tdef!r} was called directly at {site}, inside the process of run"
+        f" {_running_process.get()!r}: its effect would run outside the journal,"
+        f" and again on every resume. Call it through the journal: `await"
+        f" ctx.task({short}, {{...}})` or `await ctx.call({short})(...)`.",
+        task=tdef.name,
+        site=site,
+    )
+
+
+class TaskDecorator(Protocol):
+    """What ``@task(...)`` and ``@external(...)`` return: keeps the signature."""
+
+    def __call__(self, fn: Callable[P2, R2], /) -> TaskDef[P2, R2]: ...
+
+
 @overload
-def task(fn: Callable[P, R], /) -> TaskDef: ...
+def task(fn: Callable[P, R], /) -> TaskDef[P, R]: ...
 @overload
 def task(
     *,
@@ -209,7 +308,7 @@ def task(
     retry_on: tuple[type[BaseException], ...] | None = None,
     max_backoff: float = 60.0,
     jitter: bool = False,
-) -> Callable[[Callable[P, R]], TaskDef]: ...
+) -> TaskDecorator: ...
 def task(
     fn: Callable[P, R] | None = None,
     /,
@@ -223,7 +322,7 @@ def task(
     retry_on: tuple[type[BaseException], ...] | None = None,
     max_backoff: float = 60.0,
     jitter: bool = False,
-) -> TaskDef | Callable[[Callable[P, R]], TaskDef]:
+) -> TaskDef[P, R] | TaskDecorator:
     """Make a function a durable task, as ``@task`` or ``@task(...)``.
 
     Args:
@@ -259,7 +358,7 @@ def task(
         The :class:`TaskDef`, or a decorator making one.
     """
 
-    def make(f: Callable[P, R]) -> TaskDef:
+    def make(f: Callable[P2, R2]) -> TaskDef[P2, R2]:
         return TaskDef(
             f,
             name=name,
@@ -277,11 +376,11 @@ def task(
 
 
 @overload
-def external(fn: Callable[P, R], /) -> TaskDef: ...
+def external(fn: Callable[P, R], /) -> TaskDef[P, R]: ...
 @overload
 def external(
     *, kind: str = "agent", name: str | None = None, timeout: float | None = None
-) -> Callable[[Callable[P, R]], TaskDef]: ...
+) -> TaskDecorator: ...
 def external(
     fn: Callable[P, R] | None = None,
     /,
@@ -289,7 +388,7 @@ def external(
     kind: str = "agent",
     name: str | None = None,
     timeout: float | None = None,
-) -> TaskDef | Callable[[Callable[P, R]], TaskDef]:
+) -> TaskDef[P, R] | TaskDecorator:
     """Declare an effect executed outside the engine, whose result is posted back.
 
     The engine records the request with its full args and does not run the
@@ -308,7 +407,7 @@ def external(
     if kind in ("task", "signal"):
         raise ValueError(f"external effects need a kind other than {kind!r}")
 
-    def make(f: Callable[P, R]) -> TaskDef:
+    def make(f: Callable[P2, R2]) -> TaskDef[P2, R2]:
         return TaskDef(f, name=name, kind=kind, timeout=timeout)
 
     return make(fn) if fn is not None else make
@@ -329,7 +428,7 @@ def _exception_types(what: str, types: object) -> tuple[type[BaseException], ...
     return tuple(out)
 
 
-def as_task(obj: object) -> TaskDef:
+def as_task(obj: object) -> TaskDef[..., Any]:
     """The TaskDef for ``obj``: itself, or a plain function wrapped (cached).
 
     Raises:
@@ -344,7 +443,7 @@ def as_task(obj: object) -> TaskDef:
     cached = getattr(obj, "__replay_engine_task__", None)
     if isinstance(cached, TaskDef):
         return cached
-    definition = TaskDef(obj)
+    definition: TaskDef[..., Any] = TaskDef(obj)
     # Builtins and bound methods cannot carry attributes; they are re-wrapped.
     with contextlib.suppress(AttributeError, TypeError):
         obj.__replay_engine_task__ = definition  # type: ignore[attr-defined]

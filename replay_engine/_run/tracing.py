@@ -119,7 +119,7 @@ class Tracing:
             )
         self._trace.get_current_span().add_event(message, attributes=attributes)
 
-    def _bound(self, tdef: TaskDef, ctx: Any) -> TaskDef:
+    def _bound(self, tdef: TaskDef[..., Any], ctx: Any) -> TaskDef[..., Any]:
         """A copy of ``tdef`` whose function runs with ``ctx`` attached.
 
         The copy keeps the name, reference and options, so the dispatcher

@@ -27,7 +27,7 @@ from .tasks import TaskDef
 
 
 async def external_result(
-    state: ExecutionState, tdef: TaskDef, key: bytes, deadline_ns: int | None
+    state: ExecutionState, tdef: TaskDef[..., Any], key: bytes, deadline_ns: int | None
 ) -> Any:
     """Wait for an external effect's result; it arrives in a later execution."""
     if tdef.kind == "signal":

@@ -64,7 +64,7 @@ class FakeTasks:
         self.fakes: dict[str, Fake] = dict(fakes)
         self.calls: list[tuple[str, dict[str, Any]]] = []
         """Every faked call, as ``(task name, args)``, in the order they ran."""
-        self._saved: list[tuple[TaskDef, Callable[..., Any]]] = []
+        self._saved: list[tuple[TaskDef[..., Any], Callable[..., Any]]] = []
         self._depth = 0
         self._lock = threading.Lock()
 
@@ -98,7 +98,7 @@ class FakeTasks:
             return Hooks.REAL
         return self.answer(task, args)
 
-    def check_names(self) -> dict[str, list[TaskDef]]:
+    def check_names(self) -> dict[str, list[TaskDef[..., Any]]]:
         """The loaded tasks each fake names.
 
         Raises:
@@ -145,7 +145,7 @@ class FakeTasks:
                 tdef.fn = fn
             self._saved.clear()
 
-    def _fake_fn(self, tdef: TaskDef) -> Callable[..., Any]:
+    def _fake_fn(self, tdef: TaskDef[..., Any]) -> Callable[..., Any]:
         name = tdef.name
         if tdef.is_async:
 
@@ -173,7 +173,7 @@ def _modules() -> list[ModuleType]:
     return [m for m in loaded if isinstance(m, ModuleType)]
 
 
-def _all_tasks() -> Iterator[TaskDef]:
+def _all_tasks() -> Iterator[TaskDef[..., Any]]:
     """Every TaskDef reachable from a loaded module's globals."""
     seen: set[int] = set()
     for module in _modules():
@@ -184,16 +184,16 @@ def _all_tasks() -> Iterator[TaskDef]:
                 yield tdef
 
 
-def _as_taskdef(value: Any) -> TaskDef | None:
+def _as_taskdef(value: Any) -> TaskDef[..., Any] | None:
     if isinstance(value, TaskDef):
         return value
     cached = getattr(value, "__replay_engine_task__", None)
     return cached if isinstance(cached, TaskDef) else None
 
 
-def _find_tasks(names: set[str]) -> dict[str, list[TaskDef]]:
+def _find_tasks(names: set[str]) -> dict[str, list[TaskDef[..., Any]]]:
     """The TaskDefs named ``names``; plain functions get (and cache) one."""
-    found: dict[str, list[TaskDef]] = {}
+    found: dict[str, list[TaskDef[..., Any]]] = {}
     for tdef in _all_tasks():
         if tdef.name in names:
             found.setdefault(tdef.name, []).append(tdef)
