@@ -36,6 +36,7 @@ from ._events import (
     ErrorInfo,
     Event,
     LogLine,
+    RaceWon,
     RunStarted,
     SignalReceived,
     TimerFired,
@@ -53,6 +54,9 @@ VALUE: Final = 1
 """``CallEntry.kind`` of a recorded value (``now``, ``random``, ``uuid``)."""
 TIMER: Final = 2
 """``CallEntry.kind`` of a durable timer (``ctx.sleep``)."""
+RACE: Final = 3
+"""``CallEntry.kind`` of a decided race (``ctx.parallel.any``): ``value`` is the
+winning branch's index (JF-140)."""
 
 
 class CallEntry(msgspec.Struct, array_like=True, gc=False):
@@ -359,6 +363,8 @@ class CallIndex:
             calls[event.key] = CallEntry(VALUE, seq, event.kind, value=event.value)
         elif isinstance(event, EffectFailed):
             self._effect(seq, event.key).error = event.error
+            if event.signal_seq is not None:  # an error signal consumed (JF-141)
+                self.consumed_signals.add(event.signal_seq)
         elif isinstance(event, AttemptFailed):
             self._effect(seq, event.key).attempts = event.attempt
         elif isinstance(event, TimerStarted):
@@ -369,6 +375,8 @@ class CallIndex:
                 timer.fired = True
         elif isinstance(event, EffectAbandoned):
             self._effect(seq, event.key).abandoned = True
+        elif isinstance(event, RaceWon):
+            calls[event.key] = CallEntry(RACE, seq, value=event.winner)
         elif isinstance(event, SignalReceived):
             self.signals.append((seq, event.name, event.payload))
         elif isinstance(event, RunStarted):

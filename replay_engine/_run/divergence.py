@@ -21,6 +21,8 @@ def describe_entry(entry: jf.CallEntry) -> str:
         return f"task {entry.task!r} args {describe_args(entry.args)}"
     if entry.kind == jf.VALUE:
         return f"ctx.{entry.task}()"
+    if entry.kind == jf.RACE:
+        return f"ctx.parallel.any (won by branch {entry.value!r})"
     return "ctx.sleep()"
 
 
@@ -32,6 +34,8 @@ def describe_call(kind: int, task: str, args: bytes) -> str:
         return f"ctx.{task}()"
     if kind == jf.TIMER:
         return "ctx.sleep()"
+    if kind == jf.RACE:
+        return "ctx.parallel.any"
     return "a parallel group (ctx.parallel.all/map)"
 
 

@@ -35,6 +35,7 @@ TAGS = {
     "run_cancelled": jf.RunCancelled,
     "run_timed_out": jf.RunTimedOut,
     "execution": jf.ExecutionStarted,
+    "race_won": jf.RaceWon,
 }
 
 #: Field names of every event type in the order writers emit them (JF-038).
@@ -51,7 +52,7 @@ FIELDS = {
     ),
     jf.EffectRequested: ("key", "task", "kind", "args", "deadline_ns"),
     jf.EffectCompleted: ("key", "result", "signal_seq", "by"),
-    jf.EffectFailed: ("key", "error", "attempts", "by"),
+    jf.EffectFailed: ("key", "error", "attempts", "by", "signal_seq"),
     jf.EffectClaimed: ("key", "worker", "lease_until_ns"),
     jf.EffectAbandoned: ("key", "reason"),
     jf.AttemptFailed: ("key", "attempt", "error", "retry_in"),
@@ -59,7 +60,7 @@ FIELDS = {
     jf.ValueRecorded: ("key", "kind", "value"),
     jf.TimerStarted: ("key", "due_ns"),
     jf.TimerFired: ("key",),
-    jf.SignalReceived: ("name", "payload"),
+    jf.SignalReceived: ("name", "payload", "error"),
     jf.RunCompleted: ("result",),
     jf.RunFailed: ("error",),
     jf.RunWaiting: ("pending", "next_due_ns"),
@@ -67,6 +68,7 @@ FIELDS = {
     jf.RunCancelled: ("reason", "abandoned"),
     jf.RunTimedOut: ("deadline_ns",),
     jf.ExecutionStarted: ("pid", "host", "why"),
+    jf.RaceWon: ("key", "winner", "cancelled"),
 }
 
 
@@ -91,6 +93,7 @@ FIRST_FIELDS = {
     jf.RunCancelled: (),
     jf.RunTimedOut: ("deadline_ns",),
     jf.ExecutionStarted: ("pid", "host", "why"),
+    jf.RaceWon: ("key", "winner"),
 }
 
 

@@ -100,6 +100,8 @@ EXPECTED_ALL = [
     "unpack_active",
     "unpack_seq",
     "unseal",
+    "RACE",
+    "RaceWon",
 ]
 
 

@@ -30,7 +30,13 @@ VERSIONS = sorted(p for p in HERE.glob("v*") if p.is_dir())
 # journal was written: a committed golden journal is never rewritten, so it
 # lacks them. Tests of their reading live beside their feature
 # (tests/executions/, tests/cancel/).
-ADDED_IN_V1 = {"execution", "cancel_requested", "run_cancelled", "run_timed_out"}
+ADDED_IN_V1 = {
+    "execution",
+    "cancel_requested",
+    "run_cancelled",
+    "run_timed_out",
+    "race_won",
+}
 ALL_TAGS = {t.__struct_config__.tag for t in jf.EVENT_TYPES}
 SNAPSHOT_STATUS = {"completed": "completed", "failed": "failed", "waiting": "frontier"}
 

@@ -1,0 +1,105 @@
+"""Outcomes an executing run decides against posters: a signal bound to a wait, a race.
+
+Both are read-check-append in one write transaction (``Store.transact``), like a
+post: what a poster may have written since the executor loaded the run is seen
+inside the transaction, so a wait never gets two outcomes (a signal and a posted
+error) and a lost race never leaves an effect that can still be posted to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import journal_format as jf
+
+from .chain import AppendResult
+from .run_txn import RunTxn
+from .store import Store
+
+_OUTCOMES = (jf.EffectCompleted, jf.EffectFailed, jf.EffectAbandoned)
+
+
+def _outcome(view: RunTxn, key: bytes) -> jf.Event | None:
+    for stored in view.events_at(key):
+        if isinstance(stored.event, _OUTCOMES):
+            return stored.event
+    return None
+
+
+def bind_signal(
+    store: Store,
+    run_id: str,
+    key: bytes,
+    signal_seq: int,
+    *,
+    on_append: Callable[[AppendResult], None] | None = None,
+) -> jf.Event:
+    """Consume signal ``signal_seq`` for the wait at ``key``; returns its outcome.
+
+    The outcome is ``completed`` with the signal's payload, or ``failed`` with
+    its error (an error signal, JF-141). If the wait already has an outcome (an
+    error posted to its key, JF-142), that outcome is returned and the signal
+    is left for another wait. ``on_append`` is told what was appended.
+    """
+    appended: list[AppendResult] = []
+
+    def body(view: RunTxn) -> jf.Event:
+        appended.clear()
+        known = _outcome(view, key)
+        if known is not None:
+            return known
+        signal = view.event_at(signal_seq).event
+        assert isinstance(signal, jf.SignalReceived)
+        event: jf.Event
+        if signal.error is not None:
+            event = jf.EffectFailed(key=key, error=signal.error, signal_seq=signal_seq)
+        else:
+            event = jf.EffectCompleted(
+                key=key, result=signal.payload, signal_seq=signal_seq
+            )
+        appended.append(view.append([event]))
+        return event
+
+    outcome = store.transact(run_id, body)
+    if on_append is not None and appended:
+        on_append(appended[0])
+    return outcome
+
+
+def decide_race(
+    store: Store,
+    run_id: str,
+    key: bytes,
+    winner: int,
+    cancelled: Sequence[int],
+    reason: str,
+    *,
+    on_append: Callable[[AppendResult], None] | None = None,
+) -> list[bytes]:
+    """Record the race at ``key`` won by branch ``winner``; returns the keys abandoned.
+
+    In the same transaction every effect of the ``cancelled`` branches that
+    was requested and has no outcome is recorded ``abandoned`` (``reason``
+    says which race), so a late post or claim to it is refused (JF-143).
+    """
+    appended: list[AppendResult] = []
+
+    def body(view: RunTxn) -> list[bytes]:
+        appended.clear()
+        marked: list[bytes] = []
+        for index in cancelled:
+            for sub in view.keys_under(key + jf.encode_component(index)):
+                events = view.events_at(sub)
+                if any(
+                    isinstance(s.event, jf.EffectRequested) for s in events
+                ) and not any(isinstance(s.event, _OUTCOMES) for s in events):
+                    marked.append(sub)
+        won = jf.RaceWon(key=key, winner=winner, cancelled=list(cancelled))
+        abandoned = [jf.EffectAbandoned(key=k, reason=reason) for k in marked]
+        appended.append(view.append([won, *abandoned]))
+        return marked
+
+    marked = store.transact(run_id, body)
+    if on_append is not None and appended:
+        on_append(appended[0])
+    return marked
