@@ -27,6 +27,7 @@ import journal_format as jf
 from journal_format import ADDRESS_SIZE, EFFECT
 
 from ..errors import PayloadError, ReplayEngineError
+from . import race
 from .backend import ContextBackend
 from .divergence import call_site
 from .parallel import Resolved, check_map_fn, check_thunks, run_group
@@ -48,13 +49,25 @@ class Parallel:
         self._rt = runtime
 
     def all(
-        self, thunks: Iterable[Callable[[], Awaitable[T] | T]]
+        self,
+        thunks: Iterable[Callable[[], Awaitable[T] | T]],
+        *,
+        settled: bool = False,
+        fail_fast: bool = False,
     ) -> Awaitable[list[T]]:
         """Run thunks concurrently; results in input order.
 
         Every branch is settled before this returns. If any failed, the
         failure of the lowest-index branch is raised, whatever order they
         finished in; the other branches' completions stay recorded.
+
+        Args:
+            thunks: functions of no argument, one per branch.
+            settled: return a failed branch's :class:`TaskFailed` in its place
+                instead of raising (other exceptions are still raised).
+            fail_fast: on the first failure (in completion order), cancel the
+                branches still running (their open effects are recorded
+                abandoned) and raise it at once.
 
         Raises:
             ThunkRequired: an item is an awaitable (``ctx.task(...)``) rather
@@ -63,7 +76,32 @@ class Parallel:
         makers = check_thunks(thunks)
         rt = self._rt
         key = _group_key(rt)
+        if settled or fail_fast:
+            return race.run_settling(
+                rt,
+                key,
+                makers,
+                None,
+                None,
+                settled=settled,
+                fail_fast=fail_fast,
+            )
         return run_group(key, makers, None, None, rt.tick, rt.groups)
+
+    def any(
+        self, thunks: Iterable[Callable[[], Awaitable[T] | T]]
+    ) -> Awaitable[tuple[int, T]]:
+        """Race thunks: ``(index, value)`` of the first branch to succeed.
+
+        The branches still running are then cancelled (their open effects
+        are recorded abandoned: a late post to one is refused), and the
+        decision is journaled, so replay picks the same winner whatever the
+        timing. If every branch fails, the lowest-index failure is raised.
+
+        Raises:
+            ThunkRequired: an item is an awaitable rather than a thunk.
+        """
+        return race.run_any(self._rt, check_thunks(thunks))
 
     def map(
         self,
@@ -71,6 +109,8 @@ class Parallel:
         fn: Callable[[T], Awaitable[U] | U],
         *,
         limit: int | None = None,
+        settled: bool = False,
+        fail_fast: bool = False,
     ) -> Awaitable[list[U]]:
         """Run ``fn(item)`` for every item concurrently; results in input order.
 
@@ -79,6 +119,9 @@ class Parallel:
             fn: called once per item, in its own branch.
             limit: at most this many branches run at once (the engine's
                 in-flight bound applies as well).
+            settled: as for :meth:`all`.
+            fail_fast: as for :meth:`all`; no branch starts after the first
+                failure.
         """
         if limit is not None and limit < 1:
             raise ValueError(f"limit must be >= 1, not {limit}")
@@ -86,6 +129,16 @@ class Parallel:
         fn = check_map_fn(fn)
         rt = self._rt
         key = _group_key(rt)
+        if settled or fail_fast:
+            return race.run_settling(
+                rt,
+                key,
+                fn,
+                values,
+                limit,
+                settled=settled,
+                fail_fast=fail_fast,
+            )
         return run_group(key, fn, values, limit, rt.tick, rt.groups)
 
 

@@ -66,21 +66,22 @@ def bind_signal(
     return outcome
 
 
-def decide_race(
+def cancel_branches(
     store: Store,
     run_id: str,
     key: bytes,
-    winner: int,
     cancelled: Sequence[int],
     reason: str,
     *,
+    winner: int | None = None,
     on_append: Callable[[AppendResult], None] | None = None,
 ) -> list[bytes]:
-    """Record the race at ``key`` won by branch ``winner``; returns the keys abandoned.
+    """Cancel branches ``cancelled`` of the group at ``key``; returns keys abandoned.
 
-    In the same transaction every effect of the ``cancelled`` branches that
-    was requested and has no outcome is recorded ``abandoned`` (``reason``
-    says which race), so a late post or claim to it is refused (JF-143).
+    Every effect of those branches that was requested and has no outcome is
+    recorded ``abandoned`` (``reason`` says why), so a late post or claim to it
+    is refused (JF-143). With ``winner``, the group is a race and the same
+    transaction records it won (``race_won``, JF-140) first.
     """
     appended: list[AppendResult] = []
 
@@ -90,13 +91,16 @@ def decide_race(
         for index in cancelled:
             for sub in view.keys_under(key + jf.encode_component(index)):
                 events = view.events_at(sub)
-                if any(
-                    isinstance(s.event, jf.EffectRequested) for s in events
-                ) and not any(isinstance(s.event, _OUTCOMES) for s in events):
+                requested = any(isinstance(s.event, jf.EffectRequested) for s in events)
+                if requested and not any(
+                    isinstance(s.event, _OUTCOMES) for s in events
+                ):
                     marked.append(sub)
-        won = jf.RaceWon(key=key, winner=winner, cancelled=list(cancelled))
-        abandoned = [jf.EffectAbandoned(key=k, reason=reason) for k in marked]
-        appended.append(view.append([won, *abandoned]))
+        new: list[jf.Event] = [jf.EffectAbandoned(key=k, reason=reason) for k in marked]
+        if winner is not None:
+            new.insert(0, jf.RaceWon(key=key, winner=winner, cancelled=list(cancelled)))
+        if new:
+            appended.append(view.append(new))
         return marked
 
     marked = store.transact(run_id, body)

@@ -32,6 +32,7 @@ EXPECTED_ALL = [
     "MAGIC",
     "MAX_INVOCATION_KEY_BYTES",
     "META_FORMAT_KEY",
+    "RACE",
     "RECORD_ENCODER",
     "TIMER",
     "VALUE",
@@ -55,6 +56,7 @@ EXPECTED_ALL = [
     "FormatMeta",
     "LogLine",
     "OrphanOutcome",
+    "RaceWon",
     "RunCancelled",
     "RunCompleted",
     "RunFailed",
@@ -100,8 +102,6 @@ EXPECTED_ALL = [
     "unpack_active",
     "unpack_seq",
     "unseal",
-    "RACE",
-    "RaceWon",
 ]
 
 
