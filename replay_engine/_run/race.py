@@ -96,10 +96,12 @@ def cancel_running(
     for stopped in [k for k in state.frontier if k.startswith(prefixes)]:
         del state.frontier[stopped]
     state.tick()
-    if state.frozen or journal.crashed or (winner is None and not indices):
-        return None  # time travel writes nothing; a (simulated) dead process neither
+    if state.frozen or (winner is None and not indices):
+        return None  # time travel writes nothing
     try:
         journal.flush()  # what the branches recorded, before it is cancelled
+        if journal.crashed:
+            return None  # a (simulated) dead process, maybe since that commit
         cancel_branches(
             journal.store,
             state.run_id,
