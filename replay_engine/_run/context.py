@@ -67,7 +67,7 @@ class Parallel:
                 instead of raising (other exceptions are still raised).
             fail_fast: on the first failure (in completion order), cancel the
                 branches still running (their open effects are recorded
-                abandoned) and raise it at once.
+                abandoned) and raise it at once. Not with ``settled``.
 
         Raises:
             ThunkRequired: an item is an awaitable (``ctx.task(...)``) rather

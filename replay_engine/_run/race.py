@@ -295,6 +295,11 @@ def run_settling(
     fail_fast: bool,
 ) -> Coroutine[Any, Any, list[Any]]:
     """``parallel.all``/``map`` with ``settled`` and/or ``fail_fast``."""
+    if settled and fail_fast:
+        raise ValueError(
+            "settled=True returns failures and fail_fast=True raises the first one:"
+            " ask for one of them"
+        )
     state = cast(ExecutionState, backend)
 
     def make(

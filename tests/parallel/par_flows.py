@@ -242,3 +242,20 @@ async def race_then_wait(inputs: Any, ctx: Any) -> Any:
 async def race_steps_as_all(inputs: Any, ctx: Any) -> Any:
     """``race_steps`` changed: a parallel.all where the race was."""
     return await ctx.parallel.all([lambda: ctx.task(step, {"i": 0, "delay": 0.0})])
+
+
+async def fail_fast_three(inputs: Any, ctx: Any) -> Any:
+    """Three branches (0.j.0), branch 1 fails; ``settled`` and ``fail_fast`` from inputs."""
+    try:
+        results = await ctx.parallel.all(
+            [
+                lambda: ctx.task(step, {"i": 0}),
+                lambda: ctx.task(fail, {"i": 1}),
+                lambda: ctx.task(step, {"i": 2}),
+            ],
+            settled=inputs["settled"],
+            fail_fast=inputs["fail_fast"],
+        )
+    except TaskFailed as exc:
+        return {"failed": exc.key}
+    return [r.key if isinstance(r, TaskFailed) else r for r in results]

@@ -68,3 +68,11 @@ def test_fail_fast_map_starts_nothing_after_the_failure(
     started = sorted(x["i"] for x in read_side(side) if x["what"] == "start")
     assert started == [0, 1]
     assert _replayed(engine, "m") == {"failed": "0.1.0"}
+
+
+def test_settled_and_fail_fast_together_are_refused(engine: Engine, side: Path) -> None:
+    from .par_flows import fail_fast_three
+
+    run = engine.run(fail_fast_three, {"settled": True, "fail_fast": True}, run_id="b")
+    assert run.status == "failed"
+    assert "ask for one of them" in str(run.error)
