@@ -245,7 +245,7 @@ async def race_steps_as_all(inputs: Any, ctx: Any) -> Any:
 
 
 async def fail_fast_three(inputs: Any, ctx: Any) -> Any:
-    """Three branches (0.j.0), branch 1 fails; ``settled`` and ``fail_fast`` from inputs."""
+    """Three branches (0.j.0), branch 1 fails; the options come from inputs."""
     try:
         results = await ctx.parallel.all(
             [

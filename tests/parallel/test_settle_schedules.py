@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import tempfile
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from replay_engine import Engine
 from replay_engine.testing import Schedule, run_schedule
