@@ -115,7 +115,9 @@ class ExternalEffects(Executing):
             key: the effect's invocation key (``"3.1"``).
             result: the effect's result (any msgspec-encodable value).
             error: instead of a result, a failure message; the process sees
-                :class:`TaskFailed` with ``error_type == "ExternalError"``.
+                :class:`TaskFailed` with ``error_type == "ExternalError"``. An
+                error (not a result) may also answer a ``ctx.wait_for_event``
+                wait by its key: it fails that one wait.
             by: the posting worker; when the effect is claimed by another
                 worker whose lease has not expired, the post is refused.
 

@@ -107,7 +107,13 @@ def _send_event(
 @click.argument("run_id")
 @click.argument("key", required=False)
 @click.option("--result", "result_json", metavar="JSON", help="The effect's result.")
-@click.option("--error", "error", metavar="MSG", help="Fail the effect with MSG.")
+@click.option(
+    "--error",
+    "error",
+    metavar="MSG",
+    help="Fail the effect (or event wait) at KEY with MSG; with --event, send an"
+    " error signal.",
+)
 @click.option(
     "--approve", is_flag=True, help='Answer a breakpoint: {"approved": true, ...}.'
 )

@@ -259,3 +259,24 @@ async def fail_fast_three(inputs: Any, ctx: Any) -> Any:
     except TaskFailed as exc:
         return {"failed": exc.key}
     return [r.key if isinstance(r, TaskFailed) else r for r in results]
+
+
+async def race_wait_or_agent(inputs: Any, ctx: Any) -> Any:
+    """An event wait (0.0.0) against an agent (0.1.0); a failed wait does not win."""
+    return await ctx.parallel.any(
+        [lambda: ctx.wait_for_event("go"), lambda: ctx.task(agent, {"i": 1})]
+    )
+
+
+async def settled_with_a_bug(inputs: Any, ctx: Any) -> Any:
+    """A composite branch raising a plain exception: settled does not swallow it."""
+
+    async def buggy() -> Any:
+        await ctx.task(step, {"i": 0})
+        raise KeyError("bug in the process")
+
+    try:
+        await ctx.parallel.all([buggy, lambda: ctx.task(fail, {"i": 1})], settled=True)
+    except KeyError as exc:
+        return {"raised": str(exc)}
+    return "swallowed"

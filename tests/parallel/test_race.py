@@ -147,3 +147,13 @@ def test_a_group_at_a_race_key_diverges(engine: Engine, journal: Path) -> None:
     engine.fork("r", at=len(engine.events("r")) - 1, new_run_id="f")
     with pytest.raises(NonDeterminismError, match=r"parallel\.any"):
         engine.resume("f", process=race_steps_as_all)
+
+
+def test_a_failed_event_wait_does_not_win(engine: Engine) -> None:
+    from .par_flows import race_wait_or_agent
+
+    assert engine.run(race_wait_or_agent, None, run_id="r").status == "waiting"
+    engine.post("r", "0.0.0", error="no CI today")
+    assert engine.resume("r").status == "waiting"  # the agent may still win
+    engine.post("r", "0.1.0", result="reviewed")
+    assert engine.resume("r").result == [1, "reviewed"]

@@ -76,3 +76,10 @@ def test_settled_and_fail_fast_together_are_refused(engine: Engine, side: Path) 
     run = engine.run(fail_fast_three, {"settled": True, "fail_fast": True}, run_id="b")
     assert run.status == "failed"
     assert "ask for one of them" in str(run.error)
+
+
+def test_settled_raises_what_is_not_a_task_failure(engine: Engine, side: Path) -> None:
+    from .par_flows import settled_with_a_bug
+
+    run = engine.run(settled_with_a_bug, None, run_id="b")
+    assert run.result == {"raised": "'bug in the process'"}
