@@ -96,8 +96,10 @@ def cancel_running(
     for stopped in [k for k in state.frontier if k.startswith(prefixes)]:
         del state.frontier[stopped]
     state.tick()
-    if state.frozen or (winner is None and not indices):
-        return None  # time travel writes nothing
+    if state.frozen or state.stopping or (winner is None and not indices):
+        # Time travel writes nothing; an execution being stopped neither (a
+        # resume decides again from what the journal holds).
+        return None
     try:
         journal.flush()  # what the branches recorded, before it is cancelled
         if journal.crashed:
@@ -247,6 +249,8 @@ class _SettleGroup(_Group):
             return
         if isinstance(value.exc, BranchAbandoned):
             return  # cancelled earlier (replayed): not the failure that decides
+        if self.state.stopping:
+            return  # the execution stops (its waits are cancelled): no failure
         if self.settled and isinstance(value.exc, TaskFailed):
             return  # returned, not raised: nothing to fail fast for
         self.first_failure = index

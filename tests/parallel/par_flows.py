@@ -280,3 +280,14 @@ async def settled_with_a_bug(inputs: Any, ctx: Any) -> Any:
     except KeyError as exc:
         return {"raised": str(exc)}
     return "swallowed"
+
+
+async def fail_fast_agents(inputs: Any, ctx: Any) -> Any:
+    """Two agents (0.0.0, 0.1.0) with fail fast: the run waits for both."""
+    try:
+        return await ctx.parallel.all(
+            [lambda: ctx.task(agent, {"i": 0}), lambda: ctx.task(agent, {"i": 1})],
+            fail_fast=True,
+        )
+    except TaskFailed as exc:
+        return {"failed": exc.key}

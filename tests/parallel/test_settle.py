@@ -83,3 +83,18 @@ def test_settled_raises_what_is_not_a_task_failure(engine: Engine, side: Path) -
 
     run = engine.run(settled_with_a_bug, None, run_id="b")
     assert run.result == {"raised": "'bug in the process'"}
+
+
+def test_a_waiting_fail_fast_group_abandons_nothing(engine: Engine) -> None:
+    """Stopping a run as waiting cancels its waits: that is not a branch failure."""
+    from .par_flows import fail_fast_agents
+
+    assert engine.run(fail_fast_agents, None, run_id="w").status == "waiting"
+    assert _events(engine, "w", jf.EffectAbandoned) == []
+    assert [p.key for p in engine.pending("w") if not p.abandoned] == ["0.0.0", "0.1.0"]
+    engine.post("w", "0.1.0", error="agent gave up")
+    assert engine.resume("w").result == {"failed": "0.1.0"}
+    abandoned = [
+        jf.key_bytes_to_text(e.key) for e in _events(engine, "w", jf.EffectAbandoned)
+    ]
+    assert abandoned == ["0.0.0"]
