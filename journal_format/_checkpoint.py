@@ -37,6 +37,7 @@ from ._events import (
     Event,
     LogLine,
     PatchMarker,
+    RaceWon,
     RunStarted,
     SignalReceived,
     TimerFired,
@@ -56,6 +57,9 @@ TIMER: Final = 2
 """``CallEntry.kind`` of a durable timer (``ctx.sleep``)."""
 PATCH: Final = 3
 """``CallEntry.kind`` of a patch marker (``ctx.patched``; ``task`` is the patch id)."""
+RACE: Final = 4
+"""``CallEntry.kind`` of a decided race (``ctx.parallel.any``): ``value`` is the
+winning branch's index (JF-140)."""
 
 
 class CallEntry(msgspec.Struct, array_like=True, gc=False):
@@ -362,6 +366,8 @@ class CallIndex:
             calls[event.key] = CallEntry(VALUE, seq, event.kind, value=event.value)
         elif isinstance(event, EffectFailed):
             self._effect(seq, event.key).error = event.error
+            if event.signal_seq is not None:  # an error signal consumed (JF-141)
+                self.consumed_signals.add(event.signal_seq)
         elif isinstance(event, AttemptFailed):
             self._effect(seq, event.key).attempts = event.attempt
         elif isinstance(event, TimerStarted):
@@ -372,6 +378,8 @@ class CallIndex:
                 timer.fired = True
         elif isinstance(event, EffectAbandoned):
             self._effect(seq, event.key).abandoned = True
+        elif isinstance(event, RaceWon):
+            calls[event.key] = CallEntry(RACE, seq, value=event.winner)
         elif isinstance(event, SignalReceived):
             self.signals.append((seq, event.name, event.payload))
         elif isinstance(event, RunStarted):

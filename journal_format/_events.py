@@ -110,6 +110,9 @@ class EffectFailed(_Event, tag="failed", frozen=True):
     attempts: int = 1
     by: str | None = None
     """For posted errors: who posted, when given."""
+    signal_seq: int | None = None
+    """For ``ctx.wait_for_event``: the seq of the error signal the wait consumed
+    (JF-141)."""
 
 
 class EffectClaimed(_Event, tag="claimed", frozen=True):
@@ -183,6 +186,23 @@ class SignalReceived(_Event, tag="signal", frozen=True):
 
     name: str
     payload: bytes
+    error: ErrorInfo | None = None
+    """An error signal (``post --event NAME --error MSG``): the wait that
+    consumes it fails with this error instead of returning the payload (JF-141)."""
+
+
+class RaceWon(_Event, tag="race_won", frozen=True):
+    """The race ``ctx.parallel.any`` at ``key`` was decided (JF-140).
+
+    Replay serves the decision from here: only branch ``winner`` is executed
+    again. The branches in ``cancelled`` were still running when it was decided
+    (their open effects are ``abandoned`` in the same commit); the others had
+    failed, or were never started.
+    """
+
+    key: bytes
+    winner: int
+    cancelled: list[int] = msgspec.field(default_factory=list)
 
 
 class RunCompleted(_Event, tag="run_completed", frozen=True):
@@ -284,6 +304,7 @@ Event = (
     | RunTimedOut
     | ExecutionStarted
     | PatchMarker
+    | RaceWon
 )
 """Any event body."""
 
@@ -308,6 +329,7 @@ EVENT_TYPES: Final[tuple[type[_Event], ...]] = (
     RunTimedOut,
     ExecutionStarted,
     PatchMarker,
+    RaceWon,
 )
 
 

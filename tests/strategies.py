@@ -114,6 +114,7 @@ EVENT_STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
         error=error_infos,
         attempts=st.integers(1, 1000),
         by=st.none() | st.text(),
+        signal_seq=st.none() | counts,
     ),
     jf.EffectClaimed: st.builds(
         jf.EffectClaimed, key=key_bytes(), worker=st.text(), lease_until_ns=nanos
@@ -143,7 +144,18 @@ EVENT_STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
     ),
     jf.TimerStarted: st.builds(jf.TimerStarted, key=key_bytes(), due_ns=nanos),
     jf.TimerFired: st.builds(jf.TimerFired, key=key_bytes()),
-    jf.SignalReceived: st.builds(jf.SignalReceived, name=st.text(), payload=addresses),
+    jf.SignalReceived: st.builds(
+        jf.SignalReceived,
+        name=st.text(),
+        payload=addresses,
+        error=st.none() | error_infos,
+    ),
+    jf.RaceWon: st.builds(
+        jf.RaceWon,
+        key=key_bytes(),
+        winner=counts,
+        cancelled=st.lists(counts, max_size=4),
+    ),
     jf.RunCompleted: st.builds(jf.RunCompleted, result=addresses),
     jf.RunFailed: st.builds(jf.RunFailed, error=error_infos),
     jf.RunWaiting: st.builds(

@@ -115,7 +115,9 @@ class ExternalEffects(Executing):
             key: the effect's invocation key (``"3.1"``).
             result: the effect's result (any msgspec-encodable value).
             error: instead of a result, a failure message; the process sees
-                :class:`TaskFailed` with ``error_type == "ExternalError"``.
+                :class:`TaskFailed` with ``error_type == "ExternalError"``. An
+                error (not a result) may also answer a ``ctx.wait_for_event``
+                wait by its key: it fails that one wait.
             by: the posting worker; when the effect is claimed by another
                 worker whose lease has not expired, the post is refused.
 
@@ -138,10 +140,20 @@ class ExternalEffects(Executing):
             by=by,
         )
 
-    def post_event(self, run_id: str, name: str, payload: Any = None) -> int:
-        """Send a named signal to a run (for ``ctx.wait_for_event``); its seq."""
+    def post_event(
+        self, run_id: str, name: str, payload: Any = None, *, error: str | None = None
+    ) -> int:
+        """Send a named signal to a run (for ``ctx.wait_for_event``); its seq.
+
+        With ``error`` (and no payload), the wait that takes the signal raises
+        :class:`TaskFailed` (``error_type == "ExternalError"``, the message
+        ``error``) instead of returning, live and on replay. To fail one
+        particular wait instead, ``post(run_id, key, error=...)`` its key.
+        """
+        if error is not None and payload is not None:
+            raise ValueError("post_event takes a payload or an error, not both")
         self._store.require_run(run_id)
-        return _posts.post_signal(self._store, run_id, name, payload)
+        return _posts.post_signal(self._store, run_id, name, payload, error)
 
     def claim(
         self,

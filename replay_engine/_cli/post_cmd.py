@@ -83,11 +83,37 @@ def _forbid(ctx: click.Context, action: str, **options: object) -> None:
             raise usage_error(f"{flag} does not go with --{action}", ctx)
 
 
+def _send_event(
+    ctx: click.Context,
+    engine: Any,
+    run_id: str,
+    event: str,
+    payload_json: str | None,
+    error: str | None,
+) -> tuple[dict[str, Any], str]:
+    """``post --event NAME``: a signal, or an error signal with ``--error``."""
+    payload = (
+        None if payload_json is None else _parse_json(payload_json, "--payload", ctx)
+    )
+    seq = engine.post_event(run_id, event, payload, error=error)
+    doc: dict[str, Any] = {"run_id": run_id, "event": event, "seq": seq}
+    if error is None:
+        return doc, f"sent event {event!r} to run {run_id} (event seq {seq})"
+    doc["error"] = error
+    return doc, f"sent event {event!r} as an error to run {run_id} (event seq {seq})"
+
+
 @click.command("post")
 @click.argument("run_id")
 @click.argument("key", required=False)
 @click.option("--result", "result_json", metavar="JSON", help="The effect's result.")
-@click.option("--error", "error", metavar="MSG", help="Fail the effect with MSG.")
+@click.option(
+    "--error",
+    "error",
+    metavar="MSG",
+    help="Fail the effect (or event wait) at KEY with MSG; with --event, send an"
+    " error signal.",
+)
 @click.option(
     "--approve", is_flag=True, help='Answer a breakpoint: {"approved": true, ...}.'
 )
@@ -140,9 +166,11 @@ def post_command(
       post RUN_ID KEY --error MSG              the effect failed
       post RUN_ID KEY --approve|--reject [--response JSON]   a breakpoint
       post RUN_ID --event NAME [--payload JSON]              a signal
+      post RUN_ID --event NAME --error MSG     the wait that takes it fails
       post RUN_ID KEY --heartbeat --by WORKER --lease SECONDS
 
-    A JSON value of '-' is read from stdin. The post is validated and atomic:
+    --error also fails a ctx.wait_for_event wait by its KEY. A JSON value of
+    '-' is read from stdin. The post is validated and atomic:
     an unknown key, a key that already has a result, an abandoned key, a
     finished run, or an effect claimed by another worker is refused (exit 1)
     and nothing is written. Then run `replay-engine iterate RUN_ID` to go on.
@@ -151,7 +179,8 @@ def post_command(
         ctx,
         {
             "result": result_json is not None,
-            "error": error is not None,
+            # --event NAME --error MSG is an error signal, one action.
+            "error": error is not None and event is None,
             "approve": approve,
             "reject": reject,
             "event": event is not None,
@@ -171,6 +200,8 @@ def post_command(
         raise usage_error("--event sends a signal to the run: give no KEY", ctx)
     else:
         _forbid(ctx, action, by=by)
+        if error is not None:
+            _forbid(ctx, "error", payload=payload_json)
     if action == "heartbeat" and (by is None or lease is None):
         raise usage_error("--heartbeat needs --by WORKER and --lease SECONDS", ctx)
 
@@ -178,14 +209,7 @@ def post_command(
     with open_engine(ctx, access="write", run_id=run_id) as engine, rejections(as_json):
         if action == "event":
             assert event is not None
-            payload = (
-                None
-                if payload_json is None
-                else _parse_json(payload_json, "--payload", ctx)
-            )
-            seq = engine.post_event(run_id, event, payload)
-            doc = {"run_id": run_id, "event": event, "seq": seq}
-            human = f"sent event {event!r} to run {run_id} (event seq {seq})"
+            doc, human = _send_event(ctx, engine, run_id, event, payload_json, error)
         elif action == "heartbeat":
             assert key is not None and by is not None and lease is not None
             until = engine.heartbeat(run_id, key, by, lease=lease)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as _dt
 import random as _random
 import uuid as _uuid
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, ParamSpec, TypeVar, overload
 
 import blake3
@@ -26,12 +26,12 @@ import blake3
 import journal_format as jf
 from journal_format import ADDRESS_SIZE, EFFECT
 
-from ..errors import PayloadError, ReplayEngineError
+from ..errors import PayloadError
 from .backend import ContextBackend
+from .branches import Parallel, current
 from .divergence import call_site
-from .parallel import Resolved, check_map_fn, check_thunks, run_group
+from .parallel import Resolved
 from .patches import check_id
-from .scope import Scope, current_scope
 from .tasks import TaskDef, as_task
 from .typed import bind, check_args, convert_result
 
@@ -41,78 +41,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
-
-
-class Parallel:
-    """``ctx.parallel``: run branches concurrently with stable keys."""
-
-    __slots__ = ("_rt",)
-
-    def __init__(self, runtime: ContextBackend) -> None:
-        self._rt = runtime
-
-    # Two overloads rather than ``Awaitable[T] | T``, from which a type checker
-    # cannot tell T: thunks of ctx calls give their results' type.
-    @overload
-    def all(
-        self, thunks: Iterable[Callable[[], Awaitable[T]]]
-    ) -> Awaitable[list[T]]: ...
-    @overload
-    def all(self, thunks: Iterable[Callable[[], T]]) -> Awaitable[list[T]]: ...
-    def all(self, thunks: Iterable[Callable[[], Any]]) -> Awaitable[list[Any]]:
-        """Run thunks concurrently; results in input order.
-
-        Every branch is settled before this returns. If any failed, the
-        failure of the lowest-index branch is raised, whatever order they
-        finished in; the other branches' completions stay recorded.
-
-        Raises:
-            ThunkRequired: an item is an awaitable (``ctx.task(...)``) rather
-                than a thunk (``lambda: ctx.task(...)``).
-        """
-        makers = check_thunks(thunks)
-        rt = self._rt
-        key = _group_key(rt)
-        return run_group(key, makers, None, None, rt.tick, rt.groups)
-
-    @overload
-    def map(
-        self,
-        items: Sequence[T] | Iterable[T],
-        fn: Callable[[T], Awaitable[U]],
-        *,
-        limit: int | None = None,
-    ) -> Awaitable[list[U]]: ...
-    @overload
-    def map(
-        self,
-        items: Sequence[T] | Iterable[T],
-        fn: Callable[[T], U],
-        *,
-        limit: int | None = None,
-    ) -> Awaitable[list[U]]: ...
-    def map(
-        self,
-        items: Sequence[Any] | Iterable[Any],
-        fn: Callable[[Any], Any],
-        *,
-        limit: int | None = None,
-    ) -> Awaitable[list[Any]]:
-        """Run ``fn(item)`` for every item concurrently; results in input order.
-
-        Args:
-            items: the items; branch ``j`` gets ``items[j]``.
-            fn: called once per item, in its own branch.
-            limit: at most this many branches run at once (the engine's
-                in-flight bound applies as well).
-        """
-        if limit is not None and limit < 1:
-            raise ValueError(f"limit must be >= 1, not {limit}")
-        values = items if isinstance(items, list | tuple | range) else list(items)
-        fn = check_map_fn(fn)
-        rt = self._rt
-        key = _group_key(rt)
-        return run_group(key, fn, values, limit, rt.tick, rt.groups)
 
 
 class Context:
@@ -387,22 +315,7 @@ class Context:
         return rt.value(kind, key, scope.prefix, make)
 
 
-def _scope() -> Scope:
-    try:
-        return current_scope.get()
-    except LookupError:
-        raise ReplayEngineError(
-            "ctx was used outside its run: ctx methods may only be called while the"
-            " engine executes the process (not from threads or after it returned)"
-        ) from None
-
-
-def _group_key(rt: ContextBackend) -> bytes:
-    """Take the key of a parallel group (its branches' keys extend it)."""
-    rt.check_live()
-    key = _scope().next_key()
-    rt.group(key)
-    return key
+_scope = current  # the scope of the ctx call being made
 
 
 _special: dict[tuple[str, str, float | None], TaskDef[..., Any]] = {}

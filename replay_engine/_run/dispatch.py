@@ -119,6 +119,24 @@ class Dispatcher:
             if call.task is not None and not call.task.done():
                 call.task.cancel()
 
+    def cancel_under(self, prefix: str) -> None:
+        """Cancel the attempts under ``prefix`` (``"3.1."``): a cancelled branch.
+
+        Queued ones never start and async ones are cancelled; one running in a
+        thread or process goes on, and its outcome is dropped (nobody awaits it).
+        """
+        for call in self.ready:
+            if call.key_text.startswith(prefix) and not call.future.done():
+                call.future.cancel()
+        for call in list(self._async_calls):
+            task = call.task
+            if (
+                call.key_text.startswith(prefix)
+                and task is not None
+                and not task.done()
+            ):
+                task.cancel()
+
     async def drain(self, timeout: float) -> None:
         """Close, then wait (at most ``timeout`` seconds) for running attempts.
 

@@ -23,6 +23,8 @@ def describe_entry(entry: jf.CallEntry) -> str:
         return f"ctx.{entry.task}()"
     if entry.kind == jf.PATCH:
         return f"ctx.patched({entry.task!r}) (a patch marker)"
+    if entry.kind == jf.RACE:
+        return f"ctx.parallel.any (won by branch {entry.value!r})"
     return "ctx.sleep()"
 
 
@@ -34,6 +36,8 @@ def describe_call(kind: int, task: str, args: bytes) -> str:
         return f"ctx.{task}()"
     if kind == jf.TIMER:
         return "ctx.sleep()"
+    if kind == jf.RACE:
+        return "ctx.parallel.any"
     return "a parallel group (ctx.parallel.all/map)"
 
 

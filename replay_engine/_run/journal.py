@@ -490,6 +490,18 @@ class RunJournal:
             )
         )
 
+    def visit_under(self, prefix: bytes) -> None:
+        """Count each recorded call under ``prefix`` as reached (a cancelled branch)."""
+        if not self.entries:
+            return
+        keys = self._sorted_keys
+        if keys is None:
+            keys = self._sorted_keys = sorted(self.entries)
+        pos = bisect.bisect_left(keys, prefix)
+        while pos < len(keys) and keys[pos].startswith(prefix):
+            self.visited.add(keys[pos])
+            pos += 1
+
     def unvisited(self) -> list[tuple[bytes, jf.CallEntry]]:
         """Recorded calls this execution has not reached, in key order."""
         visited = self.visited

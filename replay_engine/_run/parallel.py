@@ -204,6 +204,8 @@ class _Group:
         self.waiter: asyncio.Future[None] | None = None
         self.on_activity = on_activity
         self.refill: Callable[[], None] | None = None
+        self.stopped = False
+        """The outcome is decided (a race won, a fail-fast failure): start no more."""
 
     def start(
         self, index: int, scope: Scope, make: Callable[..., Any], item: Any
@@ -324,16 +326,19 @@ async def run_group(
     limit: int | None,
     on_activity: Callable[[], None],
     active: set[_Group],
+    make_group: Callable[[bytes, int, int | None, Callable[[], None]], _Group]
+    | None = None,
 ) -> list[Any]:
     """Run branches as the group at ``key``; see the module doc.
 
     While it waits, the group is in ``active``, so the runtime can settle it
     early when its outcome is already decided (see ``decided_failure``).
+    ``make_group`` builds a group with other outcome rules (``settle_group``).
     """
     # parallel.all: one thunk per branch; parallel.map: one function, one item
     # per branch (no per-item closure).
     count = len(items) if items is not None else len(makers)  # type: ignore[arg-type]
-    group = _Group(key, count, limit, on_activity)
+    group = (make_group or _Group)(key, count, limit, on_activity)
     if not count:
         return []
     text = key_bytes_to_text(key) + "."
@@ -341,7 +346,11 @@ async def run_group(
 
     def refill() -> None:
         nonlocal next_index
-        while next_index < count and (limit is None or group.running < limit):
+        while (
+            next_index < count
+            and (limit is None or group.running < limit)
+            and not group.stopped
+        ):
             index = next_index
             next_index += 1
             scope = Scope(key + encode_component(index), text, index)

@@ -17,10 +17,12 @@ from typing import Any
 
 import journal_format as jf
 
+from .._store.outcomes import bind_signal
 from .._store.posts import expire
 from ..errors import JournalCorruptError, JournalWriteError, task_failure
 from . import history
 from .divergence import call_site
+from .parallel import BranchAbandoned
 from .quiet import schedule_quiet_check
 from .state import ExecutionState, FrontierCall, Stopped
 from .tasks import TaskDef
@@ -30,11 +32,11 @@ async def external_result(
     state: ExecutionState, tdef: TaskDef[..., Any], key: bytes, deadline_ns: int | None
 ) -> Any:
     """Wait for an external effect's result; it arrives in a later execution."""
-    if tdef.kind == "signal":
-        payload = _take_signal(state, tdef.name, key)
-        if payload is not None:
-            return state.recorded_value(payload, key)
     journal = state.journal
+    if tdef.kind == "signal":
+        bound = _take_signal(state, tdef.name, key)
+        if bound is not None:
+            return _outcome_value(state, tdef, key, bound)
     if deadline_ns is not None and state.clock_ns() >= deadline_ns:
         # Commit the request first: its outcome must never precede it.
         journal.flush()
@@ -51,34 +53,55 @@ async def external_result(
             state.fail(exc)
             raise
         state.tick()
-        if isinstance(outcome, jf.EffectCompleted):
-            return state.recorded_value(journal.store.get_payload(outcome.result), key)
-        assert isinstance(outcome, jf.EffectFailed)
-        error = outcome.error
-        raise task_failure(
-            error.type,
-            error.message,
-            error.traceback,
-            key=jf.key_bytes_to_text(key),
-            task=tdef.name,
-        )
+        assert outcome is not None
+        return _outcome_value(state, tdef, key, outcome)
     if deadline_ns is not None:
         state.due[key] = deadline_ns
     await wait_external(state, key)
 
 
-def _take_signal(state: ExecutionState, name: str, key: bytes) -> bytes | None:
-    """Bind the oldest unconsumed signal ``name`` to the wait at ``key``."""
+def _outcome_value(
+    state: ExecutionState, tdef: TaskDef[..., Any], key: bytes, outcome: jf.Event
+) -> Any:
+    """The value of a wait's recorded outcome, or its failure raised."""
+    if isinstance(outcome, jf.EffectCompleted):
+        return state.recorded_value(
+            state.journal.store.get_payload(outcome.result), key
+        )
+    if isinstance(outcome, jf.EffectAbandoned):
+        raise BranchAbandoned()
+    assert isinstance(outcome, jf.EffectFailed)
+    error = outcome.error
+    raise task_failure(
+        error.type,
+        error.message,
+        error.traceback,
+        key=jf.key_bytes_to_text(key),
+        task=tdef.name,
+    )
+
+
+def _take_signal(state: ExecutionState, name: str, key: bytes) -> jf.Event | None:
+    """Bind the oldest unconsumed signal ``name`` to the wait at ``key``.
+
+    In one transaction with a check (``bind_signal``): an error posted to the
+    wait's key meanwhile (JF-142) wins, and the signal is left for another wait.
+    """
     journal = state.journal
-    for seq, signal_name, address in journal.signals:
+    for seq, signal_name, _address in journal.signals:
         if signal_name == name and seq not in journal.consumed_signals:
-            journal.consumed_signals.add(seq)
-            payload = journal.store.get_payload(address)
-            state.record(
-                jf.EffectCompleted(key=key, result=address, signal_seq=seq),
-                jf.blobs_for(address, payload),
-            )
-            return payload
+            journal.flush()  # the wait's request first: its outcome must follow it
+            try:
+                outcome = bind_signal(
+                    journal.store, state.run_id, key, seq, on_append=journal.note_append
+                )
+            except (JournalCorruptError, JournalWriteError) as exc:
+                state.fail(exc)
+                raise
+            if getattr(outcome, "signal_seq", None) == seq:
+                journal.consumed_signals.add(seq)
+            state.tick()
+            return outcome
     return None
 
 

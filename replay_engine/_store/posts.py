@@ -97,7 +97,9 @@ def _check_open(view: RunTxn, key_text: str | None) -> None:
         )
 
 
-def _pending_state(view: RunTxn, key: bytes, key_text: str) -> EffectState:
+def _pending_state(
+    view: RunTxn, key: bytes, key_text: str, *, error_post: bool = False
+) -> EffectState:
     events = view.events_at(key)
     request = next((s for s in events if isinstance(s.event, jf.EffectRequested)), None)
     if request is None:
@@ -110,7 +112,9 @@ def _pending_state(view: RunTxn, key: bytes, key_text: str) -> EffectState:
         )
     event = request.event
     assert isinstance(event, jf.EffectRequested)
-    if event.kind in NOT_POSTABLE:
+    # An event wait takes results only by name (post --event), but it may be
+    # failed by its key (JF-142): that answers this one wait, not the next.
+    if event.kind in NOT_POSTABLE and not (error_post and event.kind == "signal"):
         what = (
             "an in-process task: the engine executes it"
             if event.kind == "task"
@@ -145,7 +149,8 @@ def _pending_state(view: RunTxn, key: bytes, key_text: str) -> EffectState:
         raise _reject(
             "abandoned",
             f"key {key_text} of run {view.run_id!r} was abandoned (its parallel group"
-            " failed); its result can no longer matter and nothing was written",
+            " failed, or its branch lost a ctx.parallel.any race); its result can no"
+            " longer matter and nothing was written",
             view.run_id,
             key_text,
         )
@@ -179,7 +184,7 @@ def post(
 
     def body(view: RunTxn) -> int:
         _check_open(view, key_text)
-        state = _pending_state(view, key, key_text)
+        state = _pending_state(view, key, key_text, error_post=error is not None)
         claim = state.claim
         if (
             by is not None
@@ -225,8 +230,14 @@ def _check_breakpoint_result(result: Any, run_id: str, key_text: str) -> None:
         )
 
 
-def post_signal(store: Store, run_id: str, name: str, payload: Any) -> int:
-    """Record a named signal for ``ctx.wait_for_event``; returns its event seq."""
+def post_signal(
+    store: Store, run_id: str, name: str, payload: Any, error: str | None = None
+) -> int:
+    """Record a named signal for ``ctx.wait_for_event``; returns its event seq.
+
+    With ``error``, the wait that consumes it fails with that message
+    (``TaskFailed``, ``error_type == "ExternalError"``) instead (JF-141).
+    """
     data = encode_or_refuse(
         payload,
         f"the payload of event {name!r} for run {run_id!r}",
@@ -237,7 +248,16 @@ def post_signal(store: Store, run_id: str, name: str, payload: Any) -> int:
     def body(view: RunTxn) -> int:
         _check_open(view, None)
         return view.append(
-            [jf.SignalReceived(name=name, payload=ref)], jf.blobs_for(ref, data)
+            [
+                jf.SignalReceived(
+                    name=name,
+                    payload=ref,
+                    error=None
+                    if error is None
+                    else jf.ErrorInfo(type="ExternalError", message=str(error)),
+                )
+            ],
+            jf.blobs_for(ref, data),
         ).first_seq
 
     return store.transact(run_id, body)

@@ -84,3 +84,27 @@ class RunTxn:
             jf.seal(jf.encode_record(self.record)),
             db=self._dbs[jf.DB_RUNS],
         )
+
+    def event_at(self, seq: int) -> StoredEvent:
+        """The run's event ``seq``, checked (its digest; not the whole chain)."""
+        return read_chain(self._txn, self._dbs, self.run_id, seq, seq + 1)[0]
+
+    def keys_under(self, key_prefix: bytes) -> list[bytes]:
+        """Invocation keys with events that start with ``key_prefix`` (a subtree).
+
+        Read from the key index, so only the subtree's keys are visited.
+        """
+        prefix = jf.run_prefix(self.run_id)
+        start = prefix + key_prefix
+        cursor = self._txn.cursor(db=self._dbs[jf.DB_KEYS])
+        out: list[bytes] = []
+        if not cursor.set_range(start):
+            return out
+        while True:
+            raw = bytes(cursor.key())
+            if not raw.startswith(start):
+                break
+            out.append(raw[len(prefix) :])
+            if not cursor.next_nodup():
+                break
+        return out

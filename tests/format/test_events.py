@@ -36,6 +36,7 @@ TAGS = {
     "run_timed_out": jf.RunTimedOut,
     "execution": jf.ExecutionStarted,
     "patched": jf.PatchMarker,
+    "race_won": jf.RaceWon,
 }
 
 #: Field names of every event type in the order writers emit them (JF-038).
@@ -53,7 +54,7 @@ FIELDS = {
     ),
     jf.EffectRequested: ("key", "task", "kind", "args", "deadline_ns"),
     jf.EffectCompleted: ("key", "result", "signal_seq", "by"),
-    jf.EffectFailed: ("key", "error", "attempts", "by"),
+    jf.EffectFailed: ("key", "error", "attempts", "by", "signal_seq"),
     jf.EffectClaimed: ("key", "worker", "lease_until_ns"),
     jf.EffectAbandoned: ("key", "reason"),
     jf.AttemptFailed: ("key", "attempt", "error", "retry_in"),
@@ -61,7 +62,7 @@ FIELDS = {
     jf.ValueRecorded: ("key", "kind", "value"),
     jf.TimerStarted: ("key", "due_ns"),
     jf.TimerFired: ("key",),
-    jf.SignalReceived: ("name", "payload"),
+    jf.SignalReceived: ("name", "payload", "error"),
     jf.RunCompleted: ("result",),
     jf.RunFailed: ("error",),
     jf.RunWaiting: ("pending", "next_due_ns"),
@@ -70,6 +71,7 @@ FIELDS = {
     jf.RunTimedOut: ("deadline_ns",),
     jf.ExecutionStarted: ("pid", "host", "why", "fingerprint", "code"),
     jf.PatchMarker: ("key", "patch"),
+    jf.RaceWon: ("key", "winner", "cancelled"),
 }
 
 
@@ -95,6 +97,7 @@ FIRST_FIELDS = {
     jf.RunTimedOut: ("deadline_ns",),
     jf.ExecutionStarted: ("pid", "host", "why"),
     jf.PatchMarker: ("key", "patch"),
+    jf.RaceWon: ("key", "winner"),
 }
 
 
