@@ -33,14 +33,14 @@ def _replayed(engine: Engine, run_id: str) -> Any:
 
 def test_settled_returns_failures_in_input_order(engine: Engine, side: Path) -> None:
     run = engine.run(settled_all, None, run_id="s")
-    expected = [0, {"error": "ValueError", "key": "0.1.0"}, 20]
+    expected = [0, {"error": "builtins.ValueError", "key": "0.1.0"}, 20]
     assert run.status == "completed" and run.result == expected
     assert _replayed(engine, "s") == expected
 
 
 def test_settled_map(engine: Engine, side: Path) -> None:
     run = engine.run(settled_map, None, run_id="s")
-    expected = [0, "ValueError", 20, "ValueError"]
+    expected = [0, "builtins.ValueError", 20, "builtins.ValueError"]
     assert run.result == expected
     assert _replayed(engine, "s") == expected
 
