@@ -15,8 +15,8 @@ input JSON), 3 the run is waiting for external effects; 143 and 130 when
 ``run``/``resume``/``iterate`` were stopped by SIGTERM or SIGINT
 (``stop_signals``).
 
-The commands live in one module per theme, each adding its commands to the
-group with ``register``: ``run_cmds`` (run, resume), ``inspect_cmds``
+The commands live in one module per theme, listed in ``COMMANDS`` below and
+imported only when used (``lazy_group``): ``run_cmds`` (run, resume), ``inspect_cmds``
 (status, runs, log, verify), ``worker_cmds`` (submit, worker), ``travel_cmds``
 (replay, fork), ``export_cmds``
 (export, timeline; the page is modelled by ``timeline_model`` and drawn by
@@ -39,22 +39,7 @@ from typing import NoReturn
 
 import click
 
-from . import (
-    cancel_cmd as _cancel,
-    check_cmd as _check,
-    compat_cmd as _compat,
-    debug_cmd as _debug,
-    diff_cmd as _diff,
-    effect_cmds as _external,
-    export_cmds as _export,
-    inspect_cmds as _inspect,
-    isolation as _isolation,
-    retention_cmds as _retention,
-    run_cmds as _run,
-    stop_signals as _stop_signals,
-    travel_cmds as _timetravel,
-    worker_cmds as _worker,
-)
+from . import isolation as _isolation, stop_signals as _stop_signals
 from .common import (
     DEFAULT_JOURNAL,
     ENV_JOURNAL,
@@ -65,10 +50,11 @@ from .common import (
     CliError,
     CliUsageError,
     Options,
-    OrderedGroup,
 )
+from .lazy_group import LazyCommand, LazyGroup
 
 __all__ = [
+    "COMMANDS",
     "DEFAULT_JOURNAL",
     "ENV_JOURNAL",
     "EXIT_FAILED",
@@ -82,8 +68,134 @@ __all__ = [
 ]
 
 
+# Every command, in the order ``--help`` lists them: its name, the
+# ``module:attribute`` of ``_cli`` that defines it (imported only when the
+# command is used, see ``lazy_group``), and the short help ``--help`` shows
+# (the first sentence of its docstring; tests/cli/test_lazy_cli.py checks
+# they agree). A new command is one more row here.
+COMMANDS: tuple[LazyCommand, ...] = (
+    (
+        "run",
+        "run_cmds:run_command",
+        "Start a run of MODULE:FUNC and execute it until it ends or waits.",
+    ),
+    (
+        "resume",
+        "run_cmds:resume_command",
+        "Re-execute RUN_ID from the start, serving completed effects from the journal.",
+    ),
+    (
+        "submit",
+        "worker_cmds:submit_command",
+        "Record a queued run of MODULE:FUNC and return; a worker starts it.",
+    ),
+    (
+        "worker",
+        "worker_cmds:worker_command",
+        "Recover, wake and start runs of the PROCESSes (MODULE:FUNC) until stopped.",
+    ),
+    (
+        "status",
+        "inspect_cmds:status_command",
+        "Show the stored state of RUN_ID (executes nothing).",
+    ),
+    (
+        "runs",
+        "inspect_cmds:runs_command",
+        "List the runs in the journal, newest first.",
+    ),
+    (
+        "log",
+        "log_cmd:log_command",
+        "Show the events of RUN_ID: seq, type, key, task and hashes.",
+    ),
+    (
+        "verify",
+        "inspect_cmds:verify_command",
+        "Recompute every digest and chain link of RUN_ID (or of the whole journal).",
+    ),
+    (
+        "replay",
+        "travel_cmds:replay_command",
+        "Show RUN_ID as it stood after its first N events; dispatches nothing.",
+    ),
+    (
+        "fork",
+        "travel_cmds:fork_command",
+        "Branch RUN_ID at event N: a new run sharing its first N events.",
+    ),
+    (
+        "export",
+        "export_cmds:export_command",
+        "Export the events of RUN_ID, one JSON object per event.",
+    ),
+    (
+        "timeline",
+        "export_cmds:timeline_command",
+        "Write a self-contained HTML Gantt chart of RUN_ID's calls.",
+    ),
+    (
+        "debug",
+        "debug_cmd:debug_command",
+        "Step through RUN_ID's events interactively; dispatches nothing.",
+    ),
+    (
+        "diff",
+        "diff_cmd:diff_command",
+        "Where RUN_A and RUN_B first differ, side by side, then a summary.",
+    ),
+    (
+        "compat",
+        "compat_cmd:compat_command",
+        "Replay the stored runs of PROCESS (MODULE:FUNC) against the code as it"
+        " is now.",
+    ),
+    (
+        "pending",
+        "effect_cmds:pending_command",
+        "List the external effects RUN_ID waits for, or claim some with --claim.",
+    ),
+    (
+        "post",
+        "post_cmd:post_command",
+        "Post the outcome of the external effect at KEY of RUN_ID, or a signal.",
+    ),
+    (
+        "iterate",
+        "iterate_cmd:iterate_command",
+        "One turn of the orchestration loop for RUN_ID; prints JSON.",
+    ),
+    (
+        "delete",
+        "retention_cmds:delete_command",
+        "Delete RUN_ID: its record, events, index entries and checkpoint.",
+    ),
+    (
+        "gc",
+        "retention_cmds:gc_command",
+        "Delete finished runs last updated before WHEN, then every unused blob.",
+    ),
+    (
+        "compact",
+        "retention_cmds:compact_command",
+        "Rewrite the journal without its free pages (space left by deleted runs).",
+    ),
+    (
+        "check",
+        "check_cmd:check_command",
+        "Flag what breaks determinism in a process and what it calls in its module.",
+    ),
+    (
+        "cancel",
+        "cancel_cmd:cancel_command",
+        "Cancel RUN_ID: terminal status `cancelled`, recorded with --reason.",
+    ),
+)
+
+
 @click.group(
-    cls=OrderedGroup,
+    cls=LazyGroup,
+    lazy_commands=COMMANDS,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.option(
@@ -105,23 +217,6 @@ def cli(ctx: click.Context, journal: str) -> None:
     damaged, 2 usage error, 3 the run is waiting for external effects.
     """
     ctx.obj = Options(journal=journal)
-
-
-for _module in (
-    _run,
-    _worker,
-    _inspect,
-    _timetravel,
-    _export,
-    _debug,
-    _diff,
-    _compat,
-    _external,
-    _retention,
-    _check,
-    _cancel,
-):
-    _module.register(cli)
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
