@@ -39,7 +39,11 @@ from typing import NoReturn
 
 import click
 
-from . import isolation as _isolation, stop_signals as _stop_signals
+from . import (
+    isolation as _isolation,
+    log_setup as _log_setup,
+    stop_signals as _stop_signals,
+)
 from .common import (
     DEFAULT_JOURNAL,
     ENV_JOURNAL,
@@ -208,14 +212,22 @@ COMMANDS: tuple[LazyCommand, ...] = (
     show_envvar=True,
     help="The journal directory (an LMDB environment).",
 )
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="Log more on stderr: -v the engine's INFO records, -vv DEBUG.",
+)
+@click.option("-q", "--quiet", count=True, help="Log only errors on stderr.")
 @click.version_option(package_name="replay-engine", prog_name="replay-engine")
 @click.pass_context
-def cli(ctx: click.Context, journal: str) -> None:
+def cli(ctx: click.Context, journal: str, verbose: int, quiet: int) -> None:
     """Run, resume and inspect durable processes recorded in a journal.
 
     Exit codes: 0 done (or completed), 1 the run failed or the journal is
     damaged, 2 usage error, 3 the run is waiting for external effects.
     """
+    _log_setup.configure(verbose, quiet)
     ctx.obj = Options(journal=journal)
 
 

@@ -11,7 +11,6 @@ import contextlib
 import datetime as _dt
 import functools
 import json
-import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from ..errors import (
     RunExistsError,
     RunNotFoundError,
 )
-from . import isolation, safe_text, values
+from . import isolation, log_setup, safe_text, values
 from .safe_text import printable
 
 if TYPE_CHECKING:
@@ -454,16 +453,11 @@ def utc_text(value: _dt.datetime) -> str:
 def quiet_engine_logger() -> Iterator[None]:
     """Silence the engine's logger while a command prints ``Run.warnings`` itself.
 
-    Without a handler, logging's last-resort handler would print each warning
-    a second time.
+    The CLI's log handler (``log_setup``) and logging's last-resort handler
+    would otherwise print each warning a second time.
     """
-    logger = logging.getLogger("replay_engine")
-    handler = logging.NullHandler()
-    logger.addHandler(handler)
-    try:
+    with log_setup.quiet_engine():
         yield
-    finally:
-        logger.removeHandler(handler)
 
 
 def loads_json(text: str, source: str, ctx: click.Context, hint: str = "") -> Any:

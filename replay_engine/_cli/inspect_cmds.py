@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from .. import Engine, RunInfo, VerifyReport, verify_pages
 from .common import (
@@ -27,6 +28,7 @@ from .common import (
     status_style,
     utc_text,
 )
+from .failure_view import failure_fields, traceback_tail
 from .safe_text import cell, literal, printable
 from .waiting_views import add_waiting_columns, waiting_cells, waiting_fields
 
@@ -44,7 +46,14 @@ def _status_cell(info: RunInfo) -> str:
 def status_document(engine: Engine, info: RunInfo) -> dict[str, Any]:
     """The ``status`` document of a run; ``info`` comes from ``Engine.status``."""
     error = (
-        {"type": info.error.type, "message": info.error.message} if info.error else None
+        {
+            "type": info.error.type,
+            "message": info.error.message,
+            **failure_fields(info.error),
+            "traceback": info.error.traceback,
+        }
+        if info.error
+        else None
     )
     pending = list(info.pending)
     return {
@@ -159,6 +168,14 @@ def status_command(ctx: click.Context, run_id: str, as_json: bool) -> None:
     error = doc["error"]
     if error is not None:
         table.add_row("error", literal(f"{error['type']}: {error['message']}", "red"))
+        if error["at"]:
+            table.add_row("at", cell(error["at"]))
+        if error["task"]:
+            table.add_row("task", cell(f"{error['task']} at key {error['key']}"))
+        tail = traceback_tail(error["traceback"])
+        if tail:
+            lines = printable("\n".join(tail), keep_lines=True)
+            table.add_row("traceback", Text(lines, style="dim"))
     if doc["pending"]:
         table.add_row("pending", cell(", ".join(doc["pending"])))
     _add_end_rows(table, info)

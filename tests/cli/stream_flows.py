@@ -21,3 +21,14 @@ async def long_run(inputs: dict[str, Any], ctx: Any) -> int:
         list(range(n * 3 // 8)), lambda i: ctx.task(inc, {"x": i}), limit=64
     )
     return len(out)
+
+
+def _check(a: int) -> None:
+    if a == 2:
+        raise ValueError(f"bad value a={a}")  # the line `status` must name
+
+
+async def raises(inputs: dict[str, Any], ctx: Any) -> None:
+    """One call, then the process itself raises (no task failed)."""
+    await ctx.task(inc, {"x": 1})
+    _check(inputs["a"])
