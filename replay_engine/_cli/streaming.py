@@ -95,24 +95,33 @@ class EventDocs:
 
     def __init__(self) -> None:
         self.tasks: dict[str, str] = {}
-        self.in_flight: dict[bytes, str] = {}
+        # request key -> [its text, how many executions dispatched it again]
+        self.in_flight: dict[bytes, list[Any]] = {}
 
     def document(self, stored: StoredEvent) -> dict[str, Any]:
-        """The ``log`` document of ``stored``; an ``execution`` lists re-dispatches."""
+        """The ``log`` document of ``stored``, with what is known of re-dispatches.
+
+        An ``execution`` lists in ``dispatches_again`` the keys it dispatches
+        again; the outcome of such an effect carries ``redispatched``, the
+        count (the request's line was printed before either was known).
+        """
         event = stored.event
-        text_key = None
         if isinstance(event, jf.EffectRequested):
             text_key = jf.key_bytes_to_text(event.key)
             self.tasks[text_key] = event.task
             if event.kind == "task":
-                self.in_flight[event.key] = text_key
+                self.in_flight[event.key] = [text_key, 0]
         doc = event_document(stored, self.tasks)
         if isinstance(event, jf.EffectCompleted | jf.EffectFailed):
-            self.in_flight.pop(event.key, None)
+            entry = self.in_flight.pop(event.key, None)
+            if entry is not None and entry[1]:
+                doc["redispatched"] = entry[1]
             if doc["key"] is not None:
                 self.tasks.pop(doc["key"], None)
         elif isinstance(event, jf.ExecutionStarted):
-            doc["dispatches_again"] = list(self.in_flight.values())
+            doc["dispatches_again"] = [entry[0] for entry in self.in_flight.values()]
+            for entry in self.in_flight.values():
+                entry[1] += 1
         return doc
 
 
@@ -122,6 +131,10 @@ def line_of(doc: dict[str, Any]) -> str:
     again = doc.get("dispatches_again")
     if again:
         text = f"{text}; dispatches again {', '.join(again)}"
+    times = doc.get("redispatched")
+    if times and doc["type"] != "requested":  # a request's detail says it
+        plural = "s" * (times > 1)
+        text = f"{text} (dispatched again by {times} later execution{plural})"
     return (
         f"{doc['seq']:>7}  {doc['type']:<16} {printable(doc['key'] or '-'):<12}"
         f" {printable(doc['task'] or '-'):<24} {doc['digest'][:SHORT_DIGEST]}"

@@ -115,7 +115,11 @@ def replay_command(
         if not as_json and fmt is None:
             # Someone is waiting: say what is happening before the replay,
             # which takes seconds on a long run.
-            upto = "its end" if until is None else f"--until {until}"
+            upto = "its end"
+            if isinstance(until, int):
+                upto = f"event {until}"
+            elif until is not None:
+                upto = f"the call at {until}"
             write_lines(
                 [f"replaying run {printable(run_id)} to {upto}; dispatching nothing"]
             )
