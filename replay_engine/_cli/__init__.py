@@ -39,6 +39,7 @@ from typing import NoReturn
 
 import click
 
+from .. import __version__
 from . import (
     isolation as _isolation,
     log_setup as _log_setup,
@@ -219,7 +220,9 @@ COMMANDS: tuple[LazyCommand, ...] = (
     help="Log more on stderr: -v the engine's INFO records, -vv DEBUG.",
 )
 @click.option("-q", "--quiet", count=True, help="Log only errors on stderr.")
-@click.version_option(package_name="replay-engine", prog_name="replay-engine")
+# The version the package states (not importlib.metadata's lookup, which
+# scans every installed distribution: tens of ms of start-up).
+@click.version_option(version=__version__, prog_name="replay-engine")
 @click.pass_context
 def cli(ctx: click.Context, journal: str, verbose: int, quiet: int) -> None:
     """Run, resume and inspect durable processes recorded in a journal.

@@ -15,7 +15,7 @@ import click
 
 from replay_engine._cli import COMMANDS, cli
 
-from .conftest import child_env
+from .conftest import Invoke, child_env
 
 HEAVY = ("asyncio", "replay_engine._api", "replay_engine._run", "replay_engine._check")
 
@@ -66,3 +66,10 @@ def test_the_table_is_each_commands_own() -> None:
         assert isinstance(command, click.Command)
         assert command.name == name
         assert command.get_short_help_str(limit=10_000) == short, name
+
+
+def test_version_is_the_installed_distributions(invoke: Invoke) -> None:
+    from importlib.metadata import version
+
+    out = invoke("--version", code=0).stdout
+    assert out.strip() == f"replay-engine, version {version('replay-engine')}"
