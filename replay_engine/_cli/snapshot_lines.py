@@ -28,44 +28,50 @@ from .snapshot_views import (
 if TYPE_CHECKING:
     from rich.text import Text
 
-    from .. import Snapshot
+    from .. import FrontierCall, Snapshot
 
 
-def _labels(snap: Snapshot) -> dict[tuple[int, ...], Text]:
-    frontier = {f.key: f for f in snap.frontier}
-    labels = {
-        jf.parse_key(call.key): call_label(call, frontier.get(call.key))
-        for call in snap.calls
-    }
-    known = {c.key for c in snap.calls}
-    for f in snap.frontier:
-        if f.key not in known:
-            labels[jf.parse_key(f.key)] = _frontier_label(f)
-    return labels
+def _label(snap_item: Any, frontier: dict[str, FrontierCall], is_call: bool) -> Text:
+    if is_call:
+        return call_label(snap_item, frontier.get(snap_item.key))
+    return _frontier_label(snap_item)
 
 
 def snapshot_lines(snap: Snapshot) -> Iterator[str]:
-    """The ``replay`` view as plain lines (text from the journal is escaped)."""
+    """The ``replay`` view as plain lines (text from the journal is escaped).
+
+    Each label is made when its line is printed: only the keys are held.
+    """
     yield f"run {printable(snap.run_id)}  after {snap.until} of {snap.events} events"
-    labels = _labels(snap)
+    frontier = {f.key: f for f in snap.frontier}
+    items: dict[tuple[int, ...], tuple[Any, bool]] = {
+        jf.parse_key(call.key): (call, True) for call in snap.calls
+    }
+    for f in snap.frontier:
+        items.setdefault(jf.parse_key(f.key), (f, False))
     seen: set[tuple[int, ...]] = {()}
-    for parts in sorted(labels):
+    for parts in sorted(items):
         for depth in range(1, len(parts) + 1):
             prefix = parts[:depth]
             if prefix in seen:
                 continue
             seen.add(prefix)
-            text = labels.get(prefix) or _scope_label(prefix)
+            found = items.get(prefix)
+            text = (
+                _label(found[0], frontier, found[1])
+                if found is not None
+                else _scope_label(prefix)
+            )
             yield "  " * depth + text.plain
     yield summary_line(snap).plain
     logs = log_lines(snap)
     if logs:
         yield "log lines"
         yield from (line.plain for line in logs)
-    frontier = frontier_lines(snap)
-    if frontier:
+    stops = frontier_lines(snap)
+    if stops:
         yield "frontier"
-        yield from (line.plain for line in frontier)
+        yield from (line.plain for line in stops)
     yield outcome_line(snap).plain
 
 
