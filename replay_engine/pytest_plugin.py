@@ -2,16 +2,18 @@
 
 It gives every project that installs replay-engine:
 
-* the ``engine`` fixture: an :class:`~replay_engine.Engine` on a fresh journal
-  in the test's temporary directory, closed after the test;
+* the ``replay_engine`` fixture: an :class:`~replay_engine.Engine` on a fresh
+  journal in the test's temporary directory, closed after the test (also
+  available by its old name, ``engine``);
 * ``--replay-schedules N``: how many schedules
   :func:`~replay_engine.testing.assert_deterministic` tries by default;
 * ``--replay-seed N``: its hypothesis seed, to reproduce a failure a CI run
   printed.
 
-The plugin imports nothing heavy until a test uses it: it is loaded by every
-pytest run in an environment where replay-engine is installed, and
-``replay_engine.testing`` needs hypothesis, which is a test extra.
+The plugin imports nothing heavier than pytest until a test uses it (the
+engine, asyncio and ``replay_engine.testing``, which needs hypothesis, are
+imported by the fixture or the options that need them): it is loaded by every
+pytest run in an environment where replay-engine is installed.
 
 .. versionadded:: 0.1
 """
@@ -70,10 +72,18 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     return f"replay-engine: seed={seed}, schedules={schedules}"
 
 
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
+@pytest.fixture(name="replay_engine")
+def replay_engine_fixture(tmp_path: Path) -> Iterator[Engine]:
     """An Engine on a fresh journal under ``tmp_path``, closed after the test."""
+    # Imported here, not at the top: the plugin is loaded by every pytest
+    # session where replay-engine is installed, most of which never use it.
     from replay_engine import Engine
 
     with Engine(str(tmp_path / "replay-journal")) as opened:
         yield opened
+
+
+@pytest.fixture
+def engine(replay_engine: Engine) -> Engine:
+    """The ``replay_engine`` fixture by its old name (kept for existing tests)."""
+    return replay_engine

@@ -1,5 +1,5 @@
 # Sourced by the other scripts: make .venv (once) and install the project into it.
-# Usage: source scripts/_venv.sh [EXTRAS]   e.g. "test"
+# Usage: source scripts/_venv.sh [EXTRAS]   e.g. "test" or "test,dev"
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=${PYTHON:-}

@@ -7,34 +7,38 @@ such as a ``NonDeterminismError``'s, keeps its lines); with ``--json`` an
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import contextlib
 import datetime as _dt
 import functools
 import json
-import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 import click
-from rich.table import Table
 
 import journal_format as jf
 
-from .. import (
-    Engine,
+from ..errors import (
     NotAJournalError,
     PayloadError,
     ProcessImportError,
     ReplayEngineError,
     RunExistsError,
-    RunInfo,
     RunNotFoundError,
 )
-from . import isolation, safe_text, values
+from . import isolation, log_setup, safe_text, values
 from .safe_text import printable
+
+if TYPE_CHECKING:
+    # Start-up time: the engine (asyncio, the run layer) and rich's tables are
+    # imported where a command uses them, not when the CLI starts.
+    import concurrent.futures as cf
+
+    from rich.table import Table
+
+    from .. import Engine, RunInfo
 
 make_console = safe_text.make_console
 """The one console every command prints human output with (see ``safe_text``)."""
@@ -357,6 +361,8 @@ def open_engine(
     ``isolation``): a reading command goes on in a child process, and a
     ``write`` first has a child read what changing ``run_id`` will read.
     """
+    from .. import Engine
+
     path = journal_path(ctx, must_exist=access != "create")
     if access == "read":
         isolation.read_in_child(path, functools.partial(_report, ctx))
@@ -415,6 +421,8 @@ def check_run_id(run_id: str, ctx: click.Context) -> None:
 
 def run_table(info: RunInfo) -> Table:
     """A two-column table (field, value) that starts with the run's id and status."""
+    from rich.table import Table
+
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="dim")
     table.add_column()
@@ -445,16 +453,11 @@ def utc_text(value: _dt.datetime) -> str:
 def quiet_engine_logger() -> Iterator[None]:
     """Silence the engine's logger while a command prints ``Run.warnings`` itself.
 
-    Without a handler, logging's last-resort handler would print each warning
-    a second time.
+    The CLI's log handler (``log_setup``) and logging's last-resort handler
+    would otherwise print each warning a second time.
     """
-    logger = logging.getLogger("replay_engine")
-    handler = logging.NullHandler()
-    logger.addHandler(handler)
-    try:
+    with log_setup.quiet_engine():
         yield
-    finally:
-        logger.removeHandler(handler)
 
 
 def loads_json(text: str, source: str, ctx: click.Context, hint: str = "") -> Any:

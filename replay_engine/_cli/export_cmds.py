@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -15,7 +16,6 @@ import journal_format as jf
 
 from .. import Engine, RunInfo, RunNotFoundError
 from .common import (
-    RAW_CONTROLS,
     emit_json,
     json_option,
     make_console,
@@ -24,8 +24,8 @@ from .common import (
     reporting_errors,
     usage_error,
 )
-from .event_rows import event_document
 from .safe_text import literal, printable
+from .streaming import EventDocs, iter_events, json_line, write_lines
 from .timeline_html import render_html
 from .timeline_model import build_timeline, times_by_seq
 
@@ -46,19 +46,18 @@ _DETAIL_CHARS = 200
 
 
 def export_records(
-    events: Sequence[Any], payload: Callable[[bytes], Any] | None
+    events: Iterable[Any], payload: Callable[[bytes], Any] | None
 ) -> Iterator[dict[str, Any]]:
     """One flat JSON-ready object per event (see docs/cli-json.md, ``export``).
 
     With ``payload``, payload addresses are replaced by the decoded payloads;
-    without it they stay as hex.
+    without it they stay as hex. Lazy, and keeps only what later events need
+    (``EventDocs``), so a stream of events exports in constant memory.
     """
-    tasks: dict[str, str] = {}
+    docs = EventDocs()
     for stored in events:
         event = stored.event
-        if isinstance(event, jf.EffectRequested):
-            tasks[jf.key_bytes_to_text(event.key)] = event.task
-        doc = event_document(stored, tasks)
+        doc = docs.document(stored)
         record = {name: doc[name] for name in _ENVELOPE}
         for name, stored_value in doc["fields"].items():
             value = stored_value
@@ -70,14 +69,15 @@ def export_records(
 
 
 def _payload_reader(engine: Engine, run_id: str) -> Callable[[bytes], Any]:
-    cache: dict[bytes, Any] = {}
+    # Bounded: identical payloads are often near each other (a request's args
+    # and a retry's), and an export must not hold every payload of a run.
+    return functools.lru_cache(maxsize=256)(
+        functools.partial(_read_payload, engine, run_id)
+    )
 
-    def read(address: bytes) -> Any:
-        if address not in cache:
-            cache[address] = engine.payload(address, run_id=run_id)
-        return cache[address]
 
-    return read
+def _read_payload(engine: Engine, run_id: str, address: bytes) -> Any:
+    return engine.payload(address, run_id=run_id)
 
 
 def _describer(engine: Engine, run_id: str) -> Callable[[bytes], str]:
@@ -140,23 +140,24 @@ def export_command(
     JSON array; with -o, a summary document is printed.
     """
     with open_engine(ctx) as engine:
-        events = engine.events(run_id)
+        engine.events(run_id, 0, 0)  # an unknown run: an error, and no file written
         reader = _payload_reader(engine, run_id) if payloads else None
-        records = list(export_records(events, reader))
-    if output is None:
-        if as_json:
-            emit_json(records)
-        else:
+        records = export_records(iter_events(engine, run_id), reader)
+        if output is None:
+            if as_json:
+                emit_json(list(records))
+            else:
+                write_lines(json_line(record) for record in records)
+            return
+        count = 0
+        with _open_output(output, ctx) as fh:
             for record in records:
-                click.echo(_line(record))
-        return
-    with _open_output(output, ctx) as fh:
-        for record in records:
-            fh.write(_line(record) + "\n")
+                fh.write(json_line(record) + "\n")
+                count += 1
     doc = {
         "run_id": run_id,
         "format": fmt,
-        "events": len(records),
+        "events": count,
         "payloads": payloads,
         "output": str(Path(output).resolve()),
     }
@@ -164,13 +165,8 @@ def export_command(
         emit_json(doc)
     else:
         make_console().print(
-            literal(f"wrote {len(records)} events of run {run_id} to {output}")
+            literal(f"wrote {count} events of run {run_id} to {output}")
         )
-
-
-def _line(record: dict[str, Any]) -> str:
-    text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
-    return text.translate(RAW_CONTROLS)
 
 
 def inherited_times(engine: Engine, info: RunInfo, depth: int = 0) -> dict[int, int]:

@@ -1,23 +1,21 @@
-"""``status``, ``runs``, ``log`` and ``verify``: read the journal, execute nothing."""
+"""``status``, ``runs`` and ``verify``: read the journal, execute nothing.
+
+``log`` is in ``log_cmd``.
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
-import fnmatch
 import json
-from collections.abc import Sequence
 from typing import Any
 
 import click
 from rich.table import Table
-
-import journal_format as jf
+from rich.text import Text
 
 from .. import Engine, RunInfo, VerifyReport, verify_pages
 from .common import (
-    EVENT_TAGS,
     EXIT_FAILED,
-    SHORT_DIGEST,
     STATUSES,
     emit_json,
     journal_path,
@@ -28,10 +26,9 @@ from .common import (
     reporting_errors,
     run_table,
     status_style,
-    usage_error,
     utc_text,
 )
-from .event_rows import detail, event_document, redispatched
+from .failure_view import failure_fields, traceback_tail
 from .run_tree import family_tree, print_tree
 from .safe_text import cell, literal, printable
 from .waiting_views import add_waiting_columns, waiting_cells, waiting_fields
@@ -50,7 +47,14 @@ def _status_cell(info: RunInfo) -> str:
 def status_document(engine: Engine, info: RunInfo) -> dict[str, Any]:
     """The ``status`` document of a run; ``info`` comes from ``Engine.status``."""
     error = (
-        {"type": info.error.type, "message": info.error.message} if info.error else None
+        {
+            "type": info.error.type,
+            "message": info.error.message,
+            **failure_fields(info.error),
+            "traceback": info.error.traceback,
+        }
+        if info.error
+        else None
     )
     pending = list(info.pending)
     return {
@@ -170,6 +174,14 @@ def status_command(ctx: click.Context, run_id: str, as_json: bool) -> None:
     error = doc["error"]
     if error is not None:
         table.add_row("error", literal(f"{error['type']}: {error['message']}", "red"))
+        if error["at"]:
+            table.add_row("at", cell(error["at"]))
+        if error["task"]:
+            table.add_row("task", cell(f"{error['task']} at key {error['key']}"))
+        tail = traceback_tail(error["traceback"])
+        if tail:
+            lines = printable("\n".join(tail), keep_lines=True)
+            table.add_row("traceback", Text(lines, style="dim"))
     if doc["pending"]:
         table.add_row("pending", cell(", ".join(doc["pending"])))
     if info.waiting_on:
@@ -262,118 +274,6 @@ def runs_command(
     console.print(table)
 
 
-def _key_matches(key: str | None, prefix: tuple[int, ...]) -> bool:
-    if key is None or key.startswith("<"):
-        return False
-    parts = tuple(int(p) for p in key.split("."))
-    return parts[: len(prefix)] == prefix
-
-
-@click.command("log")
-@click.argument("run_id")
-@click.option(
-    "--type",
-    "types",
-    multiple=True,
-    type=click.Choice(EVENT_TAGS),
-    help="Only events of this type (repeatable).",
-)
-@click.option(
-    "--key-prefix",
-    metavar="KEY",
-    help="Only events whose key is KEY or under it (3.1 matches 3.1, 3.1.0 …).",
-)
-@click.option(
-    "--task",
-    "task_pattern",
-    metavar="NAME",
-    help="Only effect events of tasks matching NAME (a glob such as 'ci.*').",
-)
-@click.option(
-    "--from",
-    "from_seq",
-    type=click.IntRange(min=0),
-    metavar="SEQ",
-    help="First seq to show.",
-)
-@click.option(
-    "--to",
-    "to_seq",
-    type=click.IntRange(min=0),
-    metavar="SEQ",
-    help="Last seq to show (inclusive).",
-)
-@json_option
-@click.pass_context
-@reporting_errors
-def log_command(
-    ctx: click.Context,
-    run_id: str,
-    types: Sequence[str],
-    key_prefix: str | None,
-    task_pattern: str | None,
-    from_seq: int | None,
-    to_seq: int | None,
-    as_json: bool,
-) -> None:
-    """Show the events of RUN_ID: seq, type, key, task and hashes."""
-    prefix: tuple[int, ...] | None = None
-    if key_prefix is not None:
-        try:
-            prefix = jf.parse_key(key_prefix)
-        except jf.FormatError as exc:
-            raise usage_error(f"--key-prefix: {exc}", ctx) from None
-    if from_seq is not None and to_seq is not None and to_seq < from_seq:
-        raise usage_error(f"--to {to_seq} is before --from {from_seq}", ctx)
-    with open_engine(ctx) as engine:
-        start = from_seq or 0
-        stop = None if to_seq is None else to_seq + 1
-        # Whole: completions name their task through the request, which may be
-        # earlier, and whether a request was dispatched again is known later.
-        stored_events = engine.events(run_id)
-    again = redispatched(stored_events)
-    tasks: dict[str, str] = {}
-    docs = []
-    for stored in stored_events:
-        if stop is not None and stored.seq >= stop:
-            break
-        event = stored.event
-        if isinstance(event, jf.EffectRequested):
-            tasks[jf.key_bytes_to_text(event.key)] = event.task
-        if stored.seq < start:
-            continue
-        doc = event_document(stored, tasks)
-        if doc["type"] == "requested":
-            doc["redispatched"] = again.get(stored.seq, 0)
-        if types and doc["type"] not in types:
-            continue
-        if prefix is not None and not _key_matches(doc["key"], prefix):
-            continue
-        if task_pattern is not None and (
-            doc["task"] is None or not fnmatch.fnmatchcase(doc["task"], task_pattern)
-        ):
-            continue
-        docs.append(doc)
-    if as_json:
-        emit_json(docs)
-        return
-    table = Table()
-    table.add_column("seq", justify="right")
-    for name in ("type", "key", "task", "digest", "prev", "detail"):
-        table.add_column(name)
-    for doc in docs:
-        table.add_row(
-            str(doc["seq"]),
-            doc["type"],
-            cell(doc["key"]),
-            cell(doc["task"]),
-            doc["digest"][:SHORT_DIGEST],
-            doc["prev"][:SHORT_DIGEST],
-            cell(detail(doc)),
-        )
-    make_console().print(table)
-
-
 def _verify_document(report: VerifyReport) -> dict[str, Any]:
     return {
         "ok": report.ok,
@@ -442,6 +342,6 @@ def _scope_text(run_id: str | None) -> str:
 
 
 def register(group: click.Group) -> None:
-    """Add ``status``, ``runs``, ``log`` and ``verify``."""
-    for command in (status_command, runs_command, log_command, verify_command):
+    """Add ``status``, ``runs`` and ``verify`` (``log`` is ``log_cmd``)."""
+    for command in (status_command, runs_command, verify_command):
         group.add_command(command)

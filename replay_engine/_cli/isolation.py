@@ -26,12 +26,14 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import journal_format as jf
 
-from .. import Engine, ReplayEngineError
-from ..errors import JournalCorruptError
+from ..errors import JournalCorruptError, ReplayEngineError
+
+if TYPE_CHECKING:
+    from .. import Engine
 
 __all__ = ["enable", "probe_run", "read_in_child"]
 
@@ -119,6 +121,8 @@ def _probe_child(parent: int, path: str, run_id: str | None) -> NoReturn:
         _die_with(parent)
         for sig in FORWARDED:  # the parent's handlers are not ours to run
             signal.signal(sig, signal.SIG_DFL)
+        from .. import Engine
+
         with contextlib.closing(Engine(path, read_only=True)) as engine:
             if run_id is not None:
                 _read_run(engine, run_id)

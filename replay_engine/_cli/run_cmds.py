@@ -34,7 +34,8 @@ from .common import (
     status_style,
     usage_error,
 )
-from .safe_text import echo
+from .failure_view import failure_lines
+from .safe_text import echo, literal
 from .stop_signals import grace_option, stopping_on_signals
 
 # -- run and resume ------------------------------------------------------------
@@ -160,6 +161,8 @@ def _print_run(run: Run, process: str | None) -> None:
         console.print(
             Text(f"error: {run.error.type}: {run.error.message}", style="red")
         )
+        for line in failure_lines(run.error):  # where: file:line, task and key
+            console.print(literal(line, "dim"))
     elif run.status in ("cancelled", "timed_out"):
         why = (
             "cancelled (replay-engine cancel): nothing more runs;"

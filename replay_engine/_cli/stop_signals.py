@@ -21,11 +21,14 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from .. import Engine, RunInterrupted
+from ..errors import RunInterrupted
+
+if TYPE_CHECKING:  # the engine is imported by the commands that execute (start-up)
+    from .. import Engine
 from .common import DEFAULT_JOURNAL, CliError, Options, dumps
 
 ENV_GRACE = "REPLAY_ENGINE_GRACE"

@@ -8,6 +8,7 @@ is :meth:`Engine.fork`. The interactive stepper over the same machinery is
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +28,10 @@ from .common import (
     usage_error,
 )
 from .inspect_cmds import status_document
+from .safe_text import printable
+from .snapshot_lines import snapshot_lines, snapshot_records
 from .snapshot_views import UNTIL_HELP, parse_until, snapshot_view
+from .streaming import FORMATS, json_line, screen_rows, write_lines
 
 
 def replay_process(
@@ -51,24 +55,40 @@ def take_snapshot(
     ctx: click.Context,
 ) -> Snapshot:
     """``engine.replay``, with an out-of-range ``until`` reported as a usage error."""
-    if isinstance(until, int):
-        events = engine.status(run_id).events
-        if until > events:
-            raise usage_error(
-                f"--until {until} is outside 0..{events}: run {run_id!r} has"
-                f" {events} events",
-                ctx,
-            )
+    check_until(engine, run_id, until, ctx)
     try:
         return engine.replay(run_id, until, process=process)
     except ValueError as exc:  # an unknown key:KEY
         raise usage_error(f"--until: {exc}", ctx) from None
 
 
+def check_until(
+    engine: Engine, run_id: str, until: int | str | None, ctx: click.Context
+) -> None:
+    """An event count past the run's end is a usage error (one event read)."""
+    if not isinstance(until, int) or until == 0:
+        return
+    if not engine.events(run_id, until - 1, until):
+        events = engine.status(run_id).events
+        raise usage_error(
+            f"--until {until} is outside 0..{events}: run {run_id!r} has"
+            f" {events} events",
+            ctx,
+        )
+
+
 @click.command("replay")
 @click.argument("run_id")
 @click.option("--until", metavar="N|key:KEY", callback=parse_until, help=UNTIL_HELP)
 @PROCESS_OPTION
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    help="table: the rich tree (default on a terminal when it fits on it);"
+    " lines: one plain line per call, log line and frontier call (default"
+    " otherwise); jsonl: one JSON object per item.",
+)
 @json_option
 @click.pass_context
 @reporting_errors
@@ -77,6 +97,7 @@ def replay_command(
     run_id: str,
     until: int | str | None,
     process_ref: str | None,
+    fmt: str | None,
     as_json: bool,
 ) -> None:
     """Show RUN_ID as it stood after its first N events; dispatches nothing.
@@ -86,13 +107,35 @@ def replay_command(
     log lines emitted so far, the frontier calls the process stopped at (with
     their source lines), and its result if it returned.
     """
+    if as_json and fmt is not None:
+        raise usage_error("give --json or --format, not both", ctx)
     with open_engine(ctx) as engine:
         fn = replay_process(engine, run_id, process_ref)
+        check_until(engine, run_id, until, ctx)
+        if not as_json and fmt is None:
+            # Someone is waiting: say what is happening before the replay,
+            # which takes seconds on a long run.
+            upto = "its end"
+            if isinstance(until, int):
+                upto = f"event {until}"
+            elif until is not None:
+                upto = f"the call at {until}"
+            write_lines(
+                [f"replaying run {printable(run_id)} to {upto}; dispatching nothing"]
+            )
         snap = take_snapshot(engine, run_id, until, fn, ctx)
     if as_json:
         emit_json(snap.to_dict())
         return
-    make_console().print(snapshot_view(snap))
+    if fmt is None:
+        size = len(snap.calls) + len(snap.logs) + len(snap.frontier)
+        fmt = "table" if sys.stdout.isatty() and size <= screen_rows() else "lines"
+    if fmt == "table":
+        make_console().print(snapshot_view(snap))
+    elif fmt == "jsonl":
+        write_lines(json_line(record) for record in snapshot_records(snap))
+    else:
+        write_lines(snapshot_lines(snap))
 
 
 @click.command("fork")

@@ -140,3 +140,54 @@ def test_a_bad_option_is_a_usage_error(tmp_path: Path) -> None:
     proc = pytest_in(project, "--replay-schedules=0")
     assert proc.returncode == 4
     assert "--replay-schedules must be at least 1" in proc.stderr
+
+
+NAMED_TESTS = """
+from replay_engine import Engine
+
+import flows
+
+
+def test_the_replay_engine_fixture(replay_engine):
+    assert isinstance(replay_engine, Engine)
+    run = replay_engine.run(flows.process, {"n": 2}, run_id="r1")
+    assert run.status == "completed"
+
+
+def test_the_old_name_is_the_same_engine(engine, replay_engine):
+    assert engine is replay_engine
+"""
+
+
+def test_the_fixture_is_named_replay_engine_and_engine_stays(tmp_path: Path) -> None:
+    project = make_project(tmp_path, NAMED_TESTS)
+    proc = pytest_in(project, "-q")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2 passed" in proc.stdout
+
+
+LIGHT = """
+import sys
+import pytest
+before = set(sys.modules)
+import replay_engine.pytest_plugin
+new = sorted(set(sys.modules) - before)
+heavy = [m for m in new if m.startswith(("asyncio", "replay_engine._", "hypothesis",
+                                          "lmdb", "msgspec", "journal_format"))]
+assert not heavy, heavy
+plugin = ["replay_engine", "replay_engine.errors", "replay_engine.pytest_plugin"]
+assert new == plugin, new
+print("ok")
+"""
+
+
+def test_loading_the_plugin_imports_nothing_heavier_than_pytest() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", LIGHT],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"

@@ -1,0 +1,176 @@
+"""CLI start-up and streaming: wall time of each command beside two floors.
+
+Run from the project root::
+
+    .venv/bin/python bench/bench_cli.py              # about half a minute
+    .venv/bin/python bench/bench_cli.py --repeat 21  # steadier
+    .venv/bin/python bench/bench_cli.py --events 100000   # also the log/export stream
+
+Each figure is the median wall time of ``--repeat`` fresh subprocesses
+(interpreter start-up, imports, opening the journal, printing), measured in
+the same run as two floors: ``python -c pass`` (a bare interpreter) and
+``python -c "import click, rich"`` (what any CLI on our stack pays). The target
+for ``--help``, ``--version``, ``status``, ``runs``, ``pending`` and ``post``
+is 150 ms on an idle machine; the ratio to the click+rich floor is what to
+compare across machines.
+
+The journal is set up in a temporary directory by a child interpreter: a run
+``w`` waiting at one external effect (for ``status``, ``pending``), and one
+waiting run per ``post`` repetition (each post is to a fresh run, so each is a
+real post). With ``--events N``, a run of N events too, and the time to the
+first line of ``log`` and ``export`` on it (read from the pipe while the
+command runs), and the time for ``log | head -3`` to end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+FLOWS = textwrap.dedent(
+    """
+    from replay_engine import external, task
+
+    @task(name="benchflows.inc")
+    def inc(x: int) -> int:
+        return x + 1
+
+    @external(kind="agent", name="benchflows.review")
+    def review(diff: str) -> dict:
+        raise NotImplementedError
+
+    async def waits(inputs, ctx):
+        total = await ctx.task(inc, {"x": 1})
+        return await ctx.task(review, {"diff": str(total)})
+
+    async def big(inputs, ctx):
+        n = inputs["n"]
+        for i in range(n // 4):
+            ctx.log("step", i=i)
+        items = list(range(n * 3 // 8))
+        out = await ctx.parallel.map(
+            items, lambda i: ctx.task(inc, {"x": i}), limit=64
+        )
+        return len(out)
+    """
+)
+
+SETUP = textwrap.dedent(
+    """
+    import sys
+    import benchflows
+    from replay_engine import Engine
+    journal, posts, events = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    with Engine(journal, durability="process") as engine:
+        engine.run(benchflows.waits, {}, run_id="w")
+        for i in range(posts):
+            engine.run(benchflows.waits, {}, run_id=f"p{i}")
+        if events:
+            engine.run(benchflows.big, {"n": events}, run_id="big")
+    """
+)
+
+
+def _env(work: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(work), str(ROOT)])
+    env["COLUMNS"] = "120"
+    return env
+
+
+def _median_wall(argv: list[str], env: dict[str, str], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, check=False)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def _first_line(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Seconds to the first line on the pipe, and to the end of the command."""
+    started = time.perf_counter()
+    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE) as proc:
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        first = time.perf_counter() - started
+        for _ in proc.stdout:
+            pass
+    return first, time.perf_counter() - started
+
+
+def _head(argv: list[str], env: dict[str, str], lines: int) -> float:
+    """Seconds for ``argv | head -LINES`` to end (the pipe closed early)."""
+    started = time.perf_counter()
+    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE) as proc:
+        assert proc.stdout is not None
+        for _ in range(lines):
+            proc.stdout.readline()
+        proc.stdout.close()
+        proc.wait(timeout=600)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=9)
+    parser.add_argument("--events", type=int, default=0)
+    args = parser.parse_args()
+    py = sys.executable
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        (work / "benchflows.py").write_text(FLOWS, encoding="utf-8")
+        journal = str(work / "journal")
+        env = _env(work)
+        subprocess.run(
+            [py, "-c", SETUP, journal, str(args.repeat), str(args.events)],
+            env=env,
+            check=True,
+        )
+        cli = [py, "-m", "replay_engine._cli", "--journal", journal]
+        rows: list[tuple[str, list[str]]] = [
+            ("python -c pass", [py, "-c", "pass"]),
+            ("python -c 'import click, rich'", [py, "-c", "import click, rich"]),
+            ("--help", [*cli, "--help"]),
+            ("--version", [*cli, "--version"]),
+            ("status w", [*cli, "status", "w"]),
+            ("runs", [*cli, "runs"]),
+            ("pending w", [*cli, "pending", "w"]),
+        ]
+        results: dict[str, float] = {}
+        for label, argv in rows:
+            results[label] = _median_wall(argv, env, args.repeat)
+        post_times = []
+        for i in range(args.repeat):
+            argv = [*cli, "post", f"p{i}", "1", "--result", '{"ok": true}']
+            started = time.perf_counter()
+            subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, check=True)
+            post_times.append(time.perf_counter() - started)
+        results["post p 1"] = statistics.median(post_times)
+        floor = results["python -c 'import click, rich'"]
+        print(f"median of {args.repeat} subprocess runs (target: 150 ms)")
+        print(f"{'command':<34}{'ms':>8}{'x click+rich':>14}")
+        for label, value in results.items():
+            print(f"{label:<34}{value * 1000:>8.0f}{value / floor:>14.2f}")
+        if args.events:
+            print(f"\nrun of {args.events} events")
+            for name in ("log", "export"):
+                first, total = _first_line([*cli, name, "big"], env)
+                print(
+                    f"{name:<8} first line {first * 1000:>7.0f} ms, all {total:>6.1f} s"
+                )
+            head = _head([*cli, "log", "big"], env, 3)
+            print(f"log | head -3 ends after {head * 1000:.0f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Where a failed run failed: the process's file and line, the task and its key.
+
+A run's failure is recorded with its formatted traceback (``ErrorInfo``).
+Its last frame outside the engine's own package is the line of the process
+(or of the code it called) that raised or awaited the failing task; a
+``TaskFailed`` names the task and its key in its message. These are read
+back from text the journal holds, so they are only ever printed (escaped by
+the caller), never followed.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+#: How many lines of the recorded traceback ``status`` shows.
+TRACEBACK_TAIL = 8
+
+_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>.+)$')
+_TASK = re.compile(r"\(task '(?P<task>.+)' at key (?P<key>[0-9.]+)\)\s*$")
+_ENGINE_DIR = str(Path(__file__).resolve().parent.parent) + "/"
+
+
+def place(traceback: str) -> str | None:
+    """``file:line in func`` of the last frame outside replay-engine, if any."""
+    found = None
+    for line in traceback.splitlines():
+        match = _FRAME.match(line)
+        if match and not match["file"].startswith(_ENGINE_DIR):
+            found = f"{match['file']}:{match['line']} in {match['func']}"
+    return found
+
+
+def failed_task(message: str) -> tuple[str, str] | None:
+    """``(task, key)`` of a ``TaskFailed`` message, else None."""
+    match = _TASK.search(message)
+    return None if match is None else (match["task"], match["key"])
+
+
+def traceback_tail(traceback: str, lines: int = TRACEBACK_TAIL) -> list[str]:
+    """The last ``lines`` lines of a recorded traceback (none when empty)."""
+    return traceback.rstrip().splitlines()[-lines:] if traceback.strip() else []
+
+
+def failure_fields(error: Any) -> dict[str, Any]:
+    """``at``, ``task`` and ``key`` of a recorded error, for JSON and tables."""
+    fields: dict[str, Any] = {"at": place(getattr(error, "traceback", "") or "")}
+    found = failed_task(error.message)
+    fields["task"], fields["key"] = found if found else (None, None)
+    return fields
+
+
+def failure_lines(error: Any) -> list[str]:
+    """Lines under ``error: …`` in ``run``/``resume``: where, and which task."""
+    fields = failure_fields(error)
+    out = []
+    if fields["at"]:
+        out.append(f"  at {fields['at']}")
+    if fields["task"]:
+        out.append(f"  task {fields['task']} at key {fields['key']}")
+    return out

@@ -1,0 +1,228 @@
+"""``log``, ``export`` and ``replay`` stream (issue 16): first line at once,
+flat memory, a quiet end when the reader goes away.
+
+Real subprocesses (the console script's path, with its forked reading child)
+on a real journal holding a run of 100,000 events and one of 10,000, made
+once per module by a child interpreter.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import FLOWS_DIR, Invoke, child_env
+
+BIG = 100_000
+MID = 10_000
+FIRST_LINE_BOUND = 30.0  # seconds; a loaded 2-core machine. Before: 76 s for log.
+
+MAKE = """
+import sys
+import stream_flows
+from replay_engine import Engine
+with Engine(sys.argv[1], durability="process") as engine:
+    for run_id, n in (("big", int(sys.argv[2])), ("mid", int(sys.argv[3]))):
+        run = engine.run(stream_flows.long_run, {"n": n}, run_id=run_id)
+        assert run.status == "completed"
+"""
+
+
+@pytest.fixture(scope="module")
+def long_journal(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    journal = tmp_path_factory.mktemp("stream") / "journal"
+    subprocess.run(
+        [sys.executable, "-c", MAKE, str(journal), str(BIG), str(MID)],
+        env=child_env(),
+        cwd=FLOWS_DIR,
+        check=True,
+        timeout=600,
+    )
+    return journal
+
+
+def _argv(journal: Path, *args: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "replay_engine._cli",
+        "--journal",
+        str(journal),
+        *args,
+    ]
+
+
+def _first_line(proc: subprocess.Popen[bytes], bound: float) -> bytes:
+    """The first line of ``proc``'s stdout, or a failure after ``bound`` seconds."""
+    got: list[bytes] = []
+    assert proc.stdout is not None
+    reader = threading.Thread(target=lambda: got.append(proc.stdout.readline()))  # type: ignore[union-attr]
+    reader.start()
+    reader.join(bound)
+    if not got:
+        proc.kill()
+        reader.join(10)
+        pytest.fail(f"no line within {bound} s")
+    return got[0]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("log", "big"),
+        ("log", "big", "--format", "jsonl"),
+        ("export", "big"),
+        ("replay", "big", "--process", "stream_flows:long_run"),
+    ],
+)
+def test_the_first_line_comes_while_the_command_still_runs(
+    long_journal: Path, args: tuple[str, ...]
+) -> None:
+    started = time.monotonic()
+    with subprocess.Popen(
+        _argv(long_journal, *args),
+        env=child_env(),
+        cwd=FLOWS_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as proc:
+        try:
+            line = _first_line(proc, FIRST_LINE_BOUND)
+            assert time.monotonic() - started < FIRST_LINE_BOUND
+            # 100,000 lines do not fit in a pipe: the command is still writing.
+            assert proc.poll() is None, (
+                "the command ended before its first line was read"
+            )
+            assert line.strip()
+        finally:
+            proc.kill()
+            proc.communicate(timeout=60)
+
+
+@pytest.mark.parametrize(
+    "args", [("log", "big"), ("export", "big"), ("log", "big", "--format", "jsonl")]
+)
+def test_a_closed_pipe_ends_the_command_quietly(
+    long_journal: Path, args: tuple[str, ...]
+) -> None:
+    """``replay-engine log big | head -3``: exit 0, nothing on stderr, promptly."""
+    with subprocess.Popen(
+        _argv(long_journal, *args),
+        env=child_env(),
+        cwd=FLOWS_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        for _ in range(3):
+            assert proc.stdout.readline()
+        proc.stdout.close()
+        try:
+            code = proc.wait(timeout=60)
+        finally:
+            proc.kill()
+        err = proc.stderr.read()
+    assert code == 0, err
+    assert err == b""
+
+
+MAXRSS = """
+import resource, subprocess, sys
+subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, check=True)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
+def _max_rss_kib(journal: Path, *args: str) -> int:
+    proc = subprocess.run(
+        [sys.executable, "-c", MAXRSS, *_argv(journal, *args)],
+        env=child_env(),
+        cwd=FLOWS_DIR,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    return int(proc.stdout)
+
+
+@pytest.mark.parametrize(
+    "command", [("log",), ("log", "--format", "jsonl"), ("export",)]
+)
+def test_memory_does_not_grow_with_the_run(
+    long_journal: Path, command: tuple[str, ...]
+) -> None:
+    name, *rest = command
+    mid = _max_rss_kib(long_journal, name, "mid", *rest)
+    big = _max_rss_kib(long_journal, name, "big", *rest)
+    # Ten times the events: holding them all costs hundreds of MiB more.
+    assert big < mid + 40 * 1024, (mid, big)
+
+
+# -- formats, in-process ------------------------------------------------------
+
+
+def run_small(invoke: Invoke) -> None:
+    invoke(
+        "run",
+        "cli_flows:fanout",
+        "--input",
+        '{"items": [1, 2, 3]}',
+        "--run-id",
+        "f1",
+        code=0,
+    )
+
+
+def test_log_lines_and_jsonl_hold_every_event(
+    invoke: Invoke, invoke_json: Callable[..., Any]
+) -> None:
+    run_small(invoke)
+    docs = invoke_json("log", "f1")
+    lines = invoke("log", "f1", "--format", "lines", code=0).stdout.splitlines()
+    assert [int(line.split()[0]) for line in lines] == [d["seq"] for d in docs]
+    assert all(d["digest"][:12] in line for d, line in zip(docs, lines, strict=True))
+    streamed = [
+        json.loads(line)
+        for line in invoke("log", "f1", "--format", "jsonl", code=0).stdout.splitlines()
+    ]
+    for doc in docs:
+        doc.pop("redispatched", None)  # jsonl names re-dispatches on `execution`
+    assert streamed == docs
+
+
+def test_log_filters_apply_to_streamed_lines(invoke: Invoke) -> None:
+    run_small(invoke)
+    out = invoke("log", "f1", "--type", "requested", "--format", "lines", code=0).stdout
+    assert out.splitlines() and all(" requested " in line for line in out.splitlines())
+
+
+def test_json_and_format_together_are_a_usage_error(invoke: Invoke) -> None:
+    run_small(invoke)
+    result = invoke("log", "f1", "--json", "--format", "lines", code=2)
+    assert "--json or --format" in result.stderr
+
+
+def test_replay_formats(invoke: Invoke, invoke_json: Callable[..., Any]) -> None:
+    run_small(invoke)
+    doc = invoke_json("replay", "f1")
+    records = [
+        json.loads(line)
+        for line in invoke(
+            "replay", "f1", "--format", "jsonl", code=0
+        ).stdout.splitlines()
+    ]
+    assert [r["call"] for r in records if "call" in r] == doc["calls"]
+    assert records[-1]["snapshot"]["process_status"] == doc["process_status"]
+    lines = invoke("replay", "f1", code=0).stdout.splitlines()
+    assert lines[0].startswith("replaying run f1")
+    assert lines[1].startswith("run f1  after")
+    assert lines[-1].startswith("result: ")
