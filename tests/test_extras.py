@@ -16,7 +16,13 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 PROJECT = PYPROJECT["project"]
 
 # Top-level module -> the distribution that provides it.
-DISTRIBUTION = {"distributed": "dask", "dask": "dask", "yaml": "pyyaml"}
+DISTRIBUTION = {
+    "distributed": "dask",
+    "dask": "dask",
+    "yaml": "pyyaml",
+    "websocket": "websocket-client",
+    "opentelemetry": "opentelemetry-sdk",
+}
 # Modules a test writes to a temporary folder and imports.
 GENERATED = {"compat_flow"}
 

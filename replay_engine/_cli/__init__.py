@@ -108,7 +108,7 @@ COMMANDS: tuple[LazyCommand, ...] = (
     (
         "runs",
         "inspect_cmds:runs_command",
-        "List the runs in the journal, newest first.",
+        "List the runs in the journal, newest first (--tree: families).",
     ),
     (
         "log",
