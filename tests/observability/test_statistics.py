@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from replay_engine import Engine, EngineStatistics
+from replay_engine import Engine, EngineStatistics, task
 from tests.executions.conftest import cli, cli_json, run_in_child, wait_until
 from tests.executions.exec_flows import count, side_lines
 
@@ -23,8 +23,13 @@ async def three(inputs: dict[str, int], ctx: object) -> list[int]:
     return [await ctx.task(count, {"i": i}) for i in range(3)]  # type: ignore[attr-defined]
 
 
+@task(name="stats.echo")
+def echo(text: str) -> str:
+    return text
+
+
 async def blob(inputs: dict[str, int], ctx: object) -> int:
-    text = await ctx.task(count, {"i": "x" * inputs["size"]})  # type: ignore[attr-defined]
+    text = await ctx.task(echo, {"text": "x" * inputs["size"]})  # type: ignore[attr-defined]
     return len(text)
 
 
@@ -48,7 +53,7 @@ def test_counts_of_the_journal_and_of_this_engine(tmp_path: Path) -> None:
         assert stats.used_bytes > 0 and stats.map_size >= stats.used_bytes
 
         before = stats.used_bytes
-        eng.run(blob, {"size": 3_000_000}, run_id="c")
+        assert eng.run(blob, {"size": 3_000_000}, run_id="c").status == "completed"
         grown = eng.statistics()
         assert grown.used_bytes >= before + 3_000_000  # read from LMDB's pages
         assert grown.payloads >= 1
