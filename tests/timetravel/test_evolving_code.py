@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 import journal_format as jf
-from replay_engine import Engine
+from replay_engine import Engine, TaskDef
 from tests.timetravel import evolving_flows as ev
 
 Process = Callable[..., Any]
@@ -173,28 +173,30 @@ def test_rename_a_task(engine: Engine) -> None:
 
 
 def test_the_guide_quotes_the_code_these_tests_run() -> None:
-    """Each process in docs/evolving-code.md is the one in ``evolving_flows``."""
-    guide = (Path(__file__).parents[2] / "docs" / "evolving-code.md").read_text()
+    """Each process in docs/evolving-code.md is the one these tests run.
+
+    Every python block of the guide is an example file it includes (the
+    ``<!-- example: PATH -->`` marker; tests/typing checks the block equals the
+    file and type-checks it). Each function a block defines must be the very
+    object ``evolving_flows`` hands the tests: defined in that file, with the
+    block's code, annotations included.
+    """
+    root = Path(__file__).parents[2]
+    guide = (root / "docs" / "evolving-code.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", guide, flags=re.DOTALL)
-    quoted = 0
-    for block in blocks:
+    marked = re.findall(
+        r"<!-- example: (\S+) -->\n```python\n(.*?)```", guide, flags=re.DOTALL
+    )
+    assert [code for _, code in marked] == blocks, "a block that is not an example"
+    processes = 0
+    for path, block in marked:
         for node in ast.parse(block).body:
-            if isinstance(node, ast.AsyncFunctionDef):
-                source = textwrap.dedent(inspect.getsource(getattr(ev, node.name)))
-                [real] = ast.parse(source).body
-                assert isinstance(real, ast.AsyncFunctionDef)
-                # Docstrings and annotations aside, the same code (comments
-                # and layout differ).
-                if ast.get_docstring(real):
-                    real.body = real.body[1:]
-                assert _bare(node) == _bare(real), node.name
-                quoted += 1
-    assert quoted >= 8
-
-
-def _bare(fn: ast.AsyncFunctionDef) -> str:
-    """The function's AST without its annotations."""
-    fn.returns = None
-    for arg in fn.args.args:
-        arg.annotation = None
-    return ast.dump(fn)
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            real = getattr(ev, node.name)
+            fn = real.fn if isinstance(real, TaskDef) else real
+            assert Path(inspect.getsourcefile(fn) or "") == root / path, node.name
+            [tree] = ast.parse(textwrap.dedent(inspect.getsource(fn))).body
+            assert ast.dump(tree) == ast.dump(node), node.name
+            processes += isinstance(node, ast.AsyncFunctionDef)
+    assert processes >= 12

@@ -1,7 +1,7 @@
 """What a user's type checker sees: `mypy --strict` on samples and the docs' examples.
 
 One mypy run (the venv's, as a subprocess) checks ``samples/*.py`` and
-``docs/examples/*.py``. In a sample, ``# R: T`` says the ``reveal_type`` on that
+``docs/examples/**/*.py``. In a sample, ``# R: T`` says the ``reveal_type`` on that
 line must reveal exactly ``T``, and ``# E: text`` that mypy must report an error
 there containing ``text``; any other error fails. The docs' examples must pass
 with no error at all, and each must appear verbatim in the document that
@@ -19,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = sorted((Path(__file__).parent / "samples").glob("*.py"))
-EXAMPLES = sorted((ROOT / "docs" / "examples").glob("*.py"))
+EXAMPLES = sorted((ROOT / "docs" / "examples").rglob("*.py"))
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 _LINE = re.compile(r"^(?P<path>[^:]+):(?P<line>\d+): (?P<sev>error|note): (?P<msg>.*)$")
@@ -60,6 +60,9 @@ def mypy_output() -> dict[tuple[str, int], list[tuple[str, str]]]:
             continue
         name = str(Path(m["path"]).resolve().relative_to(ROOT))
         found.setdefault((name, int(m["line"])), []).append((m["sev"], m["msg"]))
+    # Exit 1 with no error listed is mypy failing to run (not installed, say),
+    # which would otherwise pass every example unchecked.
+    assert proc.returncode == 0 or found, proc.stderr or proc.stdout
     return found
 
 

@@ -1,0 +1,12 @@
+from typing import Any
+
+from evo_tasks import fetch, finish, lint, run_tests
+
+from replay_engine import Context
+
+
+async def remove_v1(inputs: dict[str, Any], ctx: Context) -> object:
+    code = await ctx.task(fetch, {"repo": inputs["repo"]})
+    await ctx.task(lint, {"code": code})
+    report = await ctx.task(run_tests, {"code": code})
+    return await finish(inputs, ctx, report)
