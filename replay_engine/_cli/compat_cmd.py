@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from .. import RunCompatibility, load_process
 from .common import (
@@ -17,7 +18,7 @@ from .common import (
     open_engine,
     reporting_errors,
 )
-from .safe_text import cell, literal
+from .safe_text import cell, literal, printable
 
 
 def compat_document(found: list[RunCompatibility]) -> dict[str, Any]:
@@ -99,13 +100,12 @@ def _show(found: list[RunCompatibility]) -> None:
         table.add_column(name)
     for c in found:
         style = {"compatible": "green", "breaks": "red"}.get(c.verdict, "yellow")
-        first = c.message.splitlines()[0] if c.message else ""
         table.add_row(
             cell(c.run_id),
             cell(c.status),
             literal(c.verdict, style=style),
             cell(c.key),
-            cell(first),
+            Text(printable(_what(c.message), keep_lines=True)),
         )
     console.print(table)
     broken = sum(not c.compatible for c in found)
@@ -117,3 +117,17 @@ def _show(found: list[RunCompatibility]) -> None:
 def register(group: click.Group) -> None:
     """Add ``compat``."""
     group.add_command(compat_command)
+
+
+_DETAIL = ("recorded:", "replayed:", "call site:")
+
+
+def _what(message: str | None) -> str:
+    """A divergence's recorded vs replayed call and call site (else its first line).
+
+    The rest of a ``NonDeterminismError``'s text (likely causes, the fork
+    command) is the same for every run; ``--json`` keeps it whole.
+    """
+    lines = [line.strip() for line in (message or "").splitlines()]
+    detail = [line for line in lines if line.startswith(_DETAIL)]
+    return "\n".join(detail) if detail else (lines[0] if lines else "")

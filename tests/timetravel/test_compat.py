@@ -102,6 +102,9 @@ def test_compat_names_exactly_the_runs_a_change_breaks(tmp_path: Path) -> None:
     assert (doc["compatible"], doc["breaks"], doc["errors"]) == (2, 1, 0)
     human = _compat(journal, folder)
     assert human.returncode == 1 and "2 of 3 runs compatible" in human.stdout
+    # The table shows where the breaking run diverges: both calls and the line.
+    assert "recorded: task" in human.stdout and "replayed: task" in human.stdout
+    assert "call site: " in human.stdout
 
     _write(folder, V3)
     safe = _compat(journal, folder, "--runs", "n9", "--json")
