@@ -7,7 +7,8 @@ values kept for messages) — plus the log lines and the final outcome. It
 leaves out what legitimately differs between executions: event order, seqs,
 envelope timestamps, ``ctx.now()`` values, timer due times and tracebacks.
 
-A race's winner (``ctx.parallel.any``, the ``race_won`` event) is kept as a
+A race's winner (``ctx.parallel.any``, the ``race_won`` event), and the
+branch a fail-fast group failed at (``failed_fast``), is kept as a
 *recorded choice*, like ``ctx.now()``: which branch finishes first depends on
 the schedule. :attr:`Trace.decisions` lists the winners, and two traces are
 only compared when they agree on them (see ``_check``); the losing branches
@@ -73,6 +74,8 @@ class CallRecord:
             return f"{self.name}()"
         if self.kind == "timer":
             return f"ctx.sleep() ({self.outcome})"
+        if self.kind == "race" and self.name == "fail_fast":
+            return f"a fail-fast group that failed at branch {self.value}"
         if self.kind == "race":
             return f"ctx.parallel.any() won by branch {self.value}"
         call = f"task {self.name!r} args {short(self.args_value)}"
@@ -124,7 +127,11 @@ class Trace:
         )
 
     def lost(self, key: str) -> bool:
-        """Whether ``key`` is in a branch that lost a race (or failed in one)."""
+        """Whether ``key`` is off the branch a race or fail-fast group chose.
+
+        That is, in a branch that lost a race (or failed in one), or a
+        sibling of the branch a fail-fast group failed at.
+        """
         return _lost(key, self.decisions)
 
     def outcome(self) -> tuple[Any, ...]:
@@ -180,8 +187,9 @@ def build_trace(events: Iterable[Any], payload: Any) -> Trace:
             call(event.key, "timer", "ctx.sleep")
         elif isinstance(event, jf.TimerFired):
             call(event.key, "timer", "ctx.sleep").outcome = "fired"
-        elif isinstance(event, jf.RaceWon):
-            _settle(call(event.key, "race", "ctx.parallel.any"), "decided", event)
+        elif isinstance(event, jf.RaceWon | jf.FailedFast):
+            name = "ctx.parallel.any" if isinstance(event, jf.RaceWon) else "fail_fast"
+            _settle(call(event.key, "race", name), "decided", event)
         elif isinstance(event, jf.LogLine):
             fields = json.dumps(event.fields, sort_keys=True, default=repr)
             trace.logs.append(
@@ -321,10 +329,15 @@ def short(value: Any, limit: int = 160) -> str:
 def _settle(
     record: CallRecord,
     outcome: str,
-    event: jf.ValueRecorded | jf.PatchMarker | jf.RaceWon,
+    event: jf.ValueRecorded | jf.PatchMarker | jf.RaceWon | jf.FailedFast,
 ) -> None:
     record.outcome = outcome
-    record.value = event.winner if isinstance(event, jf.RaceWon) else _value_of(event)
+    if isinstance(event, jf.RaceWon):
+        record.value = event.winner
+    elif isinstance(event, jf.FailedFast):
+        record.value = event.branch
+    else:
+        record.value = _value_of(event)
 
 
 def _value_name(event: jf.ValueRecorded | jf.PatchMarker) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from replay_engine import task
+from replay_engine import TaskFailed, task
 
 
 @task
@@ -68,3 +68,23 @@ async def race_clock_branch(inputs: Any, ctx: Any) -> Any:
         ]
     )
     return value
+
+
+@task
+def broken(source: str) -> str:
+    raise ValueError(f"{source} is down")
+
+
+async def fail_fast_two_failures(inputs: Any, ctx: Any) -> Any:
+    """Two failing branches: which fails first (and is raised) is a recorded choice."""
+    try:
+        await ctx.parallel.all(
+            [
+                lambda: ctx.task(broken, {"source": "a"}),
+                lambda: ctx.task(broken, {"source": "b"}),
+            ],
+            fail_fast=True,
+        )
+    except TaskFailed as exc:
+        return await ctx.task(store, {"value": exc.key})
+    return None

@@ -63,3 +63,15 @@ def test_the_wall_clock_around_a_race_still_fails(process: Any) -> None:
         assert_deterministic(process, None, max_examples=10, seed=7)
     message = str(caught.value)
     assert "# clock" in message or "race_flows.py" in message
+
+
+def test_a_fail_fast_group_whose_first_failure_depends_on_the_schedule_passes() -> None:
+    execution = check_schedule(
+        race_flows.fail_fast_two_failures, None, Schedule(delays={"0.0.0": 0.05})
+    )
+    assert execution is not None
+    assert execution.trace.decisions == (("0", 1),)
+    report = assert_deterministic(
+        race_flows.fail_fast_two_failures, None, max_examples=20, seed=5
+    )
+    assert report.notes == ()
