@@ -14,17 +14,11 @@ Three independent probes, from cheapest to most expensive:
    interpreters with other ``PYTHONHASHSEED`` values (see ``_hashseed``),
    which is the only way to see the iteration order of a set of strings change.
 
-Races are recorded choices. The winner of ``ctx.parallel.any`` depends on the
-schedule (that is what a race is for), and the journal records it
-(``race_won``); determinism means that *replaying* a run reproduces it, which
-probe 1 checks for every execution. So probe 2 compares an execution with the
-uninterrupted one only when they recorded the same winners; an execution whose
-races went another way is compared with the first execution that recorded
-the same winners (under the same injected failures), which becomes the
-reference of that class. Each winner the search reaches is explored that way;
-a process that goes wrong around a race (reads the clock in a branch or after
-it) still differs from its own journal on replay, or from an execution with
-the same winners.
+A race's winner (``race_won``) and a fail-fast group's failing branch
+(``failed_fast``) are recorded choices: probe 1 checks each run replays them;
+probe 2 compares an execution with the first one (under the same injected
+failures) that made the same choices, so every winner reached is explored.
+A process that goes wrong around a race still fails probe 1 or 2.
 """
 
 from __future__ import annotations
