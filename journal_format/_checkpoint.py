@@ -35,6 +35,7 @@ from ._events import (
     Envelope,
     ErrorInfo,
     Event,
+    FailedFast,
     LogLine,
     PatchMarker,
     RaceWon,
@@ -60,6 +61,9 @@ PATCH: Final = 3
 RACE: Final = 4
 """``CallEntry.kind`` of a decided race (``ctx.parallel.any``): ``value`` is the
 winning branch's index (JF-140)."""
+FAIL_FAST: Final = 5
+"""``CallEntry.kind`` of a fail-fast group that failed (``ctx.parallel.all``/``map``
+with ``fail_fast=True``): ``value`` is the failing branch's index (JF-144)."""
 
 
 class CallEntry(msgspec.Struct, array_like=True, gc=False):
@@ -380,6 +384,8 @@ class CallIndex:
             self._effect(seq, event.key).abandoned = True
         elif isinstance(event, RaceWon):
             calls[event.key] = CallEntry(RACE, seq, value=event.winner)
+        elif isinstance(event, FailedFast):
+            calls[event.key] = CallEntry(FAIL_FAST, seq, value=event.branch)
         elif isinstance(event, SignalReceived):
             self.signals.append((seq, event.name, event.payload))
         elif isinstance(event, RunStarted):

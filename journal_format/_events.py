@@ -205,6 +205,22 @@ class RaceWon(_Event, tag="race_won", frozen=True):
     cancelled: list[int] = msgspec.field(default_factory=list)
 
 
+class FailedFast(_Event, tag="failed_fast", frozen=True):
+    """The fail-fast group at ``key`` failed at branch ``branch`` (JF-144).
+
+    ``ctx.parallel.all``/``map`` with ``fail_fast=True``: replay serves the
+    decision from here, executing only branch ``branch`` again (it fails the
+    same way) and treating the other branches' recorded calls as reached, so
+    a sibling cancelled on a timer records nothing new. The branches in
+    ``cancelled`` were still running when it was decided (their open effects
+    are ``abandoned`` in the same commit).
+    """
+
+    key: bytes
+    branch: int
+    cancelled: list[int] = msgspec.field(default_factory=list)
+
+
 class RunCompleted(_Event, tag="run_completed", frozen=True):
     """The process returned; its result is stored by address."""
 
@@ -305,6 +321,7 @@ Event = (
     | ExecutionStarted
     | PatchMarker
     | RaceWon
+    | FailedFast
 )
 """Any event body."""
 
@@ -330,6 +347,7 @@ EVENT_TYPES: Final[tuple[type[_Event], ...]] = (
     ExecutionStarted,
     PatchMarker,
     RaceWon,
+    FailedFast,
 )
 
 

@@ -156,6 +156,12 @@ EVENT_STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
         winner=counts,
         cancelled=st.lists(counts, max_size=4),
     ),
+    jf.FailedFast: st.builds(
+        jf.FailedFast,
+        key=key_bytes(),
+        branch=counts,
+        cancelled=st.lists(counts, max_size=4),
+    ),
     jf.RunCompleted: st.builds(jf.RunCompleted, result=addresses),
     jf.RunFailed: st.builds(jf.RunFailed, error=error_infos),
     jf.RunWaiting: st.builds(

@@ -6,7 +6,7 @@ it creates or resumes the child run and executes it in the same event loop,
 through the same ``_execute`` as any run (its own run lock, journal and
 passes). It also keeps the parent informed when a child ends outside its
 parent's execution (a worker, a ``resume`` of the child, a cancel), and
-cancels a cancelled run's unfinished children.
+cancels the unfinished children of a run that was cancelled or timed out.
 """
 
 from __future__ import annotations
@@ -121,16 +121,45 @@ def deliver_if_child(store: Store, run_id: str) -> None:
         _children.deliver(store, record.child_of, key, outcome)
 
 
-def cancel_children(engine: Any, run_id: str, reason: str | None) -> list[str]:
-    """Cancel every unfinished descendant of ``run_id``; the ids cancelled."""
+def cancel_children(
+    engine: Any,
+    run_id: str,
+    reason: str | None,
+    *,
+    ended: str = "was cancelled",
+    wait: float | None = None,
+) -> list[str]:
+    """Cancel every unfinished descendant of ``run_id``; the ids cancelled.
+
+    ``ended`` says what happened to ``run_id`` (the children's cancel
+    reason). ``wait``: how long to wait for a child another process executes
+    (None: ``cancel``'s default). With a ``wait`` the cascade is done here,
+    level by level, with the same ``wait``: an execution that just timed out
+    calls it from its event loop with 0, so it never blocks the loop.
+    """
     done: list[str] = []
-    why = f"its parent run {run_id!r} was cancelled" + (f": {reason}" if reason else "")
+    why = f"its parent run {run_id!r} {ended}" + (f": {reason}" if reason else "")
     for child in _children.children_of(engine._store, run_id):
         if child.status in jf.ENDED_STATUSES:
             continue
         try:
-            engine.cancel(child.run_id, why)  # cascades further down
+            if wait is None:
+                engine.cancel(child.run_id, why)  # cascades further down
+            else:
+                engine._cancel_one(child.run_id, why, wait)
+                cancel_children(engine, child.run_id, why, wait=wait)
+                deliver_if_child(engine._store, child.run_id)
         except RunEndedError:
             continue  # it ended meanwhile
         done.append(child.run_id)
     return done
+
+
+def end_children_of_timed_out(engine: Any, run_id: str) -> None:
+    """A run that just timed out ends its unfinished children (docs: Sub-runs).
+
+    Called by the execution that recorded ``timed_out``, once. A child
+    executed inline has stopped with its parent (so it is cancelled at once);
+    one another process executes gets a cancel request, without waiting.
+    """
+    cancel_children(engine, run_id, None, ended="timed out", wait=0.0)

@@ -24,7 +24,12 @@ from .._store.lock import RunLock
 from .._store.payload import encode_or_refuse
 from ..errors import JournalCorruptError, NonDeterminismError, ReplayEngineError
 from .base import EngineBase, run_sync
-from .children import INLINE, ChildBridge, deliver_if_child
+from .children import (
+    INLINE,
+    ChildBridge,
+    deliver_if_child,
+    end_children_of_timed_out,
+)
 from .code_changes import (
     CodeNow,
     change_warnings,
@@ -90,6 +95,7 @@ class Executing(EngineBase):
                 ``timed_out`` (terminal): an execution stops as on
                 :meth:`cancel`, a ``resume``/``iterate`` records it without
                 executing, and a waiting run's ``next_due`` includes it.
+                Its unfinished child runs are cancelled then, as by ``cancel``.
 
         The run's process is remembered for this user (outside the journal),
         so a later ``resume``/``replay`` of it needs no ``process=``.
@@ -259,6 +265,8 @@ class Executing(EngineBase):
             now = locked.status
             if _cancel.due_end(locked) is not None:
                 now = _cancel.end_if_due(self._store, run_id) or now
+                if now == "timed_out":
+                    end_children_of_timed_out(self, run_id)
             if now in ENDED and now != "completed":
                 return Run(run_id=run_id, status=now)
             journal = RunJournal(self._store, run_id)
@@ -405,6 +413,8 @@ class Executing(EngineBase):
             ended = _cancel.end_if_due(self._store, journal.run_id)
             if ended is not None:
                 outcome = Outcome(status=ended)
+        if outcome.status == "timed_out":  # recorded by this execution, just now
+            end_children_of_timed_out(self, journal.run_id)
         if outcome.status in jf.FINISHED_STATUSES and not INLINE.get():
             # A child that ended on its own (a worker, a resume of it): tell
             # its parent; a parent executing it inline does that itself.

@@ -91,7 +91,7 @@ class Parallel:
         """
         makers = check_thunks(thunks)
         rt = self._rt
-        key = group_key(rt)
+        key = group_key(rt, decided=fail_fast)
         if settled or fail_fast:
             return race.run_settling(
                 rt, key, makers, None, None, settled=settled, fail_fast=fail_fast
@@ -182,7 +182,7 @@ class Parallel:
         values = items if isinstance(items, list | tuple | range) else list(items)
         fn = check_map_fn(fn)
         rt = self._rt
-        key = group_key(rt)
+        key = group_key(rt, decided=fail_fast)
         if settled or fail_fast:
             return race.run_settling(
                 rt, key, fn, values, limit, settled=settled, fail_fast=fail_fast
@@ -201,9 +201,14 @@ def current() -> Scope:
         ) from None
 
 
-def group_key(rt: ContextBackend) -> bytes:
-    """Take the key of a parallel group (its branches' keys extend it)."""
+def group_key(rt: ContextBackend, *, decided: bool = False) -> bytes:
+    """Take the key of a parallel group (its branches' keys extend it).
+
+    ``decided``: the group may record its decision at its key (fail-fast,
+    JF-144); its runner asks the journal itself.
+    """
     rt.check_live()
     key = current().next_key()
-    rt.group(key)
+    if not decided:
+        rt.group(key)
     return key

@@ -25,6 +25,8 @@ def describe_entry(entry: jf.CallEntry) -> str:
         return f"ctx.patched({entry.task!r}) (a patch marker)"
     if entry.kind == jf.RACE:
         return f"ctx.parallel.any (won by branch {entry.value!r})"
+    if entry.kind == jf.FAIL_FAST:
+        return f"a fail-fast parallel group (failed at branch {entry.value!r})"
     return "ctx.sleep()"
 
 
@@ -38,6 +40,8 @@ def describe_call(kind: int, task: str, args: bytes) -> str:
         return "ctx.sleep()"
     if kind == jf.RACE:
         return "ctx.parallel.any"
+    if kind == jf.FAIL_FAST:
+        return "a fail-fast parallel group (ctx.parallel.all/map, fail_fast=True)"
     return "a parallel group (ctx.parallel.all/map)"
 
 

@@ -67,7 +67,11 @@ def _branch_scope(key: bytes, index: int) -> Scope:
 
 
 def cancel_running(
-    state: ExecutionState, group: _Group, reason: str, winner: int | None
+    state: ExecutionState,
+    group: _Group,
+    reason: str,
+    winner: int | None,
+    failed: int | None = None,
 ) -> BaseException | None:
     """Stop ``group``: cancel its running branches and journal it (one commit).
 
@@ -96,7 +100,7 @@ def cancel_running(
     for stopped in [k for k in state.frontier if k.startswith(prefixes)]:
         del state.frontier[stopped]
     state.tick()
-    if state.frozen or state.stopping or (winner is None and not indices):
+    if state.frozen or state.stopping:
         # Time travel writes nothing; an execution being stopped neither (a
         # resume decides again from what the journal holds).
         return None
@@ -111,6 +115,7 @@ def cancel_running(
             indices,
             reason,
             winner=winner,
+            failed=failed,
             on_append=journal.note_append,
         )
     except BaseException as exc:
@@ -206,19 +211,35 @@ async def _replay_winner(
                 replayed=f"ctx.parallel.any of {len(makers)} branches",
             )
         )
-    for index in range(len(makers)):
-        if index != winner:
-            state.journal.visit_under(key + jf.encode_component(index))
+    value = await _run_only(state, key, winner, len(makers), makers[winner], _NO_ITEM)
+    if isinstance(value, _Failure):
+        raise value.exc
+    return winner, value
+
+
+async def _run_only(
+    state: ExecutionState,
+    key: bytes,
+    index: int,
+    count: int,
+    make: Callable[..., Any],
+    item: Any,
+) -> Any:
+    """Run branch ``index`` of the group at ``key`` alone; the others count as reached.
+
+    Returns its value, or a ``_Failure``.
+    """
+    for other in range(count):
+        if other != index:
+            state.journal.visit_under(key + jf.encode_component(other))
     context = contextvars.copy_context()
     done, value, pending = context.run(
-        _first_step, _branch_scope(key, winner), makers[winner], _NO_ITEM
+        _first_step, _branch_scope(key, index), make, item
     )
     if not done:
         coro, first = pending
         value = await state.loop.create_task(_continue(coro, first), context=context)
-    if isinstance(value, _Failure):
-        raise value.exc
-    return winner, value
+    return value
 
 
 class _SettleGroup(_Group):
@@ -260,6 +281,7 @@ class _SettleGroup(_Group):
             self,
             f"parallel group {text} failed fast at branch {index}",
             None,
+            index,
         )
         self.remaining = 0
         if self.waiter is not None and not self.waiter.done():
@@ -288,6 +310,42 @@ class _SettleGroup(_Group):
         return results
 
 
+async def _replay_failure(
+    state: ExecutionState,
+    key: bytes,
+    makers: Sequence[Callable[[], Any]] | Callable[[Any], Any],
+    items: Sequence[Any] | None,
+    entry: jf.CallEntry,
+) -> list[Any]:
+    """A group that failed fast: run the failing branch only, raise its failure.
+
+    The siblings it cancelled are not started again (their recorded calls
+    count as reached), so one that was cancelled on a timer records nothing.
+    """
+    count = len(items) if items is not None else len(makers)  # type: ignore[arg-type]
+    index = entry.value
+    if isinstance(index, int) and 0 <= index < count:
+        if items is None:
+            make, item = makers[index], _NO_ITEM  # type: ignore[index]
+        else:
+            make, item = makers, items[index]
+        value = await _run_only(state, key, index, count, make, item)
+        if isinstance(value, _Failure):
+            raise value.exc
+        replayed = f"branch {index} of {count} succeeded"
+    else:
+        replayed = f"a fail-fast group of {count} branches"
+    raise state.journal.remember(
+        divergence(
+            state.run_id,
+            key,
+            entry.seq,
+            recorded=f"a fail-fast group that failed at branch {index!r}",
+            replayed=replayed,
+        )
+    )
+
+
 def run_settling(
     backend: ContextBackend,
     key: bytes,
@@ -305,6 +363,13 @@ def run_settling(
             " ask for one of them"
         )
     state = cast(ExecutionState, backend)
+    if fail_fast:
+        # The group's key holds its decision once it failed fast (JF-144); the
+        # caller took the key without asking (``group_key(..., decided=True)``).
+        state.tick()
+        entry = state.journal.answer(key, jf.FAIL_FAST)
+        if entry is not None:
+            return _replay_failure(state, key, makers, items, entry)
 
     def make(
         key: bytes, count: int, limit: int | None, tick: Callable[[], None]

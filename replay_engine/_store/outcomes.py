@@ -74,6 +74,7 @@ def cancel_branches(
     reason: str,
     *,
     winner: int | None = None,
+    failed: int | None = None,
     on_append: Callable[[AppendResult], None] | None = None,
 ) -> list[bytes]:
     """Cancel branches ``cancelled`` of the group at ``key``; returns keys abandoned.
@@ -81,7 +82,8 @@ def cancel_branches(
     Every effect of those branches that was requested and has no outcome is
     recorded ``abandoned`` (``reason`` says why), so a late post or claim to it
     is refused (JF-143). With ``winner``, the group is a race and the same
-    transaction records it won (``race_won``, JF-140) first.
+    transaction records it won (``race_won``, JF-140) first; with ``failed``,
+    the group failed fast at that branch (``failed_fast``, JF-144).
     """
     appended: list[AppendResult] = []
 
@@ -99,6 +101,10 @@ def cancel_branches(
         new: list[jf.Event] = [jf.EffectAbandoned(key=k, reason=reason) for k in marked]
         if winner is not None:
             new.insert(0, jf.RaceWon(key=key, winner=winner, cancelled=list(cancelled)))
+        elif failed is not None:
+            new.insert(
+                0, jf.FailedFast(key=key, branch=failed, cancelled=list(cancelled))
+            )
         if new:
             appended.append(view.append(new))
         return marked

@@ -15,7 +15,10 @@ property the way the real world would break it::
   journal events followed by a resume), replays every journal, and replays
   the reference journal under other ``PYTHONHASHSEED`` values. On failure it
   names the key and call site, prints the smallest schedule found, and a line
-  that reproduces it.
+  that reproduces it. A race's winner (``ctx.parallel.any``), and the branch
+  a ``fail_fast`` group failed at, are recorded choices: executions are
+  compared with one that made the same choices, and each replays its own
+  journal.
 * :class:`Schedule`, :func:`run_schedule` and :func:`check_schedule`: one
   schedule, by hand. ``replay_engine.testing.strategies`` has the hypothesis
   strategies behind the search, and :class:`ScheduleChecker` checks many

@@ -53,6 +53,9 @@ class DeterminismReport:
     elapsed: float
     notes: tuple[str, ...] = ()
     """Probes that were skipped, and why."""
+    race_outcomes: int = 0
+    """Distinct sets of race winners (``ctx.parallel.any``) the schedules
+    reached; executions are compared with one that recorded the same winners."""
 
 
 def assert_deterministic(
@@ -75,10 +78,13 @@ def assert_deterministic(
     failures, and simulated crashes after *k* journal events followed by a
     resume. Each execution must record the same keys, task names, args,
     results and log lines, and end with the same result, as the uninterrupted
-    execution under the same injected failures. Every finished journal is also
-    replayed against the process, and the reference journal is replayed in
-    ``hash_seeds`` fresh interpreters with other ``PYTHONHASHSEED`` values (to
-    catch iteration over sets of strings).
+    execution under the same injected failures. A race's winner
+    (``ctx.parallel.any``) is a recorded choice, like ``ctx.now()``: an
+    execution whose races went another way is compared with the first one
+    that recorded the same winners (see ``race_outcomes`` in the report).
+    Every finished journal is also replayed against the process, and the
+    reference journal is replayed in ``hash_seeds`` fresh interpreters with
+    other ``PYTHONHASHSEED`` values (to catch iteration over sets of strings).
 
     Args:
         process: the process function. For the hash-seed probe it must be
@@ -182,6 +188,7 @@ def assert_deterministic(
         seed=seed,
         elapsed=time.perf_counter() - started,
         notes=tuple(stats.notes),
+        race_outcomes=stats.race_outcomes,
     )
 
 

@@ -13,6 +13,12 @@ Three independent probes, from cheapest to most expensive:
 3. *Another interpreter*: the reference journal is replayed in fresh
    interpreters with other ``PYTHONHASHSEED`` values (see ``_hashseed``),
    which is the only way to see the iteration order of a set of strings change.
+
+A race's winner (``race_won``) and a fail-fast group's failing branch
+(``failed_fast``) are recorded choices: probe 1 checks each run replays them;
+probe 2 compares an execution with the first one (under the same injected
+failures) that made the same choices, so every winner reached is explored.
+A process that goes wrong around a race still fails probe 1 or 2.
 """
 
 from __future__ import annotations
@@ -57,6 +63,8 @@ class Stats:
     injected: int = 0
     """Keys with injected failures, over all executions."""
     replays: int = 0
+    race_outcomes: int = 0
+    """Distinct sets of race winners seen (each compared within its own class)."""
     hash_seeds: list[int] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -114,6 +122,8 @@ class ScheduleChecker:
         self.stats = Stats()
         self._dir = Path(tempfile.mkdtemp(prefix="replay-determinism-"))
         self._baselines: dict[tuple[tuple[str, int], ...], tuple[Trace, str]] = {}
+        # (injected failures, race winners) -> the first trace that recorded them
+        self._classes: dict[tuple[Any, ...], Trace] = {}
         self._count = 0
 
     def close(self) -> None:
@@ -167,7 +177,15 @@ class ScheduleChecker:
         if key not in self._baselines:
             execution, path = self._run(base)
             self._baselines[key] = (execution.trace, path)
+            self._reference_of(key, execution.trace)
         return self._baselines[key]
+
+    def _reference_of(self, failures: tuple[Any, ...], trace: Trace) -> Trace:
+        """The first trace with ``trace``'s race winners (``trace`` if it is)."""
+        found = self._classes.setdefault((failures, trace.decisions), trace)
+        if found is trace and trace.decisions:
+            self.stats.race_outcomes += 1
+        return found
 
     def check(self, schedule: Schedule) -> Execution | None:
         """Execute under ``schedule`` and compare with its baseline.
@@ -180,6 +198,12 @@ class ScheduleChecker:
         if not schedule.interrupted:
             return None
         execution, path = self._run(schedule)
+        labels = ("uninterrupted", "this schedule")
+        if execution.trace.decisions != base.decisions:
+            # Its races went another way: a recorded choice, not a difference.
+            failures = tuple(schedule.baseline().failures.items())
+            base = self._reference_of(failures, execution.trace)
+            labels = ("same race winners", "this schedule")
         difference = first_difference(base, execution.trace)
         if difference is not None:
             site = self._site(path, difference.key)
@@ -187,7 +211,7 @@ class ScheduleChecker:
                 schedule,
                 difference,
                 site=site,
-                labels=("uninterrupted", "this schedule"),
+                labels=labels,
                 stage=messages.stage_of(schedule, execution),
             )
         shutil.rmtree(path, ignore_errors=True)

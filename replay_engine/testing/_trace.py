@@ -6,6 +6,14 @@ task name, the args and the outcome (as content addresses, with the decoded
 values kept for messages) — plus the log lines and the final outcome. It
 leaves out what legitimately differs between executions: event order, seqs,
 envelope timestamps, ``ctx.now()`` values, timer due times and tracebacks.
+
+A race's winner (``ctx.parallel.any``, the ``race_won`` event), and the
+branch a fail-fast group failed at (``failed_fast``), is kept as a
+*recorded choice*, like ``ctx.now()``: which branch finishes first depends on
+the schedule. :attr:`Trace.decisions` lists the winners, and two traces are
+only compared when they agree on them (see ``_check``); the losing branches
+are then compared by their calls alone, since how far a cancelled branch got
+depends on timing too.
 """
 
 from __future__ import annotations
@@ -26,16 +34,16 @@ class CallRecord:
 
     key: str
     kind: str
-    """``"task"`` (or an external kind such as ``"agent"``), ``"value"`` or
-    ``"timer"``."""
+    """``"task"`` (or an external kind such as ``"agent"``), ``"value"``,
+    ``"timer"`` or ``"race"``."""
     name: str
     """The task's name, or ``ctx.random``, ``ctx.uuid``, ``ctx.now``, ``ctx.sleep``."""
     args: bytes = b""
     """Reference to the args as the journal stores it (effects only)."""
     args_value: Any = None
     outcome: str = "pending"
-    """``"ok"``, ``"failed"``, ``"abandoned"``, ``"pending"``, ``"fired"`` or
-    ``"value"``."""
+    """``"ok"``, ``"failed"``, ``"abandoned"``, ``"pending"``, ``"fired"``,
+    ``"value"`` or ``"decided"``."""
     result: bytes = b""
     """Reference to the result as the journal stores it (completed effects)."""
     result_value: Any = None
@@ -44,7 +52,8 @@ class CallRecord:
     failed_attempts: int = 0
     """Attempts that failed and were retried."""
     value: Any = None
-    """A recorded ``ctx.random()``/``ctx.uuid()`` seed (``ctx.now()`` is left out)."""
+    """A recorded ``ctx.random()``/``ctx.uuid()`` seed (``ctx.now()`` is left
+    out), or a race's winning branch."""
 
     def signature(self) -> tuple[Any, ...]:
         """Everything two deterministic executions must agree on at this key."""
@@ -65,6 +74,10 @@ class CallRecord:
             return f"{self.name}()"
         if self.kind == "timer":
             return f"ctx.sleep() ({self.outcome})"
+        if self.kind == "race" and self.name == "fail_fast":
+            return f"a fail-fast group that failed at branch {self.value}"
+        if self.kind == "race":
+            return f"ctx.parallel.any() won by branch {self.value}"
         call = f"task {self.name!r} args {short(self.args_value)}"
         if not outcome:
             return call
@@ -101,6 +114,25 @@ class Trace:
     def task_keys(self) -> list[str]:
         """Keys of the effects the engine executed (those a schedule can steer)."""
         return [k for k in self.order if self.calls[k].kind == "task"]
+
+    @property
+    def decisions(self) -> tuple[tuple[str, int], ...]:
+        """``(key, winner)`` of every decided race, in key order.
+
+        The recorded choices of this execution: two executions are comparable
+        call by call only if they made the same ones.
+        """
+        return tuple(
+            sorted((k, c.value) for k, c in self.calls.items() if c.kind == "race")
+        )
+
+    def lost(self, key: str) -> bool:
+        """Whether ``key`` is off the branch a race or fail-fast group chose.
+
+        That is, in a branch that lost a race (or failed in one), or a
+        sibling of the branch a fail-fast group failed at.
+        """
+        return _lost(key, self.decisions)
 
     def outcome(self) -> tuple[Any, ...]:
         """The final outcome, as compared."""
@@ -150,13 +182,14 @@ def build_trace(events: Iterable[Any], payload: Any) -> Trace:
         elif isinstance(event, jf.EffectAbandoned):
             call(event.key, "task", "").outcome = "abandoned"
         elif isinstance(event, jf.ValueRecorded | jf.PatchMarker):
-            record = call(event.key, "value", _value_name(event))
-            record.outcome = "value"
-            record.value = _value_of(event)
+            _settle(call(event.key, "value", _value_name(event)), "value", event)
         elif isinstance(event, jf.TimerStarted):
             call(event.key, "timer", "ctx.sleep")
         elif isinstance(event, jf.TimerFired):
             call(event.key, "timer", "ctx.sleep").outcome = "fired"
+        elif isinstance(event, jf.RaceWon | jf.FailedFast):
+            name = "ctx.parallel.any" if isinstance(event, jf.RaceWon) else "fail_fast"
+            _settle(call(event.key, "race", name), "decided", event)
         elif isinstance(event, jf.LogLine):
             fields = json.dumps(event.fields, sort_keys=True, default=repr)
             trace.logs.append(
@@ -191,9 +224,22 @@ class Difference:
 
 
 def first_difference(a: Trace, b: Trace) -> Difference | None:
-    """Where ``b`` first departs from ``a``, walking ``a`` in journal order."""
+    """Where ``b`` first departs from ``a``, walking ``a`` in journal order.
+
+    In a branch that lost a race (in ``a``; compare traces with the same
+    :attr:`Trace.decisions`) only calls both made are compared, and only as
+    calls: a cancelled branch's progress and outcomes depend on timing.
+    """
+    races = a.decisions
     for key in [*a.order, *(k for k in b.order if k not in a.calls)]:
         x, y = a.calls.get(key), b.calls.get(key)
+        if races and _lost(key, races):
+            what = None if x is None or y is None else describe_change(x, y)
+            if what is not None and x is not None and y is not None:
+                return Difference(
+                    key, what, x.describe(outcome=False), y.describe(outcome=False)
+                )
+            continue
         if x is None or y is None:
             return Difference(
                 key,
@@ -213,9 +259,13 @@ def first_difference(a: Trace, b: Trace) -> Difference | None:
                 task_side=x.kind == "task" and x.failed_attempts == y.failed_attempts,
             )
         return Difference(key, what, x.describe(), y.describe())
-    if a.logs != b.logs:
-        only_a = sorted(set(a.logs) - set(b.logs))
-        only_b = sorted(set(b.logs) - set(a.logs))
+    logs_a, logs_b = a.logs, b.logs
+    if races:  # a cancelled branch may or may not have got to its log lines
+        logs_a = [line for line in logs_a if not _lost(line[0], races)]
+        logs_b = [line for line in logs_b if not _lost(line[0], races)]
+    if logs_a != logs_b:
+        only_a = sorted(set(logs_a) - set(logs_b))
+        only_b = sorted(set(logs_b) - set(logs_a))
         return Difference(
             None,
             "different log lines",
@@ -230,6 +280,13 @@ def first_difference(a: Trace, b: Trace) -> Difference | None:
             b.describe_outcome(),
         )
     return None
+
+
+def _lost(key: str, races: tuple[tuple[str, int], ...]) -> bool:
+    return any(
+        key.startswith(f"{race}.") and not key.startswith(f"{race}.{winner}.")
+        for race, winner in races
+    )
 
 
 def describe_change(x: CallRecord, y: CallRecord) -> str | None:
@@ -267,6 +324,20 @@ def short(value: Any, limit: int = 160) -> str:
     """``repr`` cut to ``limit`` characters."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _settle(
+    record: CallRecord,
+    outcome: str,
+    event: jf.ValueRecorded | jf.PatchMarker | jf.RaceWon | jf.FailedFast,
+) -> None:
+    record.outcome = outcome
+    if isinstance(event, jf.RaceWon):
+        record.value = event.winner
+    elif isinstance(event, jf.FailedFast):
+        record.value = event.branch
+    else:
+        record.value = _value_of(event)
 
 
 def _value_name(event: jf.ValueRecorded | jf.PatchMarker) -> str:

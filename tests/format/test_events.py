@@ -37,6 +37,7 @@ TAGS = {
     "execution": jf.ExecutionStarted,
     "patched": jf.PatchMarker,
     "race_won": jf.RaceWon,
+    "failed_fast": jf.FailedFast,
 }
 
 #: Field names of every event type in the order writers emit them (JF-038).
@@ -72,6 +73,7 @@ FIELDS = {
     jf.ExecutionStarted: ("pid", "host", "why", "fingerprint", "code"),
     jf.PatchMarker: ("key", "patch"),
     jf.RaceWon: ("key", "winner", "cancelled"),
+    jf.FailedFast: ("key", "branch", "cancelled"),
 }
 
 
@@ -98,6 +100,7 @@ FIRST_FIELDS = {
     jf.ExecutionStarted: ("pid", "host", "why"),
     jf.PatchMarker: ("key", "patch"),
     jf.RaceWon: ("key", "winner"),
+    jf.FailedFast: ("key", "branch"),
 }
 
 

@@ -37,6 +37,7 @@ ADDED_IN_V1 = {
     "run_timed_out",
     "patched",
     "race_won",
+    "failed_fast",
 }
 ALL_TAGS = {t.__struct_config__.tag for t in jf.EVENT_TYPES}
 SNAPSHOT_STATUS = {"completed": "completed", "failed": "failed", "waiting": "frontier"}

@@ -291,3 +291,44 @@ async def fail_fast_agents(inputs: Any, ctx: Any) -> Any:
         )
     except TaskFailed as exc:
         return {"failed": exc.key}
+
+
+async def fail_fast_napper(inputs: Any, ctx: Any) -> Any:
+    """Branch 0 sleeps (0.0.0) then steps (0.0.1); branch 1 fails; then key 1.
+
+    Fail fast cancels branch 0 on its timer, where it has no effect to
+    abandon. ``then`` picks what key 1 is: an agent (the run waits) or a step
+    lasting ``delay`` seconds.
+    """
+
+    async def napper() -> Any:
+        await ctx.sleep(inputs["nap"])
+        return await ctx.task(step, {"i": 0})
+
+    try:
+        await ctx.parallel.all(
+            [napper, lambda: ctx.task(fail, {"i": 1})], fail_fast=True
+        )
+    except TaskFailed as exc:
+        failed = exc.key
+    else:
+        failed = None
+    if inputs.get("then") == "agent":
+        after = await ctx.task(agent, {"i": 9})
+    else:
+        after = await ctx.task(step, {"i": 9, "delay": inputs.get("delay", 0.0)})
+    return {"failed": failed, "after": after}
+
+
+async def fail_fast_three_plain(inputs: Any, ctx: Any) -> Any:
+    """``fail_fast_three`` changed: a plain ``parallel.all`` (no fail fast)."""
+    try:
+        return await ctx.parallel.all(
+            [
+                lambda: ctx.task(step, {"i": 0}),
+                lambda: ctx.task(fail, {"i": 1}),
+                lambda: ctx.task(step, {"i": 2}),
+            ]
+        )
+    except TaskFailed as exc:
+        return {"failed": exc.key}
