@@ -231,15 +231,46 @@ def child_many(journal: str, runs: int, tag: str) -> dict[str, Any]:
     return {"wall": wall, "effects": runs * 10, "started": started}
 
 
+async def thousand_steps(inputs: dict[str, int], ctx: Any) -> int:
+    for i in range(inputs["n"]):
+        await ctx.task(noop_async, {"i": i})
+    return inputs["n"]
+
+
+def fsync_floor(path: str, commits: int) -> float:
+    """Seconds per raw py-lmdb write transaction (one small put) with fsync."""
+    env = lmdb.open(path, map_size=1 << 26, sync=True)
+    try:
+        started = time.perf_counter()
+        for i in range(commits):
+            with env.begin(write=True) as txn:
+                txn.put(i.to_bytes(8, "big"), b"x" * 200)
+        return (time.perf_counter() - started) / commits
+    finally:
+        env.close()
+
+
 def child_single(journal: str, runs: int) -> dict[str, Any]:
+    floor_s = fsync_floor(journal + "-floor", 300)
     with Engine(journal) as engine:
+        started = time.perf_counter()
+        run = engine.run(thousand_steps, {"n": 1000}, run_id="steps-1000")
+        steps = time.perf_counter() - started
+        commits = run.stats.commits
         started = time.perf_counter()
         engine.run(ten_steps, {}, run_id="single-10")
         one = time.perf_counter() - started
         started = time.perf_counter()
         engine.run(fanout, {"n": runs * 10}, run_id="single-map")
         mapped = time.perf_counter() - started
-    return {"one_run_s": one, "map_s": mapped}
+    floor_s = min(floor_s, fsync_floor(journal + "-floor2", 300))
+    return {
+        "one_run_s": one,
+        "map_s": mapped,
+        "steps_s": steps,
+        "steps_commits": commits,
+        "fsync_floor_s": floor_s,
+    }
 
 
 def child_main(args: argparse.Namespace) -> None:
@@ -379,6 +410,13 @@ def bench_many(base: Path, args: argparse.Namespace) -> None:
     ]
     for label, wall, effects in rows:
         print(f"| {label} | {wall:.3f} | {effects / wall:,.0f} |")
+    floor_s = single["fsync_floor_s"]
+    print(
+        f"\n1,000 sequential durable steps in one run: {1000 / single['steps_s']:,.0f}"
+        f" steps/s ({single['steps_commits']} commits); floor: a raw py-lmdb"
+        f" write transaction with fsync, {1 / floor_s:,.0f} commits/s"
+        f" ({floor_s * 1e3:.2f} ms each); target >= 1,000 steps/s"
+    )
 
 
 def main() -> None:
