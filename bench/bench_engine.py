@@ -65,6 +65,7 @@ import os
 import pstats
 import resource
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -80,7 +81,8 @@ import journal_format as jf
 from replay_engine import Engine, external, task
 
 REPLAY_TARGET_RATIO = 5.0
-FRESH_TARGET_PER_S = 30_000.0
+FRESH_TARGET_PER_S = 50_000.0
+"""Issue 17: every kind of task, the median of the runs (``--repeat 5``)."""
 
 # -- the workloads -------------------------------------------------------------
 
@@ -319,7 +321,8 @@ def child_fresh(journal: str, name: str, n: int, repeat: int) -> dict[str, Any]:
                 }
             )
     best = max(runs, key=lambda r: r["per_s"])
-    return {**best, "all_per_s": [r["per_s"] for r in runs]}
+    rates = [r["per_s"] for r in runs]
+    return {**best, "all_per_s": rates, "median_per_s": statistics.median(rates)}
 
 
 def child_profile(
@@ -430,6 +433,8 @@ def report(args: argparse.Namespace, res: dict[str, Any], total: float) -> None:
         ("cold-seq", "sequential, no checkpoint (cold)"),
         ("cold-par", "one parallel.map, no checkpoint (cold)"),
     ):
+        if case not in res:
+            continue
         rep = res[case]
         floor = rep["floor"]
         per_effect = rep["best_s"] / n
@@ -465,21 +470,26 @@ def report(args: argparse.Namespace, res: dict[str, Any], total: float) -> None:
         ("async", "async tasks"),
     ):
         fresh = res[f"fresh-{name}"]
-        ok = fresh["per_s"] >= FRESH_TARGET_PER_S
-        spread = ", ".join(f"{v / 1000:.1f}k" for v in fresh["all_per_s"])
+        rates = fresh["all_per_s"]
+        median = statistics.median(rates)
+        ok = median >= FRESH_TARGET_PER_S
+        spread = ", ".join(f"{v / 1000:.1f}k" for v in rates)
         table.add_row(
             f"fresh parallel.map, {label}",
-            f"{fresh['per_s']:,.0f} effects/s",
+            f"median {median:,.0f} effects/s"
+            f" ({min(rates) / 1000:.1f}k-{max(rates) / 1000:.1f}k)",
             "",
             "",
             "",
-            f"≥ {FRESH_TARGET_PER_S:,.0f}/s {_verdict(ok)}" if name == "thread" else "",
-            f"best of {len(fresh['all_per_s'])} runs ({spread}/s);"
+            f"median ≥ {FRESH_TARGET_PER_S:,.0f}/s {_verdict(ok)}",
+            f"best {fresh['per_s']:,.0f}/s of {len(rates)} runs ({spread}/s);"
             f" {fresh['commits']:,} commits (fsync); {fresh['wall_s']:.2f} s ="
             f" {_us(fresh['wall_s'] / n)}/effect; CPU {fresh['cpu_s']:.2f} s;"
             f" cyclic GC {fresh['gc_s'] / fresh['wall_s']:.0%} of the run",
         )
     for name, label in (("seq", "sequential"), ("par", "parallel.map")):
+        if f"rss-{name}" not in res:
+            continue
         rss = res[f"rss-{name}"]
         notes = f"peak RSS {rss['rss_before_mb']:.0f} → {rss['rss_after_mb']:.0f} MB"
         figure = f"+{rss['rss_after_mb'] - rss['rss_before_mb']:,.0f} MB RSS"
@@ -488,7 +498,7 @@ def report(args: argparse.Namespace, res: dict[str, Any], total: float) -> None:
             figure += f", {tm['tracemalloc_peak_mb']:,.0f} MB heap"
             notes += "; heap: tracemalloc peak"
         table.add_row(f"memory of one replay, {label}", figure, "", "", "", "", notes)
-    setup = res["setup"]
+    setup = res.get("setup", {"seq": 0.0, "par": 0.0})
     table.add_row(
         "setup of the replay runs",
         f"{setup['seq']:.1f} s + {setup['par']:.1f} s",
@@ -539,6 +549,11 @@ def main() -> None:
         help="for --profile: cProfile (deterministic) or pyinstrument (sampling;"
         " pip install pyinstrument)",
     )
+    parser.add_argument(
+        "--fresh-only",
+        action="store_true",
+        help="only the fresh parallel.map rows (issue 17: --repeat 5 at 20k, 100k)",
+    )
     parser.add_argument("--json", help="also write the raw results to this file")
     parser.add_argument("--keep", help="put the journals here and keep them")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -567,7 +582,8 @@ def main() -> None:
             print(out["stats"])
             print(out["profile"])
             return
-        res["setup"] = run_child("setup", replay_journal, args)
+        if not args.fresh_only:
+            res["setup"] = run_child("setup", replay_journal, args)
         for case in (
             "replay-seq",
             "replay-par",
@@ -576,8 +592,9 @@ def main() -> None:
             "rss-seq",
             "rss-par",
         ):
-            res[case] = run_child(case, replay_journal, args)
-        if not args.no_tracemalloc:
+            if not args.fresh_only:
+                res[case] = run_child(case, replay_journal, args)
+        if not args.no_tracemalloc and not args.fresh_only:
             for case in ("tracemalloc-seq", "tracemalloc-par"):
                 res[case] = run_child(case, replay_journal, args)
         for name in FRESH_PROCESSES:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import msgspec
+
 import journal_format as jf
 
 from ..errors import JournalCorruptError
@@ -121,9 +123,7 @@ def put_checkpoint(
     when no checkpoint was written.
     """
     version = jf.FORMAT_VERSION
-    index = jf.CallIndex.from_checkpoint(
-        jf.decode_checkpoint(jf.encode_checkpoint(base.to_checkpoint(run_id, version)))
-    )
+    index = _copy_for_tail(txn, dbs, run_id, base)
     try:
         fold_events(txn, dbs, run_id, index, None)
     except JournalCorruptError as exc:
@@ -136,3 +136,43 @@ def put_checkpoint(
         db=dbs[jf.DB_CHECKPOINTS],
     )
     return index.events
+
+
+def _copy_for_tail(
+    txn: Any, dbs: dict[bytes, Any], run_id: str, base: jf.CallIndex
+) -> jf.CallIndex:
+    """A copy of ``base`` into which the run's later events can be folded.
+
+    Folding mutates only the entries at the keys of the events it folds, so
+    the copy shares every other entry with ``base`` and copies those: the
+    containers are new, the entries the tail touches are copies. (It was a
+    round trip through the checkpoint encoding, a copy of every entry: on the
+    first commit after a cold resume that cost more than the fold of the tail.)
+    The tail is decoded here without checks only to find its keys; the fold
+    that follows checks every record.
+    """
+    index = jf.CallIndex()
+    calls = index.calls = dict(base.calls)
+    index.logs = set(base.logs)
+    index.signals = list(base.signals)
+    index.consumed_signals = set(base.consumed_signals)
+    index.started = base.started
+    index.last_event = base.last_event
+    index.events = base.events
+    index.head = base.head
+    prefix = jf.run_prefix(run_id)
+    cursor = txn.cursor(db=dbs[jf.DB_EVENTS])
+    if not cursor.set_range(jf.event_key(prefix, base.events)):
+        return index
+    copy = msgspec.structs.replace
+    for key, value in cursor:
+        if not key.startswith(prefix):
+            break
+        try:
+            event = jf.decode_envelope(value[jf.ADDRESS_SIZE :]).event
+        except jf.FormatError:
+            break  # damaged: the checked fold reports it
+        call_key: bytes | None = getattr(event, "key", None)
+        if call_key is not None and (entry := calls.get(call_key)) is not None:
+            calls[call_key] = copy(entry)
+    return index

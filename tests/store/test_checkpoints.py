@@ -293,3 +293,31 @@ def test_time_travel_past_the_checkpoint_starts_from_it(engine: Engine) -> None:
     # The posted result is in the later snapshot only.
     assert snapshots[1]["result"] == 2 * sum(range(40)) + 7
     assert snapshots[0]["process_status"] == "frontier"
+
+
+@pytest.mark.spec("JF-103")
+def test_a_checkpoint_written_with_an_append_leaves_the_callers_index_alone(
+    engine: Engine,
+) -> None:
+    # The runtime keeps using the index it hands to append(checkpoint=...):
+    # folding the appended events into the checkpoint must not touch it.
+    engine.run(fan, {"n": 40}, run_id=RUN)
+    store = engine._store
+    base, _ = store.load_index(RUN)
+    gate_key = jf.encode_key((1,))
+    before = msgspec.structs.replace(base.calls[gate_key])
+    before_events, before_keys = base.events, set(base.calls)
+    completed = jf.EffectCompleted(key=gate_key, result=jf.payload_ref(b"\x05"))
+    args = jf.payload_ref(b"\x80")
+    requested = jf.EffectRequested(
+        key=jf.encode_key((2,)), task="x", kind="task", args=args
+    )
+    result = store.append(RUN, [completed, requested], {}, checkpoint=base)
+    assert result.checkpointed == base.events + 2
+    # The caller's index: as it was, entry by entry.
+    assert base.calls[gate_key] == before and base.calls[gate_key].result is None
+    assert (base.events, set(base.calls)) == (before_events, before_keys)
+    # The checkpoint: what folding every event from scratch gives.
+    checkpoint = _checkpoint(store)
+    assert checkpoint == _cold(store)
+    assert checkpoint.calls[checkpoint.keys.index(gate_key)].result is not None

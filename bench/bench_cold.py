@@ -1,0 +1,470 @@
+"""Issue 17's figures: the first resume after a crash, fan-out memory, many runs.
+
+Run from the project root::
+
+    .venv/bin/python bench/bench_cold.py                      # everything (~4 min)
+    .venv/bin/python bench/bench_cold.py --sizes 10000 --skip-rss --skip-many
+    .venv/bin/python bench/bench_cold.py --profile seq:50000  # cProfile one resume
+
+(a) **Cold first resume.** A child process records a run with the real engine
+(``durability="process"``, inline tasks: ``n`` sequential ``ctx.task`` calls, or
+one ``ctx.parallel.map`` of ``n``), then calls a thread-pool task that prints
+``ready`` and sleeps; the parent SIGKILLs it. That is what a crash leaves: every
+effect completed, one in flight, the run ``running`` and no checkpoint (a run is
+checkpointed when it stops waiting, never while it runs). The journal is copied
+before each try, so every try resumes the same crash. Each try is a fresh child
+interpreter that imports the engine, then times, end to end, ``Engine(journal)``
++ ``resume`` (open, fold every event with its digest and chain checks,
+re-execute, dispatch the in-flight task again, commit with the checkpoint, the
+run completes) and, in the same child, before and after, the floor: a raw
+py-lmdb read transaction doing a key-by-key ``get`` of each of the run's events
+and a msgspec decode of its envelope (no checks, no fold). The phases are timed
+by wrapping ``Store.load_index`` (the fold) and ``Store.append`` (commits);
+re-execution is the rest.
+
+(b) **Fan-out memory**: peak RSS (``ru_maxrss``) of a child doing one fresh
+``parallel.map`` of ``--fanout`` async tasks at default (fsync) durability;
+its interpreter start-up RSS is the baseline. And the peak RSS of the cold
+resume of the largest size.
+
+(c) **Many runs**: ``--runs`` concurrent runs of 10 sequential async effects
+each, through ``run_async`` in one event loop of one engine, then the same
+spread over ``--procs`` processes on one journal; aggregate effects/s beside
+one run of 10 effects and one ``parallel.map`` of ``runs x 10`` in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import json
+import os
+import pstats
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import _child
+import lmdb
+import msgspec
+
+import journal_format as jf
+from replay_engine import Engine, task
+
+RESUMING = os.environ.get("BENCH_COLD_RESUMING") == "1"
+
+
+@task(executor="inline")
+def noop_inline(i: int) -> int:
+    return i
+
+
+@task
+async def noop_async(i: int) -> int:
+    return i
+
+
+@task
+def in_flight() -> int:
+    """In the recording child: say so and hang (the parent kills it)."""
+    if not RESUMING:
+        print("ready", flush=True)
+        time.sleep(600)
+    return 0
+
+
+async def cold_seq(inputs: dict[str, int], ctx: Any) -> int:
+    for i in range(inputs["n"]):
+        await ctx.task(noop_inline, {"i": i})
+    return int(await ctx.task(in_flight, {}))
+
+
+async def cold_par(inputs: dict[str, int], ctx: Any) -> int:
+    await ctx.parallel.map(
+        range(inputs["n"]), lambda i: ctx.task(noop_inline, {"i": i})
+    )
+    return int(await ctx.task(in_flight, {}))
+
+
+async def fanout(inputs: dict[str, int], ctx: Any) -> int:
+    out = await ctx.parallel.map(
+        range(inputs["n"]), lambda i: ctx.task(noop_async, {"i": i})
+    )
+    return len(out)
+
+
+async def ten_steps(inputs: dict[str, int], ctx: Any) -> int:
+    for i in range(10):
+        await ctx.task(noop_async, {"i": i})
+    return 10
+
+
+PROCESSES = {"seq": cold_seq, "par": cold_par}
+
+
+def _check(ok: bool, what: str) -> None:
+    if not ok:
+        raise SystemExit(f"bench_cold: check failed: {what}")
+
+
+# -- children ------------------------------------------------------------------
+
+
+def child_record(journal: str, name: str, n: int) -> None:
+    with Engine(journal, durability="process") as engine:
+        engine.run(PROCESSES[name], {"n": n}, run_id=name)
+
+
+def floor(journal: str, run_id: str, events: int) -> tuple[float, float]:
+    """Key-by-key raw get + msgspec decode of the run's events: (wall, cpu)."""
+    decoder = msgspec.msgpack.Decoder(jf.Envelope)
+    prefix = jf.run_prefix(run_id)
+    keys = [jf.event_key(prefix, seq) for seq in range(events)]
+    env = lmdb.open(journal, readonly=True, max_dbs=8, subdir=True, lock=True)
+    try:
+        db = env.open_db(jf.DB_EVENTS, create=False)
+        started, cpu = time.perf_counter(), time.process_time()
+        with env.begin(db=db) as txn:
+            get, decode, cut = txn.get, decoder.decode, jf.ADDRESS_SIZE
+            for key in keys:
+                decode(get(key)[cut:])
+        return time.perf_counter() - started, time.process_time() - cpu
+    finally:
+        env.close()
+
+
+def child_resume(journal: str, name: str, n: int, profile: bool) -> dict[str, Any]:
+    from replay_engine._store.store import Store
+
+    phases = {"fold": 0.0, "append": 0.0}
+
+    def timed(method: Any, phase: str) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                phases[phase] += time.perf_counter() - started
+
+        return wrapper
+
+    Store.load_index = timed(Store.load_index, "fold")  # type: ignore[method-assign]
+    Store.append = timed(Store.append, "append")  # type: ignore[method-assign]
+    with Engine(journal, read_only=True) as reader:
+        events = reader.status(name).events
+    before = floor(journal, name, events)
+    profiler = cProfile.Profile() if profile else None
+    started, cpu = time.perf_counter(), time.process_time()
+    if profiler:
+        profiler.enable()
+    with Engine(journal) as engine:
+        run = engine.resume(name, process=PROCESSES[name])
+    if profiler:
+        profiler.disable()
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    _check(run.status == "completed", f"{name}: {run.status}")
+    _check(run.stats.replayed == n and run.stats.dispatched == 1, str(run.stats))
+    after = floor(journal, name, events)
+    out: dict[str, Any] = {
+        "events": events,
+        "wall": wall,
+        "cpu": cpu,
+        "floor": min(before[0], after[0]),
+        "floor_cpu": min(before[1], after[1]),
+        "exec": run.stats.elapsed,
+        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        **phases,
+    }
+    if profiler:
+        text = io.StringIO()
+        stats = pstats.Stats(profiler, stream=text)
+        stats.sort_stats("tottime").print_stats(35)
+        stats.sort_stats("cumulative").print_stats(25)
+        out["profile"] = text.getvalue()
+    return out
+
+
+def child_fanout(journal: str, n: int, profile: bool) -> dict[str, Any]:
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    profiler = cProfile.Profile() if profile else None
+    with Engine(journal) as engine:
+        started = time.perf_counter()
+        if profiler:
+            profiler.enable()
+        run = engine.run(fanout, {"n": n}, run_id="fanout")
+        if profiler:
+            profiler.disable()
+        wall = time.perf_counter() - started
+    _check(run.result == n, "fanout result")
+    out: dict[str, Any] = {
+        "base_mb": base,
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "wall": wall,
+    }
+    if profiler:
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(35)
+        out["profile"] = text.getvalue()
+    return out
+
+
+def child_many(journal: str, runs: int, tag: str) -> dict[str, Any]:
+    async def all_runs(engine: Engine) -> list[Any]:
+        return await asyncio.gather(
+            *(engine.run_async(ten_steps, {}, run_id=f"{tag}-{i}") for i in range(runs))
+        )
+
+    with Engine(journal) as engine:
+        started = time.perf_counter()
+        done = asyncio.run(all_runs(engine))
+        wall = time.perf_counter() - started
+    _check(all(r.status == "completed" for r in done), "many runs")
+    return {"wall": wall, "effects": runs * 10, "started": started}
+
+
+async def thousand_steps(inputs: dict[str, int], ctx: Any) -> int:
+    for i in range(inputs["n"]):
+        await ctx.task(noop_async, {"i": i})
+    return inputs["n"]
+
+
+def fsync_floor(path: str, commits: int) -> float:
+    """Seconds per raw py-lmdb write transaction (one small put) with fsync."""
+    env = lmdb.open(path, map_size=1 << 26, sync=True)
+    try:
+        started = time.perf_counter()
+        for i in range(commits):
+            with env.begin(write=True) as txn:
+                txn.put(i.to_bytes(8, "big"), b"x" * 200)
+        return (time.perf_counter() - started) / commits
+    finally:
+        env.close()
+
+
+def child_single(journal: str, runs: int) -> dict[str, Any]:
+    floor_s = fsync_floor(journal + "-floor", 300)
+    with Engine(journal) as engine:
+        started = time.perf_counter()
+        run = engine.run(thousand_steps, {"n": 1000}, run_id="steps-1000")
+        steps = time.perf_counter() - started
+        commits = run.stats.commits
+        started = time.perf_counter()
+        engine.run(ten_steps, {}, run_id="single-10")
+        one = time.perf_counter() - started
+        started = time.perf_counter()
+        engine.run(fanout, {"n": runs * 10}, run_id="single-map")
+        mapped = time.perf_counter() - started
+    floor_s = min(floor_s, fsync_floor(journal + "-floor2", 300))
+    return {
+        "one_run_s": one,
+        "map_s": mapped,
+        "steps_s": steps,
+        "steps_commits": commits,
+        "fsync_floor_s": floor_s,
+    }
+
+
+def child_main(args: argparse.Namespace) -> None:
+    kind, _, rest = args.child.partition(":")
+    result: dict[str, Any]
+    if kind == "resume":
+        name, n = rest.split(":")
+        result = child_resume(args.journal, name, int(n), args.profile is not None)
+    elif kind == "fanout":
+        result = child_fanout(args.journal, int(rest), args.profile is not None)
+    elif kind == "many":
+        runs, tag = rest.split(":")
+        result = child_many(args.journal, int(runs), tag)
+    elif kind == "single":
+        result = child_single(args.journal, int(rest))
+    else:
+        raise SystemExit(f"unknown child {args.child!r}")
+    print(json.dumps(result))
+
+
+# -- the parent ----------------------------------------------------------------
+
+
+def crash(journal: Path, name: str, n: int) -> None:
+    """Record a run in a child and SIGKILL it with its last effect in flight."""
+    cmd = [sys.executable, __file__, "--record", name, "--n", str(n)]
+    proc = subprocess.Popen(
+        [*cmd, "--journal", str(journal)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    _check(line.strip() == "ready", f"recording child said {line!r}")
+    time.sleep(0.3)  # the in-flight task's request commits before it runs
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+def child(case: str, journal: Path, args: argparse.Namespace, **env: str) -> Any:
+    opts = ["--profile", args.profile] if args.profile else []
+    return _child.run_child(
+        os.path.abspath(__file__), case, journal, opts, env={**os.environ, **env}
+    )
+
+
+def _stats(values: list[float]) -> str:
+    med = statistics.median(values)
+    return f"{med:.2f} ({min(values):.2f}-{max(values):.2f})"
+
+
+def bench_cold(base: Path, args: argparse.Namespace) -> None:
+    print("## cold first resume after a SIGKILL (median (min-max) of tries)")
+    print(
+        "| case | effects | resume s | floor s | ratio | CPU ratio"
+        " | fold s | re-exec s | commits s | open, other s | peak RSS MB |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for n in args.sizes:
+        for name in ("seq", "par"):
+            crashed = base / f"crashed-{name}-{n}"
+            crash(crashed, name, n)
+            tries = []
+            for _ in range(args.tries):
+                copy = base / "try"
+                shutil.rmtree(copy, ignore_errors=True)
+                shutil.copytree(crashed, copy)
+                tries.append(
+                    child(f"resume:{name}:{n}", copy, args, BENCH_COLD_RESUMING="1")
+                )
+            shutil.rmtree(crashed)
+            ratio = [t["wall"] / t["floor"] for t in tries]
+            cpu_ratio = [t["cpu"] / t["floor_cpu"] for t in tries]
+            med = sorted(tries, key=lambda t: t["wall"])[len(tries) // 2]
+            # run.stats.elapsed (exec) includes the commits made while executing.
+            reexec = med["exec"] - med["append"]
+            other = med["wall"] - med["fold"] - med["exec"]
+            print(
+                f"| {name} | {n:,} | {_stats([t['wall'] for t in tries])}"
+                f" | {_stats([t['floor'] for t in tries])} | {_stats(ratio)}"
+                f" | {_stats(cpu_ratio)} | {med['fold']:.3f} | {reexec:.3f}"
+                f" | {med['append']:.3f} | {other:.3f} | {med['rss_mb']:.0f} |",
+                flush=True,
+            )
+
+
+def bench_rss(base: Path, args: argparse.Namespace) -> None:
+    journal = base / "fanout"
+    out = child(f"fanout:{args.fanout}", journal, args)
+    shutil.rmtree(journal)
+    print(
+        f"\n## fresh fan-out of {args.fanout:,} async tasks (fsync): peak RSS"
+        f" {out['peak_mb']:.0f} MB (interpreter + imports {out['base_mb']:.0f} MB),"
+        f" {out['wall']:.1f} s = {args.fanout / out['wall']:,.0f} effects/s",
+        flush=True,
+    )
+
+
+def bench_many(base: Path, args: argparse.Namespace) -> None:
+    runs, procs = args.runs, args.procs
+    journal = base / "many"
+    single = child(f"single:{runs}", journal, args)
+    one = child(f"many:{runs}:one", journal, args)
+    script = os.path.abspath(__file__)
+    started = time.perf_counter()
+    children = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                script,
+                "--child",
+                f"many:{runs // procs}:p{i}",
+                "--journal",
+                str(journal),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(procs)
+    ]
+    outs = [
+        json.loads(c.communicate(timeout=600)[0].splitlines()[-1]) for c in children
+    ]
+    # From the first child's first run to the last one's end (not start-up).
+    first = min(o["started"] for o in outs)
+    end = max(o["started"] + o["wall"] for o in outs)
+    spread = end - first
+    _ = started
+    shutil.rmtree(journal)
+    eff = runs * 10
+    print(f"\n## {runs:,} concurrent runs of 10 sequential async effects (fsync)")
+    print("| shape | wall s | effects/s |")
+    print("|---|---|---|")
+    rows = [
+        ("one run of 10 effects", single["one_run_s"], 10),
+        (f"one run, parallel.map of {eff:,}", single["map_s"], eff),
+        (f"{runs:,} runs, one engine, one loop", one["wall"], eff),
+        (f"{runs:,} runs over {procs} processes", spread, eff),
+    ]
+    for label, wall, effects in rows:
+        print(f"| {label} | {wall:.3f} | {effects / wall:,.0f} |")
+    floor_s = single["fsync_floor_s"]
+    print(
+        f"\n1,000 sequential durable steps in one run: {1000 / single['steps_s']:,.0f}"
+        f" steps/s ({single['steps_commits']} commits); floor: a raw py-lmdb"
+        f" write transaction with fsync, {1 / floor_s:,.0f} commits/s"
+        f" ({floor_s * 1e3:.2f} ms each); target >= 1,000 steps/s"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="10000,50000,200000")
+    parser.add_argument("--tries", type=int, default=5)
+    parser.add_argument("--fanout", type=int, default=500_000)
+    parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--procs", type=int, default=4)
+    parser.add_argument("--skip-cold", action="store_true")
+    parser.add_argument("--skip-rss", action="store_true")
+    parser.add_argument("--skip-many", action="store_true")
+    parser.add_argument("--profile", help="seq:N, par:N or fanout:N: cProfile one")
+    parser.add_argument("--record", help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--journal", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.record:
+        child_record(args.journal, args.record, args.n)
+        return
+    if args.child:
+        child_main(args)
+        return
+    args.sizes = [int(s) for s in args.sizes.split(",")]
+    base = Path(tempfile.mkdtemp(prefix="bench-cold-"))
+    try:
+        if args.profile:
+            kind, n = args.profile.split(":")
+            if kind == "fanout":
+                out = child(f"fanout:{n}", base / "f", args)
+            else:
+                crash(base / "c", kind, int(n))
+                out = child(
+                    f"resume:{kind}:{n}", base / "c", args, BENCH_COLD_RESUMING="1"
+                )
+            print(out.pop("profile"))
+            print(out)
+            return
+        if not args.skip_cold:
+            bench_cold(base, args)
+        if not args.skip_rss:
+            bench_rss(base, args)
+        if not args.skip_many:
+            bench_many(base, args)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
