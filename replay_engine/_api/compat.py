@@ -18,7 +18,6 @@ from typing import Literal
 from .._run import gc_relax, process_ref as _process_ref
 from .._run.history import ENDINGS, TRAILING, Ending, ending_of
 from .._run.journal import RunJournal
-from .._run.runtime import Runtime
 from ..errors import JournalCorruptError, NonDeterminismError, ReplayEngineError
 from .base import run_sync
 from .executing import ProcessFn, load_process
@@ -137,6 +136,8 @@ class CompatChecking(TimeTravel):
         )
         journal.preload_results()
         inputs = self.payload(started.inputs, run_id=run_id, seq=0)
+        from .._run.runtime import Runtime  # executing: see executing.py
+
         runtime = Runtime(
             journal,
             run_id,

@@ -8,15 +8,13 @@ import os
 import secrets
 import socket
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import journal_format as jf
 
 from .._run import process_ref as _process_ref
-from .._run.context import Context
 from .._run.journal import RunJournal
-from .._run.runtime import Outcome, RunStats, Runtime
-from .._run.settle import AGAIN
+from .._run.stats import RunStats
 from .._store import cancel as _cancel
 from .._store.cancel import ENDED
 from .._store.chain import StoredEvent
@@ -37,7 +35,12 @@ from .execution_info import MAX_PASSES, execution_event
 from .processes import ProcessLike, load_typed
 from .results import Deadline, Run, deadline_to_ns, utc
 
-ProcessFn = Callable[[Any, Context], Coroutine[Any, Any, Any]]
+if TYPE_CHECKING:
+    from .._run.context import Context
+
+# The runtime (and asyncio with it) is imported by the methods that execute,
+# not here: an Engine opened to read a journal never needs it (issue 16).
+ProcessFn = Callable[[Any, "Context"], Coroutine[Any, Any, Any]]
 OnProgress = Callable[[RunStats], None]
 OnLog = Callable[[str, str, dict[str, Any]], None]
 
@@ -368,6 +371,9 @@ class Executing(EngineBase):
         on_log: OnLog | None,
         park_timers: bool,
     ) -> Run:
+        from .._run.runtime import Outcome, Runtime
+        from .._run.settle import AGAIN
+
         why = "start" if journal.execution is None else journal.execution.why
         carry: RunStats | None = None
         for passes in range(1, MAX_PASSES + 1):

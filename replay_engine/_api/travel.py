@@ -13,7 +13,6 @@ import journal_format as jf
 
 from .._run.history import ending_of
 from .._run.journal import RunJournal
-from .._run.runtime import Runtime
 from ..errors import JournalCorruptError, ReplayRangeError
 from .base import run_sync
 from .executing import ProcessFn
@@ -87,6 +86,8 @@ class TimeTravel(Inspection):
             )
         fn = self._processes.resolve(run_id, all_events[0], process)
         inputs = self.payload(started.inputs, run_id=run_id, seq=0)
+        from .._run.runtime import Runtime  # executing: see executing.py
+
         runtime = Runtime(
             journal,
             run_id,
