@@ -19,8 +19,6 @@ from typing import Any
 
 import journal_format as jf
 
-from .._run import process_ref as _process_ref
-from .._run.journal import RunJournal
 from .._store import children as _children
 from .._store.lock import RunLock
 from .._store.store import Store
@@ -77,6 +75,9 @@ async def _start(
     link: tuple[str, str],
 ) -> str:
     """Create the child run (linked to its parent) and execute it, as ``run`` does."""
+    from .._run import process_ref as _process_ref
+    from .._run.journal import RunJournal
+
     address = jf.payload_ref(inputs_bytes)
     started = jf.RunStarted(
         process=_process_ref.reference(process),

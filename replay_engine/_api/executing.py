@@ -12,8 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 import journal_format as jf
 
-from .._run import process_ref as _process_ref
-from .._run.journal import RunJournal
 from .._run.stats import RunStats
 from .._store import cancel as _cancel
 from .._store.cancel import ENDED
@@ -37,6 +35,7 @@ from .results import Deadline, Run, deadline_to_ns, utc
 
 if TYPE_CHECKING:
     from .._run.context import Context
+    from .._run.journal import RunJournal
 
 # The runtime (and asyncio with it) is imported by the methods that execute,
 # not here: an Engine opened to read a journal never needs it (issue 16).
@@ -126,6 +125,9 @@ class Executing(EngineBase):
         deadline: Deadline | None = None,
     ) -> Run:
         """The same as :meth:`run`, for asyncio callers."""
+        from .._run import process_ref as _process_ref
+        from .._run.journal import RunJournal
+
         deadline_ns = deadline_to_ns(deadline)
         run_id = run_id or _new_run_id()
         try:
@@ -245,6 +247,8 @@ class Executing(EngineBase):
         why: str = "resume",
     ) -> Run:
         """The same as :meth:`resume`, for asyncio callers."""
+        from .._run.journal import RunJournal
+
         record = self._store.require_run(run_id)
         starting = why in ("resume", "start")
         if starting and record.parent and record.events == record.fork_at:
@@ -429,6 +433,8 @@ class Executing(EngineBase):
 
     def _reloaded(self, old: RunJournal) -> RunJournal:
         """The run's journal loaded afresh, for the next pass of one execution."""
+        from .._run.journal import RunJournal
+
         journal = RunJournal(self._store, old.run_id)
         journal.loaded_status = self._store.require_run(old.run_id).status
         journal.load()

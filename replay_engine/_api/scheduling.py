@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 import journal_format as jf
 
-from .._run import process_ref as _process_ref
 from .._store.payload import encode_or_refuse
 from ..errors import ReplayEngineError, RunExistsError
 from .effects import ExternalEffects
@@ -64,6 +63,8 @@ class Scheduling(ExternalEffects):
             ReplayEngineError: ``run_id`` or ``queue`` is malformed.
             (In every case nothing is recorded.)
         """
+        from .._run import process_ref as _process_ref
+
         run_id = run_id or _new_run_id()
         try:
             jf.check_run_id(run_id)

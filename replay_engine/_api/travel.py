@@ -11,8 +11,6 @@ from typing import Any
 
 import journal_format as jf
 
-from .._run.history import ending_of
-from .._run.journal import RunJournal
 from ..errors import JournalCorruptError, ReplayRangeError
 from .base import run_sync
 from .executing import ProcessFn
@@ -71,6 +69,9 @@ class TimeTravel(Inspection):
         process: ProcessFn | str | None = None,
     ) -> Snapshot:
         """The same as :meth:`replay`, for asyncio callers."""
+        from .._run.history import ending_of
+        from .._run.journal import RunJournal
+
         record = self._store.require_run(run_id)
         limit = self._resolve_until(run_id, record.events, until)
         all_events = self._store.read_events(run_id)
