@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import contextvars
 import os
-import socket
 from collections.abc import Callable
 from typing import Any
 
 import journal_format as jf
 
 from .._store import children as _children
-from .._store.lock import RunLock
+from .._store.lock import RunLock, hostname
 from .._store.store import Store
 from ..errors import RunEndedError, RunExistsError, RunLockedError
 
@@ -84,7 +83,7 @@ async def _start(
         fingerprint=_process_ref.fingerprint(process),
         inputs=address,
         pid=os.getpid(),
-        host=socket.gethostname(),
+        host=hostname(),
     )
     store = engine._store
     with RunLock(engine.path, run_id):

@@ -5,8 +5,6 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import os
-import secrets
-import socket
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +14,7 @@ from .._run.stats import RunStats
 from .._store import cancel as _cancel
 from .._store.cancel import ENDED
 from .._store.chain import StoredEvent
-from .._store.lock import RunLock
+from .._store.lock import RunLock, hostname
 from .._store.payload import encode_or_refuse
 from ..errors import JournalCorruptError, NonDeterminismError, ReplayEngineError
 from .base import EngineBase, run_sync
@@ -152,7 +150,7 @@ class Executing(EngineBase):
             inputs=address,
             # The first execution is this one: no `execution` event of its own.
             pid=os.getpid(),
-            host=socket.gethostname(),
+            host=hostname(),
         )
         with RunLock(self.path, run_id):
             # Noted before the run exists (a kill right after its creation
@@ -478,4 +476,4 @@ class Executing(EngineBase):
 
 def _new_run_id() -> str:
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%d-%H%M%S")
-    return f"run-{stamp}-{secrets.token_hex(3)}"
+    return f"run-{stamp}-{os.urandom(3).hex()}"

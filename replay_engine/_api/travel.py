@@ -6,7 +6,7 @@ re-executes the process against the prefix in a frozen runtime.
 
 from __future__ import annotations
 
-import secrets
+import os
 from typing import Any
 
 import journal_format as jf
@@ -156,7 +156,7 @@ class TimeTravel(Inspection):
             RunExistsError: ``new_run_id`` is taken.
             ReplayRangeError: ``at`` is outside 1..events.
         """
-        new_run_id = new_run_id or f"{run_id}-fork-{secrets.token_hex(2)}"
+        new_run_id = new_run_id or f"{run_id}-fork-{os.urandom(2).hex()}"
         record = self._store.require_run(run_id)
         kept = self._store.read_events(run_id, max(0, at - 1), at) if at >= 1 else []
         last = kept[-1].event if kept else None

@@ -83,6 +83,8 @@ def test_version_is_the_installed_distributions(invoke: Invoke) -> None:
 NOT_FOR_READING = (
     "asyncio",
     "concurrent.futures.thread",
+    "socket",
+    "secrets",
     "replay_engine._run.runtime",
     "replay_engine._run.dispatch",
     "replay_engine._run.context",
