@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -87,13 +88,28 @@ def _env(work: Path) -> dict[str, str]:
     return env
 
 
-def _median_wall(argv: list[str], env: dict[str, str], repeat: int) -> float:
-    times = []
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of the waited-for children so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _median(
+    argv: list[str], env: dict[str, str], repeat: int, check: bool = False
+) -> tuple[float, float]:
+    """Median wall and CPU seconds of ``repeat`` runs of ``argv``.
+
+    CPU includes the command's forked reading child (the parent waits for
+    it); on a loaded host it moves much less than wall time.
+    """
+    walls, cpus = [], []
     for _ in range(repeat):
+        cpu = _children_cpu()
         started = time.perf_counter()
-        subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, check=False)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, check=check)
+        walls.append(time.perf_counter() - started)
+        cpus.append(_children_cpu() - cpu)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def _first_line(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
@@ -146,21 +162,27 @@ def main() -> None:
             ("runs", [*cli, "runs"]),
             ("pending w", [*cli, "pending", "w"]),
         ]
-        results: dict[str, float] = {}
+        results: dict[str, tuple[float, float]] = {}
         for label, argv in rows:
-            results[label] = _median_wall(argv, env, args.repeat)
-        post_times = []
+            results[label] = _median(argv, env, args.repeat)
+        post_walls, post_cpus = [], []
         for i in range(args.repeat):
             argv = [*cli, "post", f"p{i}", "1", "--result", '{"ok": true}']
-            started = time.perf_counter()
-            subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, check=True)
-            post_times.append(time.perf_counter() - started)
-        results["post p 1"] = statistics.median(post_times)
-        floor = results["python -c 'import click, rich'"]
-        print(f"median of {args.repeat} subprocess runs (target: 150 ms)")
-        print(f"{'command':<34}{'ms':>8}{'x click+rich':>14}")
-        for label, value in results.items():
-            print(f"{label:<34}{value * 1000:>8.0f}{value / floor:>14.2f}")
+            wall, cpu = _median(argv, env, 1, check=True)  # each post is a new one
+            post_walls.append(wall)
+            post_cpus.append(cpu)
+        results["post p 1"] = (
+            statistics.median(post_walls),
+            statistics.median(post_cpus),
+        )
+        floor, cpu_floor = results["python -c 'import click, rich'"]
+        print(f"median of {args.repeat} subprocess runs (target: 150 ms wall)")
+        print(f"{'command':<34}{'ms':>8}{'x click+rich':>14}{'CPU ms':>9}{'x':>7}")
+        for label, (wall, cpu) in results.items():
+            print(
+                f"{label:<34}{wall * 1000:>8.0f}{wall / floor:>14.2f}"
+                f"{cpu * 1000:>9.0f}{cpu / cpu_floor:>7.2f}"
+            )
         if args.events:
             print(f"\nrun of {args.events} events")
             for name in ("log", "export"):

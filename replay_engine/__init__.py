@@ -62,7 +62,7 @@ if _typing.TYPE_CHECKING:
         WorkerSummary as WorkerSummary,
     )
     from ._run.context import Context as Context
-    from ._run.runtime import FrontierCall as FrontierCall, RunStats as RunStats
+    from ._run.stats import FrontierCall as FrontierCall, RunStats as RunStats
     from ._run.tasks import (
         NonRetryable as NonRetryable,
         TaskContext as TaskContext,
@@ -106,8 +106,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "WorkerEvent": ("._api.worker", "WorkerEvent"),
     "WorkerSummary": ("._api.worker", "WorkerSummary"),
     "Context": ("._run.context", "Context"),
-    "FrontierCall": ("._run.runtime", "FrontierCall"),
-    "RunStats": ("._run.runtime", "RunStats"),
+    "FrontierCall": ("._run.stats", "FrontierCall"),
+    "RunStats": ("._run.stats", "RunStats"),
     "NonRetryable": ("._run.tasks", "NonRetryable"),
     "TaskContext": ("._run.tasks", "TaskContext"),
     "TaskDef": ("._run.tasks", "TaskDef"),

@@ -7,24 +7,25 @@ and closes the journal and holds the state they all use.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures as cf
 import functools
+import threading
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import journal_format as jf
 
-from .._run.dispatch import ExecutorSet, Slots
 from .._run.hooks import Hooks
-from .._run.stopping import Stopper
-from .._run.tracing import Tracing
+from .._run.stop_request import Stopper
 from .._store.env import DEFAULT_MAP_SIZE, FILE_MODE
 from .._store.posts import PendingEffect, pending_effects
 from .._store.store import Durability, Store
 from ..errors import JournalCorruptError, ReplayEngineError
 from .counters import Counters
 from .processes import KnownProcesses, ProcessLike
+
+if TYPE_CHECKING:
+    from .._run.dispatch import ExecutorSet, Slots
+    from .._run.tracing import Tracing
 
 T = TypeVar("T")
 
@@ -55,17 +56,17 @@ class EngineBase:
         # OpenTelemetry (docs/observability.md): imported only when asked for
         # (and before the journal opens, so a missing package leaks nothing);
         # ``None`` costs the hot paths one test each.
-        self._tracing = (
-            None
-            if tracing is False or tracing is None
-            else Tracing(None if tracing is True else tracing)
-        )
+        self._tracing: Tracing | None = None
+        if tracing is not False and tracing is not None:
+            from .._run.tracing import Tracing
+
+            self._tracing = Tracing(None if tracing is True else tracing)
         owned = False
         in_processes = executor == "processes"
         if in_processes or executor == "threads":
             executor = None  # the engine's own pool (see ExecutorSet)
         if executor is not None and (
-            not isinstance(executor, cf.Executor)
+            not _is_executor(executor)
             or type(executor).__module__.startswith("distributed.")
         ):
             # A distributed.Client (or its executor) or a scheduler address
@@ -87,8 +88,13 @@ class EngineBase:
             self._store.close()
             raise
         self.max_in_flight = max_in_flight
-        self._slots = Slots(max_in_flight)
-        self._executors = ExecutorSet(executor, owned=owned, processes=in_processes)
+        # The slots and executors are built by the first execution (see
+        # _dispatch), not here: they import the run layer and asyncio, which
+        # an engine opened only to read (the CLI's status, runs, pending,
+        # post) never needs (issue 16: start-up).
+        self._executor_args = (executor, owned, in_processes)
+        self._built: tuple[Slots, ExecutorSet] | None = None
+        self._build_lock = threading.Lock()
         # Engine.request_stop (the CLI's signal handlers) reaches executions here.
         self._stopper = Stopper()
         # Only replay_engine.testing passes hooks (completion order, crashes).
@@ -96,9 +102,41 @@ class EngineBase:
         # What this Engine object did since it opened (Engine.statistics()).
         self._counters = Counters()
 
+    @property
+    def _slots(self) -> Slots:
+        return self._dispatch()[0]
+
+    @property
+    def _executors(self) -> ExecutorSet:
+        return self._dispatch()[1]
+
+    def _dispatch(self) -> tuple[Slots, ExecutorSet]:
+        """The engine-wide slots and executor set, built on first use."""
+        built = self._built
+        if built is None:
+            # A worker executes runs in several threads of one engine: build once.
+            with self._build_lock:
+                built = self._built
+                if built is None:
+                    from .._run.dispatch import ExecutorSet, Slots
+
+                    executor, owned, in_processes = self._executor_args
+                    built = (
+                        Slots(self.max_in_flight),
+                        ExecutorSet(executor, owned=owned, processes=in_processes),
+                    )
+                    self._built = built
+        return built
+
     def close(self) -> None:
         """Shut down pools this engine created and release the journal."""
-        self._executors.shutdown()
+        with self._build_lock:
+            built = self._built
+        if built is not None:
+            built[1].shutdown()
+        elif self._executor_args[1]:
+            # A Dask executor the engine made and never used is still its own.
+            self._dispatch()[1].shutdown()
         self._store.close()
 
     def __enter__(self) -> Self:
@@ -172,8 +210,16 @@ class EngineBase:
         )
 
 
+def _is_executor(executor: object) -> bool:
+    import concurrent.futures as cf  # not at start-up: only with an executor
+
+    return isinstance(executor, cf.Executor)
+
+
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` to its end for a synchronous caller (never inside a loop)."""
+    import asyncio  # only the methods that execute pay for it
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:

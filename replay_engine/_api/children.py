@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import contextvars
 import os
-import socket
 from collections.abc import Callable
 from typing import Any
 
 import journal_format as jf
 
-from .._run import process_ref as _process_ref
-from .._run.journal import RunJournal
 from .._store import children as _children
-from .._store.lock import RunLock
+from .._store.lock import RunLock, hostname
 from .._store.store import Store
 from ..errors import RunEndedError, RunExistsError, RunLockedError
 
@@ -77,13 +74,16 @@ async def _start(
     link: tuple[str, str],
 ) -> str:
     """Create the child run (linked to its parent) and execute it, as ``run`` does."""
+    from .._run import process_ref as _process_ref
+    from .._run.journal import RunJournal
+
     address = jf.payload_ref(inputs_bytes)
     started = jf.RunStarted(
         process=_process_ref.reference(process),
         fingerprint=_process_ref.fingerprint(process),
         inputs=address,
         pid=os.getpid(),
-        host=socket.gethostname(),
+        host=hostname(),
     )
     store = engine._store
     with RunLock(engine.path, run_id):

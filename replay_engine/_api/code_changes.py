@@ -21,7 +21,6 @@ import msgspec
 
 import journal_format as jf
 
-from .._run import process_ref as _process_ref
 from .._store.store import Store
 from ..errors import NonDeterminismError
 
@@ -37,6 +36,8 @@ class CodeNow:
 
     @classmethod
     def of(cls, fn: Callable[..., Any]) -> CodeNow:
+        from .._run import process_ref as _process_ref
+
         fingerprint, code = _process_ref.code_of(fn)
         return cls(fingerprint, code)
 
@@ -69,6 +70,8 @@ def describe_change(
     recorded: tuple[str, dict[str, str] | None],
 ) -> str:
     """What changed in the code since it was recorded ("" when nothing did)."""
+    from .._run import process_ref as _process_ref
+
     fingerprint, code = recorded
     if not fingerprint.startswith(_process_ref.CODE_PREFIX):
         # Written before code fingerprints: compare like with like.
@@ -98,6 +101,8 @@ def change_warnings(
     run_id: str, started: jf.RunStarted, fn: Callable[..., Any], change: str
 ) -> list[str]:
     """The warning (also logged) when the process or its code changed."""
+    from .._run import process_ref as _process_ref
+
     ref = _process_ref.reference(fn)
     if ref != started.process:
         message = (

@@ -13,16 +13,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from .._run import gc_relax, process_ref as _process_ref
-from .._run.history import ENDINGS, TRAILING, Ending, ending_of
-from .._run.journal import RunJournal
-from .._run.runtime import Runtime
 from ..errors import JournalCorruptError, NonDeterminismError, ReplayEngineError
 from .base import run_sync
 from .executing import ProcessFn, load_process
 from .travel import TimeTravel
+
+if TYPE_CHECKING:
+    from .._run.history import Ending
+
+# The run layer is imported by the methods that replay (issue 16: an Engine
+# opened to read a journal never loads it).
 
 TAIL_EVENTS = 8
 """How many of a run's last events are read to find its terminal event
@@ -75,6 +77,8 @@ class CompatChecking(TimeTravel):
                 process (``async def process(inputs, ctx)``).
             RunNotFoundError: a run named in ``runs`` does not exist.
         """
+        from .._run import process_ref as _process_ref
+
         fn = load_process(process) if isinstance(process, str) else process
         ref = _process_ref.reference(fn)
         _process_ref.check_process(fn, ref)
@@ -88,6 +92,8 @@ class CompatChecking(TimeTravel):
     async def _check_all(
         self, fn: ProcessFn, chosen: dict[str, str]
     ) -> list[RunCompatibility]:
+        from .._run import gc_relax
+
         # One event loop for every run: a loop per run costs more than a
         # small run's replay. The collector is relaxed once for all of them,
         # not once per run (restoring it after each run triggers a pass).
@@ -120,6 +126,9 @@ class CompatChecking(TimeTravel):
         for the blobs the replay will read, and the last few events only to
         find how the run ended. No snapshot is built.
         """
+        from .._run.history import ENDINGS, TRAILING, Ending
+        from .._run.journal import RunJournal
+
         journal = RunJournal(self._store, run_id, read_only=True)
         journal.load()
         started = journal.started
@@ -137,6 +146,8 @@ class CompatChecking(TimeTravel):
         )
         journal.preload_results()
         inputs = self.payload(started.inputs, run_id=run_id, seq=0)
+        from .._run.runtime import Runtime  # executing: see executing.py
+
         runtime = Runtime(
             journal,
             run_id,
@@ -152,6 +163,8 @@ class CompatChecking(TimeTravel):
 
         All of them only if need be.
         """
+        from .._run.history import TRAILING, ending_of
+
         for tail in (TAIL_EVENTS, events):
             stored = self._store.read_events(run_id, max(0, events - tail), events)
             ending = ending_of(stored, len(stored))

@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from .._run.state import RunStats
+from .._run.stats import RunStats
 
 
 @dataclass

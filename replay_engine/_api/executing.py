@@ -5,22 +5,16 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import os
-import secrets
-import socket
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import journal_format as jf
 
-from .._run import process_ref as _process_ref
-from .._run.context import Context
-from .._run.journal import RunJournal
-from .._run.runtime import Outcome, RunStats, Runtime
-from .._run.settle import AGAIN
+from .._run.stats import RunStats
 from .._store import cancel as _cancel
 from .._store.cancel import ENDED
 from .._store.chain import StoredEvent
-from .._store.lock import RunLock
+from .._store.lock import RunLock, hostname
 from .._store.payload import encode_or_refuse
 from ..errors import JournalCorruptError, NonDeterminismError, ReplayEngineError
 from .base import EngineBase, run_sync
@@ -42,7 +36,13 @@ from .execution_info import MAX_PASSES, execution_event
 from .processes import ProcessLike, load_typed
 from .results import Deadline, Run, deadline_to_ns, utc
 
-ProcessFn = Callable[[Any, Context], Coroutine[Any, Any, Any]]
+if TYPE_CHECKING:
+    from .._run.context import Context
+    from .._run.journal import RunJournal
+
+# The runtime (and asyncio with it) is imported by the methods that execute,
+# not here: an Engine opened to read a journal never needs it (issue 16).
+ProcessFn = Callable[[Any, "Context"], Coroutine[Any, Any, Any]]
 OnProgress = Callable[[RunStats], None]
 OnLog = Callable[[str, str, dict[str, Any]], None]
 
@@ -129,6 +129,9 @@ class Executing(EngineBase):
         deadline: Deadline | None = None,
     ) -> Run:
         """The same as :meth:`run`, for asyncio callers."""
+        from .._run import process_ref as _process_ref
+        from .._run.journal import RunJournal
+
         deadline_ns = deadline_to_ns(deadline)
         run_id = run_id or _new_run_id()
         try:
@@ -153,7 +156,7 @@ class Executing(EngineBase):
             inputs=address,
             # The first execution is this one: no `execution` event of its own.
             pid=os.getpid(),
-            host=socket.gethostname(),
+            host=hostname(),
         )
         with RunLock(self.path, run_id):
             # Noted before the run exists (a kill right after its creation
@@ -248,6 +251,8 @@ class Executing(EngineBase):
         why: str = "resume",
     ) -> Run:
         """The same as :meth:`resume`, for asyncio callers."""
+        from .._run.journal import RunJournal
+
         record = self._store.require_run(run_id)
         starting = why in ("resume", "start")
         if starting and record.parent and record.events == record.fork_at:
@@ -376,6 +381,9 @@ class Executing(EngineBase):
         on_log: OnLog | None,
         park_timers: bool,
     ) -> Run:
+        from .._run.runtime import Outcome, Runtime
+        from .._run.settle import AGAIN
+
         why = "start" if journal.execution is None else journal.execution.why
         carry: RunStats | None = None
         for passes in range(1, MAX_PASSES + 1):
@@ -433,6 +441,8 @@ class Executing(EngineBase):
 
     def _reloaded(self, old: RunJournal) -> RunJournal:
         """The run's journal loaded afresh, for the next pass of one execution."""
+        from .._run.journal import RunJournal
+
         journal = RunJournal(self._store, old.run_id)
         journal.loaded_status = self._store.require_run(old.run_id).status
         journal.load()
@@ -476,4 +486,4 @@ class Executing(EngineBase):
 
 def _new_run_id() -> str:
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%d-%H%M%S")
-    return f"run-{stamp}-{secrets.token_hex(3)}"
+    return f"run-{stamp}-{os.urandom(3).hex()}"

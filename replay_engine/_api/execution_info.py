@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-import socket
 
 import journal_format as jf
+
+from .._store.lock import hostname
 
 WHYS = ("start", "resume", "recovery", "wake", "fork", "iterate")
 """Why an execution runs, as its ``execution`` event records it."""
@@ -21,4 +22,4 @@ def execution_event(why: str) -> jf.ExecutionStarted:
     """The ``execution`` event of an execution of this process, for ``why``."""
     if why not in WHYS:
         raise ValueError(f"why must be one of {', '.join(WHYS)}, not {why!r}")
-    return jf.ExecutionStarted(pid=os.getpid(), host=socket.gethostname(), why=why)
+    return jf.ExecutionStarted(pid=os.getpid(), host=hostname(), why=why)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import journal_format as jf
 
@@ -11,9 +11,11 @@ from .._store.children import CHILD_KIND, child_run_id
 from .._store.lock import probe
 from .._store.pending import PendingEffect
 from .._store.store import StoredEvent
-from .._store.verify import VerifyReport, verify
 from .base import EngineBase
 from .results import ExecutorInfo, RunInfo
+
+if TYPE_CHECKING:
+    from .._store.verify import VerifyReport
 
 INTERRUPTED = "interrupted"
 """The status shown for a run stored ``running`` that no live executor holds."""
@@ -98,6 +100,9 @@ class Inspection(EngineBase):
 
     def verify(self, run_id: str | None = None) -> VerifyReport:
         """Recompute every digest and chain link of one run (or every run and blob)."""
+        # Not imported at start-up: only verify reads pages this way (issue 16).
+        from .._store.verify import verify
+
         report = verify(self._store, run_id)
         if run_id is not None and report.runs == 0 and not report.problems:
             self._store.require_run(run_id)  # no record, no records: unknown

@@ -18,21 +18,29 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 import journal_format as jf
 
-from .._run import process_ref as _ref, remembered as _remembered
 from .._store.chain import StoredEvent
 from ..errors import JournalCorruptError, ProcessImportError, ReplayEngineError
+
+if TYPE_CHECKING:
+    from .._run import remembered as _remembered
+
+# process_ref and remembered (and the task and typing machinery under them)
+# are imported by the methods that load or remember a process, not when an
+# Engine opens: the CLI's reading commands never need them (issue 16).
 
 ProcessLike = Callable[..., Any] | str
 
 
 def load_typed(ref: str) -> Callable[..., Any]:
     """Import a reference the user typed, as ``python -m`` would (cwd included)."""
+    from .._run import process_ref as _ref
+
     try:
         return _ref.load(ref)
     except ReplayEngineError:
@@ -52,6 +60,8 @@ class KnownProcesses:
         self.journal = journal
         self._allowed: dict[str, Callable[..., Any] | None] = {}
         for item in allowed:
+            from .._run import process_ref as _ref  # only with processes=
+
             if isinstance(item, str):
                 _ref.check_reference(item)
                 self._allowed[item] = None  # imported when a run needs it
@@ -74,6 +84,8 @@ class KnownProcesses:
         Written before the run exists, so a starter killed right after the
         run's creation leaves a run that still resumes without flags.
         """
+        from .._run import remembered as _remembered
+
         self._ran[run_id] = fn
         note = _remembered.Note(
             v=1,
@@ -89,6 +101,8 @@ class KnownProcesses:
 
     def started(self, note: _remembered.Note, first_event: bytes) -> None:
         """The run exists: bind the note to its first event's digest."""
+        from .._run import remembered as _remembered
+
         _remembered.remember(
             msgspec.structs.replace(note, first_event=first_event.hex())
         )
@@ -107,6 +121,8 @@ class KnownProcesses:
         child_digest: bytes,
     ) -> None:
         """A fork of a run this user may run without flags may be run so too."""
+        from .._run import process_ref as _ref, remembered as _remembered
+
         fn = self._ran.get(parent_id)
         if fn is not None and _ref.reference(fn) == parent.process:
             self._ran[child_id] = fn
@@ -147,6 +163,8 @@ class KnownProcesses:
                 is not known here (nothing was imported), or it cannot be
                 imported, or it is not ``async def process(inputs, ctx)``.
         """
+        from .._run import process_ref as _ref
+
         if explicit is not None:
             if callable(explicit):
                 fn, label = explicit, _ref.reference(explicit)
@@ -181,6 +199,8 @@ class KnownProcesses:
     def _matching_note(
         self, run_id: str, ref: str, first: StoredEvent
     ) -> _remembered.Note | None:
+        from .._run import remembered as _remembered
+
         note = _remembered.recall(self.journal, run_id)
         if note is None or not _remembered.matches(
             note, ref, first.envelope, first.digest
@@ -189,6 +209,8 @@ class KnownProcesses:
         return note
 
     def _unknown(self, run_id: str, ref: str) -> str:
+        from .._run import remembered as _remembered
+
         note = _remembered.recall(self.journal, run_id)
         if note is None:
             why = (

@@ -10,7 +10,7 @@ from typing import Any
 
 import journal_format as jf
 
-from .._run.runtime import RunStats
+from .._run.stats import RunStats
 
 Deadline = _dt.datetime | _dt.timedelta | float
 """When a run must be over: an aware datetime, or a timedelta or seconds from now."""

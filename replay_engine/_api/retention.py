@@ -12,12 +12,17 @@ import datetime as _dt
 import os
 import time
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from .._store.compact import Compacted, compact
 from .._store.lock import RunLock
-from .._store.retention import TERMINAL, Removed, collect, delete_run
 from ..errors import RunLockedError
 from .base import EngineBase
+
+if TYPE_CHECKING:
+    # Imported by the methods that delete (an Engine opened to read a journal
+    # never does: issue 16's start-up).
+    from .._store.compact import Compacted
+    from .._store.retention import Removed
 
 FORCE_WAIT = 10.0
 """Seconds ``delete(force=True)`` waits for a stopped executor to let go of the run."""
@@ -60,6 +65,8 @@ class Retention(EngineBase):
                 raise
             self._stop_for_delete(run_id)
             lock = _wait_for_lock(self.path, run_id, FORCE_WAIT)
+        from .._store.retention import delete_run
+
         try:
             removed = delete_run(self._store, run_id)
             with contextlib.suppress(OSError):
@@ -100,6 +107,8 @@ class Retention(EngineBase):
             ValueError: a status that is not terminal.
             JournalCorruptError: a record cannot be decoded; nothing deleted.
         """
+        from .._store.retention import TERMINAL, collect
+
         chosen = tuple(TERMINAL if statuses is None else statuses)
         wrong = [s for s in chosen if s not in TERMINAL]
         if wrong:
@@ -130,6 +139,8 @@ def compact_journal(path: str) -> Compacted:
         NotAJournalError: no journal at ``path``.
         JournalCorruptError: the journal has damaged pages; nothing changed.
     """
+    from .._store.compact import compact
+
     return compact(path)
 
 

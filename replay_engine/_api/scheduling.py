@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import journal_format as jf
 
-from .._run import process_ref as _process_ref
 from .._store.payload import encode_or_refuse
 from ..errors import ReplayEngineError, RunExistsError
 from .effects import ExternalEffects
 from .executing import ProcessFn, _new_run_id, load_process
 from .processes import ProcessLike
 from .results import RunInfo
-from .worker import QueueLimits, Worker, WorkerEvent
+
+if TYPE_CHECKING:
+    # The worker's module imports asyncio: only ``worker()`` loads it (issue 16).
+    from .worker import QueueLimits, Worker
 
 QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 """Queue names: like run ids, at most 64 characters."""
@@ -61,6 +63,8 @@ class Scheduling(ExternalEffects):
             ReplayEngineError: ``run_id`` or ``queue`` is malformed.
             (In every case nothing is recorded.)
         """
+        from .._run import process_ref as _process_ref
+
         run_id = run_id or _new_run_id()
         try:
             jf.check_run_id(run_id)
@@ -124,7 +128,9 @@ class Scheduling(ExternalEffects):
             ProcessImportError: an entry of ``processes`` is not a process.
             ValueError: a limit is not a positive number.
         """
+        from .worker import Worker
+
         return Worker(self, processes, queues, **options)
 
 
-__all__ = ["QueueLimits", "Scheduling", "Worker", "WorkerEvent", "check_queue_name"]
+__all__ = ["Scheduling", "check_queue_name"]

@@ -15,7 +15,7 @@ from typing import Any
 
 import journal_format as jf
 
-from .._run.runtime import FrontierCall
+from .._run.stats import FrontierCall
 from .._store.store import StoredEvent
 
 _key_text = jf.key_bytes_to_text

@@ -6,14 +6,11 @@ re-executes the process against the prefix in a frozen runtime.
 
 from __future__ import annotations
 
-import secrets
+import os
 from typing import Any
 
 import journal_format as jf
 
-from .._run.history import ending_of
-from .._run.journal import RunJournal
-from .._run.runtime import Runtime
 from ..errors import JournalCorruptError, ReplayRangeError
 from .base import run_sync
 from .executing import ProcessFn
@@ -72,6 +69,9 @@ class TimeTravel(Inspection):
         process: ProcessFn | str | None = None,
     ) -> Snapshot:
         """The same as :meth:`replay`, for asyncio callers."""
+        from .._run.history import ending_of
+        from .._run.journal import RunJournal
+
         record = self._store.require_run(run_id)
         limit = self._resolve_until(run_id, record.events, until)
         all_events = self._store.read_events(run_id)
@@ -87,6 +87,8 @@ class TimeTravel(Inspection):
             )
         fn = self._processes.resolve(run_id, all_events[0], process)
         inputs = self.payload(started.inputs, run_id=run_id, seq=0)
+        from .._run.runtime import Runtime  # executing: see executing.py
+
         runtime = Runtime(
             journal,
             run_id,
@@ -154,7 +156,7 @@ class TimeTravel(Inspection):
             RunExistsError: ``new_run_id`` is taken.
             ReplayRangeError: ``at`` is outside 1..events.
         """
-        new_run_id = new_run_id or f"{run_id}-fork-{secrets.token_hex(2)}"
+        new_run_id = new_run_id or f"{run_id}-fork-{os.urandom(2).hex()}"
         record = self._store.require_run(run_id)
         kept = self._store.read_events(run_id, max(0, at - 1), at) if at >= 1 else []
         last = kept[-1].event if kept else None

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
 from rich.text import Text
 
-from .. import Engine, RunInfo, VerifyReport, verify_pages
+from .. import Engine, RunInfo
 from .common import (
     EXIT_FAILED,
     STATUSES,
@@ -32,6 +32,10 @@ from .failure_view import failure_fields, traceback_tail
 from .run_tree import family_tree, print_tree
 from .safe_text import cell, literal, printable
 from .waiting_views import add_waiting_columns, waiting_cells, waiting_fields
+
+if TYPE_CHECKING:
+    # verify's modules are imported by verify alone (status, runs: start-up).
+    from .. import VerifyReport
 
 # -- inspecting ----------------------------------------------------------------
 
@@ -299,6 +303,8 @@ def verify_command(ctx: click.Context, run_id: str | None, as_json: bool) -> Non
     """
     # Opening the journal reads its main tree: damaged pages are found first,
     # since LMDB would abort the process on them.
+    from .. import verify_pages
+
     report = verify_pages(journal_path(ctx, must_exist=True))
     if report is None:
         with open_engine(ctx) as engine:

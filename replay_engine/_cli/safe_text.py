@@ -23,11 +23,12 @@ control segments, which are left alone.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from rich.console import Console, ConsoleOptions, RenderableType
@@ -88,6 +89,30 @@ class SafeConsole(Console):
                 yield segment
             else:
                 yield Segment(printable(text, keep_lines=True), style, control)
+
+    def on_broken_pipe(self) -> None:
+        """Stdout's reader left (``| head``): end quietly, as ``log`` does.
+
+        Rich's own handler raises ``SystemExit(1)``, which the commands'
+        error handling would report as an error on stderr.
+        """
+        self.quiet = True  # drop whatever this console still prints
+        if self.stderr:
+            return  # a log line lost on a closed stderr is not worth a stop
+        end_on_closed_pipe()
+
+
+def end_on_closed_pipe() -> NoReturn:
+    """End the command with exit 0 and no message: stdout's reader has left.
+
+    stdout is pointed at ``/dev/null`` so that the interpreter's last flush
+    at exit cannot raise again (Python's documented recipe for SIGPIPE).
+    """
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    raise click.exceptions.Exit(0)
 
 
 def make_console(**overrides: Any) -> Console:

@@ -19,19 +19,16 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
 from collections.abc import Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any
-
-import click
 
 import journal_format as jf
 
 from ..errors import JournalCorruptError
 from .common import RAW_CONTROLS, SHORT_DIGEST
 from .event_rows import detail, event_document
-from .safe_text import printable
+from .safe_text import end_on_closed_pipe, printable
 
 if TYPE_CHECKING:
     from .. import Engine, StoredEvent
@@ -175,11 +172,7 @@ def quiet_on_closed_pipe() -> Iterator[None]:
     try:
         yield
     except BrokenPipeError:
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            os.close(devnull)
-        raise click.exceptions.Exit(0) from None
+        end_on_closed_pipe()
 
 
 def choose_format(

@@ -18,7 +18,7 @@ import journal_format as jf
 
 from .journal import RunJournal
 from .scope import Scope
-from .state import RunStats
+from .stats import RunStats
 from .tasks import TaskDef
 from .tracing import Tracing
 

@@ -54,8 +54,10 @@ from .settle import (
     settle_waiting,
     stop,
 )
-from .state import ExecutionOptions, ExecutionState, FrontierCall, RunStats
-from .stopping import Stopper, settle_stopped
+from .state import ExecutionOptions, ExecutionState
+from .stats import FrontierCall, RunStats
+from .stop_request import Stopper
+from .stopping import settle_stopped
 from .tasks import TaskDef, _running_process, _task_context
 from .typed import convert_result
 

@@ -24,7 +24,8 @@ from . import history
 from .divergence import call_site
 from .parallel import BranchAbandoned
 from .quiet import schedule_quiet_check
-from .state import ExecutionState, FrontierCall, Stopped
+from .state import ExecutionState, Stopped
+from .stats import FrontierCall
 from .tasks import TaskDef
 
 

@@ -30,7 +30,6 @@ import errno
 import fcntl
 import json
 import os
-import socket
 import stat
 import struct
 import weakref
@@ -50,6 +49,17 @@ _LOCK_REGION = 1 << 40
 """Run locks live at offsets from 2**40 up: far beyond any LMDB map."""
 
 _held: weakref.WeakSet[RunLock] = weakref.WeakSet()
+
+
+def hostname() -> str:
+    """This machine's name, as lock holder notes and execution events record it.
+
+    ``socket`` is imported here, not at start-up: opening a journal to read it
+    (the CLI's status, runs, pending) does not need it (issue 16).
+    """
+    import socket
+
+    return socket.gethostname()
 
 
 class RunLock:
@@ -85,7 +95,7 @@ class RunLock:
         _held.add(self)
         info = {
             "pid": os.getpid(),
-            "host": socket.gethostname(),
+            "host": hostname(),
             "since": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         }
         os.ftruncate(info_fd, 0)
@@ -213,7 +223,7 @@ def _locked(run_id: str, holder: dict[str, object]) -> RunLockedError:
     pid = int(str(holder.get("pid", -1)))
     host = str(holder.get("host", "?"))
     alive: bool | None = None
-    if host == socket.gethostname() and pid > 0:
+    if host == hostname() and pid > 0:
         alive = _pid_alive(pid)
     return RunLockedError(run_id, pid, host, str(holder.get("since", "?")), alive=alive)
 
@@ -283,7 +293,7 @@ def probe(journal_path: str, run_id: str) -> LockProbe:
     host = host if isinstance(host, str) else None
     since = holder.get("since")
     alive: bool | None = None
-    if pid is not None and pid > 0 and host == socket.gethostname():
+    if pid is not None and pid > 0 and host == hostname():
         alive = _pid_alive(pid)
     return LockProbe(
         held=held,

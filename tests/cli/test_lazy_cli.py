@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import click
+import pytest
 
 from replay_engine._cli import COMMANDS, cli
 
@@ -73,3 +75,84 @@ def test_version_is_the_installed_distributions(invoke: Invoke) -> None:
 
     out = invoke("--version", code=0).stdout
     assert out.strip() == f"replay-engine, version {version('replay-engine')}"
+
+
+# What the reading commands (and post) must not pay for at start-up: the
+# runtime and its asyncio, the dispatcher, the static checker, the timeline
+# and debugger, the worker.
+NOT_FOR_READING = (
+    "asyncio",
+    "concurrent.futures.thread",
+    "socket",
+    "secrets",
+    "replay_engine._run.runtime",
+    "replay_engine._run.dispatch",
+    "replay_engine._run.context",
+    "replay_engine._run.settle",
+    "replay_engine._run.journal",
+    "replay_engine._run.process_ref",
+    "replay_engine._run.tasks",
+    "replay_engine._api.worker",
+    "replay_engine._store.verify",
+    "replay_engine._store.compact",
+    "replay_engine._store.retention",
+    "replay_engine._check",
+    "replay_engine.check",
+    "replay_engine._cli.timeline_html",
+    "replay_engine._cli.debug_cmd",
+    "replay_engine._cli.check_cmd",
+)
+
+
+def _command_modules(journal: Path, *args: str) -> tuple[set[str], str]:
+    """Run one command in-process in a fresh interpreter; its modules and stdout."""
+    argv = ["--journal", str(journal), *args]
+    code = (
+        "import sys\n"
+        "from replay_engine._cli import cli\n"
+        "try:\n"
+        f"    code = cli.main({argv!r}, prog_name='rpe', standalone_mode=False)\n"
+        "except SystemExit as exc:\n"
+        "    code = exc.code\n"
+        "sys.stdout.flush()\n"
+        "print('\\n--modules--', code)\n"
+        "print('\\n'.join(sys.modules))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    out, _, modules = proc.stdout.partition("\n--modules--")
+    exit_code, _, names = modules.partition("\n")
+    return set(names.split()), f"{out}\nexit {exit_code.strip()}\n{proc.stderr}"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("status", "w"),
+        ("status", "w", "--json"),
+        ("runs",),
+        ("runs", "--json"),
+        ("pending", "w"),
+        ("pending", "w", "--json"),
+        ("post", "w", "1", "--result", '{"ok": true}'),
+        ("post", "w", "--event", "go", "--error", "no", "--json"),
+    ],
+    ids=" ".join,
+)
+def test_reading_commands_and_post_import_no_runtime(
+    args: tuple[str, ...], invoke: Invoke, journal: Path
+) -> None:
+    invoke("run", "cli_flows:waits", "--run-id", "w", code=3)
+    loaded, out = _command_modules(journal, *args)
+    # The command did its job, so these are the modules of a real run of it.
+    assert "replay_engine._api.engine" in loaded, out
+    shows = {"status": "waiting", "runs": "waiting", "pending": "review", "post": "5"}
+    assert shows[args[0]] in out, out
+    heavy = sorted(m for m in loaded if m.startswith(NOT_FOR_READING))
+    assert not heavy, f"{args}: {heavy}\n{out}"
