@@ -364,3 +364,43 @@ def test_the_cli_runs_and_resumes_on_a_dask_scheduler(
     for bad in ("bogus", "dask://", "http://host:1"):
         refused = invoke("resume", "c", "--executor", bad)
         assert refused.exit_code == 2, (bad, refused.output)
+
+
+def test_a_task_on_a_worker_runs_inside_its_attempt_span(
+    tmp_path: Path, client: Any
+) -> None:
+    """With tracing on, the job carries the attempt span's W3C trace context."""
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+        InMemorySpanExporter,
+    )
+
+    from tests.observability import obs_flows
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+
+    async def traced(inputs: Any, ctx: Any) -> list[list[str]]:
+        return await ctx.parallel.map(
+            [1, 2], lambda i: ctx.task(obs_flows.in_pool, {"i": i})
+        )
+
+    with Engine(str(tmp_path / "j"), executor=client, tracing=provider) as engine:
+        seen = engine.run(traced, {}, run_id="t").result
+    provider.shutdown()
+    attempts = {
+        (s.attributes or {})["replay_engine.key"]: s.get_span_context()
+        for s in exporter.get_finished_spans()
+        if s.name == "replay_engine.effect"
+    }
+    for key, (trace_id, span_id, child_trace, child_parent, _) in zip(
+        ["0.0.0", "0.1.0"], seen, strict=True
+    ):
+        attempt = attempts[key]
+        assert attempt is not None
+        expected = (format(attempt.trace_id, "032x"), format(attempt.span_id, "016x"))
+        assert (trace_id, span_id) == expected
+        assert (child_trace, child_parent) == expected
