@@ -7,7 +7,7 @@ re-executes the process against the prefix in a frozen runtime.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import journal_format as jf
 
@@ -16,7 +16,18 @@ from .base import run_sync
 from .executing import ProcessFn
 from .inspecting import Inspection
 from .results import RunInfo
-from .snapshots import Snapshot, build_calls
+from .snapshots import (
+    CallState,
+    CallStream,
+    LogEntry,
+    Snapshot,
+    build_calls,
+    read_in_batches,
+    stream_calls,
+)
+
+if TYPE_CHECKING:
+    from .._run.history import Ending
 
 
 class TimeTravel(Inspection):
@@ -28,6 +39,7 @@ class TimeTravel(Inspection):
         until: int | str | None = None,
         *,
         process: ProcessFn | str | None = None,
+        calls: bool = True,
     ) -> Snapshot:
         """The run as it stood after its first ``until`` events; nothing is dispatched.
 
@@ -50,6 +62,9 @@ class TimeTravel(Inspection):
                 ``module:qualname`` you wrote); needed for a run not started
                 here. Without it, as for ``resume``: a reference found only in
                 the journal is never imported.
+            calls: False to leave the snapshot's ``calls`` and ``logs`` empty
+                (the frontier and the outcome only): the journal is then not
+                read whole; :meth:`replay_calls` streams those instead.
 
         Raises:
             RunNotFoundError: no such run.
@@ -59,7 +74,7 @@ class TimeTravel(Inspection):
             ProcessImportError: no ``process`` and the run's recorded process
                 is not known here (nothing was imported), or it is not one.
         """
-        return run_sync(self.replay_async(run_id, until, process=process))
+        return run_sync(self.replay_async(run_id, until, process=process, calls=calls))
 
     async def replay_async(
         self,
@@ -67,25 +82,25 @@ class TimeTravel(Inspection):
         until: int | str | None = None,
         *,
         process: ProcessFn | str | None = None,
+        calls: bool = True,
     ) -> Snapshot:
         """The same as :meth:`replay`, for asyncio callers."""
-        from .._run.history import ending_of
         from .._run.journal import RunJournal
 
         record = self._store.require_run(run_id)
         limit = self._resolve_until(run_id, record.events, until)
-        all_events = self._store.read_events(run_id)
         journal = RunJournal(self._store, run_id, read_only=True)
         journal.load(stop=max(limit, 1))
         # The whole of a run that ended: a complete history, which the replay
         # must reproduce exactly (no frontier past its end).
-        journal.ended = ending_of(all_events, limit)
+        journal.ended = self._replay_ending(run_id, limit, record.events)
         started = journal.started
-        if started is None:
+        first = self._store.read_events(run_id, 0, 1)
+        if started is None or not first:
             raise JournalCorruptError(
                 f"run {run_id!r} has no run_started event", run_id=run_id, seq=0
             )
-        fn = self._processes.resolve(run_id, all_events[0], process)
+        fn = self._processes.resolve(run_id, first[0], process)
         inputs = self.payload(started.inputs, run_id=run_id, seq=0)
         from .._run.runtime import Runtime  # executing: see executing.py
 
@@ -98,14 +113,18 @@ class TimeTravel(Inspection):
             hooks=self._hooks,
         )
         outcome = await runtime.execute(fn, inputs)
-        payload_cache: dict[bytes, Any] = {}
+        states: list[CallState] = []
+        logs: list[LogEntry] = []
+        if calls:
+            payload_cache: dict[bytes, Any] = {}
 
-        def payload(address: bytes) -> Any:
-            if address not in payload_cache:
-                payload_cache[address] = self.payload(address, run_id=run_id)
-            return payload_cache[address]
+            def payload(address: bytes) -> Any:
+                if address not in payload_cache:
+                    payload_cache[address] = self.payload(address, run_id=run_id)
+                return payload_cache[address]
 
-        calls, logs = build_calls(all_events, limit, payload)
+            events = self._store.read_events(run_id, 0, record.events)
+            states, logs = build_calls(events, limit, payload)
         return Snapshot(
             run_id=run_id,
             until=limit,
@@ -113,12 +132,57 @@ class TimeTravel(Inspection):
             process_status=outcome.status,
             result=outcome.result,
             error=outcome.error,
-            calls=calls,
+            calls=states,
             logs=logs,
             frontier=sorted(
                 runtime.frontier.values(), key=lambda f: jf.parse_key(f.key)
             ),
         )
+
+    def replay_calls(self, run_id: str, until: int | str | None = None) -> CallStream:
+        """The calls and log lines of ``replay(run_id, until)``, streamed.
+
+        What :meth:`replay` puts in a snapshot's ``calls`` and ``logs``, but
+        read from the journal in batches and yielded as each call's state as
+        of event ``until`` is known, in constant memory (bounded by the calls
+        in flight at once): a call at its outcome, those still in flight at
+        event ``until`` there, then each call not reached at its request;
+        log lines at their events. Not in key order (sort on ``key`` for
+        that). Nothing is executed: the frontier and the process's outcome
+        need a re-execution, ``replay(..., calls=False)``. The returned
+        iterator's ``until`` and ``events`` say where the snapshot point is.
+
+        Raises:
+            RunNotFoundError: no such run (at the call, not at the first item).
+            ReplayRangeError: ``until`` is out of range or names an unknown key.
+            JournalCorruptError: while iterating, a damaged event.
+        """
+        record = self._store.require_run(run_id)
+        limit = self._resolve_until(run_id, record.events, until)
+
+        def payload(address: bytes) -> Any:
+            return self.payload(address, run_id=run_id)
+
+        events = read_in_batches(self._store, run_id, record.events)
+        return CallStream(stream_calls(events, limit, payload), limit, record.events)
+
+    def _replay_ending(self, run_id: str, limit: int, events: int) -> Ending | None:
+        """``ending_of`` the run's events, reading only its tail."""
+        from .._run.history import ENDINGS, TRAILING, Ending
+
+        if limit != events:
+            return None
+        stop = events
+        while stop > 0:  # the trailing events are few: one read, almost always
+            start = max(0, stop - 64)
+            chunk = self._store.read_events(run_id, start, stop)
+            for stored in reversed(chunk):
+                if isinstance(stored.event, ENDINGS):
+                    return Ending(stored.seq, stored.event)
+                if not isinstance(stored.event, TRAILING):
+                    return None
+            stop = start
+        return None
 
     def _resolve_until(self, run_id: str, events: int, until: int | str | None) -> int:
         if until is None:

@@ -20,7 +20,7 @@ from rich.tree import Tree
 
 import journal_format as jf
 
-from .. import CallState, FrontierCall, Snapshot
+from .. import CallState, FrontierCall, LogEntry, Snapshot
 from .common import plain
 from .safe_text import literal, printable
 
@@ -178,19 +178,26 @@ def counts(snap: Snapshot) -> dict[str, int]:
 
 def summary_line(snap: Snapshot) -> Text:
     """One line: the call counts, log lines, frontier size and process state."""
+    return summary_text(
+        counts(snap), len(snap.logs), len(snap.frontier), snap.process_status
+    )
+
+
+def summary_text(
+    tally: dict[str, int], logs: int, frontier: int, process_status: str
+) -> Text:
+    """The summary line from its numbers (``replay`` streaming counts as it goes)."""
     line = Text()
-    for status, count in counts(snap).items():
+    for status, count in tally.items():
         line.append(f"{status} ", style="dim")
         line.append(str(count), style=STATUS_STYLES[status] if count else "")
         line.append(" · ", style="dim")
     line.append("logs ", style="dim")
-    line.append(str(len(snap.logs)))
+    line.append(str(logs))
     line.append(" · frontier ", style="dim")
-    line.append(str(len(snap.frontier)))
+    line.append(str(frontier))
     line.append(" · process ", style="dim")
-    line.append(
-        printable(snap.process_status), style=_process_style(snap.process_status)
-    )
+    line.append(printable(process_status), style=_process_style(process_status))
     return line
 
 
@@ -202,17 +209,19 @@ def _process_style(status: str) -> str:
 
 def log_lines(snap: Snapshot) -> list[Text]:
     """The ``ctx.log`` lines emitted before the snapshot point."""
-    lines = []
-    for entry in snap.logs:
-        line = Text()
-        key = printable(entry.key)
-        line.append(f"seq {entry.seq:>4}  key {key:>8}  ", style="dim")
-        line.append(printable(entry.message))
-        for name, value in entry.fields.items():
-            line.append(f" {printable(name)}=", style="dim")
-            line.append(printable(json.dumps(plain(value), ensure_ascii=False)))
-        lines.append(line)
-    return lines
+    return [log_line(entry) for entry in snap.logs]
+
+
+def log_line(entry: LogEntry) -> Text:
+    """One ``ctx.log`` line: its seq, key, message and fields."""
+    line = Text()
+    key = printable(entry.key)
+    line.append(f"seq {entry.seq:>4}  key {key:>8}  ", style="dim")
+    line.append(printable(entry.message))
+    for name, value in entry.fields.items():
+        line.append(f" {printable(name)}=", style="dim")
+        line.append(printable(json.dumps(plain(value), ensure_ascii=False)))
+    return line
 
 
 def frontier_lines(snap: Snapshot) -> list[Text]:

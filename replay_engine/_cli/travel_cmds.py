@@ -9,13 +9,13 @@ is :meth:`Engine.fork`. The interactive stepper over the same machinery is
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
 from rich.text import Text
 
-from .. import Engine, Snapshot
+from .. import CallState, Engine, LogEntry, Snapshot
 from .common import (
     PROCESS_OPTION,
     check_run_id,
@@ -29,9 +29,17 @@ from .common import (
 )
 from .inspect_cmds import status_document
 from .safe_text import printable
-from .snapshot_lines import snapshot_lines, snapshot_records
+from .snapshot_lines import (
+    snapshot_lines,
+    streamed_lines,
+    streamed_records,
+)
 from .snapshot_views import UNTIL_HELP, parse_until, snapshot_view
 from .streaming import FORMATS, json_line, screen_rows, write_lines
+
+SNAPSHOT_EVENTS = 2000
+"""On a terminal, a run of at most this many events is replayed whole and shown
+as a tree when it fits; a longer one streams lines (a snapshot holds every call)."""
 
 
 def replay_process(
@@ -53,11 +61,13 @@ def take_snapshot(
     until: int | str | None,
     process: Callable[..., Any],
     ctx: click.Context,
+    *,
+    calls: bool = True,
 ) -> Snapshot:
     """``engine.replay``, with an out-of-range ``until`` reported as a usage error."""
     check_until(engine, run_id, until, ctx)
     try:
-        return engine.replay(run_id, until, process=process)
+        return engine.replay(run_id, until, process=process, calls=calls)
     except ValueError as exc:  # an unknown key:KEY
         raise usage_error(f"--until: {exc}", ctx) from None
 
@@ -115,27 +125,61 @@ def replay_command(
         if not as_json and fmt is None:
             # Someone is waiting: say what is happening before the replay,
             # which takes seconds on a long run.
-            upto = "its end"
-            if isinstance(until, int):
-                upto = f"event {until}"
-            elif until is not None:
-                upto = f"the call at {until}"
             write_lines(
-                [f"replaying run {printable(run_id)} to {upto}; dispatching nothing"]
+                [
+                    f"replaying run {printable(run_id)} to {_upto(until)};"
+                    " dispatching nothing"
+                ]
             )
+        if not as_json and fmt != "table":
+            try:
+                stream = engine.replay_calls(run_id, until)
+            except ValueError as exc:  # an unknown key:KEY
+                raise usage_error(f"--until: {exc}", ctx) from None
+            tty = sys.stdout.isatty()
+            if fmt is not None or not tty or stream.events > SNAPSHOT_EVENTS:
+                head = f"run {printable(run_id)}  after {stream.until}"
+                head += f" of {stream.events} events"
+                _stream(engine, run_id, until, fn, stream, head, fmt == "jsonl", ctx)
+                return
         snap = take_snapshot(engine, run_id, until, fn, ctx)
     if as_json:
         emit_json(snap.to_dict())
         return
-    if fmt is None:
-        size = len(snap.calls) + len(snap.logs) + len(snap.frontier)
-        fmt = "table" if sys.stdout.isatty() and size <= screen_rows() else "lines"
-    if fmt == "table":
+    size = len(snap.calls) + len(snap.logs) + len(snap.frontier)
+    if fmt == "table" or size <= screen_rows():
         make_console().print(snapshot_view(snap))
-    elif fmt == "jsonl":
-        write_lines(json_line(record) for record in snapshot_records(snap))
     else:
         write_lines(snapshot_lines(snap))
+
+
+def _upto(until: int | str | None) -> str:
+    if isinstance(until, int):
+        return f"event {until}"
+    if until is not None:
+        return f"the call at {until}"
+    return "its end"
+
+
+def _stream(
+    engine: Engine,
+    run_id: str,
+    until: int | str | None,
+    fn: Callable[..., Any],
+    stream: Iterator[CallState | LogEntry],
+    head: str,
+    jsonl: bool,
+    ctx: click.Context,
+) -> None:
+    """The calls and log lines as they are read, then the re-execution's part."""
+
+    def finish() -> Snapshot:
+        return take_snapshot(engine, run_id, until, fn, ctx, calls=False)
+
+    if jsonl:
+        write_lines(json_line(record) for record in streamed_records(stream, finish))
+        return
+    write_lines(streamed_lines(head, stream, finish))
 
 
 @click.command("fork")

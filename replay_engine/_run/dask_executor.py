@@ -7,7 +7,9 @@ so the core never needs it (``pip install "replay-engine[dask]"``).
 The dispatcher hands any executor but a thread pool its tasks *by
 reference*: ``submit(jobs.run_remote_chunk, items, run_id)``, where each
 item is ``("module:qualname", args_bytes, key, attempt, max_attempts)`` and the result a
-list of plain ``(status, payload)`` tuples. Workers import the task functions;
+list of plain ``(status, payload)`` tuples (with tracing on,
+``submit(jobs.run_traced_chunk, items, run_id, carriers)``: the same, plus each
+attempt's trace context; merged alike). Workers import the task functions;
 args and results cross as msgspec bytes. :class:`DaskExecutor` gives a Client
 that interface:
 
@@ -180,7 +182,8 @@ class DaskExecutor(cf.Executor):
         # Dask future key -> (Dask future, what it resolves), until it is read.
         self._pending: dict[str, tuple[Any, list[_Part]]] = {}
         # Chunks submitted during this pass of the engine's pump, not sent yet.
-        self._queued: list[tuple[str, Any, cf.Future[Any]]] = []
+        # (run id, items, future, trace carriers or None: tracing.py).
+        self._queued: list[tuple[str, Any, cf.Future[Any], Any]] = []
         self._flush_scheduled = False
 
     def __repr__(self) -> str:
@@ -204,17 +207,18 @@ class DaskExecutor(cf.Executor):
         out: cf.Future[T] = cf.Future()
         out.set_running_or_notify_cancel()
         loop = _running_loop()
+        traced = fn is jobs.run_traced_chunk and len(args) == 3
         if (
-            fn is jobs.run_remote_chunk
+            (traced or (fn is jobs.run_remote_chunk and len(args) == 2))
             and loop is not None
-            and len(args) == 2
             and not kwargs
         ):
             # Chunks submitted in one pass of the engine's pump are sent
             # together once it ends, merged when the cluster is saturated.
-            items, run_id = args
+            items, run_id = args[0], args[1]
+            carriers = args[2] if traced else None
             with self._lock:
-                self._queued.append((str(run_id), items, out))
+                self._queued.append((str(run_id), items, out, carriers))
                 schedule = not self._flush_scheduled
                 self._flush_scheduled = True
             if schedule:
@@ -241,7 +245,7 @@ class DaskExecutor(cf.Executor):
             "the Dask executor was shut down while effects were running",
             address=self.address,
         )
-        for _, _, out in queued:
+        for _, _, out, _ in queued:
             _settle(out, exc=gone)
         for dfut, parts in pending:
             for out, _ in parts:
@@ -272,25 +276,34 @@ class DaskExecutor(cf.Executor):
         pending = list(self._pending.values())
         idle = max(0, 2 * threads - len(pending))
         in_flight = sum(n or 1 for _, parts in pending for _, n in parts)
-        in_flight += sum(len(items) for _, items, _ in queued)
+        in_flight += sum(len(entry[1]) for entry in queued)
         # Half a thread's share of what is in flight: the backlog stays
         # spread over every thread, so no merged task makes a long tail.
         cap = max(1, min(_MERGE_MAX, in_flight // (2 * threads)))
-        packs: list[tuple[str, list[Any], list[_Part]]] = []
-        merging: dict[str, tuple[str, list[Any], list[_Part]]] = {}
-        for run_id, items, out in queued:
+        # (run id, items, parts, trace carriers: None for an untraced pack)
+        Pack = tuple[str, list[Any], list[_Part], list[Any] | None]
+        packs: list[Pack] = []
+        merging: dict[tuple[str, bool], Pack] = {}
+        for run_id, items, out, carriers in queued:
             if idle > 0:
                 idle -= 1
-                packs.append((run_id, list(items), [(out, len(items))]))
+                packs.append((run_id, list(items), [(out, len(items))], carriers))
                 continue
-            pack = merging.get(run_id)
+            traced = carriers is not None
+            pack = merging.get((run_id, traced))
             if pack is None or len(pack[1]) + len(items) > cap:
-                pack = merging[run_id] = (run_id, [], [])
+                pack = (run_id, [], [], [] if traced else None)
+                merging[run_id, traced] = pack
                 packs.append(pack)
             pack[1].extend(items)
             pack[2].append((out, len(items)))
-        for run_id, items, parts in packs:
-            self._send(jobs.run_remote_chunk, (items, run_id), {}, parts)
+            if pack[3] is not None:
+                pack[3].extend(carriers)
+        for run_id, items, parts, carried in packs:
+            if carried is None:
+                self._send(jobs.run_remote_chunk, (items, run_id), {}, parts)
+            else:
+                self._send(jobs.run_traced_chunk, (items, run_id, carried), {}, parts)
 
     def _send(
         self,

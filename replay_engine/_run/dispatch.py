@@ -84,6 +84,9 @@ class Dispatcher:
         self.closed = False
         self.holding = False
         """Stopping (see ``stopping``): commit, but start nothing new."""
+        self.traced = False
+        """OpenTelemetry is on: tasks sent by reference carry their attempt
+        span's context (``jobs.run_traced_chunk``). Read once per pool job."""
 
     # -- public ------------------------------------------------------------------
 
@@ -286,7 +289,13 @@ class Dispatcher:
                 (c.tdef.ref, c.args_bytes, c.key_text, c.attempt, c.tdef.max_attempts)
                 for c in chunk
             ]
-            future = executor.submit(jobs.run_remote_chunk, items_r, self.run_id)
+            if self.traced:  # carry each attempt span's context (tracing.py)
+                carriers = [getattr(c.tdef, "trace_carrier", None) for c in chunk]
+                future = executor.submit(
+                    jobs.run_traced_chunk, items_r, self.run_id, carriers
+                )
+            else:
+                future = executor.submit(jobs.run_remote_chunk, items_r, self.run_id)
         else:
             items_l = [
                 (

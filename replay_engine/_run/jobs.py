@@ -148,6 +148,41 @@ def run_remote_chunk(
     return out
 
 
+def run_traced_chunk(
+    items: list[tuple[str, bytes, str, int, int]],
+    run_id: str,
+    carriers: list[dict[str, str] | None],
+) -> list[Outcome]:
+    """:func:`run_remote_chunk`, each attempt inside its attempt span's context.
+
+    Sent instead of it only when tracing is on. ``carriers`` holds, per
+    item, the W3C trace context (``traceparent``, ``tracestate``) of the
+    attempt's span in the engine: attached here, so the task's own spans
+    (and ``trace.get_current_span()``) have that span as parent. A worker
+    without OpenTelemetry runs the attempts untraced.
+    """
+    try:
+        from opentelemetry import context
+        from opentelemetry.trace.propagation.tracecontext import (
+            TraceContextTextMapPropagator,
+        )
+    except ImportError:
+        return run_remote_chunk(items, run_id)
+    propagator = TraceContextTextMapPropagator()
+    out: list[Outcome] = []
+    for item, carrier in zip(items, carriers, strict=True):
+        token = context.attach(propagator.extract(carrier)) if carrier else None
+        try:
+            out.extend(run_remote_chunk([item], run_id))
+        finally:
+            if token is not None:
+                context.detach(token)
+        if out[-1][0] == INTERRUPTED:  # the rest of the job is not run
+            out.extend([(NOT_RUN, None)] * (len(items) - len(out)))
+            break
+    return out
+
+
 # -- pool processes --------------------------------------------------------------
 
 _PR_SET_PDEATHSIG = 1

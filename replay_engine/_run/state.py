@@ -113,6 +113,7 @@ class ExecutionState:
             on_fault=self.fail,
             hooks=hooks,
         )
+        self.dispatcher.traced = self.tracing is not None
         journal.on_broken = self.fail
         started = journal.started
         self.seed = (started.seed if started is not None else None) or run_id

@@ -13,9 +13,11 @@ tracing on (``pip install replay-engine[otel]``):
   journal (``replayed``);
 * a span event on the execution span per ``ctx.log`` line the run emits;
 * a sync task in a thread (or inline) and an async task see their attempt's
-  span as current, so their own spans nest under it. Tasks sent by reference
-  to a process pool or a Dask cluster do not: the context is not carried
-  across processes (see docs/observability.md).
+  span as current, so their own spans nest under it. A task sent by
+  reference to a process pool or a Dask cluster gets the span's W3C trace
+  context (``traceparent``) with its job, attached in the worker around
+  the attempt (``jobs.run_traced_chunk``), so its spans nest under it too
+  (see docs/observability.md).
 """
 
 from __future__ import annotations
@@ -51,8 +53,15 @@ class Tracing:
                 "Engine(tracing=...) needs OpenTelemetry: pip install"
                 " 'replay-engine[otel]' (opentelemetry-api and -sdk)"
             ) from None
+        from opentelemetry.trace.propagation.tracecontext import (
+            TraceContextTextMapPropagator,
+        )
+
         self._trace = trace
         self._context = context
+        # W3C trace context only (not the global propagator, which may carry
+        # baggage the user did not mean to send to workers).
+        self._propagator = TraceContextTextMapPropagator()
         self.tracer = trace.get_tracer("replay_engine", tracer_provider=provider)
 
     async def execution(self, run_id: str, why: str, body: Coroutine[Any, Any, T]) -> T:
@@ -83,7 +92,13 @@ class Tracing:
         )
         outcome = "interrupted"
         try:
-            call.tdef = self._bound(tdef, self._trace.set_span_in_context(span))
+            ctx = self._trace.set_span_in_context(span)
+            call.tdef = self._bound(tdef, ctx)
+            carrier: dict[str, str] = {}
+            self._propagator.inject(carrier, context=ctx)
+            # For a task sent by reference (process pool, Dask): the twin's
+            # function stays here, its span context goes with the job.
+            call.tdef.trace_carrier = carrier  # type: ignore[attr-defined]
             dispatch(call)
             status, payload = await call.future
             outcome = _OUTCOMES.get(status, "interrupted")
@@ -124,7 +139,7 @@ class Tracing:
 
         The copy keeps the name, reference and options, so the dispatcher
         chooses the same executor; a task sent by reference runs the
-        original function (the context stays in this process).
+        original function (its context goes as ``trace_carrier``).
         """
         attach, detach = self._context.attach, self._context.detach
         fn = tdef.fn

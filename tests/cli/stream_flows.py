@@ -32,3 +32,18 @@ async def raises(inputs: dict[str, Any], ctx: Any) -> None:
     """One call, then the process itself raises (no task failed)."""
     await ctx.task(inc, {"x": 1})
     _check(inputs["a"])
+
+
+async def long_run_marked(inputs: dict[str, Any], ctx: Any) -> int:
+    """``long_run``, touching ``$STREAM_MARK`` when it starts executing.
+
+    A test replays ``long_run``'s journal with it to see whether lines were
+    printed before the re-execution began.
+    """
+    import os
+    from pathlib import Path
+
+    mark = os.environ.get("STREAM_MARK")
+    if mark:
+        Path(mark).touch()
+    return await long_run(inputs, ctx)

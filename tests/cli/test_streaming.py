@@ -108,7 +108,14 @@ def test_the_first_line_comes_while_the_command_still_runs(
 
 
 @pytest.mark.parametrize(
-    "args", [("log", "big"), ("export", "big"), ("log", "big", "--format", "jsonl")]
+    "args",
+    [
+        ("log", "big"),
+        ("export", "big"),
+        ("log", "big", "--format", "jsonl"),
+        ("replay", "big", "--process", "stream_flows:long_run"),
+        ("replay", "big", "--process", "stream_flows:long_run", "--format", "jsonl"),
+    ],
 )
 def test_a_closed_pipe_ends_the_command_quietly(
     long_journal: Path, args: tuple[str, ...]
@@ -167,6 +174,91 @@ def test_memory_does_not_grow_with_the_run(
     assert big < mid + 40 * 1024, (mid, big)
 
 
+@pytest.mark.parametrize("fmt", ["lines", "jsonl"])
+def test_replay_prints_calls_before_it_re_executes(
+    long_journal: Path, tmp_path: Path, fmt: str
+) -> None:
+    """The calls stream from the journal; the re-execution comes after them.
+
+    ``long_run_marked`` touches a file when the replay starts executing it:
+    a replay that built its snapshot first would have done so before its
+    first call line.
+    """
+    mark = tmp_path / "executing"
+    with subprocess.Popen(
+        _argv(
+            long_journal,
+            "replay",
+            "big",
+            "--until",
+            "90000",
+            "--process",
+            "stream_flows:long_run_marked",
+            "--format",
+            fmt,
+        ),
+        env=child_env(STREAM_MARK=str(mark)),
+        cwd=FLOWS_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as proc:
+        try:
+            lines = [_first_line(proc, FIRST_LINE_BOUND) for _ in range(3)]
+            assert not mark.exists(), "the process was re-executed before streaming"
+            assert proc.poll() is None
+            assert all(line.strip() for line in lines)
+            rest = proc.communicate(timeout=600)[0].decode().splitlines()
+        finally:
+            proc.kill()
+    assert mark.exists()  # then it was, for the frontier and the outcome
+    if fmt == "jsonl":
+        assert json.loads(rest[-1])["snapshot"]["process_status"] == "frontier"
+        calls = [json.loads(r)["call"] for r in rest if r.startswith('{"call"')]
+        assert len(calls) == BIG * 3 // 8  # every call once, none held back
+    else:
+        assert rest[-1].startswith("process stopped at ")
+
+
+REPLAY_CALLS_RSS = """
+import resource, sys
+from replay_engine import Engine
+with Engine(sys.argv[1]) as engine:
+    assert sum(1 for _ in engine.replay_calls(sys.argv[2], int(sys.argv[3])))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def test_replay_calls_memory_does_not_grow_with_the_run(long_journal: Path) -> None:
+    """The streamed part of ``replay`` (its calls and logs) holds memory flat.
+
+    The re-execution after it holds the run's call index and whatever the
+    process holds, which grows with the run (docs/cli-json.md says so).
+    """
+
+    def rss(run_id: str, until: int) -> int:
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                REPLAY_CALLS_RSS,
+                str(long_journal),
+                run_id,
+                str(until),
+            ],
+            env=child_env(),
+            cwd=FLOWS_DIR,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=600,
+        ).stdout
+        return int(out)
+
+    mid, big = rss("mid", MID // 2), rss("big", BIG // 2)
+    # Ten times the calls: holding them (a snapshot) costs about 100 MiB more.
+    assert big < mid + 40 * 1024, (mid, big)
+
+
 # -- formats, in-process ------------------------------------------------------
 
 
@@ -220,7 +312,10 @@ def test_replay_formats(invoke: Invoke, invoke_json: Callable[..., Any]) -> None
             "replay", "f1", "--format", "jsonl", code=0
         ).stdout.splitlines()
     ]
-    assert [r["call"] for r in records if "call" in r] == doc["calls"]
+    streamed = [r["call"] for r in records if "call" in r]
+    by_key = sorted(streamed, key=lambda c: [int(p) for p in c["key"].split(".")])
+    assert by_key == doc["calls"]  # streamed in journal order, not key order
+    assert [r["log"] for r in records if "log" in r] == doc["logs"]
     assert records[-1]["snapshot"]["process_status"] == doc["process_status"]
     lines = invoke("replay", "f1", code=0).stdout.splitlines()
     assert lines[0].startswith("replaying run f1")

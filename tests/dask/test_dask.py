@@ -364,3 +364,56 @@ def test_the_cli_runs_and_resumes_on_a_dask_scheduler(
     for bad in ("bogus", "dask://", "http://host:1"):
         refused = invoke("resume", "c", "--executor", bad)
         assert refused.exit_code == 2, (bad, refused.output)
+
+
+@pytest.mark.parametrize("saturated", [False, True])
+def test_a_task_on_a_worker_runs_inside_its_attempt_span(
+    tmp_path: Path, client: Any, saturated: bool
+) -> None:
+    """With tracing on, the job carries the attempt span's W3C trace context.
+
+    ``saturated``: the executor believes the cluster has one thread, so all
+    but the first two chunks of a pass are merged into one Dask task; each
+    attempt in it still runs in its own span's context.
+    """
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+        InMemorySpanExporter,
+    )
+
+    from tests.observability import obs_flows
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+
+    async def traced(inputs: Any, ctx: Any) -> list[list[str]]:
+        return await ctx.parallel.map(
+            list(range(200)), lambda i: ctx.task(obs_flows.in_pool, {"i": i})
+        )
+
+    executor = DaskExecutor(client)
+    if saturated:
+        executor._hint = 1  # the size hint, not refreshed for an hour
+        executor._hint_at = time.monotonic() + 3600
+    try:
+        with Engine(str(tmp_path / "j"), executor=executor, tracing=provider) as eng:
+            seen = eng.run(traced, {}, run_id="t").result
+    finally:
+        executor.shutdown()
+        provider.shutdown()
+    attempts = {
+        (s.attributes or {})["replay_engine.key"]: s.get_span_context()
+        for s in exporter.get_finished_spans()
+        if s.name == "replay_engine.effect"
+    }
+    assert len(attempts) == 200
+    for i, (trace_id, span_id, child_trace, child_parent, _) in enumerate(seen):
+        key = f"0.{i}.0"
+        attempt = attempts[key]
+        assert attempt is not None
+        expected = (format(attempt.trace_id, "032x"), format(attempt.span_id, "016x"))
+        assert (trace_id, span_id) == expected
+        assert (child_trace, child_parent) == expected

@@ -7,6 +7,7 @@ the event loop.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -57,3 +58,28 @@ async def fan(inputs: dict[str, Any], ctx: Any) -> list[int]:
     )
     ctx.log("done", total=sum(many))
     return [first, looped, *many]
+
+
+@task(name="obs.in_pool")
+def in_pool(i: int) -> list[str]:
+    """In a pool process (or a Dask worker): the span context it runs in.
+
+    Returns the trace id and span id current when it starts, the trace id
+    and parent span id of a span it opens with its own SDK provider (the
+    engine's provider and exporter stay in the engine's process), and its
+    process id.
+    """
+    from opentelemetry.sdk.trace import TracerProvider
+
+    current = trace.get_current_span().get_span_context()
+    tracer = TracerProvider().get_tracer("obs.in_pool")
+    with tracer.start_as_current_span(f"work-{i}") as span:
+        parent = span.parent  # type: ignore[attr-defined]
+        ours = span.get_span_context()
+    return [
+        format(current.trace_id, "032x"),
+        format(current.span_id, "016x"),
+        format(ours.trace_id, "032x"),
+        format(parent.span_id, "016x") if parent is not None else "",
+        str(os.getpid()),
+    ]

@@ -194,19 +194,37 @@ def test_tracing_without_opentelemetry_says_what_to_install(tmp_path: Path) -> N
     assert ReplayEngineError.__name__ in done.stderr
 
 
-def test_tasks_in_a_process_pool_are_traced_without_the_context(
+def test_tasks_in_a_process_pool_run_inside_their_attempt_span(
     tmp_path: Path, provider: TracerProvider, exporter: InMemorySpanExporter
 ) -> None:
-    """Sent by reference: the attempt span exists; the context stays here."""
-    from tests.executions.exec_flows import count
+    """Sent by reference, a task gets its attempt span's W3C trace context.
 
-    async def pooled(inputs: Any, ctx: Any) -> list[int]:
-        return await ctx.parallel.map([1, 2], lambda i: ctx.task(count, {"i": i}))
+    The task runs in a real pool process; the span it opens there has the
+    attempt span recorded here as its parent, in the same trace.
+    """
+
+    async def pooled(inputs: Any, ctx: Any) -> list[list[str]]:
+        return await ctx.parallel.map(
+            [1, 2], lambda i: ctx.task(obs_flows.in_pool, {"i": i})
+        )
 
     with Engine(str(tmp_path / "j"), executor="processes", tracing=provider) as eng:
-        assert eng.run(pooled, {}, run_id="p").result == [1, 2]
-    attempts = sorted(
-        (a[A + "key"], a[A + "outcome"])
-        for a in _effects(exporter.get_finished_spans())
-    )
-    assert attempts == [("0.0.0", "completed"), ("0.1.0", "completed")]
+        seen = eng.run(pooled, {}, run_id="p").result
+    spans = {
+        _attrs(s)[A + "key"]: s
+        for s in exporter.get_finished_spans()
+        if s.name == "replay_engine.effect"
+    }
+    assert sorted(spans) == ["0.0.0", "0.1.0"]
+    for key, (trace_id, span_id, child_trace, child_parent, pid) in zip(
+        ["0.0.0", "0.1.0"], seen, strict=True
+    ):
+        attempt = spans[key].get_span_context()
+        assert attempt is not None
+        assert _attrs(spans[key])[A + "outcome"] == "completed"
+        assert int(pid) != os.getpid()  # a real pool process
+        assert (trace_id, span_id) == (
+            format(attempt.trace_id, "032x"),
+            format(attempt.span_id, "016x"),
+        )
+        assert (child_trace, child_parent) == (trace_id, span_id)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import pytest
 
 import journal_format as jf
-from replay_engine import Engine
+from replay_engine import Engine, LogEntry
+from replay_engine.errors import ReplayRangeError
 
 from .conftest import (
     Recorded,
@@ -115,3 +116,39 @@ def test_replay_of_an_unchanged_journal_is_repeatable(recorded: Recorded) -> Non
     engine: Engine = recorded.engine
     first = engine.replay(recorded.run_id, until=9).to_dict()
     assert engine.replay(recorded.run_id, until=9).to_dict() == first
+
+
+def test_replay_calls_streams_what_replay_holds_at_every_prefix(
+    recorded: Recorded,
+) -> None:
+    """``replay_calls`` yields the snapshot's calls and log lines, nothing else.
+
+    Journal order (each call once its state at ``until`` is known), so sorted
+    by key they are ``replay(...).calls``; ``calls=False`` leaves those out
+    and keeps the frontier and outcome.
+    """
+    engine, run_id = recorded.engine, recorded.run_id
+    events = recorded.events()
+    for until in range(len(events) + 1):
+        snap = engine.replay(run_id, until=until)
+        items = list(engine.replay_calls(run_id, until))
+        calls = [i for i in items if not isinstance(i, LogEntry)]
+        assert sorted(calls, key=lambda c: jf.parse_key(c.key)) == snap.calls
+        assert [i for i in items if isinstance(i, LogEntry)] == snap.logs
+        # A call is yielded no earlier than its state is settled: its outcome,
+        # or the snapshot point for one still open.
+        seqs = [
+            i.seq if isinstance(i, LogEntry) else (i.finished_seq or i.requested_seq)
+            for i in items
+            if isinstance(i, LogEntry) or i.status != "in flight"
+        ]
+        assert seqs == sorted(seqs), f"until={until}"
+        bare = engine.replay(run_id, until=until, calls=False)
+        assert bare.calls == [] and bare.logs == []
+        assert (bare.frontier, bare.process_status, bare.result) == (
+            snap.frontier,
+            snap.process_status,
+            snap.result,
+        )
+    with pytest.raises(ReplayRangeError):
+        engine.replay_calls(run_id, len(events) + 1)
