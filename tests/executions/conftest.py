@@ -8,6 +8,8 @@ run's status, pending keys and stats) when it returns.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -23,7 +25,7 @@ from replay_engine.errors import RunNotFoundError
 from tests.children import start_python
 from tests.helpers import child_env
 
-from .exec_flows import SIDE_ENV
+from .exec_flows import SIDE_ENV, side_lines
 
 CHILD = r"""
 import dataclasses, json, sys
@@ -134,3 +136,23 @@ def requested(engine: Engine, run_id: str) -> set[str]:
         for s in stored
         if isinstance(s.event, jf.EffectRequested)
     }
+
+
+def killed_in_gate(journal: Path, side: Path, gate: Path) -> int:
+    """Run ``counted_then_gated`` as run ``r`` in a child; SIGKILL it in the gate.
+
+    The child is killed while its third task is in flight (two completed), so
+    the journal holds what a crash leaves. Returns the child's pid.
+    """
+    proc = run_in_child(
+        "run", journal, "r", "counted_then_gated", {"gate": str(gate)}, side=side
+    )
+    wait_until(
+        "the gated task to run",
+        lambda: any(line["what"] == "gate" for line in side_lines(side)),
+        proc,
+    )
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    return proc.pid

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 from pathlib import Path
 
 import pytest
@@ -17,23 +16,8 @@ import journal_format as jf
 from replay_engine import Engine
 from tests.journal_views import tags
 
-from .conftest import cli, cli_json, run_in_child, wait_until
+from .conftest import cli, cli_json, killed_in_gate
 from .exec_flows import side_lines
-
-
-def _killed_in_gate(journal: Path, side: Path, gate: Path) -> int:
-    proc = run_in_child(
-        "run", journal, "r", "counted_then_gated", {"gate": str(gate)}, side=side
-    )
-    wait_until(
-        "the gated task to run",
-        lambda: any(line["what"] == "gate" for line in side_lines(side)),
-        proc,
-    )
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.communicate(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
-    return proc.pid
 
 
 def test_a_task_in_flight_at_a_kill_is_redispatched_and_named(
@@ -44,7 +28,7 @@ def test_a_task_in_flight_at_a_kill_is_redispatched_and_named(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     gate = tmp_path / "gate"
-    child = _killed_in_gate(journal, side, gate)
+    child = killed_in_gate(journal, side, gate)
     gate.touch()
     monkeypatch.setenv("REPLAY_EXEC_SIDE", str(side))
     run = engine.resume("r")

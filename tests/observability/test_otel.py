@@ -8,7 +8,6 @@ it here with tracing on.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,8 +23,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
 
 from replay_engine import Engine
 from replay_engine.errors import ReplayEngineError
-from tests.executions.conftest import run_in_child, wait_until
-from tests.executions.exec_flows import side_lines
+from tests.executions.conftest import killed_in_gate
 from tests.helpers import child_env
 
 from . import obs_flows
@@ -120,16 +118,7 @@ def test_a_crash_resumed_with_tracing_marks_replayed_and_redispatched(
 ) -> None:
     journal, side, gate = tmp_path / "journal", tmp_path / "side", tmp_path / "gate"
     journal.mkdir()
-    proc = run_in_child(
-        "run", journal, "r", "counted_then_gated", {"gate": str(gate)}, side=side
-    )
-    wait_until(
-        "the gated task to run",
-        lambda: any(line["what"] == "gate" for line in side_lines(side)),
-        proc,
-    )
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.communicate(timeout=30)
+    killed_in_gate(journal, side, gate)
     gate.touch()
     monkeypatch.setenv("REPLAY_EXEC_SIDE", str(side))
     with Engine(str(journal), durability="process", tracing=provider) as eng:

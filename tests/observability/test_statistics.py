@@ -8,15 +8,17 @@ counters; an interrupted run (a real child SIGKILLed mid-task) counts as
 
 from __future__ import annotations
 
-import os
-import signal
 from pathlib import Path
 
 import pytest
 
 from replay_engine import Engine, EngineStatistics, task
-from tests.executions.conftest import cli, cli_json, run_in_child, wait_until
-from tests.executions.exec_flows import count, side_lines
+from tests.executions.conftest import (
+    cli,
+    cli_json,
+    killed_in_gate,
+)
+from tests.executions.exec_flows import count
 
 
 async def three(inputs: dict[str, int], ctx: object) -> list[int]:
@@ -69,16 +71,7 @@ def test_an_interrupted_run_and_its_redispatch(
 ) -> None:
     journal, side, gate = tmp_path / "journal", tmp_path / "side", tmp_path / "gate"
     journal.mkdir()
-    proc = run_in_child(
-        "run", journal, "r", "counted_then_gated", {"gate": str(gate)}, side=side
-    )
-    wait_until(
-        "the gated task to run",
-        lambda: any(line["what"] == "gate" for line in side_lines(side)),
-        proc,
-    )
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.communicate(timeout=30)
+    killed_in_gate(journal, side, gate)
     monkeypatch.setenv("REPLAY_EXEC_SIDE", str(side))
     # The command counts the same (a real subprocess; it only inspects).
     doc = cli_json(journal, "stats")

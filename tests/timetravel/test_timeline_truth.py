@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -21,8 +20,7 @@ import pytest
 import journal_format as jf
 from replay_engine import Engine
 from replay_engine._cli.timeline_model import build_timeline
-from tests.executions.conftest import run_in_child, wait_until
-from tests.executions.exec_flows import side_lines
+from tests.executions.conftest import killed_in_gate
 from tests.helpers import child_env
 
 from . import timeline_flows as flows
@@ -60,16 +58,7 @@ def test_a_crashed_and_resumed_run_shows_two_executions_and_the_twice_run_effect
 ) -> None:
     journal, side, gate = tmp_path / "journal", tmp_path / "side", tmp_path / "gate"
     journal.mkdir()
-    proc = run_in_child(
-        "run", journal, "r", "counted_then_gated", {"gate": str(gate)}, side=side
-    )
-    wait_until(
-        "the gated task to run",
-        lambda: any(line["what"] == "gate" for line in side_lines(side)),
-        proc,
-    )
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.communicate(timeout=30)
+    pid = killed_in_gate(journal, side, gate)
     gate.touch()
     monkeypatch.setenv("REPLAY_EXEC_SIDE", str(side))
     with Engine(str(journal), durability="process") as eng:
@@ -91,7 +80,7 @@ def test_a_crashed_and_resumed_run_shows_two_executions_and_the_twice_run_effect
     assert row_2.group(0).count('class="lost"') == 1 and "&#215;2" in row_2.group(0)
     assert "<b>dispatched twice</b> 1" in html
     # The legend and the lanes name both executions.
-    assert f"execution 1 (start (pid {proc.pid}))" in html
+    assert f"execution 1 (start (pid {pid}))" in html
     assert f"execution 2 (resume (pid {os.getpid()}))" in html
     assert len(re.findall(r'<g class="lane" data-x="\d"', html)) == 2
     # A click shows args and result, with their content addresses.
