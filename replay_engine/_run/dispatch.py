@@ -84,6 +84,8 @@ class Dispatcher:
         self.closed = False
         self.holding = False
         """Stopping (see ``stopping``): commit, but start nothing new."""
+        self.feed: Callable[[], None] | None = None
+        """Starts parallel branches that waited for room (``parallel.Feed``)."""
 
     # -- public ------------------------------------------------------------------
 
@@ -173,6 +175,11 @@ class Dispatcher:
             self._fault(exc)
 
     def _commit_and_start(self) -> None:
+        feed = self.feed
+        if feed is not None and not self.holding:
+            # Before the commit: the requests of the branches it starts join
+            # this commit and are dispatched in this turn.
+            feed()
         # Write-ahead: commit before dispatching anything.
         self.journal.flush()
         if self.journal.crashed or self.holding:

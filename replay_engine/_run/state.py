@@ -24,9 +24,15 @@ from ..errors import ExecutorUnavailable, JournalCorruptError, ReplayEngineError
 from .dispatch import Dispatcher, ExecutorSet, Slots
 from .hooks import Hooks
 from .journal import RunJournal
+from .parallel import Feed
 from .tracing import Tracing
 
 _log = logging.getLogger("replay_engine.process")
+
+BRANCH_WINDOW = 4096
+"""Parallel branches start while fewer attempts than this are queued or
+executing (or twice the in-flight bound, if larger): the started branches are
+what a fan-out holds in memory, about 2.5 KB each while suspended."""
 
 
 @dataclass
@@ -148,6 +154,12 @@ class ExecutionState:
             on_fault=self.fail,
             hooks=hooks,
         )
+        # Lazy branch start (``parallel.Feed``): a window of twice the bound
+        # keeps the executors fed while the next attempts queue behind them.
+        self.feed = Feed(
+            self.dispatcher, max(BRANCH_WINDOW, 2 * self.dispatcher.slots.limit)
+        )
+        self.dispatcher.feed = self.feed
         journal.on_broken = self.fail
         started = journal.started
         self.seed = (started.seed if started is not None else None) or run_id
