@@ -16,8 +16,8 @@ from typing import Any, Protocol
 
 import journal_format as jf
 
+from .feed import Feed
 from .journal import RunJournal
-from .parallel import Feed
 from .scope import Scope
 from .state import RunStats
 from .tasks import TaskDef

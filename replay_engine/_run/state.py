@@ -22,9 +22,9 @@ import journal_format as jf
 
 from ..errors import ExecutorUnavailable, JournalCorruptError, ReplayEngineError
 from .dispatch import Dispatcher, ExecutorSet, Slots
+from .feed import Feed
 from .hooks import Hooks
 from .journal import RunJournal
-from .parallel import Feed
 from .tracing import Tracing
 
 _log = logging.getLogger("replay_engine.process")
