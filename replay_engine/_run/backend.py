@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import journal_format as jf
 
+from .feed import Feed
 from .journal import RunJournal
 from .scope import Scope
 from .stats import RunStats
@@ -36,6 +37,8 @@ class ContextBackend(Protocol):
     activity: int
     groups: set[Any]
     """The parallel groups still waiting (see ``parallel.run_group``)."""
+    feed: Feed
+    """Lazy branch start: room in the dispatcher (see ``parallel.Feed``)."""
     clock_ns: Callable[[], int]
     tracing: Tracing | None
     """OpenTelemetry spans, or ``None`` (off): checked once per replayed call."""

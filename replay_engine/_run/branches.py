@@ -96,7 +96,7 @@ class Parallel:
             return race.run_settling(
                 rt, key, makers, None, None, settled=settled, fail_fast=fail_fast
             )
-        return run_group(key, makers, None, None, rt.tick, rt.groups)
+        return run_group(key, makers, None, None, rt.tick, rt.groups, feed=rt.feed)
 
     @overload
     def any(
@@ -187,7 +187,7 @@ class Parallel:
             return race.run_settling(
                 rt, key, fn, values, limit, settled=settled, fail_fast=fail_fast
             )
-        return run_group(key, fn, values, limit, rt.tick, rt.groups)
+        return run_group(key, fn, values, limit, rt.tick, rt.groups, feed=rt.feed)
 
 
 def current() -> Scope:

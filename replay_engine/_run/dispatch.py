@@ -87,6 +87,8 @@ class Dispatcher:
         self.traced = False
         """OpenTelemetry is on: tasks sent by reference carry their attempt
         span's context (``jobs.run_traced_chunk``). Read once per pool job."""
+        self.feed: Callable[[], None] | None = None
+        """Starts parallel branches that waited for room (``parallel.Feed``)."""
 
     # -- public ------------------------------------------------------------------
 
@@ -176,6 +178,11 @@ class Dispatcher:
             self._fault(exc)
 
     def _commit_and_start(self) -> None:
+        feed = self.feed
+        if feed is not None and not self.holding:
+            # Before the commit: the requests of the branches it starts join
+            # this commit and are dispatched in this turn.
+            feed()
         # Write-ahead: commit before dispatching anything.
         self.journal.flush()
         if self.journal.crashed or self.holding:

@@ -9,6 +9,15 @@ every branch completes without suspending (its results come from the
 journal), so replaying a 100k-branch map creates no Tasks at all; creating one
 Task per branch costs several times the journal lookup it wraps.
 
+Branches start *lazily*, in input order: a group starts its next branch
+only while the run's dispatcher has room (``Feed``: fewer than ``window``
+attempts queued or executing). A 500k-branch map therefore holds a window of
+suspended branches, not 500k of them; a branch that has not started is only
+its index. Room is counted in dispatched attempts alone, never in started
+branches: a branch waiting on an external effect, a timer or a sub-run holds
+no room, so every branch still reaches its first effect before the run can
+count as waiting, and the same branches start as when all started at once.
+
 Outcome rules, the same whatever the completion order: every branch is
 settled; results come back in input order; if any branch failed, the failure
 of the lowest-index branch is raised (its siblings' completions stay recorded).
@@ -33,6 +42,7 @@ from typing import Any, TypeVar
 from journal_format import encode_component, key_bytes_to_text
 
 from ..errors import ThunkRequired
+from .feed import Feed
 from .scope import Scope, current_scope
 
 T = TypeVar("T")
@@ -328,12 +338,14 @@ async def run_group(
     active: set[_Group],
     make_group: Callable[[bytes, int, int | None, Callable[[], None]], _Group]
     | None = None,
+    feed: Feed | None = None,
 ) -> list[Any]:
     """Run branches as the group at ``key``; see the module doc.
 
     While it waits, the group is in ``active``, so the runtime can settle it
     early when its outcome is already decided (see ``decided_failure``).
     ``make_group`` builds a group with other outcome rules (``settle_group``).
+    ``feed``: start branches only while the dispatcher has room (lazy start).
     """
     # parallel.all: one thunk per branch; parallel.map: one function, one item
     # per branch (no per-item closure).
@@ -343,6 +355,9 @@ async def run_group(
         return []
     text = key_bytes_to_text(key) + "."
     next_index = 0
+    if feed is not None:
+        dispatcher, window, hungry = feed.dispatcher, feed.window, feed.hungry
+        queued = dispatcher.ready
 
     def refill() -> None:
         nonlocal next_index
@@ -351,6 +366,10 @@ async def run_group(
             and (limit is None or group.running < limit)
             and not group.stopped
         ):
+            # Inline Feed.room(): this loop is the replay path of a map, too.
+            if feed is not None and len(queued) + dispatcher.in_flight >= window:
+                hungry[group] = None  # the next pump starts more
+                return
             index = next_index
             next_index += 1
             scope = Scope(key + encode_component(index), text, index)
@@ -368,10 +387,13 @@ async def run_group(
         try:
             await group.waiter
         except BaseException:
+            group.stopped = True  # cancelled: start no more branches
             group.cancel()
             raise
         finally:
             active.discard(group)
+            if feed is not None:
+                feed.hungry.pop(group, None)
     return group.outcome()
 
 

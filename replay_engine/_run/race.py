@@ -376,4 +376,6 @@ def run_settling(
     ) -> _Group:
         return _SettleGroup(state, settled, fail_fast, key, count, limit, tick)
 
-    return run_group(key, makers, items, limit, state.tick, state.groups, make)
+    return run_group(
+        key, makers, items, limit, state.tick, state.groups, make, feed=state.feed
+    )

@@ -21,12 +21,18 @@ import journal_format as jf
 
 from ..errors import ExecutorUnavailable, JournalCorruptError, ReplayEngineError
 from .dispatch import Dispatcher, ExecutorSet, Slots
+from .feed import Feed
 from .hooks import Hooks
 from .journal import RunJournal
 from .stats import FrontierCall, RunStats
 from .tracing import Tracing
 
 _log = logging.getLogger("replay_engine.process")
+
+BRANCH_WINDOW = 4096
+"""Parallel branches start while fewer attempts than this are queued or
+executing (or twice the in-flight bound, if larger): the started branches are
+what a fan-out holds in memory, about 2.5 KB each while suspended."""
 
 
 class Stopped(BaseException):
@@ -113,7 +119,7 @@ class ExecutionState:
             on_fault=self.fail,
             hooks=hooks,
         )
-        self.dispatcher.traced = self.tracing is not None
+        self.feed = self._feed_branches()
         journal.on_broken = self.fail
         started = journal.started
         self.seed = (started.seed if started is not None else None) or run_id
@@ -132,6 +138,18 @@ class ExecutionState:
         self.quiet_seen = -1
         self.quiet_count = 0
         self.quiet_scheduled = False
+
+    def _feed_branches(self) -> Feed:
+        """Wire the dispatcher: tracing, and lazy branch start (``feed``).
+
+        A window of twice the in-flight bound (at least ``BRANCH_WINDOW``)
+        keeps the executors fed while the next attempts queue behind them.
+        """
+        dispatcher = self.dispatcher
+        dispatcher.traced = self.tracing is not None
+        feed = Feed(dispatcher, max(BRANCH_WINDOW, 2 * dispatcher.slots.limit))
+        dispatcher.feed = feed
+        return feed
 
     def tick(self) -> None:
         """Count a step of progress (the quiet check waits for these to stop)."""
