@@ -8,35 +8,22 @@ see from the side what ran, and when, without trusting the journal it checks.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 from typing import Any
 
 from replay_engine import external, task
+from tests import side_file
+from tests.side_file import append_line
 
 SIDE_ENV = "REPLAY_CANCEL_SIDE"
+read_side = side_file.read_side  # the tests read the side channel through here
 
 
 def note(what: str, **fields: Any) -> None:
-    path = os.environ.get(SIDE_ENV)
-    if not path:
-        return
-    line = {"what": what, "at": time.time(), "pid": os.getpid(), **fields}
-    data = (json.dumps(line, sort_keys=True) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-
-
-def read_side(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return [json.loads(line) for line in fh if line.strip()]
-    except FileNotFoundError:
-        return []
+    append_line(
+        SIDE_ENV, {"what": what, "at": time.time(), "pid": os.getpid(), **fields}
+    )
 
 
 @task
