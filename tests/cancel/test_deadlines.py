@@ -77,7 +77,8 @@ def test_a_waiting_run_past_its_deadline_is_timed_out_by_the_next_iterate(
     journal: Path, side: Path, cli: Cli
 ) -> None:
     with Engine(str(journal)) as engine:
-        deadline = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
+        # Room for a CLI subprocess to start before it (seconds on a loaded host).
+        deadline = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=6)
         run = engine.run(waits, {}, run_id="w1", deadline=deadline)
         assert run.status == "waiting"
         # Whoever wakes waiting runs (an orchestrator, a worker) sees it due then.
