@@ -24,6 +24,7 @@ import journal_format as jf
 from .chain import AppendResult
 from .run_txn import RunTxn
 from .store import Store
+from .telling import Append, transact_telling
 
 CHILD_KIND = "child"
 """The ``kind`` of the ``EffectRequested`` that starts a child (JF-150)."""
@@ -99,10 +100,8 @@ def deliver(
     ended (nothing is written then). ``on_append`` is told what was appended,
     so an executing parent does not mistake its own write for a post.
     """
-    appended: list[AppendResult] = []  # told after the commit, not per attempt
 
-    def body(view: RunTxn) -> jf.Event | None:
-        appended.clear()
+    def body(view: RunTxn, append: Append) -> jf.Event | None:
         if view.record.status in jf.ENDED_STATUSES:
             return None
         requested = False
@@ -114,12 +113,10 @@ def deliver(
                 requested = True
         if not requested:
             return None
-        appended.append(view.append([outcome]))
+        append([outcome])
         return outcome
 
-    held = store.transact(parent, body)
-    if on_append is not None and appended:
-        on_append(appended[0])
+    held = transact_telling(store, parent, body, on_append)
     return held
 
 

@@ -15,6 +15,7 @@ import journal_format as jf
 from .chain import AppendResult
 from .run_txn import RunTxn
 from .store import Store
+from .telling import Append, transact_telling
 
 _OUTCOMES = (jf.EffectCompleted, jf.EffectFailed, jf.EffectAbandoned)
 
@@ -41,10 +42,8 @@ def bind_signal(
     error posted to its key, JF-142), that outcome is returned and the signal
     is left for another wait. ``on_append`` is told what was appended.
     """
-    appended: list[AppendResult] = []
 
-    def body(view: RunTxn) -> jf.Event:
-        appended.clear()
+    def body(view: RunTxn, append: Append) -> jf.Event:
         known = _outcome(view, key)
         if known is not None:
             return known
@@ -57,12 +56,10 @@ def bind_signal(
             event = jf.EffectCompleted(
                 key=key, result=signal.payload, signal_seq=signal_seq
             )
-        appended.append(view.append([event]))
+        append([event])
         return event
 
-    outcome = store.transact(run_id, body)
-    if on_append is not None and appended:
-        on_append(appended[0])
+    outcome = transact_telling(store, run_id, body, on_append)
     return outcome
 
 
@@ -85,10 +82,8 @@ def cancel_branches(
     transaction records it won (``race_won``, JF-140) first; with ``failed``,
     the group failed fast at that branch (``failed_fast``, JF-144).
     """
-    appended: list[AppendResult] = []
 
-    def body(view: RunTxn) -> list[bytes]:
-        appended.clear()
+    def body(view: RunTxn, append: Append) -> list[bytes]:
         marked: list[bytes] = []
         for index in cancelled:
             for sub in view.keys_under(key + jf.encode_component(index)):
@@ -106,10 +101,8 @@ def cancel_branches(
                 0, jf.FailedFast(key=key, branch=failed, cancelled=list(cancelled))
             )
         if new:
-            appended.append(view.append(new))
+            append(new)
         return marked
 
-    marked = store.transact(run_id, body)
-    if on_append is not None and appended:
-        on_append(appended[0])
+    marked = transact_telling(store, run_id, body, on_append)
     return marked

@@ -31,6 +31,7 @@ from .pending import (
 )
 from .run_txn import RunTxn
 from .store import Store
+from .telling import Append, transact_telling
 
 # PendingEffect and pending_effects live in ``pending``; they are re-exported
 # here for the callers in other layers that still import them from ``posts``.
@@ -361,10 +362,8 @@ def abandon(
     A key that received a result in the meantime is left alone. ``on_append``
     is told what was appended (the executing run counts its own appends).
     """
-    appended: list[AppendResult] = []  # told after the commit, not per attempt
 
-    def body(view: RunTxn) -> list[bytes]:
-        appended.clear()
+    def body(view: RunTxn, append: Append) -> list[bytes]:
         marked: list[bytes] = []
         for key in keys:
             events = view.events_at(key)
@@ -377,14 +376,10 @@ def abandon(
                 continue
             marked.append(key)
         if marked:
-            appended.append(
-                view.append([jf.EffectAbandoned(key=k, reason=reason) for k in marked])
-            )
+            append([jf.EffectAbandoned(key=k, reason=reason) for k in marked])
         return marked
 
-    marked = store.transact(run_id, body)
-    if on_append is not None and appended:
-        on_append(appended[0])
+    marked = transact_telling(store, run_id, body, on_append)
     return marked
 
 
@@ -400,20 +395,16 @@ def expire(
 
     ``on_append`` is told what was appended, as for :func:`abandon`.
     """
-    appended: list[AppendResult] = []  # told after the commit, not per attempt
 
-    def body(view: RunTxn) -> jf.Event | None:
-        appended.clear()
+    def body(view: RunTxn, append: Append) -> jf.Event | None:
         for stored in view.events_at(key):
             if isinstance(stored.event, jf.EffectCompleted | jf.EffectFailed):
                 return stored.event  # a post won the race: it is the outcome
         event = jf.EffectFailed(
             key=key, error=jf.ErrorInfo(type="Expired", message=message)
         )
-        appended.append(view.append([event]))
+        append([event])
         return event
 
-    outcome = store.transact(run_id, body)
-    if on_append is not None and appended:
-        on_append(appended[0])
+    outcome = transact_telling(store, run_id, body, on_append)
     return outcome
