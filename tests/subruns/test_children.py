@@ -15,19 +15,6 @@ from replay_engine import ChildRunFailed, Engine, PostRejected, ReplayEngineErro
 from tests.subruns import child_flows as flows
 
 
-@pytest.fixture
-def side(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "side.txt"
-    path.touch()
-    monkeypatch.setenv(flows.SIDE_ENV, str(path))
-    return path
-
-
-@pytest.fixture
-def engine(journal_dir: Path) -> Engine:
-    return Engine(journal_dir, durability="process")
-
-
 def lines(side: Path) -> list[str]:
     return side.read_text().splitlines()
 

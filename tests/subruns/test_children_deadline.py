@@ -17,19 +17,6 @@ from replay_engine import Engine, PostRejected
 from tests.subruns import child_flows as flows
 
 
-@pytest.fixture
-def side(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "side.txt"
-    path.touch()
-    monkeypatch.setenv(flows.SIDE_ENV, str(path))
-    return path
-
-
-@pytest.fixture
-def engine(journal_dir: Path) -> Engine:
-    return Engine(journal_dir, durability="process")
-
-
 def test_a_parent_timing_out_mid_child_cancels_the_child(
     engine: Engine, side: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
