@@ -37,15 +37,21 @@ _SMALL: tuple[bytes, ...] = (b"\x00", *(bytes((1, i)) for i in range(1, 256)))
 
 
 # Two-byte components (256 ..< 65536: the branches of a large parallel.map),
-# built on first use: a table index is several times cheaper than the
-# arithmetic, and a 100k-branch map takes one per branch.
-_MEDIUM: list[bytes] = []
+# built on first use one row of 256 at a time: a table index is several times
+# cheaper than the arithmetic, and a 100k-branch map takes one per branch,
+# but building all 65,536 at once cost ~15 ms: as much as the whole get +
+# decode floor of a 10k-effect cold resume (issue 17).
+_MEDIUM: list[bytes | None] = [None] * 65536
+_LOW: tuple[bytes, ...] = tuple(bytes((i,)) for i in range(256))
 
 
 def _medium(index: int) -> bytes:
-    if not _MEDIUM:
-        _MEDIUM.extend(bytes((2, i >> 8, i & 0xFF)) for i in range(65536))
-    return _MEDIUM[index]
+    high = index >> 8
+    head = bytes((2, high))
+    start = high << 8
+    row = [head + low for low in _LOW]
+    _MEDIUM[start : start + 256] = row
+    return row[index & 0xFF]
 
 
 def encode_component(index: int) -> bytes:
@@ -57,7 +63,8 @@ def encode_component(index: int) -> bytes:
     if 0 <= index < 256:
         return _SMALL[index]
     if 256 <= index < 65536:
-        return _MEDIUM[index] if _MEDIUM else _medium(index)
+        part = _MEDIUM[index]
+        return part if part is not None else _medium(index)
     if index < 0 or index > MAX_COMPONENT:
         raise FormatError(
             f"invocation key component {index} is outside 0..{MAX_COMPONENT}"
