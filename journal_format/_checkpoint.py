@@ -50,6 +50,9 @@ from ._layout import genesis_digest, run_prefix
 
 _envelope_decoder = msgspec.msgpack.Decoder(Envelope, ext_hook=refuse_extension)
 
+TASK: Final = "task"
+"""The ``kind`` of an in-process task's request (the fold shares one str for it)."""
+
 EFFECT: Final = 0
 """``CallEntry.kind`` of a requested effect (a task or an external effect)."""
 VALUE: Final = 1
@@ -294,23 +297,27 @@ class CallIndex:
             OrphanOutcome: an outcome at a key with no request before it.
         """
         prefix = run_prefix(run_id)
-        key_length = len(prefix) + 8
-        size = ADDRESS_SIZE
-        decode = _envelope_decoder.decode
+        # The run's first and last possible event keys: a key of event-key
+        # length between them starts with the run's prefix, so two byte
+        # comparisons replace a startswith call per event.
+        low, high = prefix + b"\x00" * 8, prefix + b"\xff" * 8
+        key_length, size, decode = len(low), ADDRESS_SIZE, _envelope_decoder.decode
         hasher = blake3()  # reset per record: cheaper than a new hasher each
         update, digest_of, reset = hasher.update, hasher.digest, hasher.reset
-        calls = self.calls
-        names: dict[str, str] = {}  # one str object per distinct name
+        # One str object per distinct task name, not one per request (memory
+        # of a long run's index); the last name is checked first, as runs
+        # tend to repeat it.
+        names: dict[str, str] = {}
+        last_task, calls = "", self.calls
         requested, completed = EffectRequested, EffectCompleted
         seq = self.events
         prev = self.head if seq else genesis_digest(run_id)
         last = self.last_event
         try:
             for key, value in records:
-                if seq == stop or len(key) != key_length or not key.startswith(prefix):
+                if seq == stop or len(key) != key_length or key > high or key < low:
                     break
-                digest = value[:size]
-                data = value[size:]
+                digest, data = value[:size], value[size:]
                 update(data)
                 if digest_of() != digest:
                     raise DamagedEvent(
@@ -326,22 +333,18 @@ class CallIndex:
                 # runs once per event of every cold resume.
                 if kind is requested:
                     task = event.task  # type: ignore[union-attr]
+                    if task != last_task:
+                        last_task = names.setdefault(task, task)
                     effect_kind = event.kind  # type: ignore[union-attr]
-                    calls[event.key] = CallEntry(  # type: ignore[union-attr]
+                    entry = calls[event.key] = CallEntry(  # type: ignore[union-attr]
                         EFFECT,
                         seq,
-                        names.setdefault(task, task),
-                        names.setdefault(effect_kind, effect_kind),
+                        last_task,
+                        TASK if effect_kind == TASK else effect_kind,
                         event.args,  # type: ignore[union-attr]
-                        None,
-                        None,
-                        0,
-                        None,
-                        0,
-                        False,
-                        False,
-                        event.deadline_ns,  # type: ignore[union-attr]
                     )
+                    if event.deadline_ns is not None:  # type: ignore[union-attr]
+                        entry.deadline_ns = event.deadline_ns  # type: ignore[union-attr]
                 elif kind is completed:
                     call = calls.get(event.key)  # type: ignore[union-attr]
                     if call is None or call.kind != EFFECT:
@@ -351,9 +354,7 @@ class CallIndex:
                         self.consumed_signals.add(event.signal_seq)  # type: ignore[union-attr]
                 else:
                     self._fold_other(seq, event)
-                last = event
-                prev = digest
-                seq += 1
+                last, prev, seq = event, digest, seq + 1
         except (msgspec.DecodeError, RecursionError) as exc:
             raise DamagedEvent(seq, f"event does not decode: {exc}") from None
         finally:
