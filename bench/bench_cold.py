@@ -332,28 +332,43 @@ def bench_cold(base: Path, args: argparse.Namespace) -> None:
         for name in ("seq", "par"):
             crashed = base / f"crashed-{name}-{n}"
             crash(crashed, name, n)
-            tries = []
-            for _ in range(args.tries):
-                copy = base / "try"
-                shutil.rmtree(copy, ignore_errors=True)
-                shutil.copytree(crashed, copy)
-                tries.append(
-                    child(f"resume:{name}:{n}", copy, args, BENCH_COLD_RESUMING="1")
-                )
+            trees = {"": [], **({args.against: []} if args.against else {})}
+            for attempt in range(args.tries):
+                # Alternate the trees' order, so neither always runs first.
+                order = list(trees) if attempt % 2 == 0 else list(trees)[::-1]
+                for tree in order:
+                    copy = base / "try"
+                    shutil.rmtree(copy, ignore_errors=True)
+                    shutil.copytree(crashed, copy)
+                    extra = {"PYTHONPATH": tree} if tree else {}
+                    trees[tree].append(
+                        child(
+                            f"resume:{name}:{n}",
+                            copy,
+                            args,
+                            BENCH_COLD_RESUMING="1",
+                            **extra,
+                        )
+                    )
             shutil.rmtree(crashed)
-            ratio = [t["wall"] / t["floor"] for t in tries]
-            cpu_ratio = [t["cpu"] / t["floor_cpu"] for t in tries]
-            med = sorted(tries, key=lambda t: t["wall"])[len(tries) // 2]
-            # run.stats.elapsed (exec) includes the commits made while executing.
-            reexec = med["exec"] - med["append"]
-            other = med["wall"] - med["fold"] - med["exec"]
-            print(
-                f"| {name} | {n:,} | {_stats([t['wall'] for t in tries])}"
-                f" | {_stats([t['floor'] for t in tries])} | {_stats(ratio)}"
-                f" | {_stats(cpu_ratio)} | {med['fold']:.3f} | {reexec:.3f}"
-                f" | {med['append']:.3f} | {other:.3f} | {med['rss_mb']:.0f} |",
-                flush=True,
-            )
+            for tree, tries in trees.items():
+                _cold_row(name if not tree else f"{name} ({tree})", n, tries)
+
+
+def _cold_row(name: str, n: int, tries: list[dict[str, Any]]) -> None:
+    ratio = [t["wall"] / t["floor"] for t in tries]
+    cpu_ratio = [t["cpu"] / t["floor_cpu"] for t in tries]
+    med = sorted(tries, key=lambda t: t["wall"])[len(tries) // 2]
+    # run.stats.elapsed (exec) includes the commits made while executing.
+    reexec = med["exec"] - med["append"]
+    other = med["wall"] - med["fold"] - med["exec"]
+    print(
+        f"| {name} | {n:,} | {_stats([t['wall'] for t in tries])}"
+        f" | {_stats([t['floor'] for t in tries])} | {_stats(ratio)}"
+        f" | {_stats(cpu_ratio)} | {med['fold']:.3f} | {reexec:.3f}"
+        f" | {med['append']:.3f} | {other:.3f} | {med['rss_mb']:.0f} |",
+        flush=True,
+    )
 
 
 def bench_rss(base: Path, args: argparse.Namespace) -> None:
@@ -420,14 +435,13 @@ def bench_many(base: Path, args: argparse.Namespace) -> None:
     )
 
 
-def precompile() -> None:
+def precompile(root: Path) -> None:
     """Write the bytecode caches an installed package has (pip compiles them).
 
     Under ``PYTHONDONTWRITEBYTECODE=1`` (set on some hosts) nothing writes
     them, so every fresh child compiled the runtime's source on import: ~30 ms
     of each timed resume that a user's install does not pay.
     """
-    root = Path(__file__).resolve().parent.parent
     for package in ("replay_engine", "journal_format"):
         compileall.compile_dir(root / package, quiet=1)
     compileall.compile_dir(Path(__file__).resolve().parent, quiet=1, maxlevels=0)
@@ -440,6 +454,13 @@ def main() -> None:
     parser.add_argument("--fanout", type=int, default=500_000)
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--procs", type=int, default=4)
+    parser.add_argument(
+        "--against",
+        help="cold resume only: also resume each crash with the code of this"
+        " directory (a copy of another commit's tree, e.g. `git archive main"
+        " replay_engine journal_format | tar -x -C DIR`), alternating with this"
+        " tree's, for an A/B on the same load",
+    )
     parser.add_argument("--skip-cold", action="store_true")
     parser.add_argument("--skip-rss", action="store_true")
     parser.add_argument("--skip-many", action="store_true")
@@ -456,7 +477,9 @@ def main() -> None:
         child_main(args)
         return
     args.sizes = [int(s) for s in args.sizes.split(",")]
-    precompile()
+    precompile(Path(__file__).resolve().parent.parent)
+    if args.against:
+        precompile(Path(args.against).resolve())
     base = Path(tempfile.mkdtemp(prefix="bench-cold-"))
     try:
         if args.profile:

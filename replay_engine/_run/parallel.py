@@ -223,6 +223,17 @@ class _Group:
         """Start branch ``index``: run it until it first suspends, or to its end."""
         context = contextvars.copy_context()
         done, value, pending = context.run(_first_step, scope, make, item)
+        self.started(index, context, done, value, pending)
+
+    def started(
+        self,
+        index: int,
+        context: contextvars.Context,
+        done: bool,
+        value: Any,
+        pending: Any,
+    ) -> None:
+        """Branch ``index`` ran its first step (``_first_step``'s answer)."""
         if done:
             self._settle(index, value)
             return
@@ -358,6 +369,11 @@ async def run_group(
     if feed is not None:
         dispatcher, window, hungry = feed.dispatcher, feed.window, feed.hungry
         queued = dispatcher.ready
+    # A plain group's branch answered without suspending (a replayed branch:
+    # the whole replay of a map) is settled right here, without the group's
+    # two method calls per branch; other groups settle by their own rules.
+    plain, results = type(group) is _Group, group.results
+    copy_context = contextvars.copy_context
 
     def refill() -> None:
         nonlocal next_index
@@ -374,9 +390,19 @@ async def run_group(
             next_index += 1
             scope = Scope(key + encode_component(index), text, index)
             if items is None:
-                group.start(index, scope, makers[index], _NO_ITEM)  # type: ignore[index]
+                make, item = makers[index], _NO_ITEM  # type: ignore[index]
             else:
-                group.start(index, scope, makers, items[index])  # type: ignore[arg-type]
+                make, item = makers, items[index]
+            if not plain:
+                group.start(index, scope, make, item)
+                continue
+            context = copy_context()
+            done, value, pending = context.run(_first_step, scope, make, item)
+            if done and type(value) is not _Failure and group.remaining > 1:
+                results[index] = value  # _settle's common case
+                group.remaining -= 1
+            else:
+                group.started(index, context, done, value, pending)
 
     group.refill = refill
     refill()
