@@ -5,6 +5,9 @@ Run from the project root::
     .venv/bin/python bench/bench_cold.py                      # everything (~4 min)
     .venv/bin/python bench/bench_cold.py --sizes 10000 --skip-rss --skip-many
     .venv/bin/python bench/bench_cold.py --profile seq:50000  # cProfile one resume
+    # A/B on the same crash and load: this tree against another commit's
+    git archive main replay_engine journal_format | tar -x -C /tmp/main-tree
+    .venv/bin/python bench/bench_cold.py --skip-rss --skip-many --against /tmp/main-tree
 
 (a) **Cold first resume.** A child process records a run with the real engine
 (``durability="process"``, inline tasks: ``n`` sequential ``ctx.task`` calls, or
@@ -20,7 +23,11 @@ run completes) and, in the same child, before and after, the floor: a raw
 py-lmdb read transaction doing a key-by-key ``get`` of each of the run's events
 and a msgspec decode of its envelope (no checks, no fold). The phases are timed
 by wrapping ``Store.load_index`` (the fold) and ``Store.append`` (commits);
-re-execution is the rest.
+re-execution is the rest. The bytecode caches are written first (an installed
+package has them; ``PYTHONDONTWRITEBYTECODE=1`` would otherwise make every
+child compile the runtime inside the timed resume). With ``--against DIR``
+each try resumes the same crash once with this tree and once with DIR's code
+(``PYTHONPATH``), in alternating order, and both rows are printed.
 
 (b) **Fan-out memory**: peak RSS (``ru_maxrss``) of a child doing one fresh
 ``parallel.map`` of ``--fanout`` async tasks at default (fsync) durability;
