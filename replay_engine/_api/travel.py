@@ -90,7 +90,12 @@ class TimeTravel(Inspection):
         record = self._store.require_run(run_id)
         limit = self._resolve_until(run_id, record.events, until)
         journal = RunJournal(self._store, run_id, read_only=True)
-        journal.load(stop=max(limit, 1))
+        if calls:
+            journal.load(stop=max(limit, 1))
+        else:
+            # Only the frontier and the outcome: the calls are looked up in the
+            # journal as the process makes them, not held (constant memory).
+            journal.load_keyed(max(limit, 1))
         # The whole of a run that ended: a complete history, which the replay
         # must reproduce exactly (no frontier past its end).
         journal.ended = self._replay_ending(run_id, limit, record.events)
