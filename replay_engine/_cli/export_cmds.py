@@ -208,8 +208,9 @@ def timeline_command(
     loads nothing from the network.
     """
     with open_engine(ctx) as engine:
-        info = engine.status(run_id)
         events = engine.events(run_id)
+        # One read of a long run, not two: status reuses the events.
+        info = engine.status(run_id, events=events)
         times = times_by_seq(events, inherited_times(engine, info))
         timeline = build_timeline(
             run_id, info.status, events, times, fork_at=info.fork_at
