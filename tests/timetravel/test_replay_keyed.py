@@ -153,3 +153,14 @@ def test_the_cases_cover_divergences_and_frontiers(journal: Path) -> None:
             for until in (None, 3)
         }
     assert {"diverged", "frontier", "completed", "failed"} <= outcomes
+
+
+def test_replay_calls_returns_the_exported_call_stream(journal: Path) -> None:
+    """``CallStream`` is public: what ``replay_calls`` returns, by that name."""
+    from replay_engine import CallStream
+
+    with Engine(str(journal)) as engine:
+        stream = engine.replay_calls("tt", 5)
+        assert isinstance(stream, CallStream)
+        assert (stream.until, stream.events) == (5, engine.status("tt").events)
+        assert sum(1 for _ in stream) > 0
