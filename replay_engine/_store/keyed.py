@@ -107,6 +107,7 @@ class KeyedCalls:
         self._prefix = jf.run_prefix(run_id)
         self._stop = stop
         self._created = created
+        self._scratch = jf.CallIndex()
 
     def __len__(self) -> int:
         return self._created
@@ -178,12 +179,17 @@ class KeyedCalls:
         if not cursor.set_key(prefix + key):
             return None
         events_db = self._dbs[jf.DB_EVENTS]
-        index = jf.CallIndex()
+        # One scratch index for every lookup: only its calls (and the
+        # consumed signals a completion may note) are touched, and cleared.
+        index = self._scratch
+        index.calls.clear()
+        index.consumed_signals.clear()
+        unpack_seq, event_key, get = jf.unpack_seq, jf.event_key, txn.get
         for raw_seq in cursor.iternext_dup():
-            seq = jf.unpack_seq(raw_seq)
+            seq = unpack_seq(raw_seq)
             if seq >= stop:
                 break  # dups are in seq order
-            value = txn.get(jf.event_key(prefix, seq), db=events_db)
+            value = get(event_key(prefix, seq), db=events_db)
             if value is None:
                 raise JournalCorruptError(
                     f"run {run_id!r}: the index names event seq {seq} at key"
