@@ -63,8 +63,11 @@ class TimeTravel(Inspection):
                 here. Without it, as for ``resume``: a reference found only in
                 the journal is never imported.
             calls: False to leave the snapshot's ``calls`` and ``logs`` empty
-                (the frontier and the outcome only): the journal is then not
-                read whole; :meth:`replay_calls` streams those instead.
+                (the frontier and the outcome only; :meth:`replay_calls`
+                streams those instead). The replay then holds no call index:
+                the prefix is read and checked once, and each call is looked
+                up in the journal by its key, so memory does not grow with
+                the run (what the process itself holds aside).
 
         Raises:
             RunNotFoundError: no such run.

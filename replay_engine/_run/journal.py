@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 
 import journal_format as jf
 
-from .._store.keyed import KeyedCalls
+from .._store.keyed import KeyedCalls, Visited
 from .._store.store import AppendResult, Store
 from ..errors import JournalWriteError, NonDeterminismError
 from .divergence import describe_call, describe_entry, divergence
@@ -48,7 +48,7 @@ class RunJournal:
         self.entries: dict[bytes, jf.CallEntry] | KeyedCalls = self.index.calls
         """The index's calls; for a time-travel replay (:meth:`load_keyed`),
         looked up in the journal key by key instead of held."""
-        self.visited: set[bytes] = set()
+        self.visited: set[bytes] | Visited = set()
         """Recorded keys this execution has reached (the rest are checked last)."""
         self.diverged: NonDeterminismError | None = None
         """The first divergence this execution met. Every later ctx call
@@ -153,6 +153,7 @@ class RunJournal:
         index, calls = self.store.keyed_index(self.run_id, stop)
         self.index = index
         self.entries = calls
+        self.visited = Visited(calls, index.events)
         self.recorded_events = self.known_events = index.events
 
     def payload(self, ref: bytes) -> bytes:
@@ -537,5 +538,8 @@ class RunJournal:
         if len(visited) == len(entries):
             return []
         if isinstance(entries, KeyedCalls):
-            return [(k, e) for k, e in entries.entries_from(b"") if k not in visited]
+            walk = entries.entries_from(b"")
+            if isinstance(visited, Visited):
+                return [(k, e) for k, e in walk if not visited.has(e)]
+            return [(k, e) for k, e in walk if k not in visited]
         return sorted((k, e) for k, e in entries.items() if k not in visited)

@@ -15,7 +15,9 @@ What the events are checked for: :func:`scan` first reads the prefix once, in
 one read transaction, checking every digest and chain link as a resume's fold
 does, and keeps only what is not per key (``run_started``, the last event,
 signals and which waits consumed them) and how many events create an entry.
-Each lookup then checks the digest and place of every event it reads.
+Each lookup then checks the digest and place of every event it reads. One
+check moves: an outcome with no request before it (JF-102: the run is damaged)
+is reported when its key is looked up or walked, not when the prefix is read.
 """
 
 from __future__ import annotations
@@ -108,6 +110,8 @@ class KeyedCalls:
         self._stop = stop
         self._created = created
         self._scratch = jf.CallIndex()
+        self.last: tuple[bytes, jf.CallEntry | None] = (b"", None)
+        """The key and entry of the latest :meth:`get` (see :class:`Visited`)."""
 
     def __len__(self) -> int:
         return self._created
@@ -120,6 +124,7 @@ class KeyedCalls:
                 there has no request before it.
         """
         entry: jf.CallEntry | None = self._read(lambda txn: self._entry(txn, key))
+        self.last = (key, entry)
         return entry
 
     def __getitem__(self, key: bytes) -> jf.CallEntry:
@@ -220,3 +225,44 @@ class KeyedCalls:
                     key=jf.key_bytes_to_text(exc.key),
                 ) from None
         return index.calls.get(key)
+
+
+class Visited:
+    """The recorded calls an execution has reached, one bit per event.
+
+    What ``RunJournal.visited`` (a set of keys) is for a keyed replay: a set
+    of keys grows by about 80 bytes a call; this marks the seq of each
+    reached call's entry (its creating event) in a bitmap of the prefix, an
+    eighth of a byte per event. ``add(key)`` follows a ``get(key)`` of the
+    same calls (``RunJournal.answer``, ``ctx.patched``), whose entry it reuses;
+    any other key is looked up again.
+    """
+
+    def __init__(self, calls: KeyedCalls, events: int) -> None:
+        self._calls = calls
+        self._bits = bytearray((events + 7) // 8)
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def _entry(self, key: bytes) -> jf.CallEntry | None:
+        last_key, entry = self._calls.last
+        return entry if last_key == key else self._calls.get(key)
+
+    def add(self, key: bytes) -> None:
+        """Mark the call at ``key`` reached (it holds an entry)."""
+        entry = self._entry(key)
+        if entry is not None and not self.has(entry):
+            self._bits[entry.seq >> 3] |= 1 << (entry.seq & 7)
+            self._count += 1
+
+    def has(self, entry: jf.CallEntry) -> bool:
+        """Whether the call whose entry this is was reached."""
+        return bool(self._bits[entry.seq >> 3] & (1 << (entry.seq & 7)))
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, bytes):
+            return False
+        entry = self._entry(key)
+        return entry is not None and self.has(entry)
