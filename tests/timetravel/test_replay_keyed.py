@@ -8,8 +8,8 @@ the index in memory (``calls=True``, which ``load``s it as a resume does): the
 outcome, the result or error, the frontier, and every divergence with its
 words. Compared here at every prefix of runs with parallel groups, retries,
 caught failures, values, races, fail-fast and settled groups, patches, a
-waiting run, a cancelled one and a failed one, each replayed with its own
-process and with changed ones.
+waiting run, a cancelled one, a failed one and a fork, each replayed with its
+own process and with changed ones.
 """
 
 from __future__ import annotations
@@ -95,6 +95,7 @@ def journal(tmp_path_factory: pytest.TempPathFactory) -> Path:
             engine.run(process, inputs, run_id=run_id)
         engine.run(hist_flows.waits, {}, run_id="cancelled")
         engine.cancel("cancelled", reason="enough")
+        engine.fork("tt", at=9, new_run_id="forked")  # its own keys, re-linked
     return path
 
 
@@ -124,6 +125,7 @@ CASES = [(run_id, p) for run_id, _, _, ps in RUNS for p in ps] + [
     ("cancelled", hist_flows.waits),
     ("cancelled", hist_flows.waits_changed),
     ("cancelled", hist_flows.extra_call),
+    ("forked", tt_flows.process),
 ]
 
 
