@@ -8,8 +8,12 @@ Run from the project root::
 Setup records two runs with the real engine (``durability="process"``, inline
 tasks): ``map``, one ``ctx.parallel.map`` of ``n`` calls followed by a loop of
 60, and ``loop``, ``n`` sequential calls alternating two tasks. For each,
-``replay-engine timeline`` writes the page (timed as a subprocess: start-up,
-reading the journal, layout, HTML).
+``replay-engine timeline`` writes the page, timed as a subprocess (start-up,
+reading the journal, layout, HTML), wall and CPU, beside the floor measured
+in the same run, interleaved: a fresh interpreter reading the run's events
+(each checked), and ``export`` of the run for reference; best of
+``--repeat``. The figure to watch is the CPU ratio to that floor
+(``--no-paint`` prints only these, without Chromium).
 
 Paint: headless Chromium (``/usr/bin/chromium``) takes a screenshot of the
 page (``--screenshot``: load, style, layout, paint); the **floor** is the same
@@ -22,6 +26,8 @@ responsible for (the target: under a second at 10k calls).
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -38,18 +44,48 @@ from tests.timetravel import timeline_flows as flows  # noqa: E402
 CHROMIUM = Path("/usr/bin/chromium")
 
 
-def _cli(journal: Path, run_id: str, page: Path) -> float:
+READ_EVENTS = (
+    "import sys; from replay_engine import Engine;"
+    " e = Engine(sys.argv[1]); e.events(sys.argv[2]); e.close()"
+)
+"""The floor: a fresh interpreter opens the journal and reads the run's events,
+each checked (what any command that shows the whole run must do)."""
+
+
+def _timed(argv: list[str]) -> tuple[float, float]:
+    """Wall and CPU seconds (user + system, the command and its children)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    subprocess.run(
-        [
-            *(sys.executable, "-m", "replay_engine._cli", "--journal", str(journal)),
-            *("timeline", run_id, "-o", str(page)),
-        ],
-        check=True,
-        capture_output=True,
-        cwd=ROOT,
-    )
-    return time.perf_counter() - started
+    subprocess.run(argv, check=True, capture_output=True, cwd=ROOT)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def _command_times(journal: Path, run_id: str, page: Path, repeat: int) -> None:
+    """``timeline`` beside a raw read of the run's events (the floor), interleaved.
+
+    ``export`` of the same run is shown too, for reference. Best of ``repeat``.
+    """
+    cli = (sys.executable, "-m", "replay_engine._cli", "--journal", str(journal))
+    commands = {
+        "floor": [sys.executable, "-c", READ_EVENTS, str(journal), run_id],
+        "export": [*cli, "export", run_id, "-o", os.devnull],
+        "timeline": [*cli, "timeline", run_id, "-o", str(page)],
+    }
+    best = {name: (float("inf"), float("inf")) for name in commands}
+    for _ in range(repeat):
+        for name, argv in commands.items():
+            wall, cpu = _timed(argv)
+            best[name] = (min(best[name][0], wall), min(best[name][1], cpu))
+    floor_cpu = best["floor"][1]
+    for name in ("floor", "export", "timeline"):
+        wall, cpu = best[name]
+        print(
+            f"{run_id:>5}: {name:>8} {wall:.2f} s wall, {cpu:.2f} s CPU"
+            f" = {cpu / floor_cpu:.2f}x the floor's CPU (best of {repeat})"
+        )
 
 
 def _paint(page: Path, work: Path) -> float:
@@ -83,8 +119,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=10_000, help="calls per run")
     parser.add_argument("--repeat", type=int, default=3, help="paints per page")
+    parser.add_argument(
+        "--no-paint",
+        action="store_true",
+        help="only the command's time beside its floor (no Chromium needed)",
+    )
     args = parser.parse_args()
-    if not CHROMIUM.exists():
+    if not args.no_paint and not CHROMIUM.exists():
         sys.exit("needs /usr/bin/chromium (apt-get install -y chromium)")
     work = Path(tempfile.mkdtemp(prefix="bench-timeline-"))
     try:
@@ -101,10 +142,11 @@ def main() -> None:
         pages = {}
         for run_id in ("map", "loop"):
             page = work / f"{run_id}.html"
-            seconds = _cli(journal, run_id, page)
+            _command_times(journal, run_id, page, args.repeat)
             pages[run_id] = page
-            size = page.stat().st_size
-            print(f"{run_id:>5}: timeline command {seconds:.2f} s, page {size:,} bytes")
+            print(f"{run_id:>5}: page {page.stat().st_size:,} bytes")
+        if args.no_paint:
+            return
         best = {name: float("inf") for name in ("floor", *pages)}
         for _ in range(args.repeat):
             best["floor"] = min(best["floor"], _paint(empty, work))

@@ -50,6 +50,7 @@ if _typing.TYPE_CHECKING:
     from ._api.retention import compact_journal as compact_journal
     from ._api.snapshots import (
         CallState as CallState,
+        CallStream as CallStream,
         LogEntry as LogEntry,
         Snapshot as Snapshot,
     )
@@ -96,6 +97,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "RunInfo": ("._api.results", "RunInfo"),
     "compact_journal": ("._api.retention", "compact_journal"),
     "CallState": ("._api.snapshots", "CallState"),
+    "CallStream": ("._api.snapshots", "CallStream"),
     "LogEntry": ("._api.snapshots", "LogEntry"),
     "Snapshot": ("._api.snapshots", "Snapshot"),
     "EngineStatistics": ("._api.statistics", "EngineStatistics"),
@@ -145,6 +147,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CallState",
+    "CallStream",
     "ChildRunFailed",
     "Compacted",
     "Context",

@@ -13,6 +13,7 @@ import replay_engine.errors
 
 EXPECTED_ALL = [
     "CallState",
+    "CallStream",
     "ChildRunFailed",
     "Compacted",
     "Context",

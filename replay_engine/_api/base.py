@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import journal_format as jf
@@ -18,7 +18,7 @@ from .._run.hooks import Hooks
 from .._run.stop_request import Stopper
 from .._store.env import DEFAULT_MAP_SIZE, FILE_MODE
 from .._store.posts import PendingEffect, pending_effects
-from .._store.store import Durability, Store
+from .._store.store import Durability, Store, StoredEvent
 from ..errors import JournalCorruptError, ReplayEngineError
 from .counters import Counters
 from .processes import KnownProcesses, ProcessLike
@@ -190,9 +190,15 @@ class EngineBase:
         """:meth:`payload` for reads of ``run_id`` (its errors name the run)."""
         return functools.partial(self.payload, run_id=run_id)
 
-    def _pending_effects(self, run_id: str) -> list[PendingEffect]:
-        """External effects without a result, from a fold of the whole journal."""
-        events = self._store.read_events(run_id)
+    def _pending_effects(
+        self, run_id: str, events: Sequence[StoredEvent] | None = None
+    ) -> list[PendingEffect]:
+        """External effects without a result, from a fold of the whole journal.
+
+        ``events``: the whole journal, when the caller has read it already.
+        """
+        if events is None:
+            events = self._store.read_events(run_id)
         return pending_effects(events, self._payload_of(run_id))
 
     def _recorded_result(self, record: jf.RunRecord) -> Any:

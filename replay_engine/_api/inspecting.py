@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import journal_format as jf
@@ -24,8 +25,17 @@ INTERRUPTED = "interrupted"
 class Inspection(EngineBase):
     """``Engine``'s read-only methods: what is stored, nothing executed."""
 
-    def status(self, run_id: str) -> RunInfo:
+    def status(
+        self, run_id: str, *, events: Sequence[StoredEvent] | None = None
+    ) -> RunInfo:
         """The stored state of a run.
+
+        Args:
+            run_id: the run.
+            events: the run's events from seq 0 on, when the caller has just
+                read them (``events(run_id)``): they are used instead of
+                reading the journal again (what is pending or abandoned, a
+                failed run's error). ``timeline`` reads a long run once so.
 
         Raises:
             RunNotFoundError: no such run (close matches are suggested).
@@ -33,7 +43,8 @@ class Inspection(EngineBase):
         record = self._store.require_run(run_id)
         info = self._live(RunInfo._from_record(record))
         if record.status == "failed" and record.events:
-            for stored in reversed(self._store.read_events(run_id)):
+            read = self._store.read_events(run_id) if events is None else events
+            for stored in reversed(read):
                 if isinstance(stored.event, jf.RunFailed):
                     info = dataclasses.replace(info, error=stored.event.error)
                     break
@@ -47,7 +58,7 @@ class Inspection(EngineBase):
                 )
         if record.status != "running":
             # From the whole journal: claims, posts and signals follow run_waiting.
-            pending = self._pending_effects(run_id)
+            pending = self._pending_effects(run_id, events)
             info = dataclasses.replace(
                 info,
                 pending=tuple(p.key for p in pending if not p.abandoned)

@@ -100,11 +100,18 @@ def _jsonable(value: Any) -> Any:
 
 
 class CallStream(Iterator["CallState | LogEntry"]):
-    """What ``Engine.replay_calls`` returns: its items, and where they stand.
+    """What ``Engine.replay_calls`` returns: a run's calls and log lines, streamed.
 
-    Iterating reads the journal (see :func:`stream_calls`); ``until`` (the
-    snapshot point, ``key:KEY`` resolved) and ``events`` (the run's events
-    when the stream was made) are known before the first item.
+    An iterator of :class:`CallState` (each call, with its status as of event
+    ``until``) and :class:`LogEntry` (each ``ctx.log`` line before it), read
+    from the journal in batches as it is iterated, in constant memory, in
+    journal order rather than key order (see :meth:`Engine.replay_calls`).
+    A damaged event raises ``JournalCorruptError`` while iterating.
+
+    Attributes:
+        until: the snapshot point, in events (a ``key:KEY`` resolved), known
+            before the first item.
+        events: how many events the run had when the stream was made.
     """
 
     def __init__(

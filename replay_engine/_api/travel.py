@@ -63,8 +63,11 @@ class TimeTravel(Inspection):
                 here. Without it, as for ``resume``: a reference found only in
                 the journal is never imported.
             calls: False to leave the snapshot's ``calls`` and ``logs`` empty
-                (the frontier and the outcome only): the journal is then not
-                read whole; :meth:`replay_calls` streams those instead.
+                (the frontier and the outcome only; :meth:`replay_calls`
+                streams those instead). The replay then holds no call index:
+                the prefix is read and checked once, and each call is looked
+                up in the journal by its key, so memory does not grow with
+                the run (what the process itself holds aside).
 
         Raises:
             RunNotFoundError: no such run.
@@ -90,7 +93,12 @@ class TimeTravel(Inspection):
         record = self._store.require_run(run_id)
         limit = self._resolve_until(run_id, record.events, until)
         journal = RunJournal(self._store, run_id, read_only=True)
-        journal.load(stop=max(limit, 1))
+        if calls:
+            journal.load(stop=max(limit, 1))
+        else:
+            # Only the frontier and the outcome: the calls are looked up in the
+            # journal as the process makes them, not held (constant memory).
+            journal.load_keyed(max(limit, 1))
         # The whole of a run that ended: a complete history, which the replay
         # must reproduce exactly (no frontier past its end).
         journal.ended = self._replay_ending(run_id, limit, record.events)

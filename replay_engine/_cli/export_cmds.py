@@ -174,11 +174,13 @@ def inherited_times(engine: Engine, info: RunInfo, depth: int = 0) -> dict[int, 
     if info.parent is None or info.fork_at is None or depth > _MAX_FORK_DEPTH:
         return {}
     try:
-        parent = engine.status(info.parent)
+        events = engine.events(info.parent)
     except RunNotFoundError:
         return {}
+    # status reads the parent's whole journal anyway: read it once, for both.
+    parent = engine.status(info.parent, events=events)
     upstream = inherited_times(engine, parent, depth + 1)
-    shared = engine.events(info.parent, 0, min(info.fork_at, parent.events))
+    shared = events[: min(info.fork_at, parent.events)]
     return {s.seq: upstream.get(s.seq, s.envelope.at) for s in shared}
 
 
@@ -208,8 +210,9 @@ def timeline_command(
     loads nothing from the network.
     """
     with open_engine(ctx) as engine:
-        info = engine.status(run_id)
         events = engine.events(run_id)
+        # One read of a long run, not two: status reuses the events.
+        info = engine.status(run_id, events=events)
         times = times_by_seq(events, inherited_times(engine, info))
         timeline = build_timeline(
             run_id, info.status, events, times, fork_at=info.fork_at

@@ -28,7 +28,7 @@ outcome yet is striped (in flight).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,8 +133,19 @@ def build_timeline(
     process = ""
     execs: list[Execution] = []
     named: set[int] = set()
+    plain = _PLAIN
     for stored in events:
-        seq, event, at = stored.seq, stored.event, times[stored.seq]
+        seq = stored.seq
+        event, at = stored.event, times[seq]
+        if (kind := type(event)) in plain and execution < len(execs) and seq != fork_at:
+            # Most events (requests, outcomes, values, log lines) start no
+            # execution and end none: only the rows and the lane's end move.
+            execs[execution].end = at
+            apply = _APPLY.get(kind)
+            if apply is not None:
+                apply(rows, event, at, execution)
+            latest = execution
+            continue
         label = ""
         if fork_at is not None and seq == fork_at:
             execution += 1
@@ -186,30 +197,92 @@ def build_timeline(
 
 def _apply(rows: dict[bytes, Row], event: Any, at: int, execution: int) -> None:
     """Fold one event into the rows of the calls it concerns."""
-    if isinstance(event, jf.EffectRequested):
-        rows[event.key] = _row(event.key, event.task, event.kind, at, execution)
-        rows[event.key].args = event.args
-    elif isinstance(event, jf.ValueRecorded | jf.PatchMarker):
-        row = _row(event.key, _value_name(event), "value", at, execution)
-        row.end, row.status = at, "done"
-        rows[event.key] = row
-    elif isinstance(event, jf.TimerStarted):
-        rows[event.key] = _row(event.key, "ctx.sleep", "timer", at, execution)
-    elif isinstance(event, jf.EffectCompleted | jf.EffectFailed | jf.TimerFired):
-        done = rows.get(event.key)
-        if done is not None:
-            done.end, done.execution = at, execution
-            done.status = "failed" if isinstance(event, jf.EffectFailed) else "done"
-            if isinstance(event, jf.EffectCompleted):
-                done.result = event.result
-            if isinstance(event, jf.EffectFailed):
-                done.error = f"{event.error.type}: {event.error.message}"
-    elif isinstance(event, jf.AttemptFailed):
-        retried = rows.get(event.key)
-        if retried is not None:
-            text = f"attempt {event.attempt}: {event.error.type}: "
-            retried.attempts.append((at, text + event.error.message))
+    apply = _APPLY.get(type(event))
+    if apply is not None:
+        apply(rows, event, at, execution)
 
+
+def _requested(
+    rows: dict[bytes, Row], event: jf.EffectRequested, at: int, execution: int
+) -> None:
+    row = rows[event.key] = _row(event.key, event.task, event.kind, at, execution)
+    row.args = event.args
+
+
+def _value(
+    rows: dict[bytes, Row],
+    event: jf.ValueRecorded | jf.PatchMarker,
+    at: int,
+    execution: int,
+) -> None:
+    row = _row(event.key, _value_name(event), "value", at, execution)
+    row.end, row.status = at, "done"
+    rows[event.key] = row
+
+
+def _timer(
+    rows: dict[bytes, Row], event: jf.TimerStarted, at: int, execution: int
+) -> None:
+    rows[event.key] = _row(event.key, "ctx.sleep", "timer", at, execution)
+
+
+def _completed(
+    rows: dict[bytes, Row], event: jf.EffectCompleted, at: int, execution: int
+) -> None:
+    done = rows.get(event.key)
+    if done is not None:
+        done.end, done.execution, done.status = at, execution, "done"
+        done.result = event.result
+
+
+def _failed(
+    rows: dict[bytes, Row], event: jf.EffectFailed, at: int, execution: int
+) -> None:
+    done = rows.get(event.key)
+    if done is not None:
+        done.end, done.execution, done.status = at, execution, "failed"
+        done.error = f"{event.error.type}: {event.error.message}"
+
+
+def _fired(
+    rows: dict[bytes, Row], event: jf.TimerFired, at: int, execution: int
+) -> None:
+    done = rows.get(event.key)
+    if done is not None:
+        done.end, done.execution, done.status = at, execution, "done"
+
+
+def _attempt(
+    rows: dict[bytes, Row], event: jf.AttemptFailed, at: int, execution: int
+) -> None:
+    retried = rows.get(event.key)
+    if retried is not None:
+        text = f"attempt {event.attempt}: {event.error.type}: "
+        retried.attempts.append((at, text + event.error.message))
+
+
+_APPLY: dict[type, Callable[[dict[bytes, Row], Any, int, int], None]] = {
+    jf.EffectRequested: _requested,
+    jf.ValueRecorded: _value,
+    jf.PatchMarker: _value,
+    jf.TimerStarted: _timer,
+    jf.EffectCompleted: _completed,
+    jf.EffectFailed: _failed,
+    jf.TimerFired: _fired,
+    jf.AttemptFailed: _attempt,
+}
+"""What each kind of event does to the rows (by exact type: event structs are
+final); kinds not here change no row."""
+
+_SPECIAL = (
+    jf.ExecutionStarted,
+    jf.RunStarted,
+    jf.RunCancelled,
+    jf.RunWaiting,
+    jf.RunFailed,
+    jf.RunTimedOut,
+)
+"""Events that name, start or end an execution: the slow path of the loop."""
 
 _BOUNDARIES = (
     jf.RunWaiting,
@@ -218,6 +291,9 @@ _BOUNDARIES = (
     jf.RunTimedOut,
 )
 """Events that end an execution: a boundary on the chart."""
+
+_PLAIN = frozenset(set(jf.EVENT_TYPES) - set(_SPECIAL))
+"""Every other event: it starts no execution and ends none."""
 
 
 def _abandon(rows: Mapping[bytes, Row], event: jf.RunCancelled, at: int) -> None:

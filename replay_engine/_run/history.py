@@ -26,12 +26,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import journal_format as jf
 
 from ..errors import NonDeterminismError
 from .divergence import describe_entry, divergence
+
+if TYPE_CHECKING:
+    from .._store.keyed import KeyedCalls
 
 _CLOSED = (jf.RunCompleted, jf.RunFailed)
 _STOPPED = (jf.RunCancelled, jf.RunTimedOut)
@@ -56,7 +59,7 @@ class RunJournal(Protocol):
 
     run_id: str
     ended: Ending | None
-    entries: dict[bytes, jf.CallEntry]
+    entries: dict[bytes, jf.CallEntry] | KeyedCalls
 
     def payload(self, ref: bytes) -> bytes: ...
     def remember(self, error: NonDeterminismError) -> NonDeterminismError: ...

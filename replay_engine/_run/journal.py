@@ -15,10 +15,11 @@ It also decides every replayed call (:meth:`RunJournal.answer`).
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import journal_format as jf
 
+from .._store.keyed import KeyedCalls, Visited
 from .._store.store import AppendResult, Store
 from ..errors import JournalWriteError, NonDeterminismError
 from .divergence import describe_call, describe_entry, divergence
@@ -44,8 +45,10 @@ class RunJournal:
         self.run_id = run_id
         self.read_only = read_only
         self.index = jf.CallIndex()
-        self.entries: dict[bytes, jf.CallEntry] = self.index.calls
-        self.visited: set[bytes] = set()
+        self.entries: dict[bytes, jf.CallEntry] | KeyedCalls = self.index.calls
+        """The index's calls; for a time-travel replay (:meth:`load_keyed`),
+        looked up in the journal key by key instead of held."""
+        self.visited: set[bytes] | Visited = set()
         """Recorded keys this execution has reached (the rest are checked last)."""
         self.diverged: NonDeterminismError | None = None
         """The first divergence this execution met. Every later ctx call
@@ -139,6 +142,20 @@ class RunJournal:
         # resume need not read them all again.
         self._checkpoint_stale = self._checkpoint_due(0)
 
+    def load_keyed(self, stop: int) -> None:
+        """:meth:`load` for a time-travel replay, in memory that does not grow.
+
+        The first ``stop`` events are read and checked once, and each call is
+        then looked up in the journal by its key when the process makes it
+        (``_store/keyed.py``). Answers are the same as after :meth:`load`;
+        nothing may be recorded (no checkpoint either).
+        """
+        index, calls = self.store.keyed_index(self.run_id, stop)
+        self.index = index
+        self.entries = calls
+        self.visited = Visited(calls, index.events)
+        self.recorded_events = self.known_events = index.events
+
     def payload(self, ref: bytes) -> bytes:
         """The payload a recorded reference names (a blob is read and checked once)."""
         if len(ref) < jf.ADDRESS_SIZE:
@@ -155,9 +172,12 @@ class RunJournal:
         instead of one per result.
         """
         size = jf.ADDRESS_SIZE
+        entries = self.entries
+        if isinstance(entries, KeyedCalls):
+            return  # each is read when its call is answered
         wanted = {
             e.result
-            for e in self.entries.values()
+            for e in entries.values()
             if e.result is not None and len(e.result) >= size
         }
         wanted.difference_update(self._payloads)
@@ -436,18 +456,17 @@ class RunJournal:
         """
         if not self.entries:
             return
-        keys = self._sorted_keys
-        if keys is None:
-            keys = self._sorted_keys = sorted(self.entries)
-        # Descendants of key: byte strings starting with key, other than key.
-        pos = bisect.bisect_right(keys, key)
-        if pos < len(keys) and keys[pos].startswith(key):
-            self._raise_extra(key, keys[pos], "a call nested inside it", replayed)
-        # Later siblings (or their subtrees) of the same scope that this
-        # execution has not reached. One it has already called proves nothing:
-        # keys are taken when calls are made, and an earlier call may be
-        # awaited (so recorded) after a later one.
-        for later in keys[pos:]:
+        first = True
+        for later in self._sorted_from(key, after=True):
+            # Descendants of key: byte strings starting with key, other than
+            # key; in key order they come first.
+            if first and later.startswith(key):
+                self._raise_extra(key, later, "a call nested inside it", replayed)
+            first = False
+            # Later siblings (or their subtrees) of the same scope that this
+            # execution has not reached. One it has already called proves
+            # nothing: keys are taken when calls are made, and an earlier call
+            # may be awaited (so recorded) after a later one.
             if not later.startswith(scope_prefix):
                 break
             if later not in self.visited:
@@ -461,11 +480,22 @@ class RunJournal:
         ``ctx.patched`` asks, at a key with nothing recorded, whether the run
         was recorded past it (by code without the patch).
         """
+        later = next(self._sorted_from(key, after=True), None)
+        return later is not None and later.startswith(scope_prefix)
+
+    def _sorted_from(self, key: bytes, *, after: bool) -> Iterator[bytes]:
+        """The recorded keys from ``key`` on (past it with ``after``), in order.
+
+        Byte order, lazily: a caller that stops at the first reads little.
+        """
+        entries = self.entries
+        if isinstance(entries, KeyedCalls):
+            return (k for k, _ in entries.entries_from(key, after=after))
         keys = self._sorted_keys
         if keys is None:
-            keys = self._sorted_keys = sorted(self.entries)
-        pos = bisect.bisect_right(keys, key)
-        return pos < len(keys) and keys[pos].startswith(scope_prefix)
+            keys = self._sorted_keys = sorted(entries)
+        pos = (bisect.bisect_right if after else bisect.bisect_left)(keys, key)
+        return (keys[i] for i in range(pos, len(keys)))
 
     def _raise_extra(
         self,
@@ -494,17 +524,22 @@ class RunJournal:
         """Count each recorded call under ``prefix`` as reached (a cancelled branch)."""
         if not self.entries:
             return
-        keys = self._sorted_keys
-        if keys is None:
-            keys = self._sorted_keys = sorted(self.entries)
-        pos = bisect.bisect_left(keys, prefix)
-        while pos < len(keys) and keys[pos].startswith(prefix):
-            self.visited.add(keys[pos])
-            pos += 1
+        for key in self._sorted_from(prefix, after=False):
+            if not key.startswith(prefix):
+                break
+            self.visited.add(key)
 
     def unvisited(self) -> list[tuple[bytes, jf.CallEntry]]:
         """Recorded calls this execution has not reached, in key order."""
         visited = self.visited
-        if len(visited) == len(self.entries):
+        entries = self.entries
+        # Every key visited holds an entry, and len() of keyed calls is an
+        # upper bound of their number: equal counts mean all were reached.
+        if len(visited) == len(entries):
             return []
-        return sorted((k, e) for k, e in self.entries.items() if k not in visited)
+        if isinstance(entries, KeyedCalls):
+            walk = entries.entries_from(b"")
+            if isinstance(visited, Visited):
+                return [(k, e) for k, e in walk if not visited.has(e)]
+            return [(k, e) for k, e in walk if k not in visited]
+        return sorted((k, e) for k, e in entries.items() if k not in visited)

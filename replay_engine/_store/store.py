@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import journal_format as jf
 
@@ -36,6 +36,9 @@ from .files import Access
 from .records import check_format, decode_run, forked_start, new_record, refuse_write
 from .run_txn import RunTxn
 from .work_view import WorkView
+
+if TYPE_CHECKING:
+    from .keyed import KeyedCalls
 
 __all__ = ["AppendResult", "Durability", "RunTxn", "Store", "StoredEvent"]
 
@@ -351,6 +354,29 @@ class Store(WorkView):
             self._handle,
             lambda txn: checkpoints.load_index(txn, dbs, run_id, stop, use_checkpoint),
         )
+
+    def keyed_index(self, run_id: str, stop: int) -> tuple[jf.CallIndex, KeyedCalls]:
+        """A time-travel replay's view of the run's first ``stop`` events.
+
+        The prefix is read and checked once (one read transaction), keeping
+        its index without the calls; the calls are then looked up key by key
+        (``keyed``), so memory does not grow with the run. Not for resumes:
+        their hot path is a dict lookup, and they checkpoint the index.
+
+        Raises:
+            JournalCorruptError: a damaged event, naming run and seq.
+        """
+        from . import keyed  # only time travel uses it: not at start-up
+
+        dbs, handle = self._dbs, self._handle
+        index, created = _env.read(
+            handle, lambda txn: keyed.scan(txn, dbs, run_id, stop)
+        )
+
+        def read(body: Callable[[Any], T]) -> T:
+            return _env.read(handle, body)
+
+        return index, keyed.KeyedCalls(read, dbs, run_id, stop, created)
 
     def read_events(
         self, run_id: str, start: int = 0, stop: int | None = None
