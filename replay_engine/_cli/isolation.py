@@ -21,18 +21,19 @@ runner, an embedding program) must never fork.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn
 
-import journal_format as jf
-
 from ..errors import JournalCorruptError, ReplayEngineError
 
 if TYPE_CHECKING:
+    # Start-up: the console script imports this module to enable it, so what
+    # only the children use (journal_format, ctypes) is imported there.
+    import journal_format as jf
+
     from .. import Engine
 
 __all__ = ["enable", "probe_run", "read_in_child"]
@@ -132,6 +133,8 @@ def _probe_child(parent: int, path: str, run_id: str | None) -> NoReturn:
 
 
 def _read_run(engine: Engine, run_id: str) -> None:
+    import journal_format as jf
+
     engine.status(run_id)
     for stored in engine.events(run_id):
         for ref in _refs_of(stored.event):
@@ -168,6 +171,8 @@ def _wait_forwarding(pid: int) -> int:
 
 def _die_with(parent: int) -> None:
     """Have the kernel kill this child when its parent dies, as ``timeout`` expects."""
+    import ctypes
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)

@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from .common import OrderedGroup
+from .core import OrderedGroup
 
 #: One command: its name, ``"module:attribute"`` (a module of ``_cli``), and
 #: the short help ``--help`` lists (the first sentence of its docstring).

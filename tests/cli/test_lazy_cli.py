@@ -60,6 +60,36 @@ def test_help_imports_no_command_module_and_no_engine() -> None:
     assert not {f"replay_engine._cli.{m}" for m in modules} & loaded
 
 
+# What ``--help`` and ``--version`` need is click and ``_cli/core``: not the
+# console and tables (rich), the journal's codec (journal_format, msgspec),
+# logging, nor what only a forked reading child uses (ctypes).
+NOT_FOR_HELP = (
+    "rich",
+    "journal_format",
+    "msgspec",
+    "lmdb",
+    "blake3",
+    "logging",
+    "ctypes",
+    "replay_engine._cli.common",
+    "replay_engine._cli.log_setup",
+    "replay_engine._cli.stop_signals",
+    "replay_engine._cli.safe_text",
+)
+
+
+@pytest.mark.parametrize("option", ["--help", "--version"])
+def test_help_and_version_import_only_click_and_core(option: str) -> None:
+    loaded = _modules_after(
+        "from replay_engine._cli import main\n"
+        f"try:\n    main([{option!r}])\n"
+        "except SystemExit as exc:\n    assert exc.code == 0, exc.code"
+    )
+    assert "replay_engine._cli.core" in loaded
+    heavy = sorted(m for m in loaded if m.startswith(NOT_FOR_HELP))
+    assert not heavy, heavy
+
+
 def test_the_table_is_each_commands_own() -> None:
     ctx = cli.make_context("replay-engine", ["--help"], resilient_parsing=True)
     assert [name for name, _, _ in COMMANDS] == cli.list_commands(ctx)
