@@ -91,9 +91,9 @@ SETUP = textwrap.dedent(
 )
 
 
-def _env(work: Path, *, cold: bool) -> dict[str, str]:
+def _env(work: Path, root: Path, *, cold: bool) -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(work), str(ROOT)])
+    env["PYTHONPATH"] = os.pathsep.join([str(work), str(root)])
     env["COLUMNS"] = "120"
     if not cold:  # compiled once, then read from the cache (see the docstring)
         env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -160,13 +160,23 @@ def main() -> None:
         action="store_true",
         help="keep the environment's bytecode settings and skip the warm-up",
     )
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=ROOT,
+        help="the checkout whose replay_engine to measure (default: this one),"
+        " e.g. another branch for an A/B with the same venv",
+    )
     args = parser.parse_args()
     py = sys.executable
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         (work / "benchflows.py").write_text(FLOWS, encoding="utf-8")
         journal = str(work / "journal")
-        env = _env(work, cold=args.cold_bytecode)
+        env = _env(work, args.root.resolve(), cold=args.cold_bytecode)
+        # ``python -m`` puts the working directory first on sys.path: run
+        # from the temporary directory so that --root's package is the one.
+        os.chdir(work)
         subprocess.run(
             [py, "-c", SETUP, journal, str(args.repeat + 1), str(args.events)],
             env=env,

@@ -11,8 +11,8 @@ import contextlib
 import datetime as _dt
 import functools
 import json
+import os.path
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import click
@@ -174,7 +174,7 @@ def _check_run_ids(params: Mapping[str, Any], ctx: click.Context) -> None:
 def journal_path(ctx: click.Context, *, must_exist: bool) -> str:
     opts = ctx.find_object(Options)
     path = opts.journal if opts is not None else DEFAULT_JOURNAL
-    if must_exist and not Path(path).is_dir():
+    if must_exist and not os.path.isdir(path):  # not pathlib: start-up time
         raise usage_error(
             f"no journal at {path!r}: give --journal DIR or set ${ENV_JOURNAL}"
             f" (it defaults to {DEFAULT_JOURNAL!r})",
