@@ -21,6 +21,7 @@ runner, an embedding program) must never fork.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
 import sys
@@ -77,6 +78,7 @@ def read_in_child(path: str, report: Callable[[ReplayEngineError], int]) -> None
     sys.stderr.flush()
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {*FORWARDED, signal.SIGCHLD})
     parent = os.getpid()
+    _freeze_heap()
     pid = os.fork()
     if pid == 0:
         _die_with(parent)
@@ -107,9 +109,11 @@ def probe_run(path: str, run_id: str | None) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     parent = os.getpid()
+    _freeze_heap()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child, which never returns
         _probe_child(parent, path, run_id)
+    gc.unfreeze()  # this process goes on (and may execute a long run)
     _, status = os.waitpid(pid, 0)
     if os.WIFSIGNALED(status) and os.WTERMSIG(status) in FAULTS:
         what = "reading the journal" if run_id is None else f"reading run {run_id!r}"
@@ -167,6 +171,17 @@ def _wait_forwarding(pid: int) -> int:
         if info.si_code == _SI_USER:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, info.si_signo)
+
+
+def _freeze_heap() -> None:
+    """Keep the objects made so far out of the collector's passes (``gc.freeze``).
+
+    A collection in the forked child would otherwise walk every object the
+    imports made, writing to each one's header: the kernel then copies each
+    page of the parent's heap into the child, milliseconds of a reading
+    command's start-up (as the ``gc`` documentation advises before a fork).
+    """
+    gc.freeze()
 
 
 def _die_with(parent: int) -> None:

@@ -186,3 +186,34 @@ def test_reading_commands_and_post_import_no_runtime(
     assert shows[args[0]] in out, out
     heavy = sorted(m for m in loaded if m.startswith(NOT_FOR_READING))
     assert not heavy, f"{args}: {heavy}\n{out}"
+
+
+FORKS = """
+import gc, sys
+from replay_engine._cli import isolation
+isolation.enable()
+journal = sys.argv[1]
+isolation.probe_run(journal, "w")
+print("after probe", gc.get_freeze_count(), flush=True)
+isolation.read_in_child(journal, lambda exc: 1)
+print("reading child", gc.get_freeze_count(), flush=True)
+"""
+
+
+def test_the_reading_child_starts_with_a_frozen_heap(
+    invoke: Invoke, journal: Path
+) -> None:
+    """The fork copies no heap pages for the collector (``gc.freeze``), and a
+    process that goes on to execute after its probe collects as before."""
+    invoke("run", "cli_flows:waits", "--run-id", "w", code=3)
+    proc = subprocess.run(
+        [sys.executable, "-c", FORKS, str(journal)],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    lines = dict(line.rsplit(" ", 1) for line in proc.stdout.splitlines())
+    assert lines["after probe"] == "0", proc.stdout
+    assert int(lines["reading child"]) > 1000, proc.stdout
