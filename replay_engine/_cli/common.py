@@ -205,7 +205,8 @@ def open_engine(
     ``isolation``): a reading command goes on in a child process, and a
     ``write`` first has a child read what changing ``run_id`` will read.
     """
-    from .. import Engine
+    with core.collector_paused():
+        from .. import Engine
 
     path = journal_path(ctx, must_exist=access != "create")
     if access == "read":
