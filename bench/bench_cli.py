@@ -222,9 +222,13 @@ def main() -> None:
             )
         if args.events:
             print(f"\nrun of {args.events} events")
+            tries = 3  # each reads the whole run: medians of a few
+            print(f"medians of {tries}, load average {os.getloadavg()[0]:.1f}")
             for name in ("log", "export", "replay"):
                 _first_line([*cli, name, "big"], env)  # warm-up (bytecode)
-                first, total = _first_line([*cli, name, "big"], env)
+                runs = [_first_line([*cli, name, "big"], env) for _ in range(tries)]
+                first = statistics.median(f for f, _ in runs)
+                total = statistics.median(t for _, t in runs)
                 print(
                     f"{name:<8} first line {first * 1000:>7.0f} ms, all {total:>6.1f} s"
                 )
