@@ -189,6 +189,7 @@ def main() -> None:
             ("--help", [*cli, "--help"]),
             ("--version", [*cli, "--version"]),
             ("status w", [*cli, "status", "w"]),
+            ("status w --json", [*cli, "status", "w", "--json"]),
             ("runs", [*cli, "runs"]),
             ("pending w", [*cli, "pending", "w"]),
         ]

@@ -203,16 +203,19 @@ def converted(exc: click.UsageError, as_json: bool) -> CliUsageError:
 
 @contextlib.contextmanager
 def collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection in the block (imports, at start-up).
+    """No cyclic garbage collection in the block (imports), and none of it after.
 
     Importing a command and the engine makes some hundred thousand objects,
-    all alive, and the collector would walk them dozens of times for nothing:
-    about 5% of a reading command's start-up (bench/README.md).
+    all alive for good (modules, classes, functions): the collector would
+    walk them dozens of times while they are made, and again as they age
+    through its generations. So it is paused meanwhile, and what exists at
+    the end is frozen (``gc.freeze``: left out of every later pass).
     """
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        gc.freeze()
         if enabled:
             gc.enable()

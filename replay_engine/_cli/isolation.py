@@ -113,7 +113,6 @@ def probe_run(path: str, run_id: str | None) -> None:
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child, which never returns
         _probe_child(parent, path, run_id)
-    gc.unfreeze()  # this process goes on (and may execute a long run)
     _, status = os.waitpid(pid, 0)
     if os.WIFSIGNALED(status) and os.WTERMSIG(status) in FAULTS:
         what = "reading the journal" if run_id is None else f"reading run {run_id!r}"
