@@ -16,10 +16,20 @@ compare across machines.
 
 The journal is set up in a temporary directory by a child interpreter: a run
 ``w`` waiting at one external effect (for ``status``, ``pending``), and one
-waiting run per ``post`` repetition (each post is to a fresh run, so each is a
-real post). With ``--events N``, a run of N events too, and the time to the
-first line of ``log`` and ``export`` on it (read from the pipe while the
-command runs), and the time for ``log | head -3`` to end.
+waiting run per ``post`` repetition and one for its warm-up (each post is to a
+fresh run, so each is a real post). With ``--events N``, a run of N events
+too, and the time to the first line of ``log``, ``export`` and ``replay`` on
+it (read from the pipe while the command runs), and the time for
+``log | head -3`` to end.
+
+Bytecode: every child runs with a warm bytecode cache in a temporary
+``PYTHONPYCACHEPREFIX`` (each command is run once before it is timed), as an
+installed package runs (pip compiles it at install; an editable install
+writes ``__pycache__`` on first use). A host that sets
+``PYTHONDONTWRITEBYTECODE`` on a tree without ``__pycache__`` otherwise
+compiles every module of ours from source on every start (about 55 ms of a
+``status``); ``--cold-bytecode`` measures that case (the environment as it
+is, no warm-up).
 """
 
 from __future__ import annotations
@@ -81,10 +91,13 @@ SETUP = textwrap.dedent(
 )
 
 
-def _env(work: Path) -> dict[str, str]:
+def _env(work: Path, root: Path, *, cold: bool) -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(work), str(ROOT)])
+    env["PYTHONPATH"] = os.pathsep.join([str(work), str(root)])
     env["COLUMNS"] = "120"
+    if not cold:  # compiled once, then read from the cache (see the docstring)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
     return env
 
 
@@ -103,6 +116,8 @@ def _median(
     it); on a loaded host it moves much less than wall time.
     """
     walls, cpus = [], []
+    if "PYTHONPYCACHEPREFIX" in env and not check:  # the warm-up run
+        subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, check=False)
     for _ in range(repeat):
         cpu = _children_cpu()
         started = time.perf_counter()
@@ -140,15 +155,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--events", type=int, default=0)
+    parser.add_argument(
+        "--cold-bytecode",
+        action="store_true",
+        help="keep the environment's bytecode settings and skip the warm-up",
+    )
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=ROOT,
+        help="the checkout whose replay_engine to measure (default: this one),"
+        " e.g. another branch for an A/B with the same venv",
+    )
     args = parser.parse_args()
     py = sys.executable
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         (work / "benchflows.py").write_text(FLOWS, encoding="utf-8")
         journal = str(work / "journal")
-        env = _env(work)
+        env = _env(work, args.root.resolve(), cold=args.cold_bytecode)
+        # ``python -m`` puts the working directory first on sys.path: run
+        # from the temporary directory so that --root's package is the one.
+        os.chdir(work)
         subprocess.run(
-            [py, "-c", SETUP, journal, str(args.repeat), str(args.events)],
+            [py, "-c", SETUP, journal, str(args.repeat + 1), str(args.events)],
             env=env,
             check=True,
         )
@@ -159,6 +189,7 @@ def main() -> None:
             ("--help", [*cli, "--help"]),
             ("--version", [*cli, "--version"]),
             ("status w", [*cli, "status", "w"]),
+            ("status w --json", [*cli, "status", "w", "--json"]),
             ("runs", [*cli, "runs"]),
             ("pending w", [*cli, "pending", "w"]),
         ]
@@ -166,6 +197,9 @@ def main() -> None:
         for label, argv in rows:
             results[label] = _median(argv, env, args.repeat)
         post_walls, post_cpus = [], []
+        if not args.cold_bytecode:  # warm-up: the spare run's post
+            warm = [*cli, "post", f"p{args.repeat}", "1", "--result", "{}"]
+            subprocess.run(warm, env=env, stdout=subprocess.DEVNULL, check=True)
         for i in range(args.repeat):
             argv = [*cli, "post", f"p{i}", "1", "--result", '{"ok": true}']
             wall, cpu = _median(argv, env, 1, check=True)  # each post is a new one
@@ -176,7 +210,11 @@ def main() -> None:
             statistics.median(post_cpus),
         )
         floor, cpu_floor = results["python -c 'import click, rich'"]
-        print(f"median of {args.repeat} subprocess runs (target: 150 ms wall)")
+        bytecode = "as the environment has it" if args.cold_bytecode else "warm"
+        print(
+            f"median of {args.repeat} subprocess runs (target: 150 ms wall),"
+            f" bytecode {bytecode}, load average {os.getloadavg()[0]:.1f}"
+        )
         print(f"{'command':<34}{'ms':>8}{'x click+rich':>14}{'CPU ms':>9}{'x':>7}")
         for label, (wall, cpu) in results.items():
             print(
@@ -185,8 +223,13 @@ def main() -> None:
             )
         if args.events:
             print(f"\nrun of {args.events} events")
-            for name in ("log", "export"):
-                first, total = _first_line([*cli, name, "big"], env)
+            tries = 3  # each reads the whole run: medians of a few
+            print(f"medians of {tries}, load average {os.getloadavg()[0]:.1f}")
+            for name in ("log", "export", "replay"):
+                _first_line([*cli, name, "big"], env)  # warm-up (bytecode)
+                runs = [_first_line([*cli, name, "big"], env) for _ in range(tries)]
+                first = statistics.median(f for f, _ in runs)
+                total = statistics.median(t for _, t in runs)
                 print(
                     f"{name:<8} first line {first * 1000:>7.0f} ms, all {total:>6.1f} s"
                 )

@@ -35,18 +35,19 @@ modules (``errors``, ``check``), plus ``journal_format`` to decode events.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
 import click
 
 from .. import __version__
-from . import (
-    isolation as _isolation,
-    log_setup as _log_setup,
-    stop_signals as _stop_signals,
-)
-from .common import (
+from . import isolation as _isolation
+
+# Start-up (issue 16): only ``core`` here, not ``common`` (rich, msgspec,
+# journal_format), ``log_setup`` (logging, rich) or ``stop_signals``; the
+# commands and the group's callback import them when they run.
+from .core import (
     DEFAULT_JOURNAL,
     ENV_JOURNAL,
     EXIT_FAILED,
@@ -241,7 +242,9 @@ def cli(ctx: click.Context, journal: str, verbose: int, quiet: int) -> None:
     Exit codes: 0 done (or completed), 1 the run failed or the journal is
     damaged, 2 usage error, 3 the run is waiting for external effects.
     """
-    _log_setup.configure(verbose, quiet)
+    from . import log_setup
+
+    log_setup.configure(verbose, quiet)
     ctx.obj = Options(journal=journal)
 
 
@@ -253,7 +256,11 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
             args=list(argv) if argv is not None else None, prog_name="replay-engine"
         )
     except SystemExit as exc:
-        if _stop_signals.stopped_by_signal() and isinstance(exc.code, int):
-            _stop_signals.exit_now(exc.code)  # abandoned tasks are not waited for
+        # Only a command that executes imports stop_signals: if none did, no
+        # signal stopped a run.
+        stop_signals = sys.modules.get(f"{__name__}.stop_signals")
+        stopped = stop_signals is not None and stop_signals.stopped_by_signal()
+        if stopped and stop_signals is not None and isinstance(exc.code, int):
+            stop_signals.exit_now(exc.code)  # abandoned tasks are not waited for
         raise
     raise SystemExit(0)  # pragma: no cover - click always exits in standalone mode

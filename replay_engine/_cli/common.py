@@ -11,25 +11,16 @@ import contextlib
 import datetime as _dt
 import functools
 import json
+import os.path
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import click
 
 import journal_format as jf
 
-from ..errors import (
-    NotAJournalError,
-    PayloadError,
-    ProcessImportError,
-    ReplayEngineError,
-    RunExistsError,
-    RunNotFoundError,
-)
-from . import isolation, log_setup, safe_text, values
-from .safe_text import printable
+from ..errors import NotAJournalError, ReplayEngineError
+from . import core, isolation, log_setup, safe_text, values
 
 if TYPE_CHECKING:
     # Start-up time: the engine (asyncio, the run layer) and rich's tables are
@@ -40,6 +31,25 @@ if TYPE_CHECKING:
 
     from .. import Engine, RunInfo
 
+# What the group needs at start-up lives in ``core`` (no rich, msgspec or
+# journal_format: ``--help`` imports only that); the commands know it by these
+# names too.
+ENV_JOURNAL = core.ENV_JOURNAL
+DEFAULT_JOURNAL = core.DEFAULT_JOURNAL
+EXIT_OK = core.EXIT_OK
+EXIT_FAILED = core.EXIT_FAILED
+EXIT_USAGE = core.EXIT_USAGE
+EXIT_WAITING = core.EXIT_WAITING
+USAGE_ERRORS = core.USAGE_ERRORS
+Options = core.Options
+CliError = core.CliError
+CliKeyboardInterrupt = core.CliKeyboardInterrupt
+CliUsageError = core.CliUsageError
+OrderedGroup = core.OrderedGroup
+usage_error = core.usage_error
+json_mode = core.json_mode
+converted = core.converted
+
 make_console = safe_text.make_console
 """The one console every command prints human output with (see ``safe_text``)."""
 # What the JSON helpers and option types in ``values`` are known by here.
@@ -47,14 +57,6 @@ plain = values.plain
 dumps = values.dumps
 RAW_CONTROLS = values.RAW_CONTROLS
 LeaseSeconds = values.LeaseSeconds
-
-ENV_JOURNAL = "REPLAY_ENGINE_JOURNAL"
-DEFAULT_JOURNAL = ".replay"
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_WAITING = 3
 
 STATUS_EXIT = {
     "completed": EXIT_OK,
@@ -80,17 +82,6 @@ EVENT_TAGS = tuple(sorted(str(t.__struct_config__.tag) for t in jf.EVENT_TYPES))
 TASKLESS_TAGS = frozenset({"log"})
 SHORT_DIGEST = 12
 
-# Errors that mean "you asked for something that is not there or not valid";
-# every other ReplayEngineError (a damaged journal, a locked run, a divergence)
-# exits 1.
-USAGE_ERRORS: tuple[type[ReplayEngineError], ...] = (
-    RunNotFoundError,
-    ProcessImportError,
-    PayloadError,
-    RunExistsError,
-)
-
-
 # Who names the code of resume/iterate/replay/debug: the user, or nobody (see
 # Engine.process_for); a journal's own reference is never imported on its say-so.
 PROCESS_OPTION = click.option(
@@ -101,153 +92,6 @@ PROCESS_OPTION = click.option(
     " Needed for a run not started by you on this machine: the process a"
     " journal names is never imported on its say-so.",
 )
-
-
-# -- errors --------------------------------------------------------------------
-
-
-class CliError(click.ClickException):
-    """An error the CLI reports as ``error: <message>`` (and as JSON with --json).
-
-    Exits 1; :class:`CliUsageError` exits 2.
-    """
-
-    exit_code = EXIT_FAILED
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        error_type: str = "ReplayEngineError",
-        details: Mapping[str, Any] | None = None,
-        as_json: bool = False,
-    ) -> None:
-        super().__init__(message)
-        self.error_type = error_type
-        self.details = dict(details or {})
-        self.as_json = as_json
-
-    @staticmethod
-    def from_exception(exc: BaseException, *, as_json: bool) -> CliError:
-        """Translate an engine error, choosing the exit code by its type."""
-        kind = CliUsageError if isinstance(exc, USAGE_ERRORS) else CliError
-        details = {
-            name: plain(getattr(exc, name))
-            for name in ("run_id", "key", "seq")
-            if getattr(exc, name, None) not in (None, "")
-        }
-        return kind(
-            str(exc), error_type=type(exc).__name__, details=details, as_json=as_json
-        )
-
-    def document(self) -> dict[str, Any]:
-        """The ``{"error": ...}`` JSON document."""
-        return {
-            "error": {
-                "type": self.error_type,
-                "message": self.message,
-                "exit_code": self.exit_code,
-                **self.details,
-            }
-        }
-
-    def show(self, file: IO[Any] | None = None) -> None:
-        if self.as_json:
-            click.echo(dumps(self.document()))
-        # The message may quote the journal (a task's error, a run id).
-        text = printable(self.message, keep_lines=True)
-        click.echo(f"error: {text}", err=True, file=file)
-
-
-class CliKeyboardInterrupt(CliError):
-    """A ``KeyboardInterrupt`` ended the command: exit 130, as Ctrl-C does."""
-
-    exit_code = 130
-
-
-class CliUsageError(CliError):
-    """A usage error (exit 2): bad arguments, an unknown run, bad input."""
-
-    exit_code = EXIT_USAGE
-
-    @classmethod
-    def bad_usage(
-        cls, message: str, *, as_json: bool = False, hint: str | None = None
-    ) -> CliUsageError:
-        """A usage error of the command line itself, with a hint to --help."""
-        text = message.rstrip()
-        if hint:
-            text = text if text.endswith((".", "?", "!")) else text + "."
-            text = f"{text} {hint}"
-        return cls(text, error_type="UsageError", as_json=as_json)
-
-
-def usage_error(message: str, ctx: click.Context | None = None) -> CliUsageError:
-    ctx = ctx or click.get_current_context(silent=True)
-    hint = None
-    if ctx is not None:
-        hint = f"Try '{ctx.command_path} --help' for help."
-    return CliUsageError.bad_usage(message, as_json=json_mode(ctx), hint=hint)
-
-
-def json_mode(ctx: click.Context | None) -> bool:
-    root = ctx.find_root() if ctx is not None else None
-    return bool(root is not None and root.meta.get("replay_engine.json"))
-
-
-# -- the group -----------------------------------------------------------------
-
-
-class OrderedGroup(click.Group):
-    """A group that lists its commands in declaration order and reports errors.
-
-    Usage errors raised by click (a missing argument, an unknown option) are
-    re-raised as :class:`CliUsageError`, so every error has the same shape.
-    """
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(self.commands)
-
-    def make_context(
-        self,
-        info_name: str | None,
-        args: list[str],
-        parent: click.Context | None = None,
-        **extra: Any,
-    ) -> click.Context:
-        # --json is a per-command flag, but a usage error can happen before the
-        # command sees it; the raw arguments tell us what the caller wants.
-        wants_json = "--json" in args
-        try:
-            ctx = super().make_context(info_name, args, parent, **extra)
-        except click.exceptions.NoArgsIsHelpError:
-            raise
-        except click.UsageError as exc:
-            raise converted(exc, wants_json) from None
-        ctx.meta["replay_engine.json"] = wants_json
-        return ctx
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except CliError:
-            raise
-        except click.exceptions.NoArgsIsHelpError:
-            raise
-        except click.UsageError as exc:
-            raise converted(exc, json_mode(ctx)) from None
-
-
-def converted(exc: click.UsageError, as_json: bool) -> CliUsageError:
-    hint = None
-    if exc.ctx is not None:
-        hint = f"Try '{exc.ctx.command_path} --help' for help."
-    return CliUsageError.bad_usage(exc.format_message(), as_json=as_json, hint=hint)
-
-
-@dataclass
-class Options:
-    journal: str
 
 
 def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -330,7 +174,7 @@ def _check_run_ids(params: Mapping[str, Any], ctx: click.Context) -> None:
 def journal_path(ctx: click.Context, *, must_exist: bool) -> str:
     opts = ctx.find_object(Options)
     path = opts.journal if opts is not None else DEFAULT_JOURNAL
-    if must_exist and not Path(path).is_dir():
+    if must_exist and not os.path.isdir(path):  # not pathlib: start-up time
         raise usage_error(
             f"no journal at {path!r}: give --journal DIR or set ${ENV_JOURNAL}"
             f" (it defaults to {DEFAULT_JOURNAL!r})",
@@ -361,7 +205,8 @@ def open_engine(
     ``isolation``): a reading command goes on in a child process, and a
     ``write`` first has a child read what changing ``run_id`` will read.
     """
-    from .. import Engine
+    with core.collector_paused():
+        from .. import Engine
 
     path = journal_path(ctx, must_exist=access != "create")
     if access == "read":

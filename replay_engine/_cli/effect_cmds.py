@@ -25,8 +25,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import click
-from rich.table import Table
-from rich.text import Text
 
 from .. import PendingEffect, SignalWait
 from .common import (
@@ -66,6 +64,9 @@ def _print_effects(effects: Sequence[PendingEffect], title: str, empty: str) -> 
     if not effects:
         console.print(literal(empty))
         return
+    from rich.table import Table
+    from rich.text import Text
+
     at = now()
     table = Table(title=literal(title), title_justify="left")
     for name in ("key", "task", "kind", "age", "deadline", "claimed by", "state"):

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import functools
 import json
+import os.path
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 from typing import IO, Any
 
 import click
-from rich.text import Text
 
 import journal_format as jf
 
@@ -26,8 +25,6 @@ from .common import (
 )
 from .safe_text import literal, printable
 from .streaming import EventDocs, iter_events, json_line, write_lines
-from .timeline_html import render_html
-from .timeline_model import build_timeline, times_by_seq
 
 # (event type, field) pairs that hold the content address of a payload.
 ADDRESS_FIELDS = frozenset(
@@ -159,7 +156,7 @@ def export_command(
         "format": fmt,
         "events": count,
         "payloads": payloads,
-        "output": str(Path(output).resolve()),
+        "output": os.path.realpath(output),
     }
     if as_json:
         emit_json(doc)
@@ -209,6 +206,12 @@ def timeline_command(
     call for its args and result (with their blake3 addresses). The page
     loads nothing from the network.
     """
+    # Here, not at the top: ``export`` (same module) streams without them.
+    from rich.text import Text
+
+    from .timeline_html import render_html
+    from .timeline_model import build_timeline, times_by_seq
+
     with open_engine(ctx) as engine:
         events = engine.events(run_id)
         # One read of a long run, not two: status reuses the events.
@@ -229,7 +232,7 @@ def timeline_command(
         fh.write(page)
     doc = {
         "run_id": run_id,
-        "output": str(Path(path).resolve()),
+        "output": os.path.realpath(path),
         "rows": len(timeline.rows),
         "keys": [row.key for row in timeline.rows],
         "events": timeline.events,

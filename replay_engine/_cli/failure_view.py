@@ -10,8 +10,8 @@ the caller), never followed.
 
 from __future__ import annotations
 
+import os.path
 import re
-from pathlib import Path
 from typing import Any
 
 #: How many lines of the recorded traceback ``status`` shows.
@@ -19,7 +19,8 @@ TRACEBACK_TAIL = 8
 
 _FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>.+)$')
 _TASK = re.compile(r"\(task '(?P<task>.+)' at key (?P<key>[0-9.]+)\)\s*$")
-_ENGINE_DIR = str(Path(__file__).resolve().parent.parent) + "/"
+# os.path, not pathlib: status imports this, and pathlib costs start-up.
+_ENGINE_DIR = os.path.dirname(os.path.dirname(os.path.realpath(__file__))) + "/"
 
 
 def place(traceback: str) -> str | None:

@@ -10,8 +10,6 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.table import Table
-from rich.text import Text
 
 from .. import Engine, RunInfo
 from .common import (
@@ -34,7 +32,10 @@ from .safe_text import cell, literal, printable
 from .waiting_views import add_waiting_columns, waiting_cells, waiting_fields
 
 if TYPE_CHECKING:
-    # verify's modules are imported by verify alone (status, runs: start-up).
+    # rich's tables are imported where a table is printed (not for --json),
+    # verify's modules by verify alone (status, runs: start-up).
+    from rich.table import Table
+
     from .. import VerifyReport
 
 # -- inspecting ----------------------------------------------------------------
@@ -184,6 +185,8 @@ def status_command(ctx: click.Context, run_id: str, as_json: bool) -> None:
             table.add_row("task", cell(f"{error['task']} at key {error['key']}"))
         tail = traceback_tail(error["traceback"])
         if tail:
+            from rich.text import Text
+
             lines = printable("\n".join(tail), keep_lines=True)
             table.add_row("traceback", Text(lines, style="dim"))
     if doc["pending"]:
@@ -259,6 +262,8 @@ def runs_command(
     if not rows:
         console.print("no runs" + (f" with status {status}" if status else ""))
         return
+    from rich.table import Table
+
     table = Table()
     for name in ("run id", "status", "process", "events", "created", "updated"):
         table.add_column(name, justify="right" if name == "events" else "left")
@@ -319,6 +324,8 @@ def verify_command(ctx: click.Context, run_id: str | None, as_json: bool) -> Non
         if report.ok:
             console.print(literal(f"{scope} intact: {counts}", style="green"))
         else:
+            from rich.table import Table
+
             table = Table(
                 title=literal(f"{scope} damaged: {len(report.problems)} problems")
             )

@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from .common import OrderedGroup
+from .core import OrderedGroup, collector_paused
 
 #: One command: its name, ``"module:attribute"`` (a module of ``_cli``), and
 #: the short help ``--help`` lists (the first sentence of its docstring).
@@ -53,7 +53,8 @@ class LazyGroup(OrderedGroup):
         """Import the command ``cmd_name`` names in the table."""
         target = self.lazy_commands[cmd_name][0]
         module_name, _, attr = target.partition(":")
-        module = importlib.import_module(f"{__package__}.{module_name}")
+        with collector_paused():
+            module = importlib.import_module(f"{__package__}.{module_name}")
         command = getattr(module, attr)
         if not isinstance(command, click.Command):  # a wrong row, caught by tests
             raise TypeError(f"{target} is not a click command")

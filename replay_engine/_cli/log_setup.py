@@ -55,21 +55,42 @@ def configure(verbose: int, quiet: int) -> None:
         if verbose or quiet:
             root.setLevel(level_for(verbose, quiet))
         return
-    from rich.logging import RichHandler
-
-    from .safe_text import SafeConsole  # records may quote the journal
-
-    handler = RichHandler(
-        console=SafeConsole(stderr=True, highlight=False, markup=False, emoji=False),
-        show_time=verbose > 1,
-        show_path=verbose > 1,
-        markup=False,
-        rich_tracebacks=False,
-    )
+    handler = _RichOnFirstRecord(verbose > 1)
     handler.addFilter(_not_while_quiet)
     root.addHandler(handler)
     root.setLevel(level_for(verbose, quiet))
     _State.handler = handler
+
+
+class _RichOnFirstRecord(logging.Handler):
+    """A :class:`rich.logging.RichHandler` on stderr, made when a record comes.
+
+    Most commands log nothing: building the handler (and importing rich's
+    console for it) at every start would cost what ``status --json`` or
+    ``export`` otherwise need not pay.
+    """
+
+    def __init__(self, detailed: bool) -> None:
+        super().__init__()
+        self.detailed = detailed
+        self.rich: logging.Handler | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.rich is None:
+            from rich.logging import RichHandler
+
+            from .safe_console import SafeConsole  # records may quote the journal
+
+            self.rich = RichHandler(
+                console=SafeConsole(
+                    stderr=True, highlight=False, markup=False, emoji=False
+                ),
+                show_time=self.detailed,
+                show_path=self.detailed,
+                markup=False,
+                rich_tracebacks=False,
+            )
+        self.rich.handle(record)
 
 
 @contextlib.contextmanager

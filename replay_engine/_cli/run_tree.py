@@ -8,14 +8,14 @@ alone: nothing more is read, nothing is imported.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
-
-from rich.console import Console
-from rich.text import Text
-from rich.tree import Tree
+from typing import TYPE_CHECKING, Any
 
 from .common import status_style
 from .safe_text import literal, printable
+
+if TYPE_CHECKING:  # start-up: rich is imported where a tree is printed
+    from rich.console import Console
+    from rich.text import Text
 
 
 def _key_order(row: dict[str, Any]) -> tuple[tuple[int, ...], str]:
@@ -67,7 +67,7 @@ def _acyclic(
 
 
 def _label(node: dict[str, Any]) -> Text:
-    text = Text()
+    text = literal("")  # a rich Text (rich is imported when printing)
     text.append(printable(str(node["run_id"])), style="bold")
     text.append("  ")
     text.append_text(literal(node["status"], style=status_style(node["status"])))
@@ -85,6 +85,8 @@ def print_tree(
     if not roots:
         console.print("no runs" + (f" with status {status}" if status else ""))
         return
+    from rich.tree import Tree
+
     for root in roots:
         tree = Tree(_label(root))
         # Breadth first, iteratively (a deep family must not hit the recursion

@@ -27,19 +27,21 @@ import contextlib
 import os
 import re
 import sys
-from collections.abc import Iterable
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-from rich.console import Console, ConsoleOptions, RenderableType
-from rich.segment import Segment
-from rich.style import Style
-from rich.text import Text
+
+if TYPE_CHECKING:
+    # Start-up: rich is imported when something is printed with it, so the
+    # commands that print JSON or plain lines (--json, log, export) skip it.
+    from rich.console import Console
+    from rich.style import Style
+    from rich.text import Text
 
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 # The same without line feed and tab: for multi-line messages we print whole
 # (an error's lines, a layout's own line breaks), which are not escapes.
-_CONTROL_BUT_LAYOUT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+CONTROL_BUT_LAYOUT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 
@@ -54,12 +56,14 @@ def printable(text: object, *, keep_lines: bool = False) -> str:
     ``keep_lines`` keeps line feeds and tabs (for a multi-line message printed
     as a whole); otherwise they are escaped too, so one value stays on one line.
     """
-    pattern = _CONTROL_BUT_LAYOUT if keep_lines else _CONTROL
+    pattern = CONTROL_BUT_LAYOUT if keep_lines else _CONTROL
     return pattern.sub(_escape, str(text))
 
 
 def literal(text: object, style: str | Style = "") -> Text:
     """Journal text as a rich ``Text``: no markup, control characters escaped."""
+    from rich.text import Text
+
     return Text(printable(text), style=style)
 
 
@@ -71,35 +75,6 @@ def cell(text: object | None) -> Text:
 def echo(message: object, *, err: bool = False) -> None:
     """``click.echo`` of a message that may hold journal text (lines kept)."""
     click.echo(printable(message, keep_lines=True), err=err)
-
-
-class SafeConsole(Console):
-    """A console whose plain strings are never markup and whose text is escaped.
-
-    The escaping happens on the rendered segments, after rich has laid them
-    out: it is the safety net under :func:`literal`, not a replacement for it.
-    """
-
-    def render(
-        self, renderable: RenderableType, options: ConsoleOptions | None = None
-    ) -> Iterable[Segment]:
-        for segment in super().render(renderable, options):
-            text, style, control = segment
-            if control or not _CONTROL_BUT_LAYOUT.search(text):
-                yield segment
-            else:
-                yield Segment(printable(text, keep_lines=True), style, control)
-
-    def on_broken_pipe(self) -> None:
-        """Stdout's reader left (``| head``): end quietly, as ``log`` does.
-
-        Rich's own handler raises ``SystemExit(1)``, which the commands'
-        error handling would report as an error on stderr.
-        """
-        self.quiet = True  # drop whatever this console still prints
-        if self.stderr:
-            return  # a log line lost on a closed stderr is not worth a stop
-        end_on_closed_pipe()
 
 
 def end_on_closed_pipe() -> NoReturn:
@@ -130,4 +105,6 @@ def make_console(**overrides: Any) -> Console:
         "emoji": False,
     }
     settings.update(overrides)
+    from .safe_console import SafeConsole
+
     return SafeConsole(**settings)

@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 
 #: Events per read transaction (and per flush of the output).
 BATCH = 1000
+#: The first read transaction's events: the first line waits for a whole
+#: batch to be read and checked (about 15 µs an event), so the batches start
+#: small and grow four-fold up to :data:`BATCH`.
+FIRST_BATCH = 50
 #: The formats of a streamed listing.
 FORMATS = ("table", "lines", "jsonl")
 FORMAT_HELP = (
@@ -53,17 +57,20 @@ def iter_events(
 ) -> Iterator[StoredEvent]:
     """The run's events ``start`` up to ``stop``, read ``batch`` at a time.
 
-    Each batch is one short read transaction; the chain link from one batch
-    to the next is checked here. Ends at the run's end as it was when the
-    last batch was read.
+    The first reads are smaller (:data:`FIRST_BATCH`, growing to ``batch``),
+    so the first line comes sooner. Each batch is one short read transaction;
+    the chain link from one batch to the next is checked here. Ends at the
+    run's end as it was when the last batch was read.
 
     Raises:
         JournalCorruptError: a damaged event or a broken link between batches.
     """
     seq = start
     prev: bytes | None = None
+    size = min(FIRST_BATCH, batch)
     while stop is None or seq < stop:
-        upper = seq + batch if stop is None else min(seq + batch, stop)
+        upper = seq + size if stop is None else min(seq + size, stop)
+        size = min(size * 4, batch)
         chunk = engine.events(run_id, seq, upper)
         if not chunk:
             return

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any
-
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from .. import Engine, PendingEffect, RunInfo
+
+if TYPE_CHECKING:  # start-up: rich is imported where a table is printed
+    from rich.table import Table
 
 
 def now() -> _dt.datetime:

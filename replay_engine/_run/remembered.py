@@ -20,11 +20,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import secrets
 import site
 import stat
 import sys
-import sysconfig
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -112,6 +110,8 @@ def import_root(fn: Callable[..., Any]) -> str | None:
 
 
 def _installed_roots() -> set[Path]:
+    import sysconfig  # only when a run starts: replay and resume read notes
+
     paths = sysconfig.get_paths()
     found = {paths[k] for k in ("purelib", "platlib", "stdlib", "platstdlib")}
     found.update(site.getsitepackages())
@@ -204,7 +204,9 @@ def _ensure_dir(path: Path) -> None:
 
 
 def _write_atomically(target: Path, data: bytes) -> None:
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    # os.urandom, not secrets (what token_hex calls): importing secrets loads
+    # hmac and OpenSSL's hashlib, milliseconds of every replay's start-up.
+    tmp = target.with_name(f".{target.name}.{os.urandom(4).hex()}.tmp")
     fd = os.open(
         tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
     )

@@ -60,6 +60,36 @@ def test_help_imports_no_command_module_and_no_engine() -> None:
     assert not {f"replay_engine._cli.{m}" for m in modules} & loaded
 
 
+# What ``--help`` and ``--version`` need is click and ``_cli/core``: not the
+# console and tables (rich), the journal's codec (journal_format, msgspec),
+# logging, nor what only a forked reading child uses (ctypes).
+NOT_FOR_HELP = (
+    "rich",
+    "journal_format",
+    "msgspec",
+    "lmdb",
+    "blake3",
+    "logging",
+    "ctypes",
+    "replay_engine._cli.common",
+    "replay_engine._cli.log_setup",
+    "replay_engine._cli.stop_signals",
+    "replay_engine._cli.safe_text",
+)
+
+
+@pytest.mark.parametrize("option", ["--help", "--version"])
+def test_help_and_version_import_only_click_and_core(option: str) -> None:
+    loaded = _modules_after(
+        "from replay_engine._cli import main\n"
+        f"try:\n    main([{option!r}])\n"
+        "except SystemExit as exc:\n    assert exc.code == 0, exc.code"
+    )
+    assert "replay_engine._cli.core" in loaded
+    heavy = sorted(m for m in loaded if m.startswith(NOT_FOR_HELP))
+    assert not heavy, heavy
+
+
 def test_the_table_is_each_commands_own() -> None:
     ctx = cli.make_context("replay-engine", ["--help"], resilient_parsing=True)
     assert [name for name, _, _ in COMMANDS] == cli.list_commands(ctx)
@@ -156,3 +186,85 @@ def test_reading_commands_and_post_import_no_runtime(
     assert shows[args[0]] in out, out
     heavy = sorted(m for m in loaded if m.startswith(NOT_FOR_READING))
     assert not heavy, f"{args}: {heavy}\n{out}"
+
+
+FORKS = """
+import gc, sys
+from replay_engine._cli import isolation
+isolation.enable()
+journal = sys.argv[1]
+isolation.probe_run(journal, "w")
+isolation.read_in_child(journal, lambda exc: 1)
+print("reading child", gc.get_freeze_count(), flush=True)
+"""
+
+
+def test_the_reading_child_starts_with_a_frozen_heap(
+    invoke: Invoke, journal: Path
+) -> None:
+    """The fork copies no heap pages for the collector (``gc.freeze``)."""
+    invoke("run", "cli_flows:waits", "--run-id", "w", code=3)
+    proc = subprocess.run(
+        [sys.executable, "-c", FORKS, str(journal)],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    lines = dict(line.rsplit(" ", 1) for line in proc.stdout.splitlines())
+    assert int(lines["reading child"]) > 1000, proc.stdout
+
+
+# What prints only JSON or plain lines does not load rich (imported when a
+# record is logged or a table printed), the timeline (export's neighbour) or
+# pathlib: the first line of log and export comes sooner, and --json starts
+# faster (issue 16).
+NOT_FOR_STREAMING = ("rich", "pathlib", "replay_engine._cli.timeline")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("log", "w", "--format", "lines"),
+        ("log", "w", "--format", "jsonl"),
+        ("export", "w"),
+        ("log", "w", "--json"),
+        ("status", "w", "--json"),
+        ("runs", "--json"),
+        ("pending", "w", "--json"),
+        ("post", "w", "1", "--result", '{"ok": true}', "--json"),
+    ],
+    ids=" ".join,
+)
+def test_streaming_and_json_commands_import_no_rich(
+    args: tuple[str, ...], invoke: Invoke, journal: Path
+) -> None:
+    invoke("run", "cli_flows:waits", "--run-id", "w", code=3)
+    loaded, out = _command_modules(journal, *args)
+    assert '"w"' in out or " w " in out or "requested" in out, out
+    heavy = sorted(m for m in loaded if m.startswith(NOT_FOR_STREAMING))
+    assert not heavy, f"{args}: {heavy}\n{out}"
+
+
+def test_what_the_imports_made_is_frozen(invoke: Invoke, journal: Path) -> None:
+    """A command's module and the engine are imported without collector passes
+    and then frozen, so no later pass walks them."""
+    invoke("run", "cli_flows:waits", "--run-id", "w", code=3)
+    code = (
+        "import gc\nfrom replay_engine._cli import cli\n"
+        f"argv = ['--journal', {str(journal)!r}, 'status', 'w', '--json']\n"
+        "try:\n    cli.main(argv, prog_name='rpe')\n"
+        "except SystemExit:\n    pass\n"
+        "print('frozen', gc.get_freeze_count(), gc.isenabled())\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    _, count, enabled = proc.stdout.splitlines()[-1].split()
+    assert int(count) > 10_000 and enabled == "True", proc.stdout

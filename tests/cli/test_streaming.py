@@ -345,3 +345,33 @@ def test_replay_formats(invoke: Invoke, invoke_json: Callable[..., Any]) -> None
     assert lines[0].startswith("replaying run f1")
     assert lines[1].startswith("run f1  after")
     assert lines[-1].startswith("result: ")
+
+
+def test_reads_start_small_and_grow_to_a_batch(invoke: Invoke, journal: Path) -> None:
+    """The first line waits only for a small first read (issue 16: first line)."""
+    from replay_engine import Engine
+    from replay_engine._cli.streaming import BATCH, FIRST_BATCH, iter_events
+
+    items = list(range(400))  # a request and a completion each: 800+ events
+    flags = ("--input", json.dumps({"items": items}), "--run-id", "f1")
+    invoke("run", "cli_flows:fanout", *flags, code=0)
+    with Engine(journal, read_only=True) as engine:
+        whole = engine.events("f1")
+        reads: list[tuple[int, int | None]] = []
+        read = engine.events
+
+        def events(run_id: str, start: int = 0, stop: int | None = None) -> Any:
+            reads.append((start, stop))
+            return read(run_id, start, stop)
+
+        engine.events = events  # type: ignore[method-assign]  # counts, still reads
+        for start in (0, 1, FIRST_BATCH, 333):
+            reads.clear()
+            got = [(s.seq, s.digest) for s in iter_events(engine, "f1", start)]
+            assert got == [(s.seq, s.digest) for s in whole[start:]], start
+            sizes = [stop - begin for begin, stop in reads if stop is not None]
+            assert sizes[0] == FIRST_BATCH
+            assert sizes == [min(FIRST_BATCH * 4**i, BATCH) for i in range(len(sizes))]
+        stop = len(whole) - 7
+        got = [s.seq for s in iter_events(engine, "f1", 5, stop)]
+        assert got == list(range(5, stop))
