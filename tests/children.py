@@ -8,9 +8,9 @@ Three ways to start one, all on this checkout (``tests.helpers.child_env``):
 * :func:`start_child` / :func:`crash_child` run or resume a process in a
   child that SIGKILLs itself when the journal reaches ``kill_at`` events.
 
-A crash child wraps ``Store.append`` and ``Store.create_run`` (call the
-original, then count). Nothing about the engine is mocked: the child writes a
-real LMDB journal and dies for real.
+A crash child wraps ``Store.append``, ``Store.append_group`` and
+``Store.create_run`` (call the original, then count). Nothing about the engine
+is mocked: the child writes a real LMDB journal and dies for real.
 """
 
 from __future__ import annotations
@@ -80,8 +80,19 @@ if kill_at > 0:
         if 1 >= kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
 
+    original_group = _store.Store.append_group
+
+    def append_group(self, items):
+        # Several runs in one commit (a run's sub-runs): any that reaches it.
+        results = original_group(self, items)
+        for r in results:
+            if not isinstance(r, Exception) and r.first_seq + r.count >= kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return results
+
     _store.Store.append = append
     _store.Store.create_run = create_run
+    _store.Store.append_group = append_group
 
 engine = Engine(journal, durability=durability)
 if mode == "run":

@@ -129,7 +129,7 @@ class Executing(EngineBase):
         deadline: Deadline | None = None,
     ) -> Run:
         """The same as :meth:`run`, for asyncio callers."""
-        from .._run import process_ref as _process_ref
+        from .._run import group_commit as _group_commit, process_ref as _process_ref
         from .._run.journal import RunJournal
 
         deadline_ns = deadline_to_ns(deadline)
@@ -165,11 +165,13 @@ class Executing(EngineBase):
             note = (
                 None if exists else self._processes.starting(run_id, process, started)
             )
-            self._store.create_run(
+            # Shared with the other runs this loop executes (group_commit).
+            await _group_commit.create_run(
+                self._store,
                 run_id,
                 started,
                 jf.blobs_for(address, inputs_bytes),
-                deadline_ns=deadline_ns,
+                deadline_ns,
             )
             if note is not None:
                 self._processes.started(note, self._first(run_id).digest)

@@ -26,6 +26,7 @@ from ..errors import ExecutorUnavailable
 from . import jobs
 from .calls import Call, Slots, cancelled_inside, injected_outcome
 from .executors import ExecutorSet
+from .group_commit import shared_pump
 from .hooks import Hooks
 from .journal import RunJournal
 from .retry import exception_names
@@ -89,6 +90,9 @@ class Dispatcher:
         span's context (``jobs.run_traced_chunk``). Read once per pool job."""
         self.feed: Callable[[], None] | None = None
         """Starts parallel branches that waited for room (``parallel.Feed``)."""
+        self.shared = shared_pump(loop, journal.store)
+        """The commit pump this run shares with the loop's other runs."""
+        self.shared.executing += 1
 
     # -- public ------------------------------------------------------------------
 
@@ -101,7 +105,8 @@ class Dispatcher:
         """Make sure buffered events are committed (and ready calls started) soon."""
         if not self._pump_scheduled and not self.closed:
             self._pump_scheduled = True
-            self.loop.call_soon(self._pump)
+            # With the other runs of this loop: one commit for them all.
+            self.shared.want(self)
 
     @property
     def busy(self) -> bool:
@@ -113,6 +118,8 @@ class Dispatcher:
 
         Pool jobs already running go on; their attempts report back as usual.
         """
+        if not self.closed:
+            self.shared.executing -= 1
         self.closed = True
         for call in self.ready:
             if not call.future.done():
@@ -178,13 +185,20 @@ class Dispatcher:
             self._fault(exc)
 
     def _commit_and_start(self) -> None:
+        self._before_commit()
+        # Write-ahead: commit before dispatching anything.
+        self.journal.flush()
+        self._after_commit()
+
+    def _before_commit(self) -> None:
         feed = self.feed
         if feed is not None and not self.holding:
             # Before the commit: the requests of the branches it starts join
             # this commit and are dispatched in this turn.
             feed()
-        # Write-ahead: commit before dispatching anything.
-        self.journal.flush()
+
+    def _after_commit(self) -> None:
+        """Start what is ready: the journal's buffer has just been committed."""
         if self.journal.crashed or self.holding:
             return  # a (simulated) dead or a stopping process starts nothing
         local: list[Call] = []

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 import journal_format as jf
 
 from .._store.keyed import KeyedCalls, Visited
-from .._store.store import AppendResult, Store
+from .._store.store import AppendResult, GroupItem, Store
 from ..errors import JournalWriteError, NonDeterminismError
 from .divergence import describe_call, describe_entry, divergence
 from .history import Ending
@@ -260,15 +260,7 @@ class RunJournal:
                 # An execution that changed nothing commits nothing.
                 return not (if_unmoved and self._moved_since_load())
         marking = self.mark_running
-        if marking and status is None:
-            status = "running"  # marked with the execution's first commit
-        self.mark_running = False
-        events, self._pending = self._pending, []
-        blobs, self._pending_blobs = self._pending_blobs, {}
-        opened = self.execution
-        if opened is not None and events:
-            events.insert(0, opened)
-            self.execution = None
+        events, blobs, status, opened = self._take(status)
         limit = self.crash_after_events
         if limit is not None:
             room = limit - (self.recorded_events + self.events_written)
@@ -285,28 +277,94 @@ class RunJournal:
                 if self.on_crash is not None:
                     self.on_crash()
                 return True
-        index = None
-        if events and (checkpoint or self._checkpoint_stale):
-            self._checkpoint_stale = False
-            if self._checkpoint_due(len(events)):
-                index = self.index
         result = self._append(
             events,
             blobs,
             status=status,
             counters=counters,
-            checkpoint=index,
+            checkpoint=self._checkpoint_for(events, checkpoint),
             expect_events=self.known_events if if_unmoved else None,
         )
         self.commits += 1
         if result.moved:
             self._refused(events, blobs, opened, marking)
             return False
+        self._appended(result, len(events))
+        return True
+
+    def _take(
+        self, status: str | None
+    ) -> tuple[
+        list[jf.Event], dict[bytes, bytes], str | None, jf.ExecutionStarted | None
+    ]:
+        """Empty the buffer into one commit.
+
+        Its events, blobs and status, and the ``execution`` event opened
+        before them (if this commit writes it).
+        """
+        if self.mark_running and status is None:
+            status = "running"  # marked with the execution's first commit
+        self.mark_running = False
+        events, self._pending = self._pending, []
+        blobs, self._pending_blobs = self._pending_blobs, {}
+        opened = self.execution
+        if opened is not None and events:
+            events.insert(0, opened)
+            self.execution = None
+        return events, blobs, status, opened
+
+    def _checkpoint_for(
+        self, events: list[jf.Event], checkpoint: bool
+    ) -> jf.CallIndex | None:
+        """The index to checkpoint with a commit of ``events``, if one is due."""
+        if events and (checkpoint or self._checkpoint_stale):
+            self._checkpoint_stale = False
+            if self._checkpoint_due(len(events)):
+                return self.index
+        return None
+
+    def _appended(self, result: AppendResult, count: int) -> None:
+        """Account for a commit of ``count`` events of this execution."""
         self.note_append(result)
-        self.events_written += len(events)
+        self.events_written += count
         if result.checkpointed:
             self.restored_events = result.checkpointed
-        return True
+
+    # -- the commit shared with other runs (group_commit.py) ---------------------
+
+    def take_shared(
+        self, status: str | None = None, counters: tuple[int, int] | None = None
+    ) -> GroupItem | None:
+        """A :meth:`flush` as one run's part of a commit shared with others.
+
+        (``status`` and ``counters``: a flush that ends the run.)
+
+        None when this flush cannot be shared (nothing buffered, a simulated
+        crash point, a broken or read-only journal): the caller then calls
+        :meth:`flush` itself, which handles each of those. Otherwise the
+        buffer is taken, and :meth:`shared_done` or :meth:`shared_failed`
+        must follow with what became of it.
+        """
+        if (
+            not self._pending
+            or self.read_only
+            or self.crashed
+            or self.broken is not None
+            or self.crash_after_events is not None
+        ):
+            return None
+        events, blobs, status, _ = self._take(status)
+        checkpoint = self._checkpoint_for(events, False)
+        return GroupItem(self.run_id, events, blobs, status, counters, checkpoint)
+
+    def shared_done(self, item: GroupItem, result: AppendResult) -> None:
+        """The shared commit wrote ``item`` (durable, with ``fsync``)."""
+        self.commits += 1
+        self._appended(result, len(item.events))
+
+    def shared_failed(self, exc: BaseException) -> BaseException:
+        """The shared commit refused this run's part: the error that ends it."""
+        return self._broke(exc)
 
     def _refused(
         self,
@@ -365,15 +423,18 @@ class RunJournal:
                 expect_events=expect_events,
             )
         except BaseException as exc:
-            error = (
-                self._write_failed(exc) if isinstance(exc, JournalWriteError) else exc
-            )
-            self.broken = error
-            if self.on_broken is not None:
-                self.on_broken(error)
+            error = self._broke(exc)
             if error is exc:
                 raise
             raise error from exc
+
+    def _broke(self, exc: BaseException) -> BaseException:
+        """A commit failed: nothing more may be committed; the error to raise."""
+        error = self._write_failed(exc) if isinstance(exc, JournalWriteError) else exc
+        self.broken = error
+        if self.on_broken is not None:
+            self.on_broken(error)
+        return error
 
     def _write_failed(self, exc: JournalWriteError) -> JournalWriteError:
         """The error for a run whose commit failed: what is kept, what to do."""

@@ -449,7 +449,7 @@ class Runtime(ExecutionState):
             if not main.done():
                 outcome = await settle_waiting(self, main)
             else:
-                outcome = settle_finished(self, main, self._process)
+                outcome = await settle_finished(self, main, self._process)
             if not self.crashed:
                 return outcome
         # A simulated crash (testing hooks), possibly in the final commit.

@@ -107,7 +107,7 @@ async def settle_waiting(state: ExecutionState, main: asyncio.Task[Any]) -> Outc
     )
 
 
-def settle_finished(
+async def settle_finished(
     state: ExecutionState, main: asyncio.Task[Any], process: object
 ) -> Outcome:
     """The process returned or raised: record its result or failure.
@@ -151,7 +151,7 @@ def settle_finished(
         else:
             ref = jf.payload_ref(data)
             journal.record(jf.RunCompleted(result=ref), jf.blobs_for(ref, data))
-            finish_stats(state, status="completed")
+            await finish_shared(state, "completed")
             return Outcome(status="completed", result=jf.decode_payload(data))
     if isinstance(exc, Stopped | asyncio.CancelledError) or not isinstance(
         exc, Exception
@@ -168,7 +168,7 @@ def settle_finished(
     )
     if not already:
         journal.record(jf.RunFailed(error=error))
-    finish_stats(state, status="failed")
+    await finish_shared(state, "failed")
     return Outcome(status="failed", error=error)
 
 
@@ -277,26 +277,67 @@ def finish_stats(
     when it was not recorded because the run moved on meanwhile
     (``RunJournal.flush`` ``if_unmoved``).
     """
-    journal, stats, carry = state.journal, state.stats, state.carry
-    if carry is not None:
-        stats.replayed = max(0, stats.replayed - carry.dispatched)
-        stats.dispatched += carry.dispatched
-        stats.redispatched += carry.redispatched
-    recorded = journal.flush(
+    recorded = state.journal.flush(
         status=status,
-        counters=(stats.dispatched, stats.replayed),
+        counters=_add_carry(state),
         # A waiting run will be resumed: spare the next resume (an iterate,
         # typically) reading every event again.
         checkpoint=status == "waiting",
         if_unmoved=verdict,
     )
+    _fill_stats(state)
+    return recorded
+
+
+async def finish_shared(state: ExecutionState, status: str) -> None:
+    """:func:`finish_stats` for a run that ends, its commit shared if worth it.
+
+    With other runs executing on this loop (``group_commit``), the final
+    commit joins theirs: one fsync for many runs' ends. The run's outcome is
+    returned only once it is durable, as with its own commit.
+    """
+    pump = state.dispatcher.shared
+    if not pump.worth_sharing():
+        finish_stats(state, status)
+        return
+    journal = state.journal
+    counters = _add_carry(state)
+    item = journal.take_shared(status, counters)
+    if item is None:  # nothing buffered, or a case flush handles itself
+        journal.flush(status=status, counters=counters)
+    else:
+        try:
+            result = await pump.commit(state.loop, item)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            error = journal.shared_failed(exc)
+            if error is exc:
+                raise
+            raise error from exc
+        journal.shared_done(item, result)
+    _fill_stats(state)
+
+
+def _add_carry(state: ExecutionState) -> tuple[int, int]:
+    """Count the earlier passes in (once); the counters the final commit records."""
+    stats, carry = state.stats, state.carry
+    if carry is not None:
+        stats.replayed = max(0, stats.replayed - carry.dispatched)
+        stats.dispatched += carry.dispatched
+        stats.redispatched += carry.redispatched
+    return (stats.dispatched, stats.replayed)
+
+
+def _fill_stats(state: ExecutionState) -> None:
+    """The stats of a finished execution, from its journal (and earlier passes)."""
+    journal, stats, carry = state.journal, state.stats, state.carry
     stats.events_written = journal.events_written
     stats.commits = journal.commits
     if carry is not None:
         stats.events_written += carry.events_written
         stats.commits += carry.commits
     stats.in_flight = 0
-    return recorded
 
 
 def _end_of(process: object) -> str:

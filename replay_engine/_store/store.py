@@ -33,6 +33,7 @@ from ..errors import (
 from . import checkpoints, env as _env
 from .chain import AppendResult, StoredEvent, append_events, read_chain
 from .files import Access
+from .group_append import GroupItem, write_group
 from .records import check_format, decode_run, forked_start, new_record, refuse_write
 from .run_txn import RunTxn
 from .work_view import WorkView
@@ -40,7 +41,14 @@ from .work_view import WorkView
 if TYPE_CHECKING:
     from .keyed import KeyedCalls
 
-__all__ = ["AppendResult", "Durability", "RunTxn", "Store", "StoredEvent"]
+__all__ = [
+    "AppendResult",
+    "Durability",
+    "GroupItem",
+    "RunTxn",
+    "Store",
+    "StoredEvent",
+]
 
 Durability = Literal["fsync", "process"]
 T = TypeVar("T")
@@ -147,6 +155,36 @@ class Store(WorkView):
             queue=queue,
             child_of=child_of,
         )
+
+    def creating(
+        self,
+        run_id: str,
+        started: jf.RunStarted,
+        blobs: dict[bytes, bytes],
+        *,
+        deadline_ns: int | None = None,
+    ) -> GroupItem:
+        """:meth:`create_run` of a running run, as one item of :meth:`append_group`.
+
+        Its result is the creation's ``AppendResult``, or ``RunExistsError``.
+        """
+        jf.check_run_id(run_id)
+        runs_db = self._dbs[jf.DB_RUNS]
+
+        def create(txn: Any) -> jf.RunRecord:
+            return new_record(
+                txn,
+                runs_db,
+                self.real_path,
+                run_id,
+                started,
+                "running",
+                f"resume it with `replay-engine resume {run_id}`, or choose"
+                " another run id",
+                deadline_ns=deadline_ns,
+            )
+
+        return GroupItem(run_id, [started], blobs, create=create)
 
     def fork_run(self, run_id: str, at: int, new_run_id: str, status: str) -> None:
         """Create ``new_run_id`` sharing the first ``at`` events of ``run_id``.
@@ -302,6 +340,21 @@ class Store(WorkView):
         result = _env.write(self._handle, body)
         self.commits += 1
         return result
+
+    def append_group(
+        self, items: Sequence[GroupItem]
+    ) -> list[AppendResult | Exception]:
+        """Several runs' appends in one commit (one fsync): ``group_append``.
+
+        One result per item: what :meth:`append` would have returned for it,
+        or the exception that refused it alone (nothing of it was written).
+        An exception raised from here failed them all: nothing was written
+        (a lone item's own failure is raised).
+        """
+        self._check_writable()
+        results = write_group(self._handle, self._dbs, self._record_in, items)
+        self.commits += 1
+        return results
 
     def transact(self, run_id: str, body: Callable[[RunTxn], T]) -> T:
         """Run ``body`` with a :class:`RunTxn` in one write transaction.

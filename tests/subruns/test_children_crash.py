@@ -1,9 +1,10 @@
 """Sub-runs under SIGKILL: a real child interpreter killed after each of its writes.
 
-The interpreter counts every write transaction the store makes (appends, run
-creations, post-like transactions), across the parent and its children, and
-SIGKILLs itself right after the N-th commits. For every N short of an
-uninterrupted run's total, the test then resumes the parent here and checks:
+The interpreter counts every write transaction the store makes (appends, shared
+commits of several runs, run creations, post-like transactions), across the
+parent and its children, and SIGKILLs itself right after the N-th commits. For
+every N short of an uninterrupted run's total, the test then resumes the parent
+here and checks:
 the same result, each task executed exactly once (the flows are sequential,
 so no task is in flight at a commit), one outcome per child key in the
 parent, an intact journal. The kill points cover the three windows that
@@ -49,7 +50,7 @@ def counted(name):
         return result
     setattr(_store.Store, name, wrapper)
 
-for name in ("append", "create_run", "transact"):
+for name in ("append", "append_group", "create_run", "transact"):
     counted(name)
 engine = Engine(journal, durability="process")
 run = engine.run(getattr(flows, flow), json.loads(inputs), run_id="p")
