@@ -248,7 +248,7 @@ class Dispatcher:
         tdef = call.tdef
         if tdef.timeout is not None:
             call.timer = self.loop.call_later(tdef.timeout, self._timed_out, call)
-        injected = injected_outcome(self.hooks, call)
+        injected = None if self.hooks is None else injected_outcome(self.hooks, call)
         if injected is not None:
             self._finish(call, injected)
         elif tdef.is_async:

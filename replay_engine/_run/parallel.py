@@ -42,7 +42,6 @@ from typing import Any, TypeVar
 from journal_format import encode_component, key_bytes_to_text
 
 from ..errors import ThunkRequired
-from .effect import Effect
 from .feed import Feed
 from .scope import Scope, current_scope
 
@@ -157,24 +156,6 @@ class _Branch:
         self.task = task
         task.add_done_callback(self._task_done)
 
-    def wait_effect(self, future: asyncio.Future[Any]) -> None:
-        """Wait on the attempt an ``Effect`` branch submitted (no coroutine)."""
-        self.waiting = future
-        future.add_done_callback(self._effect_done, context=self.context)
-
-    def _effect_done(self, future: asyncio.Future[Any]) -> None:
-        # Where the coroutine would have resumed: the same loop callback, so
-        # the outcome is recorded at the same place in the journal.
-        self.waiting = None
-        effect = self.coro
-        if effect is None:  # abandoned meanwhile
-            return
-        try:
-            value = effect.end(future)  # type: ignore[attr-defined]
-        except BaseException as exc:  # the branch's failure, whatever it is
-            value = _Failure(exc)
-        self.group.branch_done(self.index, value)
-
     def _wake(self, _future: asyncio.Future[Any]) -> None:
         self.waiting = None
         coro = self.coro
@@ -212,7 +193,6 @@ class _Branch:
         else:
             if self.waiting is not None:
                 self.waiting.remove_done_callback(self._wake)
-                self.waiting.remove_done_callback(self._effect_done)
             if self.coro is not None:
                 self.coro.close()
         self.coro = None
@@ -250,10 +230,7 @@ class _Group:
         self.running += 1
         branch = _Branch(self, index, coro, context)
         self.branches[index] = branch
-        if type(coro) is Effect:
-            branch.wait_effect(first)
-        else:
-            branch.wait_on(first)
+        branch.wait_on(first)
 
     def branch_done(self, index: int, value: Any) -> None:
         """A suspended branch finished (``value`` may be a ``_Failure``)."""
@@ -337,11 +314,6 @@ def _first_step(
     kind = type(value)
     if kind is Resolved:
         return True, value.value, None
-    if kind is Effect:  # a new plain call: no coroutine to drive (``effect``)
-        try:
-            return False, None, (value, value.begin())
-        except BaseException as exc:
-            return True, _Failure(exc), None
     if kind is CoroutineType or inspect.iscoroutine(value):
         coro = value
     elif inspect.isawaitable(value):
@@ -431,7 +403,7 @@ def check_thunks(thunks: Iterable[Any]) -> list[Callable[[], Any]]:
     bad = [i for i, t in enumerate(items) if not callable(t)]
     if bad:
         for item in items:
-            if inspect.iscoroutine(item) or isinstance(item, Effect):
+            if inspect.iscoroutine(item):
                 item.close()  # never awaited, never recorded
         first = items[bad[0]]
         raise ThunkRequired(

@@ -42,7 +42,6 @@ from .children import ChildExecutor
 from .context import Context
 from .dispatch import Call, ExecutorSet, Slots
 from .divergence import call_site, describe_args
-from .effect import Effect
 from .halting import HaltWatch, settle_halted
 from .journal import GROUP, RunJournal
 from .parallel import BranchAbandoned, Resolved
@@ -101,8 +100,6 @@ class Runtime(ExecutionState):
         # Sub-runs (``ctx.run_child``): the engine executes them; by run id.
         self.children = children
         self.child_runs: dict[str, asyncio.Future[str]] = {}
-        self._plain = not self.frozen and self.tracing is None
-        """New calls of plain tasks may be ``Effect`` objects (``effect``)."""
 
     # -- the calls ctx makes ---------------------------------------------------
     #
@@ -122,22 +119,6 @@ class Runtime(ExecutionState):
     ) -> Awaitable[Any]:
         """``ctx.task`` at ``key``, unless it completed before (ctx answers that)."""
         if entry is None:
-            if self._plain and not tdef.retries and not tdef.external:
-                # The common new call: a branch driver takes it apart without
-                # a coroutine (``effect``); anything else awaits run_effect.
-                return self._handle(
-                    tdef,
-                    key,
-                    Effect(
-                        self,
-                        tdef,
-                        key,
-                        scope.last_text(),
-                        scope.prefix,
-                        args_bytes,
-                        address,
-                    ),
-                )
             return self._handle(
                 tdef,
                 key,
@@ -269,7 +250,7 @@ class Runtime(ExecutionState):
 
     # -- performing an effect ----------------------------------------------------
 
-    def request(
+    def _request(
         self,
         tdef: TaskDef[..., Any],
         key: bytes,
@@ -279,20 +260,24 @@ class Runtime(ExecutionState):
         deadline_ns: int | None,
     ) -> int | None:
         """Record a new call's request; returns its deadline (external timeouts)."""
-        self.journal.check_new_key(
-            key, scope_prefix, lambda: _describe_call(tdef, address)
-        )
-        if tdef.external and tdef.timeout is not None:
+        journal = self.journal
+        if journal.entries:  # a fresh run has none: no description to build
+            journal.check_new_key(
+                key, scope_prefix, lambda: _describe_call(tdef, address)
+            )
+        kind = tdef.kind
+        if kind != "task" and tdef.timeout is not None:  # external, timed
             deadline_ns = self.clock_ns() + int(tdef.timeout * 1e9)
         self.record(
             jf.EffectRequested(
                 key=key,
                 task=tdef.name,
-                kind=tdef.kind,
+                kind=kind,
                 args=address,
                 deadline_ns=deadline_ns,
             ),
-            jf.blobs_for(address, args_bytes),
+            # Small args are their own reference: no blob (and no empty dict).
+            None if len(address) < jf.ADDRESS_SIZE else {address: args_bytes},
         )
         return deadline_ns
 
@@ -339,7 +324,7 @@ class Runtime(ExecutionState):
         if self.frozen:
             await self._frozen_at(tdef, key, scope_prefix, address, new)
         if new:
-            deadline_ns = self.request(
+            deadline_ns = self._request(
                 tdef, key, scope_prefix, args_bytes, address, deadline_ns
             )
         if tdef.external:
@@ -370,71 +355,43 @@ class Runtime(ExecutionState):
                 # even if the process catches it, and nothing is recorded.
                 self.executor_lost = self.executor_lost or exc
                 raise
-            value, delay = self.outcome(tdef, key, key_text, attempt, status, payload)
-            if delay is None:
+            self.tick()
+            if status == jobs.OK:
+                value = jf.decode_payload(payload)
+                if tdef.result_type is not None:
+                    # Before recording: a result that does not fit is not kept.
+                    value = convert_result(tdef, value, self.run_id, key, live=True)
+                result_ref = jf.payload_ref(payload)
+                self.record(
+                    jf.EffectCompleted(key=key, result=result_ref),
+                    None if result_ref is payload else {result_ref: payload},
+                )
                 return value
-            if delay > 0:
-                # Through the hooks' sleep, like a timer: a test decides.
-                await waits.hooked_sleep(self, key, delay)
-            attempt += 1
-
-    def attempt_result(self, future: asyncio.Future[jobs.Outcome]) -> jobs.Outcome:
-        """The outcome of a finished attempt's future (cancelled: CancelledError).
-
-        Raises:
-            ExecutorUnavailable: the executor is gone; remembered, as in
-                ``run_effect``.
-        """
-        try:
-            return future.result()
-        except ExecutorUnavailable as exc:
-            self.executor_lost = self.executor_lost or exc
-            raise
-
-    def outcome(
-        self,
-        tdef: TaskDef[..., Any],
-        key: bytes,
-        key_text: str,
-        attempt: int,
-        status: int,
-        payload: Any,
-    ) -> tuple[Any, float | None]:
-        """Record an attempt's outcome: ``(value, None)``, or ``(None, delay)``.
-
-        ``delay``: the attempt failed and is retried after ``delay`` seconds.
-        A final failure is raised (``TaskFailed``, ``PayloadError``). The one
-        place either path (``run_effect``, ``effect.Effect``) decides.
-        """
-        self.tick()
-        if status == jobs.OK:
-            value = jf.decode_payload(payload)
-            if tdef.result_type is not None:
-                # Before recording: a result that does not fit is not kept.
-                value = convert_result(tdef, value, self.run_id, key, live=True)
-            result_ref = jf.payload_ref(payload)
-            self.record(
-                jf.EffectCompleted(key=key, result=result_ref),
-                jf.blobs_for(result_ref, payload),
+            if status == jobs.PAYLOAD_ERROR:
+                raise PayloadError(
+                    f"task {tdef.name!r} at key {key_text} of run {self.run_id!r}:"
+                    f" {payload}. Nothing was recorded for it; fix the task to return"
+                    " an encodable value and resume the run."
+                )
+            error = jf.ErrorInfo(
+                type=payload[0], message=payload[1], traceback=payload[2]
             )
-            return value, None
-        if status == jobs.PAYLOAD_ERROR:
-            raise PayloadError(
-                f"task {tdef.name!r} at key {key_text} of run {self.run_id!r}:"
-                f" {payload}. Nothing was recorded for it; fix the task to return"
-                " an encodable value and resume the run."
+            if attempt <= tdef.retries and retry.retryable(tdef, payload[3]):
+                delay = retry.backoff_delay(tdef, self.run_id, key_text, attempt)
+                self.record(
+                    jf.AttemptFailed(
+                        key=key, attempt=attempt, error=error, retry_in=delay
+                    )
+                )
+                if delay > 0:
+                    # Through the hooks' sleep, like a timer: a test decides.
+                    await waits.hooked_sleep(self, key, delay)
+                attempt += 1
+                continue
+            self.record(jf.EffectFailed(key=key, error=error, attempts=attempt))
+            raise TaskFailed(
+                error.type, error.message, error.traceback, key=key_text, task=tdef.name
             )
-        error = jf.ErrorInfo(type=payload[0], message=payload[1], traceback=payload[2])
-        if attempt <= tdef.retries and retry.retryable(tdef, payload[3]):
-            delay = retry.backoff_delay(tdef, self.run_id, key_text, attempt)
-            self.record(
-                jf.AttemptFailed(key=key, attempt=attempt, error=error, retry_in=delay)
-            )
-            return None, delay
-        self.record(jf.EffectFailed(key=key, error=error, attempts=attempt))
-        raise TaskFailed(
-            error.type, error.message, error.traceback, key=key_text, task=tdef.name
-        )
 
     # -- the whole execution -----------------------------------------------------
 
