@@ -322,7 +322,14 @@ def child_fresh(journal: str, name: str, n: int, repeat: int) -> dict[str, Any]:
             )
     best = max(runs, key=lambda r: r["per_s"])
     rates = [r["per_s"] for r in runs]
-    return {**best, "all_per_s": rates, "median_per_s": statistics.median(rates)}
+    cpus = [r["cpu_s"] for r in runs]
+    return {
+        **best,
+        "all_per_s": rates,
+        "median_per_s": statistics.median(rates),
+        "all_cpu_s": cpus,
+        "median_cpu_us": statistics.median(cpus) / n * 1e6,
+    }
 
 
 def child_profile(
@@ -485,7 +492,8 @@ def report(args: argparse.Namespace, res: dict[str, Any], total: float) -> None:
             f"best {fresh['per_s']:,.0f}/s of {len(rates)} runs ({spread}/s);"
             f" {fresh['commits']:,} commits (fsync); {fresh['wall_s']:.2f} s ="
             f" {_us(fresh['wall_s'] / n)}/effect; CPU {fresh['cpu_s']:.2f} s;"
-            f" cyclic GC {fresh['gc_s'] / fresh['wall_s']:.0%} of the run",
+            f" cyclic GC {fresh['gc_s'] / fresh['wall_s']:.0%} of the run;"
+            f" median CPU {fresh['median_cpu_us']:.1f} µs/effect",
         )
     for name, label in (("seq", "sequential"), ("par", "parallel.map")):
         if f"rss-{name}" not in res:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures as cf
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from typing import Any
 
 import journal_format as jf
@@ -25,6 +25,7 @@ import journal_format as jf
 from ..errors import ExecutorUnavailable
 from . import jobs
 from .calls import Call, Slots, cancelled_inside, injected_outcome
+from .eager import start_eager
 from .executors import ExecutorSet
 from .group_commit import shared_pump
 from .hooks import Hooks
@@ -80,6 +81,10 @@ class Dispatcher:
         self.in_flight = 0
         self.dispatched = 0
         self._pump_scheduled = False
+        self._deferred = False
+        """The pump stepped back once behind the loop's queued callbacks."""
+        self._loop_ready: Sized = getattr(loop, "_ready", ())
+        """The loop's queue of ready callbacks (asyncio's own event loops)."""
         self._on_progress = on_progress
         self._on_fault = on_fault
         self.closed = False
@@ -176,9 +181,21 @@ class Dispatcher:
     # -- the pump ----------------------------------------------------------------
 
     def _pump(self) -> None:
-        self._pump_scheduled = False
         if self.closed:
+            self._pump_scheduled = False
             return
+        # Group commit: the first completion of a loop iteration schedules the
+        # pump, and the wake-ups of the others, already queued, would land in
+        # the next commit. So the pump steps back once behind the callbacks
+        # queued now (asyncio's ready queue; a loop without one commits at
+        # once): one commit, one fsync, for all of them. Once only, so a loop
+        # that is never idle still commits every other iteration.
+        if self._loop_ready and not self._deferred:
+            self._deferred = True
+            self.loop.call_soon(self._pump)
+            return
+        self._deferred = False
+        self._pump_scheduled = False
         try:
             self._commit_and_start()
         except BaseException as exc:  # a failed commit (disk full …), above all
@@ -245,12 +262,15 @@ class Dispatcher:
         tdef = call.tdef
         if tdef.timeout is not None:
             call.timer = self.loop.call_later(tdef.timeout, self._timed_out, call)
-        injected = injected_outcome(self.hooks, call)
+        injected = None if self.hooks is None else injected_outcome(self.hooks, call)
         if injected is not None:
             self._finish(call, injected)
         elif tdef.is_async:
-            call.task = self.loop.create_task(self._run_async(call))
+            # Eager: a task that never suspends completes here, like an inline
+            # one (its completion joins the next commit); one that suspends
+            # goes on as an ordinary Task. Added first: it may finish at once.
             self._async_calls.add(call)
+            call.task = start_eager(self.loop, self._run_async(call))
         elif tdef.executor == "inline":
             try:
                 outcome = jobs.run_call(

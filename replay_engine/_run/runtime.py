@@ -260,20 +260,24 @@ class Runtime(ExecutionState):
         deadline_ns: int | None,
     ) -> int | None:
         """Record a new call's request; returns its deadline (external timeouts)."""
-        self.journal.check_new_key(
-            key, scope_prefix, lambda: _describe_call(tdef, address)
-        )
-        if tdef.external and tdef.timeout is not None:
+        journal = self.journal
+        if journal.entries:  # a fresh run has none: no description to build
+            journal.check_new_key(
+                key, scope_prefix, lambda: _describe_call(tdef, address)
+            )
+        kind = tdef.kind
+        if kind != "task" and tdef.timeout is not None:  # external, timed
             deadline_ns = self.clock_ns() + int(tdef.timeout * 1e9)
         self.record(
             jf.EffectRequested(
                 key=key,
                 task=tdef.name,
-                kind=tdef.kind,
+                kind=kind,
                 args=address,
                 deadline_ns=deadline_ns,
             ),
-            jf.blobs_for(address, args_bytes),
+            # Small args are their own reference: no blob (and no empty dict).
+            None if len(address) < jf.ADDRESS_SIZE else {address: args_bytes},
         )
         return deadline_ns
 
@@ -360,7 +364,7 @@ class Runtime(ExecutionState):
                 result_ref = jf.payload_ref(payload)
                 self.record(
                     jf.EffectCompleted(key=key, result=result_ref),
-                    jf.blobs_for(result_ref, payload),
+                    None if result_ref is payload else {result_ref: payload},
                 )
                 return value
             if status == jobs.PAYLOAD_ERROR:
