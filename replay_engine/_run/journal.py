@@ -25,7 +25,7 @@ from ..errors import JournalWriteError, NonDeterminismError
 from .divergence import describe_call, describe_entry, divergence
 from .history import Ending
 from .hooks import SimulatedCrash
-from .reached import Reached
+from .reached import Reached, reached_for
 
 GROUP = -1
 """The call kind of a parallel group: it takes a key but records nothing there,
@@ -135,7 +135,7 @@ class RunJournal:
         index, restored = self.store.load_index(self.run_id, stop=stop)
         self.index, self.entries = index, index.calls
         self.recorded_events = self.known_events = index.events
-        self.visited = Reached(index.calls, index.events)
+        self.visited = reached_for(index.calls, index.events)
         self.restored_events = restored
         # Many events read one by one (no checkpoint, or an old one: say the
         # run was killed mid-run): the first commit checkpoints, so the next
