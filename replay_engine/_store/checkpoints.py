@@ -181,9 +181,5 @@ class _TailCalls(dict[bytes, jf.CallEntry]):
         keys = list(base)
         keys.extend(key for key in self if key not in base)
         keys.sort()  # base's keys come in fold order: mostly sorted already
-        mine = self.get_own
-        return keys, [mine(key) or base[key] for key in keys]
-
-    def get_own(self, key: bytes) -> jf.CallEntry | None:
-        """The overlay's own entry at ``key`` (``base``'s is not consulted)."""
-        return dict.get(self, key)
+        own = dict.get  # the overlay's own entry: C calls, no Python frame
+        return keys, [own(self, key) or base[key] for key in keys]
