@@ -8,7 +8,8 @@ signal is posted and the run resumed to the end (checkpoint + short tail).
 The resuming child samples ``/proc/self/status`` (VmRSS, RssAnon, RssFile)
 from a thread every 2 ms and keeps the largest sample of each phase: the fold
 (``Store.load_index``), the commits (``Store.append``, the last one writes the
-checkpoint) and the re-execution (the rest). Linux only (``/proc``).
+checkpoint) and the re-execution (the rest); VmHWM (the kernel's high-water
+mark, exact) is read at each phase's end too. Linux only (``/proc``).
 
     .venv/bin/python bench/bench_rss.py --n 500000            # 1,000,005 events
     .venv/bin/python bench/bench_rss.py --n 500000 --against /tmp/base-tree
@@ -44,27 +45,30 @@ async def warm(inputs: dict[str, int], ctx: Any) -> int:
     return inputs["n"]
 
 
-def _status() -> tuple[int, int, int]:
+def _status() -> tuple[int, int, int, int]:
     fields = {}
     with open("/proc/self/status", encoding="ascii") as f:
         for line in f:
             name, _, rest = line.partition(":")
-            if name in ("VmRSS", "RssAnon", "RssFile"):
+            if name in ("VmRSS", "RssAnon", "RssFile", "VmHWM"):
                 fields[name] = int(rest.split()[0]) // 1024
-    return fields["VmRSS"], fields["RssAnon"], fields["RssFile"]
+    return fields["VmRSS"], fields["RssAnon"], fields["RssFile"], fields["VmHWM"]
 
 
 def child_resume(journal: str, case: str, n: int) -> dict[str, Any]:
     from replay_engine._store.store import Store
 
     phase = ["open"]
-    peaks: dict[str, tuple[int, int, int]] = {}
+    peaks: dict[str, tuple[int, int, int, int]] = {}
     done = threading.Event()
 
     def take(name: str) -> None:
         now = _status()
-        if now[0] > peaks.get(name, (0, 0, 0))[0]:
+        old = peaks.get(name, (0, 0, 0, 0))
+        if now[0] > old[0]:
             peaks[name] = now
+        elif now[3] > old[3]:
+            peaks[name] = (*old[:3], now[3])
 
     def sample() -> None:
         while not done.is_set():
@@ -132,8 +136,11 @@ def main() -> None:
     bench_cold.precompile(Path(__file__).resolve().parent.parent)
     script = os.path.abspath(__file__)
     trees = ["", *([args.against] if args.against else [])]
-    print("| case | tree | phase | VmRSS MB | anon MB | file MB |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| case | tree | phase | sampled VmRSS MB | anon MB | file MB"
+        " | VmHWM at its end MB |"
+    )
+    print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="bench-rss-") as tmp:
         base = Path(tmp)
         for case in args.cases.split(","):
@@ -152,10 +159,10 @@ def main() -> None:
                     script, f"resume:{case}:{args.n}", copy, [], env=env
                 )
                 for name in ("fold", "re-execution", "commit", "end"):
-                    rss, anon, file = out["peaks"].get(name, (0, 0, 0))
+                    rss, anon, file, hwm = out["peaks"].get(name, (0, 0, 0, 0))
                     print(
                         f"| {case} | {tree or 'this'} | {name} | {rss} | {anon}"
-                        f" | {file} |"
+                        f" | {file} | {hwm} |"
                     )
                 print(f"| {case} | {tree or 'this'} | wall s | {out['wall']:.1f} | | |")
                 sys.stdout.flush()
