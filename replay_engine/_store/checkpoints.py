@@ -96,6 +96,9 @@ def read_checkpoint(
             run_id,
         )
         return None
+    # The record's bytes (tens of MB on a long run) are not needed past the
+    # decode: not held while the index's dict is built (the warm peak).
+    del raw
     events_db = dbs[jf.DB_EVENTS]
 
     def digest_of(seq: int) -> bytes | None:
