@@ -23,6 +23,8 @@ from ._checkpoint import (
     decode_checkpoint as decode_checkpoint,
     encode_checkpoint as encode_checkpoint,
     out_of_place as out_of_place,
+    seal_checkpoint as seal_checkpoint,
+    unseal_checkpoint as unseal_checkpoint,
 )
 from ._codec import (
     ADDRESS_SIZE as ADDRESS_SIZE,
@@ -198,8 +200,10 @@ __all__ = [
     "ref_is_inline",
     "run_prefix",
     "seal",
+    "seal_checkpoint",
     "seq_of_event_key",
     "unpack_active",
     "unpack_seq",
     "unseal",
+    "unseal_checkpoint",
 ]

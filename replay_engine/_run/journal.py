@@ -25,6 +25,7 @@ from ..errors import JournalWriteError, NonDeterminismError
 from .divergence import describe_call, describe_entry, divergence
 from .history import Ending
 from .hooks import SimulatedCrash
+from .reached import Reached, reached_for
 
 GROUP = -1
 """The call kind of a parallel group: it takes a key but records nothing there,
@@ -48,7 +49,7 @@ class RunJournal:
         self.entries: dict[bytes, jf.CallEntry] | KeyedCalls = self.index.calls
         """The index's calls; for a time-travel replay (:meth:`load_keyed`),
         looked up in the journal key by key instead of held."""
-        self.visited: set[bytes] | Visited = set()
+        self.visited: set[bytes] | Visited | Reached = set()
         """Recorded keys this execution has reached (the rest are checked last)."""
         self.diverged: NonDeterminismError | None = None
         """The first divergence this execution met. Every later ctx call
@@ -132,10 +133,9 @@ class RunJournal:
         events (time travel).
         """
         index, restored = self.store.load_index(self.run_id, stop=stop)
-        self.index = index
-        self.entries = index.calls
-        self.recorded_events = index.events
-        self.known_events = index.events
+        self.index, self.entries = index, index.calls
+        self.recorded_events = self.known_events = index.events
+        self.visited = reached_for(index.calls, index.events)
         self.restored_events = restored
         # Many events read one by one (no checkpoint, or an old one: say the
         # run was killed mid-run): the first commit checkpoints, so the next

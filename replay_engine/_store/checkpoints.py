@@ -86,7 +86,7 @@ def read_checkpoint(
     if raw is None:
         return None
     try:
-        checkpoint = jf.decode_checkpoint(jf.unseal(raw)[1])
+        checkpoint = jf.unseal_checkpoint(raw)
     except jf.FormatError as exc:
         _log.warning(
             "run %r: its checkpoint is damaged (%s); reading every event"
@@ -96,6 +96,9 @@ def read_checkpoint(
             run_id,
         )
         return None
+    # The record's bytes (tens of MB on a long run) are not needed past the
+    # decode: not held while the index's dict is built (the warm peak).
+    del raw
     events_db = dbs[jf.DB_EVENTS]
 
     def digest_of(seq: int) -> bytes | None:
@@ -118,41 +121,13 @@ def put_checkpoint(
 ) -> int:
     """Checkpoint the run as it stands in ``txn``, from ``base``; events covered.
 
-    ``base`` is left as it is (the runtime may still be using it): a copy,
-    through the checkpoint's own encoding, is brought up to date. Returns 0
-    when no checkpoint was written.
-    """
-    version = jf.FORMAT_VERSION
-    index = _copy_for_tail(txn, dbs, run_id, base)
-    try:
-        fold_events(txn, dbs, run_id, index, None)
-    except JournalCorruptError as exc:
-        # Never lose the events being appended over derived data.
-        _log.warning("run %r: no checkpoint written: %s", run_id, exc)
-        return 0
-    txn.put(
-        jf.run_prefix(run_id),
-        jf.seal(jf.encode_checkpoint(index.to_checkpoint(run_id, version))),
-        db=dbs[jf.DB_CHECKPOINTS],
-    )
-    return index.events
-
-
-def _copy_for_tail(
-    txn: Any, dbs: dict[bytes, Any], run_id: str, base: jf.CallIndex
-) -> jf.CallIndex:
-    """A copy of ``base`` into which the run's later events can be folded.
-
-    Folding mutates only the entries at the keys of the events it folds, so
-    the copy shares every other entry with ``base`` and copies those: the
-    containers are new, the entries the tail touches are copies. (It was a
-    round trip through the checkpoint encoding, a copy of every entry: on the
-    first commit after a cold resume that cost more than the fold of the tail.)
-    The tail is decoded here without checks only to find its keys; the fold
-    that follows checks every record.
+    ``base`` is left as it is (the runtime may still be using it): the events
+    after it are folded into an overlay (:class:`_TailCalls`) and the
+    checkpoint is built from both. Returns 0 when no checkpoint was written.
     """
     index = jf.CallIndex()
-    calls = index.calls = dict(base.calls)
+    overlay = _TailCalls(base.calls)
+    index.calls = overlay
     index.logs = set(base.logs)
     index.signals = list(base.signals)
     index.consumed_signals = set(base.consumed_signals)
@@ -160,19 +135,54 @@ def _copy_for_tail(
     index.last_event = base.last_event
     index.events = base.events
     index.head = base.head
-    prefix = jf.run_prefix(run_id)
-    cursor = txn.cursor(db=dbs[jf.DB_EVENTS])
-    if not cursor.set_range(jf.event_key(prefix, base.events)):
-        return index
-    copy = msgspec.structs.replace
-    for key, value in cursor:
-        if not key.startswith(prefix):
-            break
-        try:
-            event = jf.decode_envelope(value[jf.ADDRESS_SIZE :]).event
-        except jf.FormatError:
-            break  # damaged: the checked fold reports it
-        call_key: bytes | None = getattr(event, "key", None)
-        if call_key is not None and (entry := calls.get(call_key)) is not None:
-            calls[call_key] = copy(entry)
-    return index
+    try:
+        fold_events(txn, dbs, run_id, index, None)
+    except JournalCorruptError as exc:
+        # Never lose the events being appended over derived data.
+        _log.warning("run %r: no checkpoint written: %s", run_id, exc)
+        return 0
+    index.calls = {}  # the overlay is read below, not through the index
+    checkpoint = index.to_checkpoint(run_id, jf.FORMAT_VERSION)
+    checkpoint.keys, checkpoint.calls = overlay.merged()
+    sealed = jf.seal_checkpoint(checkpoint)
+    del checkpoint  # its lists: before LMDB copies the record
+    txn.put(jf.run_prefix(run_id), sealed, db=dbs[jf.DB_CHECKPOINTS])
+    return index.events
+
+
+class _TailCalls(dict[bytes, jf.CallEntry]):
+    """The calls of a tail folded over ``base``'s, without copying ``base``.
+
+    It was a copy of the whole dict (tens of MB on a long run's first
+    checkpoint, at the peak of a cold resume). The fold reads an entry to
+    mutate it only through ``get`` (``CallIndex.fold_records``,
+    ``_fold_other``, ``_effect``), so ``get`` copies a base entry into the
+    overlay first; new entries are set into the overlay directly. ``base``
+    is never written.
+    """
+
+    __slots__ = ("base",)
+
+    def __init__(self, base: dict[bytes, jf.CallEntry]) -> None:
+        super().__init__()
+        self.base = base
+
+    def get(  # type: ignore[override]
+        self, key: bytes, default: jf.CallEntry | None = None
+    ) -> jf.CallEntry | None:
+        entry = dict.get(self, key)
+        if entry is None:
+            entry = self.base.get(key)
+            if entry is None:
+                return default
+            entry = self[key] = msgspec.structs.replace(entry)
+        return entry
+
+    def merged(self) -> tuple[list[bytes], list[jf.CallEntry]]:
+        """Every key of base and overlay in byte order (JF-103), and their entries."""
+        base = self.base
+        keys = list(base)
+        keys.extend(key for key in self if key not in base)
+        keys.sort()  # base's keys come in fold order: mostly sorted already
+        own = dict.get  # the overlay's own entry: C calls, no Python frame
+        return keys, [own(self, key) or base[key] for key in keys]

@@ -192,3 +192,29 @@ def test_folding_stored_records_stops_at_the_first_damaged_one() -> None:
     index = jf.CallIndex()
     index.fold_records("r1", records, stop=4)
     assert index.events == 4 and index.head == records[3][1][:32]
+
+
+@pytest.mark.spec("JF-100", "JF-101")
+@given(histories())
+def test_sealing_in_place_gives_the_bytes_of_seal_of_the_encoding(
+    history: list[Any],
+) -> None:
+    # seal_checkpoint writes the encoding after room for its digest (no
+    # second copy of a large checkpoint): the stored bytes must not change.
+    checkpoint = _fold(history).to_checkpoint("r1", jf.FORMAT_VERSION)
+    sealed = jf.seal_checkpoint(checkpoint)
+    assert bytes(sealed) == jf.seal(jf.encode_checkpoint(checkpoint))
+    assert jf.unseal_checkpoint(bytes(sealed)) == checkpoint
+
+
+@pytest.mark.spec("JF-100")
+def test_unsealing_a_checkpoint_checks_its_digest() -> None:
+    checkpoint = _fold([STARTED, jf.TimerStarted(key=K1, due_ns=1)]).to_checkpoint(
+        "r1", 1
+    )
+    sealed = bytearray(jf.seal_checkpoint(checkpoint))
+    sealed[-1] ^= 1
+    with pytest.raises(jf.FormatError, match="digest"):
+        jf.unseal_checkpoint(bytes(sealed))
+    with pytest.raises(jf.FormatError, match="truncated"):
+        jf.unseal_checkpoint(bytes(sealed[:5]))

@@ -102,10 +102,12 @@ EXPECTED_ALL = [
     "ref_is_inline",
     "run_prefix",
     "seal",
+    "seal_checkpoint",
     "seq_of_event_key",
     "unpack_active",
     "unpack_seq",
     "unseal",
+    "unseal_checkpoint",
 ]
 
 

@@ -1,0 +1,172 @@
+"""Issue 17: peak RSS of a large resume, by phase (cold and warm).
+
+Cold: ``bench_cold.py``'s crashed run (``n`` sequential effects, SIGKILLed
+with one in flight, no checkpoint) resumed to the end. Warm: ``n`` sequential
+effects, then a wait for a signal: the run waits with a checkpoint; the
+signal is posted and the run resumed to the end (checkpoint + short tail).
+
+The resuming child samples ``/proc/self/status`` (VmRSS, RssAnon, RssFile)
+from a thread every 2 ms and keeps the largest sample of each phase: the fold
+(``Store.load_index``), the commits (``Store.append``, the last one writes the
+checkpoint) and the re-execution (the rest); VmHWM (the kernel's high-water
+mark, exact) is read at each phase's end too. Linux only (``/proc``).
+
+    .venv/bin/python bench/bench_rss.py --n 500000            # 1,000,005 events
+    .venv/bin/python bench/bench_rss.py --n 500000 --against /tmp/base-tree
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import _child
+import bench_cold
+
+from replay_engine import Engine, task
+
+
+@task(executor="inline")
+def step(i: int) -> int:
+    return i
+
+
+async def warm(inputs: dict[str, int], ctx: Any) -> int:
+    for i in range(inputs["n"]):
+        await ctx.task(step, {"i": i})
+    await ctx.wait_for_event("go", timeout=3600)
+    return inputs["n"]
+
+
+def _status() -> tuple[int, int, int, int]:
+    fields = {}
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            name, _, rest = line.partition(":")
+            if name in ("VmRSS", "RssAnon", "RssFile", "VmHWM"):
+                fields[name] = int(rest.split()[0]) // 1024
+    return fields["VmRSS"], fields["RssAnon"], fields["RssFile"], fields["VmHWM"]
+
+
+def child_resume(journal: str, case: str, n: int) -> dict[str, Any]:
+    from replay_engine._store.store import Store
+
+    phase = ["open"]
+    peaks: dict[str, tuple[int, int, int, int]] = {}
+    done = threading.Event()
+
+    def take(name: str) -> None:
+        now = _status()
+        old = peaks.get(name, (0, 0, 0, 0))
+        if now[0] > old[0]:
+            peaks[name] = now
+        elif now[3] > old[3]:
+            peaks[name] = (*old[:3], now[3])
+
+    def sample() -> None:
+        while not done.is_set():
+            take(phase[0])
+            time.sleep(0.002)
+
+    def phased(method: Any, name: str) -> Any:
+        # A sample at each end too: the sampler needs the GIL, which one long
+        # C call (decoding a checkpoint) holds for the whole of it.
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            take(phase[0])
+            phase[0] = name
+            try:
+                return method(*args, **kwargs)
+            finally:
+                take(name)
+                phase[0] = "re-execution"
+
+        return wrapper
+
+    Store.load_index = phased(Store.load_index, "fold")  # type: ignore[method-assign]
+    Store.append = phased(Store.append, "commit")  # type: ignore[method-assign]
+    Store.append_group = phased(Store.append_group, "commit")  # type: ignore[method-assign]
+    start = _status()
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    started = time.perf_counter()
+    with Engine(journal) as engine:
+        process = bench_cold.cold_seq if case == "cold" else warm
+        run = engine.resume("seq" if case == "cold" else "r", process=process)
+    wall = time.perf_counter() - started
+    take("end")
+    done.set()
+    sampler.join()
+    assert run.status == "completed", run.status
+    return {"start": start, "peaks": peaks, "wall": wall}
+
+
+def child_record_warm(journal: str, n: int) -> dict[str, Any]:
+    with Engine(journal, durability="process") as engine:
+        run = engine.run(warm, {"n": n}, run_id="r")
+        assert run.status == "waiting", run.status
+        engine.post_event("r", "go", {})
+    return {}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=500_000)
+    parser.add_argument("--against", help="a tree to A/B against (PYTHONPATH)")
+    parser.add_argument("--cases", default="cold,warm")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--journal", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        kind, case, n = args.child.split(":")
+        if kind == "record":
+            result = child_record_warm(args.journal, int(n))
+        else:
+            result = child_resume(args.journal, case, int(n))
+        import json
+
+        print(json.dumps(result))
+        return
+    bench_cold.precompile(Path(__file__).resolve().parent.parent)
+    script = os.path.abspath(__file__)
+    trees = ["", *([args.against] if args.against else [])]
+    print(
+        "| case | tree | phase | sampled VmRSS MB | anon MB | file MB"
+        " | VmHWM at its end MB |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory(prefix="bench-rss-") as tmp:
+        base = Path(tmp)
+        for case in args.cases.split(","):
+            made = base / f"made-{case}"
+            if case == "cold":
+                bench_cold.crash(made, "seq", args.n)  # the run is named "seq"
+            else:
+                _child.run_child(script, f"record:{case}:{args.n}", made, [])
+            for tree in trees:
+                copy = base / "try"
+                shutil.rmtree(copy, ignore_errors=True)
+                shutil.copytree(made, copy)
+                env = {**os.environ, **({"PYTHONPATH": tree} if tree else {})}
+                env["BENCH_COLD_RESUMING"] = "1"
+                out = _child.run_child(
+                    script, f"resume:{case}:{args.n}", copy, [], env=env
+                )
+                for name in ("fold", "re-execution", "commit", "end"):
+                    rss, anon, file, hwm = out["peaks"].get(name, (0, 0, 0, 0))
+                    print(
+                        f"| {case} | {tree or 'this'} | {name} | {rss} | {anon}"
+                        f" | {file} | {hwm} |"
+                    )
+                print(f"| {case} | {tree or 'this'} | wall s | {out['wall']:.1f} | | |")
+                sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
