@@ -104,7 +104,8 @@ def probe_run(path: str, run_id: str | None, *, payloads: bool = True) -> None:
     The child reads the run's record and every event, and with ``payloads``
     every payload they name (what a resume reads). ``post`` reads no stored
     payload (it validates the key's events and appends), so it probes
-    without: on a run of 40,000 events that is about a third of the reading.
+    without (a post to a run of 20,000 events naming 10,000 stored payloads:
+    about 13% less CPU; reading and checking the events is the rest).
 
     Errors the reads raise are left for the command itself to report: only a
     child killed by a fault is turned into a ``JournalCorruptError`` here.

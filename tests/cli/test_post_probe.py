@@ -4,8 +4,8 @@ A command that changes a run first has a forked child read what it will read
 (``_cli/isolation.py``), so that a damaged page kills the child, not the
 writer. ``post`` validates the key's events and appends: it reads no stored
 payload, so its probe reads the run's record and events only; a resume's
-probe reads every payload too. Reading 20,000 payloads cost a long run's
-``post`` about a third of its probe.
+probe reads every payload too (10,000 stored payloads were about 13% of a
+post's CPU on a run of 20,000 events).
 """
 
 from __future__ import annotations
