@@ -38,7 +38,7 @@ from .errors import (
 
 # The real names for type checkers; at run time see __getattr__ below.
 if _typing.TYPE_CHECKING:
-    from ._api.compat import RunCompatibility as RunCompatibility
+    from ._api.compat_result import RunCompatibility as RunCompatibility
     from ._api.durable import DurableProcess as DurableProcess
     from ._api.engine import Engine as Engine
     from ._api.executing import load_process as load_process
@@ -54,7 +54,7 @@ if _typing.TYPE_CHECKING:
         LogEntry as LogEntry,
         Snapshot as Snapshot,
     )
-    from ._api.statistics import EngineStatistics as EngineStatistics
+    from ._api.statistics_result import EngineStatistics as EngineStatistics
     from ._api.waiting import SignalWait as SignalWait, Waiting as Waiting
     from ._api.worker import (
         QueueLimits as QueueLimits,
@@ -88,7 +88,7 @@ if _typing.TYPE_CHECKING:
 # pytest plugin) does not pay for asyncio, the run layer and the checker up
 # front. ``from replay_engine import Engine`` works as before.
 _LAZY: dict[str, tuple[str, str]] = {
-    "RunCompatibility": ("._api.compat", "RunCompatibility"),
+    "RunCompatibility": ("._api.compat_result", "RunCompatibility"),
     "DurableProcess": ("._api.durable", "DurableProcess"),
     "Engine": ("._api.engine", "Engine"),
     "load_process": ("._api.executing", "load_process"),
@@ -100,7 +100,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "CallStream": ("._api.snapshots", "CallStream"),
     "LogEntry": ("._api.snapshots", "LogEntry"),
     "Snapshot": ("._api.snapshots", "Snapshot"),
-    "EngineStatistics": ("._api.statistics", "EngineStatistics"),
+    "EngineStatistics": ("._api.statistics_result", "EngineStatistics"),
     "SignalWait": ("._api.waiting", "SignalWait"),
     "Waiting": ("._api.waiting", "Waiting"),
     "QueueLimits": ("._api.worker", "QueueLimits"),

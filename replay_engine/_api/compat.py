@@ -12,8 +12,7 @@ from the journal.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from ..errors import JournalCorruptError, NonDeterminismError, ReplayEngineError
 from .base import run_sync
@@ -22,6 +21,7 @@ from .travel import TimeTravel
 
 if TYPE_CHECKING:
     from .._run.history import Ending
+    from .compat_result import RunCompatibility
 
 # The run layer is imported by the methods that replay (issue 16: an Engine
 # opened to read a journal never loads it).
@@ -29,31 +29,6 @@ if TYPE_CHECKING:
 TAIL_EVENTS = 8
 """How many of a run's last events are read to find its terminal event
 (key-less events an execution or a canceller leaves may follow it)."""
-
-Verdict = Literal["compatible", "breaks", "error"]
-
-
-@dataclass(frozen=True)
-class RunCompatibility:
-    """What replaying one stored run against the given code found."""
-
-    run_id: str
-    status: str
-    """The run's status (as ``Engine.status`` shows it)."""
-    verdict: Verdict
-    """``compatible``; ``breaks`` (the code diverges from the journal); or
-    ``error`` (the replay could not be made: a damaged journal, say)."""
-    key: str = ""
-    """For ``breaks``: the invocation key of the first divergence."""
-    seq: int | None = None
-    """For ``breaks``: the journal event recorded there, if any."""
-    message: str = ""
-    """For ``breaks`` and ``error``: what was found (recorded vs replayed)."""
-
-    @property
-    def compatible(self) -> bool:
-        """True when the run would replay as recorded."""
-        return self.verdict == "compatible"
 
 
 class CompatChecking(TimeTravel):
@@ -106,6 +81,8 @@ class CompatChecking(TimeTravel):
     async def _check_one(
         self, run_id: str, status: str, fn: ProcessFn
     ) -> RunCompatibility:
+        from .compat_result import RunCompatibility
+
         try:
             await self._replay_whole(run_id, fn)
         except NonDeterminismError as exc:

@@ -24,13 +24,6 @@ from .children import (
     deliver_if_child,
     end_children_of_timed_out,
 )
-from .code_changes import (
-    CodeNow,
-    change_warnings,
-    code_changed_first,
-    describe_change,
-    last_recorded,
-)
 from .durable import DurableProcess
 from .execution_info import MAX_PASSES, execution_event
 from .processes import ProcessLike, load_typed
@@ -42,6 +35,8 @@ if TYPE_CHECKING:
 
 # The runtime (and asyncio with it) is imported by the methods that execute,
 # not here: an Engine opened to read a journal never needs it (issue 16).
+# Nor ``code_changes`` (its dataclass, msgspec's inspection, logging): only
+# ``run``/``resume`` compare the code with the journal's.
 ProcessFn = Callable[[Any, "Context"], Coroutine[Any, Any, Any]]
 OnProgress = Callable[[RunStats], None]
 OnLog = Callable[[str, str, dict[str, Any]], None]
@@ -148,6 +143,8 @@ class Executing(EngineBase):
             inputs, f"the inputs of run {run_id!r}", "; nothing was recorded"
         )
         address = jf.payload_ref(inputs_bytes)
+        from .code_changes import CodeNow  # start-up: see the note below
+
         code = CodeNow.of(process)
         started = jf.RunStarted(
             process=ref,
@@ -294,6 +291,14 @@ class Executing(EngineBase):
             fn = self._processes.resolve(run_id, self._first(run_id), process)
             if process is not None:
                 self._processes.used(run_id, fn)
+            from .code_changes import (
+                CodeNow,
+                change_warnings,
+                code_changed_first,
+                describe_change,
+                last_recorded,
+            )
+
             code = CodeNow.of(fn)
             recorded = last_recorded(self._store, run_id, locked, started)
             change = describe_change(fn, code, recorded)

@@ -16,18 +16,10 @@ from .base import run_sync
 from .executing import ProcessFn
 from .inspecting import Inspection
 from .results import RunInfo
-from .snapshots import (
-    CallState,
-    CallStream,
-    LogEntry,
-    Snapshot,
-    build_calls,
-    read_in_batches,
-    stream_calls,
-)
 
 if TYPE_CHECKING:
     from .._run.history import Ending
+    from .snapshots import CallState, CallStream, LogEntry, Snapshot
 
 
 class TimeTravel(Inspection):
@@ -121,6 +113,10 @@ class TimeTravel(Inspection):
             hooks=self._hooks,
         )
         outcome = await runtime.execute(fn, inputs)
+        # Start-up: the snapshot's dataclasses are made by the first replay,
+        # not by every command that opens an Engine (issue 16).
+        from .snapshots import Snapshot, build_calls
+
         states: list[CallState] = []
         logs: list[LogEntry] = []
         if calls:
@@ -165,6 +161,8 @@ class TimeTravel(Inspection):
             ReplayRangeError: ``until`` is out of range or names an unknown key.
             JournalCorruptError: while iterating, a damaged event.
         """
+        from .snapshots import CallStream, read_in_batches, stream_calls
+
         record = self._store.require_run(run_id)
         limit = self._resolve_until(run_id, record.events, until)
 

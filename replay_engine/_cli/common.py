@@ -191,6 +191,7 @@ def open_engine(
     durability: Literal["fsync", "process"] = "fsync",
     executor: cf.Executor | str | None = None,
     run_id: str | None = None,
+    probe_payloads: bool = True,
 ) -> Iterator[Engine]:
     """The engine on ``--journal``, opened as ``access`` says; closed after.
 
@@ -203,7 +204,8 @@ def open_engine(
 
     From the console script, a damaged page cannot kill the command (see
     ``isolation``): a reading command goes on in a child process, and a
-    ``write`` first has a child read what changing ``run_id`` will read.
+    ``write`` first has a child read what changing ``run_id`` will read
+    (its record, events and, unless ``probe_payloads`` is false, payloads).
     """
     with core.collector_paused():
         from .. import Engine
@@ -213,7 +215,7 @@ def open_engine(
         isolation.read_in_child(path, functools.partial(_report, ctx))
     elif access == "write":
         try:
-            isolation.probe_run(path, run_id)
+            isolation.probe_run(path, run_id, payloads=probe_payloads)
         except ReplayEngineError as exc:
             raise CliError.from_exception(exc, as_json=json_mode(ctx)) from None
     try:

@@ -206,7 +206,10 @@ def post_command(
         raise usage_error("--heartbeat needs --by WORKER and --lease SECONDS", ctx)
 
     doc: dict[str, Any]
-    with open_engine(ctx, access="write", run_id=run_id) as engine, rejections(as_json):
+    # post, post --event and --heartbeat read no stored payload: the probe
+    # reads the run's record and events only (isolation.probe_run).
+    engine_cm = open_engine(ctx, access="write", run_id=run_id, probe_payloads=False)
+    with engine_cm as engine, rejections(as_json):
         if action == "event":
             assert event is not None
             doc, human = _send_event(ctx, engine, run_id, event, payload_json, error)

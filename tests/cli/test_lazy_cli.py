@@ -131,6 +131,14 @@ NOT_FOR_READING = (
     "replay_engine._cli.timeline_html",
     "replay_engine._cli.debug_cmd",
     "replay_engine._cli.check_cmd",
+    # Dataclasses of methods these commands do not call (issue 16, s16c):
+    # replay's snapshot, check_compatible's and statistics' results, the
+    # code-change comparison of run/resume, the journal's usage.
+    "replay_engine._api.snapshots",
+    "replay_engine._api.compat_result",
+    "replay_engine._api.statistics_result",
+    "replay_engine._api.code_changes",
+    "replay_engine._store.usage",
 )
 
 

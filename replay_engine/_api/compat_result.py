@@ -1,0 +1,36 @@
+"""``RunCompatibility``: what ``Engine.check_compatible`` found for one run.
+
+A module of its own so that an ``Engine`` opened to read a journal does not
+make this dataclass (issue 16's start-up budget): :mod:`.compat` imports it
+when it checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Verdict = Literal["compatible", "breaks", "error"]
+
+
+@dataclass(frozen=True)
+class RunCompatibility:
+    """What replaying one stored run against the given code found."""
+
+    run_id: str
+    status: str
+    """The run's status (as ``Engine.status`` shows it)."""
+    verdict: Verdict
+    """``compatible``; ``breaks`` (the code diverges from the journal); or
+    ``error`` (the replay could not be made: a damaged journal, say)."""
+    key: str = ""
+    """For ``breaks``: the invocation key of the first divergence."""
+    seq: int | None = None
+    """For ``breaks``: the journal event recorded there, if any."""
+    message: str = ""
+    """For ``breaks`` and ``error``: what was found (recorded vs replayed)."""
+
+    @property
+    def compatible(self) -> bool:
+        """True when the run would replay as recorded."""
+        return self.verdict == "compatible"
