@@ -11,7 +11,7 @@ from the journal.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from ..errors import JournalCorruptError, NonDeterminismError, ReplayEngineError
@@ -20,7 +20,10 @@ from .executing import ProcessFn, load_process
 from .travel import TimeTravel
 
 if TYPE_CHECKING:
+    import journal_format as jf
+
     from .._run.history import Ending
+    from .._run.stats import FrontierCall
     from .compat_result import RunCompatibility
 
 # The run layer is imported by the methods that replay (issue 16: an Engine
@@ -84,7 +87,7 @@ class CompatChecking(TimeTravel):
         from .compat_result import RunCompatibility
 
         try:
-            await self._replay_whole(run_id, fn)
+            unproven = await self._replay_whole(run_id, fn)
         except NonDeterminismError as exc:
             return RunCompatibility(
                 run_id, status, "breaks", exc.key, exc.seq, str(exc)
@@ -93,15 +96,23 @@ class CompatChecking(TimeTravel):
             return RunCompatibility(
                 run_id, status, "error", message=f"{type(exc).__name__}: {exc}"
             )
+        if unproven is not None:
+            key, seq, message = unproven
+            return RunCompatibility(run_id, status, "unproven", key, seq, message)
         return RunCompatibility(run_id, status, "compatible")
 
-    async def _replay_whole(self, run_id: str, fn: ProcessFn) -> None:
+    async def _replay_whole(
+        self, run_id: str, fn: ProcessFn
+    ) -> tuple[str, int, str] | None:
         """``replay(run_id, process=fn)`` of the whole run, keeping only the verdict.
 
         The same frozen execution against the same complete history, loaded
         leaner: one read transaction for the index (as a resume loads it), one
         for the blobs the replay will read, and the last few events only to
         find how the run ended. No snapshot is built.
+
+        Returns None when the run replays as recorded; (key, seq, message)
+        when that cannot be known without dispatching (``unproven``).
         """
         from .._run.history import ENDINGS, TRAILING, Ending
         from .._run.journal import RunJournal
@@ -134,6 +145,7 @@ class CompatChecking(TimeTravel):
             hooks=self._hooks,
         )
         await runtime.execute(fn, inputs)
+        return _unproven(runtime.frontier.values(), journal.unvisited)
 
     def _ending(self, run_id: str, events: int) -> Ending | None:
         """How a run whose last event is key-less ended: read its last events.
@@ -150,3 +162,37 @@ class CompatChecking(TimeTravel):
             if any(not isinstance(s.event, TRAILING) for s in stored):
                 return None  # a non-terminal, non-trailing event: not ended
         return None
+
+
+def _unproven(
+    frontier: Iterable[FrontierCall],
+    unvisited: Callable[[], list[tuple[bytes, jf.CallEntry]]],
+) -> tuple[str, int, str] | None:
+    """Why a replay that stopped at its frontier proves nothing, if it does not.
+
+    A resume dispatches a new call and goes on with its result; this check
+    cannot, so recorded calls reached only after that result stay unchecked
+    (they may replay, or the resume may diverge there after the new effect
+    ran). Against a history that has ended, a new call is already a
+    divergence (``history.past_the_end``), so this concerns unfinished runs.
+    """
+    new = next((f for f in frontier if f.reason == "new call"), None)
+    if new is None:
+        return None
+    left = unvisited()
+    if not left:
+        return None
+    from journal_format import key_bytes_to_text
+
+    key, entry = left[0]
+    recorded = key_bytes_to_text(key)
+    return (
+        new.key,
+        entry.seq,
+        f"the code makes a new call at {new.key} ({new.task}, {new.site}) that a"
+        f" resume would dispatch before it reaches {len(left)} recorded call(s),"
+        f" first at {recorded} (event seq {entry.seq}), which this check cannot"
+        " replay without that call's result. A resume may dispatch it and then"
+        " diverge. Guard the change with ctx.patched(...) (docs/evolving-code.md),"
+        " or resume a fork of the run first (`replay-engine fork`).",
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Verdict = Literal["compatible", "breaks", "error"]
+Verdict = Literal["compatible", "breaks", "unproven", "error"]
 
 
 @dataclass(frozen=True)
@@ -21,14 +21,19 @@ class RunCompatibility:
     status: str
     """The run's status (as ``Engine.status`` shows it)."""
     verdict: Verdict
-    """``compatible``; ``breaks`` (the code diverges from the journal); or
-    ``error`` (the replay could not be made: a damaged journal, say)."""
+    """``compatible``; ``breaks`` (the code diverges from the journal);
+    ``unproven`` (a run that has not ended: the code makes a new call, which
+    a resume would dispatch, before recorded calls this check cannot reach
+    without its result, so whether they replay is unknown); or ``error``
+    (the replay could not be made: a damaged journal, say)."""
     key: str = ""
-    """For ``breaks``: the invocation key of the first divergence."""
+    """For ``breaks``: the invocation key of the first divergence; for
+    ``unproven``: the new call's."""
     seq: int | None = None
-    """For ``breaks``: the journal event recorded there, if any."""
+    """For ``breaks``: the journal event recorded there, if any; for
+    ``unproven``: the first recorded call not reached."""
     message: str = ""
-    """For ``breaks`` and ``error``: what was found (recorded vs replayed)."""
+    """For ``breaks``, ``unproven`` and ``error``: what was found."""
 
     @property
     def compatible(self) -> bool:

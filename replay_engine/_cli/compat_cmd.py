@@ -37,6 +37,7 @@ def compat_document(found: list[RunCompatibility]) -> dict[str, Any]:
         ],
         "compatible": sum(c.compatible for c in found),
         "breaks": sum(c.verdict == "breaks" for c in found),
+        "unproven": sum(c.verdict == "unproven" for c in found),
         "errors": sum(c.verdict == "error" for c in found),
     }
 
@@ -73,7 +74,8 @@ def compat_command(
     dispatched or written. Reports, per run, compatible or the first
     divergence (key, recorded vs replayed). Without --runs, every run
     recorded with this process's reference is checked. Exit 0 if every run
-    would replay, 1 if any would break (or could not be replayed), 2 for a
+    would replay, 1 if any would break (or could not be replayed, or is
+    unproven: a new call before recorded ones it cannot reach), 2 for a
     process that cannot be imported or an unknown run.
     """
     fn = load_process(process)  # the user names it, as for `run`

@@ -12,8 +12,10 @@ recorded inputs). Runs are recorded with one program, the program is edited
 * what the engine then does: a completed run forked just before its end and
   resumed with the edited code finishes with the same result and dispatches
   nothing exactly when it is compatible (unguarded edits); a waiting run
-  resumed with the edited code diverges exactly when it is flagged, and
-  otherwise finishes once its approval is posted.
+  resumed with the edited code never diverges when it is called compatible,
+  and is called ``unproven`` only when the edited code makes a new call (the
+  resume dispatches something) before recorded calls; otherwise it finishes
+  once its approval is posted.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from replay_engine import Engine, NonDeterminismError, external, task
 
@@ -137,7 +139,9 @@ def _check(program: list[Step], what: str, edited: list[Step], ask_at: int) -> N
                 c.run_id: c.verdict
                 for c in engine.check_compatible(interpret, runs=["done", "waiting"])
             }
-            assert set(verdict.values()) <= {"compatible", "breaks"}
+            assert set(verdict.values()) <= {"compatible", "breaks", "unproven"}
+            # A complete history proves or refutes: never unproven.
+            assert verdict["done"] != "unproven", verdict
             ok = verdict["done"] == "compatible"
             # The oracle, from the programs alone.
             assert ok == (trace(edited) == trace(program)), (what, verdict)
@@ -159,7 +163,10 @@ def _check(program: list[Step], what: str, edited: list[Step], ask_at: int) -> N
             except NonDeterminismError:
                 assert not fits, what
             else:
-                assert fits, what
+                assert verdict["waiting"] in ("compatible", "unproven"), what
+                if verdict["waiting"] == "unproven":
+                    # Only a new call can leave compat unsure: one was dispatched.
+                    assert resumed.stats.dispatched > 0, what
                 if resumed.status == "waiting":
                     for effect in engine.pending("waiting"):
                         engine.post("waiting", effect.key, result="yes")
@@ -183,8 +190,62 @@ _COMMON = {
 }
 
 
+# Found by this test: a branch added to a parallel group that was followed by
+# recorded calls. compat stopped at the new branch (it dispatches nothing) and
+# called the waiting run compatible; a resume dispatched the branch, then
+# diverged at the next recorded call. Now: unproven.
+DELETED_GROUP = (
+    [
+        ("t", "hy.a", 0),
+        ("p", (("hy.a", 0),)),
+        ("p", (("hy.a", 0), ("hy.a", 0))),
+        ("t", "hy.a", 0),
+    ],
+    "delete",
+    [("t", "hy.a", 0), ("p", (("hy.a", 0), ("hy.a", 0))), ("t", "hy.a", 0)],
+    3,
+)
+# A branch added to a group before the wait: the resume replays the rest.
+WIDENED_GROUP = (
+    [("p", (("hy.a", 0),))],
+    "modify",
+    [("p", (("hy.a", 0), ("hy.b", 1)))],
+    1,
+)
+
+
+@pytest.mark.parametrize(
+    ("case", "new_key", "diverges"),
+    [(DELETED_GROUP, "1.1.0", True), (WIDENED_GROUP, "0.1.0", False)],
+)
+def test_a_new_call_before_recorded_calls_is_unproven(
+    case: tuple[list[Step], str, list[Step], int], new_key: str, diverges: bool
+) -> None:
+    program, _, edited, ask_at = case
+    folder = Path(tempfile.mkdtemp(prefix="compat-unproven-"))
+    try:
+        with Engine(folder / "j", durability="process") as engine:
+            PROGRAM[:] = program
+            engine.run(interpret, {"ask_at": ask_at}, run_id="waiting")
+            PROGRAM[:] = edited
+            (found,) = engine.check_compatible(interpret, runs=["waiting"])
+            assert (found.verdict, found.key) == ("unproven", new_key), found
+            assert new_key in found.message and "ctx.patched" in found.message
+            if diverges:
+                with pytest.raises(NonDeterminismError):
+                    engine.resume("waiting", process=interpret)
+            else:
+                resumed = engine.resume("waiting", process=interpret)
+                assert resumed.status == "waiting" and resumed.stats.dispatched == 1
+    finally:
+        PROGRAM.clear()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @settings(max_examples=100, **_COMMON)  # type: ignore[arg-type]
 @given(cases())
+@example(case=DELETED_GROUP)
+@example(case=WIDENED_GROUP)
 def test_every_edit_is_flagged_or_replays_exactly(
     case: tuple[list[Step], str, list[Step], int],
 ) -> None:
