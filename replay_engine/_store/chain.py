@@ -332,6 +332,17 @@ def check_end(
         )
 
 
+def orphaned(run_id: str, exc: jf.OrphanOutcome) -> JournalCorruptError:
+    """The error for an outcome recorded without its request."""
+    return JournalCorruptError(
+        f"run {run_id!r}: {exc}. `replay-engine verify {run_id}` lists"
+        " every damaged record.",
+        run_id=run_id,
+        seq=exc.seq,
+        key=jf.key_bytes_to_text(exc.key),
+    )
+
+
 def damaged(run_id: str, seq: int, key: bytes | None, what: str) -> JournalCorruptError:
     """The error for a damaged event, naming run, seq and key."""
     # Built only on failure: naming the key costs more than checking the event.

@@ -18,7 +18,7 @@ import msgspec
 import journal_format as jf
 
 from ..errors import JournalCorruptError
-from .chain import check_end, damaged
+from .chain import check_end, damaged, orphaned
 
 _log = logging.getLogger("replay_engine")
 
@@ -61,13 +61,7 @@ def fold_events(
     except jf.DamagedEvent as exc:
         raise damaged(run_id, exc.seq, exc.key, exc.what) from None
     except jf.OrphanOutcome as exc:
-        raise JournalCorruptError(
-            f"run {run_id!r}: {exc}. `replay-engine verify {run_id}` lists"
-            " every damaged record.",
-            run_id=run_id,
-            seq=exc.seq,
-            key=jf.key_bytes_to_text(exc.key),
-        ) from None
+        raise orphaned(run_id, exc) from None
     if stop is None or index.events < stop:
         check_end(txn, dbs, run_id, index.events, index.head)
 

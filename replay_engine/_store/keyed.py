@@ -29,7 +29,7 @@ from typing import Any
 import journal_format as jf
 
 from ..errors import JournalCorruptError
-from .chain import check_event
+from .chain import check_event, orphaned
 from .checkpoints import fold_events
 
 BATCH_KEYS = 64
@@ -217,13 +217,7 @@ class KeyedCalls:
             try:
                 index.fold(seq, (event,))
             except jf.OrphanOutcome as exc:
-                raise JournalCorruptError(
-                    f"run {run_id!r}: {exc}. `replay-engine verify {run_id}` lists"
-                    " every damaged record.",
-                    run_id=run_id,
-                    seq=exc.seq,
-                    key=jf.key_bytes_to_text(exc.key),
-                ) from None
+                raise orphaned(run_id, exc) from None
         return index.calls.get(key)
 
 
