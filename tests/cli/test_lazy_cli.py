@@ -22,16 +22,21 @@ from .conftest import Invoke, child_env
 HEAVY = ("asyncio", "replay_engine._api", "replay_engine._run", "replay_engine._check")
 
 
-def _modules_after(code: str) -> set[str]:
-    probe = f"{code}\nimport sys\nprint('\\n'.join(sys.modules))"
-    proc = subprocess.run(
-        [sys.executable, "-c", probe],
+def _python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter (the test's environment); its output."""
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
         env=child_env(),
         capture_output=True,
         text=True,
         check=True,
         timeout=120,
     )
+
+
+def _modules_after(code: str) -> set[str]:
+    probe = f"{code}\nimport sys\nprint('\\n'.join(sys.modules))"
+    proc = _python(probe)
     return set(proc.stdout.split())
 
 
@@ -156,14 +161,7 @@ def _command_modules(journal: Path, *args: str) -> tuple[set[str], str]:
         "print('\\n--modules--', code)\n"
         "print('\\n'.join(sys.modules))\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
+    proc = _python(code)
     out, _, modules = proc.stdout.partition("\n--modules--")
     exit_code, _, names = modules.partition("\n")
     return set(names.split()), f"{out}\nexit {exit_code.strip()}\n{proc.stderr}"
@@ -212,14 +210,7 @@ def test_the_reading_child_starts_with_a_frozen_heap(
 ) -> None:
     """The fork copies no heap pages for the collector (``gc.freeze``)."""
     invoke("run", "cli_flows:waits", "--run-id", "w", code=3)
-    proc = subprocess.run(
-        [sys.executable, "-c", FORKS, str(journal)],
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
+    proc = _python(FORKS, str(journal))
     lines = dict(line.rsplit(" ", 1) for line in proc.stdout.splitlines())
     assert int(lines["reading child"]) > 1000, proc.stdout
 
@@ -266,13 +257,6 @@ def test_what_the_imports_made_is_frozen(invoke: Invoke, journal: Path) -> None:
         "except SystemExit:\n    pass\n"
         "print('frozen', gc.get_freeze_count(), gc.isenabled())\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
+    proc = _python(code)
     _, count, enabled = proc.stdout.splitlines()[-1].split()
     assert int(count) > 10_000 and enabled == "True", proc.stdout
