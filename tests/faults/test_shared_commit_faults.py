@@ -55,13 +55,13 @@ def test_disk_full_ends_each_shared_run_with_its_own_error(
                 assert "could not be written" in str(out)
                 assert f"replay-engine resume f{i}" in str(out)
             assert engine.verify().ok
-        done = subprocess.run(
+        # Room again: a tmpfs we could mount we can grow, so a failure here is
+        # the test's, not a reason to skip the half that proves nothing was lost.
+        subprocess.run(
             ["mount", "-o", "remount,size=64m", str(disk)],
             capture_output=True,
-            check=False,
+            check=True,
         )
-        if done.returncode != 0:
-            pytest.skip("cannot grow the tmpfs to resume")
         with Engine(str(journal)) as engine:
             known = {info.run_id for info in engine.runs()}
 
