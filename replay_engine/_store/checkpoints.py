@@ -29,8 +29,13 @@ def load_index(
     run_id: str,
     stop: int | None,
     use_checkpoint: bool,
-) -> tuple[jf.CallIndex, int]:
-    """The run's call index up to ``stop``, and how many events came from a checkpoint.
+    batch: int | None = None,
+) -> tuple[jf.CallIndex, int, bool]:
+    """The run's call index up to ``stop``, how many events came from a checkpoint.
+
+    And whether the fold stopped after ``batch`` events (when given) with
+    more to read: the caller continues with :func:`fold_events` in a new
+    transaction.
 
     Raises:
         JournalCorruptError: a damaged event, naming run and seq.
@@ -38,8 +43,8 @@ def load_index(
     start = read_checkpoint(txn, dbs, run_id, stop) if use_checkpoint else None
     restored = start.events if start is not None else 0
     index = start if start is not None else jf.CallIndex()
-    fold_events(txn, dbs, run_id, index, stop)
-    return index, restored
+    more = fold_events(txn, dbs, run_id, index, stop, batch)
+    return index, restored, more
 
 
 def fold_events(
@@ -48,22 +53,34 @@ def fold_events(
     run_id: str,
     index: jf.CallIndex,
     stop: int | None,
-) -> None:
+    batch: int | None = None,
+) -> bool:
     """Fold the run's events after ``index.events`` (up to ``stop``) into it.
+
+    With ``batch``, at most that many: True when the fold stopped there
+    (the run's end is then not checked yet: the next batch, in another
+    transaction, goes on from ``index.events`` and ``index.head``, checking
+    the chain across the two). False when the fold is complete.
 
     Raises:
         JournalCorruptError: a damaged event, or an outcome without a request.
     """
+    end = stop
+    if batch is not None and (stop is None or stop > index.events + batch):
+        end = index.events + batch
     cursor = txn.cursor(db=dbs[jf.DB_EVENTS])
     try:
         if cursor.set_range(jf.event_key(jf.run_prefix(run_id), index.events)):
-            index.fold_records(run_id, cursor, stop)
+            index.fold_records(run_id, cursor, end)
     except jf.DamagedEvent as exc:
         raise damaged(run_id, exc.seq, exc.key, exc.what) from None
     except jf.OrphanOutcome as exc:
         raise orphaned(run_id, exc) from None
+    if end != stop and index.events == end:
+        return True
     if stop is None or index.events < stop:
         check_end(txn, dbs, run_id, index.events, index.head)
+    return False
 
 
 def read_checkpoint(

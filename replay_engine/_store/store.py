@@ -34,6 +34,7 @@ from . import checkpoints, env as _env
 from .chain import AppendResult, StoredEvent, append_events, read_chain
 from .files import Access
 from .group_append import GroupItem, write_group
+from .load_batches import load_in_batches
 from .records import check_format, decode_run, forked_start, new_record, refuse_write
 from .run_txn import RunTxn
 from .work_view import WorkView
@@ -391,7 +392,7 @@ class Store(WorkView):
         stop: int | None = None,
         use_checkpoint: bool = True,
     ) -> tuple[jf.CallIndex, int]:
-        """The run's call index, read and checked in one read transaction.
+        """The run's call index, read and checked (``load_batches``).
 
         The hot path of every resume. It starts from the run's checkpoint when
         that is valid and covers no more than ``stop`` events (JF-105), else
@@ -402,11 +403,7 @@ class Store(WorkView):
         Raises:
             JournalCorruptError: a damaged event, naming run and seq.
         """
-        dbs = self._dbs
-        return _env.read(
-            self._handle,
-            lambda txn: checkpoints.load_index(txn, dbs, run_id, stop, use_checkpoint),
-        )
+        return load_in_batches(self._handle, self._dbs, run_id, stop, use_checkpoint)
 
     def keyed_index(self, run_id: str, stop: int) -> tuple[jf.CallIndex, KeyedCalls]:
         """A time-travel replay's view of the run's first ``stop`` events.

@@ -1,0 +1,82 @@
+"""Loading a run's call index in read transactions of bounded size.
+
+A cold resume folds every event of the run (there is no checkpoint yet).
+LMDB reads through a shared read-only map of ``data.mdb``, and every page a
+read touches stays mapped, counted in the process's RSS, while the
+environment is open: a fold of a million events kept 230 MB of the file
+mapped, almost half of the cold resume's peak (issue 17). So a long fold
+goes on in batches of :data:`FOLD_BATCH_EVENTS` events, each in a read
+transaction of its own, and the map's pages are released between them
+(``env.release_map``): the mapped part stays about one batch's pages.
+
+Nothing is checked less. Each batch goes on from the last one's seq and
+head, so the chain is checked across batches exactly as within one
+(JF-063, JF-064), and the run's end is checked against its record in the
+last batch (JF-065). Between batches other writers may append to the run
+(a post): the fold then reads them too, as a load started a moment later
+would have. A load of up to one batch (every warm resume's tail, every run
+under 131k events) is one transaction, as before, and releases nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+
+from . import checkpoints, env as _env
+
+if TYPE_CHECKING:
+    import journal_format as jf
+
+FOLD_BATCH_EVENTS: Final = 1 << 17
+"""Events folded per read transaction: about 30 MB of ``data.mdb``'s pages
+for short sequential calls (230 bytes an event). Releasing the map costs a
+``munmap`` and an ``mmap``, well under a millisecond per batch."""
+
+
+def load_in_batches(
+    handle: _env._Handle,
+    dbs: dict[bytes, Any],
+    run_id: str,
+    stop: int | None,
+    use_checkpoint: bool,
+    batch: int | None = None,
+) -> tuple[jf.CallIndex, int]:
+    """``checkpoints.load_index`` in batches of ``batch`` events; its result.
+
+    ``batch`` defaults to :data:`FOLD_BATCH_EVENTS` (read at each call, so
+    a test can make it small).
+
+    Raises:
+        JournalCorruptError: a damaged event, naming run and seq.
+    """
+    if batch is None:
+        batch = FOLD_BATCH_EVENTS
+    index, restored, more = _env.read(
+        handle,
+        lambda txn: checkpoints.load_index(
+            txn, dbs, run_id, stop, use_checkpoint, batch
+        ),
+    )
+    released = False
+    while more:
+        # Not released when this thread is inside a transaction already
+        # (nothing may replace the map under it): the rest is then folded
+        # in one go.
+        released = _env.release_map(handle)
+        limit = batch if released else None
+        more = _env.read(handle, _folding(dbs, run_id, index, stop, limit))
+    if released:
+        _env.release_map(handle)  # the last batch's pages too
+    return index, restored
+
+
+def _folding(
+    dbs: dict[bytes, Any],
+    run_id: str,
+    index: jf.CallIndex,
+    stop: int | None,
+    limit: int | None,
+) -> Callable[[Any], bool]:
+    """A read body folding on from ``index.events`` (``limit`` events at most)."""
+    return lambda txn: checkpoints.fold_events(txn, dbs, run_id, index, stop, limit)
