@@ -30,17 +30,18 @@ def load_index(
     stop: int | None,
     use_checkpoint: bool,
     batch: int | None = None,
+    taken: list[bytes] | None = None,
 ) -> tuple[jf.CallIndex, int, bool]:
     """The run's call index up to ``stop``, how many events came from a checkpoint.
 
     And whether the fold stopped after ``batch`` events (when given) with
     more to read: the caller continues with :func:`fold_events` in a new
-    transaction.
+    transaction. ``taken``: see :func:`read_checkpoint`.
 
     Raises:
         JournalCorruptError: a damaged event, naming run and seq.
     """
-    start = read_checkpoint(txn, dbs, run_id, stop) if use_checkpoint else None
+    start = read_checkpoint(txn, dbs, run_id, stop, taken) if use_checkpoint else None
     restored = start.events if start is not None else 0
     index = start if start is not None else jf.CallIndex()
     more = fold_events(txn, dbs, run_id, index, stop, batch)
@@ -84,16 +85,23 @@ def fold_events(
 
 
 def read_checkpoint(
-    txn: Any, dbs: dict[bytes, Any], run_id: str, stop: int | None
+    txn: Any,
+    dbs: dict[bytes, Any],
+    run_id: str,
+    stop: int | None,
+    taken: list[bytes] | None = None,
 ) -> jf.CallIndex | None:
     """The run's checkpoint as an index, if it is valid and usable (JF-105).
 
     A checkpoint is derived data: one that is damaged or does not match
     the chain is not used (the events are folded instead) and is reported
-    by ``verify``.
+    by ``verify``. ``taken`` holds the record when the caller read it
+    already (in an earlier transaction: the run's events are immutable and
+    the checkpoint is checked against them here); it is taken out of the
+    list, so its bytes are freed before the index's dict is built.
     """
     prefix = jf.run_prefix(run_id)
-    raw = txn.get(prefix, db=dbs[jf.DB_CHECKPOINTS])
+    raw = taken.pop() if taken else txn.get(prefix, db=dbs[jf.DB_CHECKPOINTS])
     if raw is None:
         return None
     try:

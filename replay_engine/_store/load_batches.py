@@ -16,22 +16,31 @@ last batch (JF-065). Between batches other writers may append to the run
 (a post): the fold then reads them too, as a load started a moment later
 would have. A load of up to one batch (every warm resume's tail, every run
 under 131k events) is one transaction, as before, and releases nothing.
+
+A checkpoint of :data:`DECODE_APART_BYTES` or more is read (copied out) in
+one transaction and decoded in the next, after the map is released: its
+pages are not mapped at the decode, the warm resume's peak. It is checked
+against the chain (JF-105) there, which is immutable: nothing changes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
+
+import journal_format as jf
 
 from . import checkpoints, env as _env
-
-if TYPE_CHECKING:
-    import journal_format as jf
 
 FOLD_BATCH_EVENTS: Final = 1 << 17
 """Events folded per read transaction: about 30 MB of ``data.mdb``'s pages
 for short sequential calls (230 bytes an event). Releasing the map costs a
 ``munmap`` and an ``mmap``, well under a millisecond per batch."""
+
+
+DECODE_APART_BYTES: Final = 8 << 20
+"""A checkpoint this large is read in one transaction and decoded in the
+next, after the map's pages are released (about 130k calls)."""
 
 
 def load_in_batches(
@@ -52,12 +61,33 @@ def load_in_batches(
     """
     if batch is None:
         batch = FOLD_BATCH_EVENTS
-    index, restored, more = _env.read(
-        handle,
-        lambda txn: checkpoints.load_index(
-            txn, dbs, run_id, stop, use_checkpoint, batch
-        ),
-    )
+    taken: list[bytes] = []
+
+    def first(txn: Any) -> tuple[jf.CallIndex, int, bool] | None:
+        raw = txn.get(jf.run_prefix(run_id), db=dbs[jf.DB_CHECKPOINTS])
+        if raw is not None:
+            taken.append(raw)
+            if len(raw) >= DECODE_APART_BYTES:
+                return None  # decoded in the next transaction
+            del raw  # held by ``taken`` alone: freed once decoded
+        return checkpoints.load_index(
+            txn, dbs, run_id, stop, use_checkpoint, batch, taken
+        )
+
+    loaded = _env.read(handle, first) if use_checkpoint else None
+    if loaded is None:
+        if taken:
+            # A long run's checkpoint: its pages were read into ``raw``
+            # (copied out), so they need not stay mapped while it is decoded
+            # into the index, the warm resume's peak.
+            _env.release_map(handle)
+        loaded = _env.read(
+            handle,
+            lambda txn: checkpoints.load_index(
+                txn, dbs, run_id, stop, use_checkpoint, batch, taken
+            ),
+        )
+    index, restored, more = loaded
     released = False
     while more:
         # Not released when this thread is inside a transaction already

@@ -252,3 +252,35 @@ def test_a_batched_load_leaves_few_of_the_journals_pages_mapped(
         batched = mapped_by(4096)
         assert whole >= 4 * 1024, whole
         assert batched < whole / 4, (batched, whole)
+
+
+@pytest.mark.spec("JF-105")
+def test_a_large_checkpoint_is_decoded_after_the_map_is_released(
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = engine._store
+    raw = store.checkpoint_of(RUN)
+    assert raw is not None
+    expected = _in_one(store, None, True)
+    assert expected[1] > 0  # restored from the checkpoint
+    monkeypatch.setattr(load_batches, "DECODE_APART_BYTES", 1)
+    released: list[bool] = []
+    real = _env.release_map
+    monkeypatch.setattr(
+        _env, "release_map", lambda handle: released.append(real(handle)) or True
+    )
+    assert _batched(store, None, True, 10**6) == expected
+    assert released == [True]  # once, between reading and decoding it
+    for stop in (5, expected[1], expected[0].events):
+        assert _batched(store, stop, True, 10**6) == _in_one(store, stop, True)
+    # Damaged, it is still ignored with a warning and the events folded.
+    damaged = bytearray(raw)
+    damaged[len(damaged) // 2] ^= 0x40
+    with store._handle.env.begin(write=True) as txn:
+        txn.put(jf.run_prefix(RUN), bytes(damaged), db=store._dbs[jf.DB_CHECKPOINTS])
+    with caplog.at_level("WARNING", logger="replay_engine"):
+        got = _batched(store, None, True, 10**6)
+    assert got[1] == 0 and got[0] == expected[0]
+    assert any("checkpoint is damaged" in r.getMessage() for r in caplog.records)
