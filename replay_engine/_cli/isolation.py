@@ -150,13 +150,20 @@ def _read_run(engine: Engine, run_id: str, *, payloads: bool = True) -> None:
     # payload: the pages a command changing the run may read. Once each:
     # `status` read them all again (twice), which made the probe cost 20 µs
     # per effect of an `iterate` that itself costs 3-4 (issue 17).
-    events = engine.events(run_id)
-    if not payloads:
-        return
-    for stored in events:
+    # In batches, not one list: a list of a million decoded events made the
+    # probe child of a 1M-event `resume` peak at 844 MB (issue 17).
+    from .streaming import iter_events
+
+    for stored in iter_events(engine, run_id, batch=PROBE_BATCH):
+        if not payloads:
+            continue
         for ref in _refs_of(stored.event):
             if not jf.ref_is_inline(ref):
                 engine.payload(ref, run_id=run_id, seq=stored.seq)
+
+
+PROBE_BATCH = 16_384
+"""Events the probe reads per read transaction."""
 
 
 def _refs_of(event: jf.Event) -> tuple[bytes, ...]:
