@@ -14,6 +14,7 @@ mapped pages of ``data.mdb`` after a load.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -284,3 +285,44 @@ def test_a_large_checkpoint_is_decoded_after_the_map_is_released(
         got = _batched(store, None, True, 10**6)
     assert got[1] == 0 and got[0] == expected[0]
     assert any("checkpoint is damaged" in r.getMessage() for r in caplog.records)
+
+
+def test_batched_loads_and_other_threads_transactions_interleave_safely(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Replacing the map invalidates every open transaction of the process:
+    # it must wait for other threads' transactions and keep them out.
+    store = engine._store
+    expected = _in_one(store, None, False)
+    monkeypatch.setattr(load_batches, "FOLD_BATCH_EVENTS", 3)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def loads() -> None:
+        try:
+            for _ in range(25):
+                index, _restored = store.load_index(RUN, use_checkpoint=False)
+                assert index.to_checkpoint(RUN, jf.FORMAT_VERSION) == expected[0]
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            stop.set()
+
+    def others() -> None:
+        try:
+            i = 0
+            while not stop.is_set():
+                run = engine.run(mixed, {"n": 3, "wait": False}, run_id=f"o{i}")
+                assert run.status == "completed"
+                assert len(store.read_events(RUN)) == expected[0].events
+                i += 1
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=loads), threading.Thread(target=others)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads)
+    assert not errors, errors
