@@ -13,6 +13,10 @@ mark, exact) is read at each phase's end too. Linux only (``/proc``).
 
     .venv/bin/python bench/bench_rss.py --n 500000            # 1,000,005 events
     .venv/bin/python bench/bench_rss.py --n 500000 --against /tmp/base-tree
+
+``--cases cli``: the same crashed run resumed by ``replay-engine resume``
+(the console script, whose probe child reads the run first): peak RSS of the
+command and of its probe child, sampled from outside, and their CPU.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -115,11 +120,61 @@ def child_record_warm(journal: str, n: int) -> dict[str, Any]:
     return {}
 
 
+def _hwm_mb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) // 1024
+    except OSError:
+        pass  # it ended between two samples
+    return 0
+
+
+def cli_resume(journal: Path, tree: str) -> dict[str, float]:
+    """``replay-engine resume`` of the crashed run, the way a user meets it.
+
+    The console script forks a probe child that reads the run first
+    (``_cli/isolation.py``), then resumes in its own process. VmHWM of both
+    is sampled from outside every 20 ms; CPU is the command's and its
+    children's (``wait4``).
+    """
+    here = str(Path(__file__).resolve().parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [tree, here]))}
+    env["BENCH_COLD_RESUMING"] = "1"
+    cmd = [sys.executable, "-m", "replay_engine._cli", "--journal", str(journal)]
+    cmd += ["resume", "seq", "--process", "bench_cold:cold_seq"]
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, cwd=here, stdout=subprocess.DEVNULL)
+    parent = probe = 0
+    while True:
+        done, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if done:
+            break
+        parent = max(parent, _hwm_mb(proc.pid))
+        for thread in Path(f"/proc/{proc.pid}/task").glob("*/children"):
+            try:
+                kids = thread.read_text().split()
+            except OSError:
+                continue
+            for kid in kids:
+                probe = max(probe, _hwm_mb(int(kid)))
+        time.sleep(0.02)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.returncode == 0, f"resume exited {proc.returncode}"
+    return {
+        "parent": parent,
+        "probe": probe,
+        "cpu": usage.ru_utime + usage.ru_stime,
+        "wall": time.perf_counter() - started,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=500_000)
     parser.add_argument("--against", help="a tree to A/B against (PYTHONPATH)")
-    parser.add_argument("--cases", default="cold,warm")
+    parser.add_argument("--cases", default="cold,warm", help="cold, warm, cli")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--journal", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -145,6 +200,20 @@ def main() -> None:
         base = Path(tmp)
         for case in args.cases.split(","):
             made = base / f"made-{case}"
+            if case == "cli":
+                bench_cold.crash(made, "seq", args.n)
+                for tree in trees:
+                    copy = base / "try"
+                    shutil.rmtree(copy, ignore_errors=True)
+                    shutil.copytree(made, copy)
+                    out = cli_resume(copy, tree)
+                    print(
+                        f"| cli | {tree or 'this'} | `resume` (peak: command /"
+                        f" probe child) | {out['parent']} / {out['probe']} | | |"
+                        f" CPU {out['cpu']:.1f} s, wall {out['wall']:.1f} s |"
+                    )
+                    sys.stdout.flush()
+                continue
             if case == "cold":
                 bench_cold.crash(made, "seq", args.n)  # the run is named "seq"
             else:
