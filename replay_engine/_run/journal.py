@@ -4,7 +4,8 @@ What was recorded, loaded once, and what is being recorded, buffered for the
 next group commit.
 
 Loading builds the run's call index (``journal_format.CallIndex``: what the
-journal says happened at each invocation key) in one read transaction, from
+journal says happened at each invocation key) in one read transaction (a long
+cold fold in several: ``_store/load_batches.py``), from
 the run's checkpoint plus a checked fold of the events after it, so each
 replayed call costs a dict lookup rather than a database round trip. Commits
 that leave a run waiting keep its checkpoint current.
@@ -126,7 +127,7 @@ class RunJournal(ReplayDecisions):
     # -- loading -----------------------------------------------------------------
 
     def load(self, stop: int | None = None) -> None:
-        """Read, check and index the run's recorded events (one read transaction).
+        """Read, check and index the run's recorded events (``Store.load_index``).
 
         Starts from the run's checkpoint when there is a usable one, so only
         the events after it are read. With ``stop``, only the first ``stop``
