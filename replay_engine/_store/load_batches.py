@@ -64,15 +64,15 @@ def load_in_batches(
     taken: list[bytes] = []
 
     def first(txn: Any) -> tuple[jf.CallIndex, int, bool] | None:
+        taken.clear()  # (a body may be run again)
         raw = txn.get(jf.run_prefix(run_id), db=dbs[jf.DB_CHECKPOINTS])
         if raw is not None:
             taken.append(raw)
             if len(raw) >= DECODE_APART_BYTES:
                 return None  # decoded in the next transaction
             del raw  # held by ``taken`` alone: freed once decoded
-        return checkpoints.load_index(
-            txn, dbs, run_id, stop, use_checkpoint, batch, taken
-        )
+        # No checkpoint: not looked up again.
+        return checkpoints.load_index(txn, dbs, run_id, stop, bool(taken), batch, taken)
 
     loaded = _env.read(handle, first) if use_checkpoint else None
     if loaded is None:
