@@ -170,29 +170,51 @@ def _unproven(
 ) -> tuple[str, int, str] | None:
     """Why a replay that stopped at its frontier proves nothing, if it does not.
 
-    A resume dispatches a new call and goes on with its result; this check
-    cannot, so recorded calls reached only after that result stay unchecked
-    (they may replay, or the resume may diverge there after the new effect
-    ran). Against a history that has ended, a new call is already a
-    divergence (``history.past_the_end``), so this concerns unfinished runs.
+    Two ways. A resume dispatches a new call and goes on with its result;
+    this check cannot, so recorded calls reached only after that result stay
+    unchecked (they may replay, or the resume may diverge there after the new
+    effect ran). And a replay that stops waiting (an external, a timer, an
+    effect in flight) with recorded calls it never reached: the recorded run
+    had made them by the time it stopped at the same place, so the code no
+    longer makes them there, and whether it makes them once the wait is over
+    (an un-awaited group may start a branch late) only that answer tells; a
+    resume then finishes or diverges with "fewer calls". Against a history
+    that has ended, a new call is already a divergence
+    (``history.past_the_end``) and a missing one too, so this concerns
+    unfinished runs.
     """
-    new = next((f for f in frontier if f.reason == "new call"), None)
-    if new is None:
-        return None
+    stops = list(frontier)
     left = unvisited()
-    if not left:
+    if not left or not stops:
         return None
     from journal_format import key_bytes_to_text
 
     key, entry = left[0]
     recorded = key_bytes_to_text(key)
+    new = next((f for f in stops if f.reason == "new call"), None)
+    if new is not None:
+        return (
+            new.key,
+            entry.seq,
+            f"the code makes a new call at {new.key} ({new.task}, {new.site}) that"
+            f" a resume would dispatch before it reaches {len(left)} recorded"
+            f" call(s), first at {recorded} (event seq {entry.seq}), which this"
+            " check cannot replay without that call's result. A resume may"
+            " dispatch it and then diverge. Guard the change with"
+            " ctx.patched(...) (docs/evolving-code.md), or resume a fork of the"
+            " run first (`replay-engine fork`).",
+        )
+    wait = stops[0]
     return (
-        new.key,
+        recorded,
         entry.seq,
-        f"the code makes a new call at {new.key} ({new.task}, {new.site}) that a"
-        f" resume would dispatch before it reaches {len(left)} recorded call(s),"
-        f" first at {recorded} (event seq {entry.seq}), which this check cannot"
-        " replay without that call's result. A resume may dispatch it and then"
-        " diverge. Guard the change with ctx.patched(...) (docs/evolving-code.md),"
-        " or resume a fork of the run first (`replay-engine fork`).",
+        f"the replay stops waiting at {wait.key} ({wait.task}: {wait.reason},"
+        f" {wait.site}) without having made {len(left)} recorded call(s), first"
+        f" at {recorded} (event seq {entry.seq}): the recorded run had made"
+        " them before it waited there, so the code no longer makes them before"
+        " that wait. Whether it makes them after, this check cannot tell"
+        " without the wait's outcome; a resume may finish waiting and then"
+        " diverge with 'fewer calls'. Guard the change with ctx.patched(...)"
+        " (docs/evolving-code.md), or resume a fork of the run first"
+        " (`replay-engine fork`).",
     )

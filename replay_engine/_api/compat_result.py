@@ -24,11 +24,14 @@ class RunCompatibility:
     """``compatible``; ``breaks`` (the code diverges from the journal);
     ``unproven`` (a run that has not ended: the code makes a new call, which
     a resume would dispatch, before recorded calls this check cannot reach
-    without its result, so whether they replay is unknown); or ``error``
+    without its result, so whether they replay is unknown; or it stops at a
+    wait without recorded calls the run had made by then, which it may or
+    may not make once the wait is over); or ``error``
     (the replay could not be made: a damaged journal, say)."""
     key: str = ""
     """For ``breaks``: the invocation key of the first divergence; for
-    ``unproven``: the new call's."""
+    ``unproven``: the new call's, or (no new call) the first recorded call
+    not made."""
     seq: int | None = None
     """For ``breaks``: the journal event recorded there, if any; for
     ``unproven``: the first recorded call not reached."""

@@ -75,7 +75,8 @@ def compat_command(
     divergence (key, recorded vs replayed). Without --runs, every run
     recorded with this process's reference is checked. Exit 0 if every run
     would replay, 1 if any would break (or could not be replayed, or is
-    unproven: a new call before recorded ones it cannot reach), 2 for a
+    unproven: a new call before recorded ones it cannot reach, or recorded
+    calls not made before a wait), 2 for a
     process that cannot be imported or an unknown run.
     """
     fn = load_process(process)  # the user names it, as for `run`
