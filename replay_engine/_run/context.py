@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import random as _random
+import types
 import uuid as _uuid
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from typing import Any, ParamSpec, TypeVar, overload
 
 import blake3
@@ -163,9 +164,13 @@ class Context:
             value = rt.recorded_value(result, key)  # raises the named error
         if tdef.result_type is not None:  # annotated: a tuple, a Struct …
             value = convert_result(tdef, value, rt.run_id, key)
-        resolved = _new(Resolved)  # without a Python __init__ call
-        resolved.value = value
-        return resolved
+        if scope.next_index == 1 and scope.prefix:
+            # A branch's first call (``lambda i: ctx.task(...)``): the branch
+            # driver takes a Resolved's value without awaiting it at all.
+            resolved = _new(Resolved)  # without a Python __init__ call
+            resolved.value = value
+            return resolved
+        return _resolved(value)  # cheaper to await than a Resolved
 
     def _answer(
         self,
@@ -371,6 +376,19 @@ _scope = current  # the scope of the ctx call being made
 _get_scope = current_scope.get  # the same, without a call (LookupError outside)
 _payload_ref = jf.payload_ref
 _new = object.__new__
+
+
+@types.coroutine
+def _resolved(value: T) -> Generator[Any, Any, T]:
+    """An awaitable that returns ``value`` at once: a replayed ``ctx.task``.
+
+    A generator-based coroutine: ``await`` runs it straight away (no
+    ``__await__`` lookup and call, as a :class:`Resolved` needs; about 80 ns
+    less per replayed call). Like a coroutine, it is awaited once: live code
+    cannot await a ``ctx.task`` twice either.
+    """
+    return value
+    yield  # type: ignore[unreachable]  # a generator that never suspends
 
 
 def _encode_args(tdef: TaskDef[..., Any], args: Mapping[str, Any]) -> bytes:
