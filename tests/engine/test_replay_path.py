@@ -107,10 +107,10 @@ async def map_sets_a_var(inputs: Any, ctx: Any) -> Any:
         # What the previous sibling set must not be seen here: each branch
         # runs in its own copy of the context, live and replayed alike (a
         # leak would change the args and diverge).
-        seen = SEEN.get()
-        seen.append(seen)
+        before = SEEN.get()
+        seen.append(before)
         SEEN.set(f"branch {i}")
-        return ctx.task(echo, {"i": i, "pad": seen})
+        return ctx.task(echo, {"i": i, "pad": before})
 
     out = await ctx.parallel.map(range(6), branch)
     seen.append((out, SEEN.get()))
