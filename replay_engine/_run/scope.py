@@ -22,6 +22,8 @@ from ..errors import ReplayEngineError
 class Scope:
     """The calls of one sequential thread of a process (the root or a branch)."""
 
+    # parallel.py's refill builds a map branch's Scope slot by slot (no
+    # __init__ call on the replay path): a slot added here is set there too.
     __slots__ = ("_branch", "_text", "logs_at", "next_index", "prefix")
 
     def __init__(
