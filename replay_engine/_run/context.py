@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import random as _random
-import types
 import uuid as _uuid
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, ParamSpec, TypeVar, overload
 
 import blake3
@@ -34,6 +33,7 @@ from .branches import Parallel, current
 from .divergence import call_site
 from .parallel import Resolved
 from .patches import check_id
+from .replayed import encode_args as _encode_args, resolved as _resolved
 from .scope import Scope, current_scope
 from .tasks import TaskDef, as_task
 from .typed import bind, check_args, convert_result
@@ -376,32 +376,6 @@ _scope = current  # the scope of the ctx call being made
 _get_scope = current_scope.get  # the same, without a call (LookupError outside)
 _payload_ref = jf.payload_ref
 _new = object.__new__
-
-
-@types.coroutine
-def _resolved(value: T) -> Generator[Any, Any, T]:
-    """An awaitable that returns ``value`` at once: a replayed ``ctx.task``.
-
-    A generator-based coroutine: ``await`` runs it straight away (no
-    ``__await__`` lookup and call, as a :class:`Resolved` needs; about 80 ns
-    less per replayed call). Like a coroutine, it is awaited once: live code
-    cannot await a ``ctx.task`` twice either.
-    """
-    return value
-    yield  # type: ignore[unreachable]  # a generator that never suspends
-
-
-def _encode_args(tdef: TaskDef[..., Any], args: Mapping[str, Any]) -> bytes:
-    """``args`` encoded, or the ``PayloadError`` saying why they cannot be."""
-    try:
-        return jf.encode_payload(args)
-    except jf.FormatError as exc:
-        raise PayloadError(
-            f"ctx.task({tdef.name}, ...) at {call_site()}: its args cannot be"
-            f" encoded: {exc}. Pass only msgspec-encodable values (dicts, lists,"
-            " str, int, float, bool, None, bytes, msgspec Structs); nothing was"
-            " recorded."
-        ) from None
 
 
 _special: dict[tuple[str, str, float | None], TaskDef[..., Any]] = {}
