@@ -476,6 +476,8 @@ def report(args: argparse.Namespace, res: dict[str, Any], total: float) -> None:
         ("inline", 'sync tasks, executor="inline"'),
         ("async", "async tasks"),
     ):
+        if f"fresh-{name}" not in res:  # --replay-only
+            continue
         fresh = res[f"fresh-{name}"]
         rates = fresh["all_per_s"]
         median = statistics.median(rates)
@@ -562,6 +564,11 @@ def main() -> None:
         action="store_true",
         help="only the fresh parallel.map rows (issue 17: --repeat 5 at 20k, 100k)",
     )
+    parser.add_argument(
+        "--replay-only",
+        action="store_true",
+        help="only the replay rows (warm and cold) and their memory, no fresh runs",
+    )
     parser.add_argument("--json", help="also write the raw results to this file")
     parser.add_argument("--keep", help="put the journals here and keep them")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -605,7 +612,7 @@ def main() -> None:
         if not args.no_tracemalloc and not args.fresh_only:
             for case in ("tracemalloc-seq", "tracemalloc-par"):
                 res[case] = run_child(case, replay_journal, args)
-        for name in FRESH_PROCESSES:
+        for name in () if args.replay_only else FRESH_PROCESSES:
             journal = base / f"fresh-{name}"
             shutil.rmtree(journal, ignore_errors=True)
             res[f"fresh-{name}"] = run_child(f"fresh-{name}", journal, args)

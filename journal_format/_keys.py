@@ -31,17 +31,20 @@ MAX_COMPONENT = (1 << 64) - 1
 # ASCII digits only: int() would also take "1_0", "+1", " 1" and other scripts' digits.
 _KEY_TEXT = re.compile(r"[0-9]+(?:\.[0-9]+)*")
 
-# Components below 256 are by far the most common; building their bytes once
-# keeps key construction on the replay hot path to a list index and a concat.
-_SMALL: tuple[bytes, ...] = (b"\x00", *(bytes((1, i)) for i in range(1, 256)))
-
-
-# Two-byte components (256 ..< 65536: the branches of a large parallel.map),
-# built on first use one row of 256 at a time: a table index is several times
-# cheaper than the arithmetic, and a 100k-branch map takes one per branch,
-# but building all 65,536 at once cost ~15 ms: as much as the whole get +
-# decode floor of a 10k-effect cold resume (issue 17).
-_MEDIUM: list[bytes | None] = [None] * 65536
+# Components below 65,536 (below 256: every scope's first calls; up to 65,535:
+# the branches of a large parallel.map and a long sequential run) come from
+# one table, so key construction on the replay hot path is a list index and a
+# concat. The one-byte row is built at import; the two-byte ones (256 ..< 65536)
+# on first use, one row of 256 at a time: building all 65,536 at once cost
+# ~15 ms, as much as the whole get + decode floor of a 10k-effect cold resume
+# (issue 17).
+COMPONENTS: list[bytes | None] = [
+    b"\x00",
+    *(bytes((1, i)) for i in range(1, 256)),
+    *([None] * (65536 - 256)),
+]
+"""``COMPONENTS[i]`` is ``encode_component(i)`` for ``i < 65536``, or ``None``
+for a two-byte row not built yet (then call :func:`encode_component`)."""
 _LOW: tuple[bytes, ...] = tuple(bytes((i,)) for i in range(256))
 
 
@@ -50,7 +53,7 @@ def _medium(index: int) -> bytes:
     head = bytes((2, high))
     start = high << 8
     row = [head + low for low in _LOW]
-    _MEDIUM[start : start + 256] = row
+    COMPONENTS[start : start + 256] = row
     return row[index & 0xFF]
 
 
@@ -60,11 +63,14 @@ def encode_component(index: int) -> bytes:
     Raises:
         FormatError: the index is negative or needs more than 64 bits.
     """
-    if 0 <= index < 256:
-        return _SMALL[index]
-    if 256 <= index < 65536:
-        part = _MEDIUM[index]
+    if 0 <= index < 65536:
+        part = COMPONENTS[index]
         return part if part is not None else _medium(index)
+    if 65536 <= index < 16777216:
+        # Three bytes (a map of more than 65,536 branches, a long run): the
+        # length byte and the index in one int.to_bytes, a quarter of the
+        # general path's cost below.
+        return (0x3000000 | index).to_bytes(4, "big")
     if index < 0 or index > MAX_COMPONENT:
         raise FormatError(
             f"invocation key component {index} is outside 0..{MAX_COMPONENT}"

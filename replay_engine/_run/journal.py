@@ -51,6 +51,8 @@ class RunJournal(ReplayDecisions):
         """The index's calls; for a time-travel replay (:meth:`load_keyed`),
         looked up in the journal key by key instead of held."""
         self.visited: set[bytes] | Visited | Reached = set()
+        self.marks: bytearray | None = None
+        """``Reached.marks`` of a loaded journal's ``visited`` (else None)."""
         """Recorded keys this execution has reached (the rest are checked last)."""
         self.diverged: NonDeterminismError | None = None
         """The first divergence this execution met. Every later ctx call
@@ -136,7 +138,8 @@ class RunJournal(ReplayDecisions):
         index, restored = self.store.load_index(self.run_id, stop=stop)
         self.index, self.entries = index, index.calls
         self.recorded_events = self.known_events = index.events
-        self.visited = reached_for(index.calls, index.events)
+        self.visited = reached = reached_for(index.calls, index.events)
+        self.marks = reached.marks  # ctx.task marks its replayed calls here
         self.restored_events = restored
         # Many events read one by one (no checkpoint, or an old one: say the
         # run was killed mid-run): the first commit checkpoints, so the next
@@ -155,6 +158,7 @@ class RunJournal(ReplayDecisions):
         self.index = index
         self.entries = calls
         self.visited = Visited(calls, index.events)
+        self.marks = None
         self.recorded_events = self.known_events = index.events
 
     def payload(self, ref: bytes) -> bytes:

@@ -40,6 +40,7 @@ from types import CoroutineType
 from typing import Any, TypeVar
 
 from journal_format import encode_component, key_bytes_to_text
+from journal_format._keys import COMPONENTS
 
 from ..errors import ThunkRequired
 from .feed import Feed
@@ -321,6 +322,11 @@ def _first_step(
         value = make() if item is _NO_ITEM else make(item)
     except BaseException as exc:
         return True, _Failure(exc), None
+    return _next_step(value)
+
+
+def _next_step(value: Any) -> tuple[bool, Any, Any]:
+    """The rest of :func:`_first_step`, on what the branch's function returned."""
     coro: Coroutine[Any, Any, Any]
     kind = type(value)
     if kind is Resolved:
@@ -340,7 +346,7 @@ def _first_step(
     return False, None, (coro, first)
 
 
-async def run_group(
+async def run_group(  # noqa: PLR0915 (the replay loop of a map is unrolled: see refill)
     key: bytes,
     makers: Sequence[Callable[[], Any]] | Callable[[Any], Any],
     items: Sequence[Any] | None,
@@ -373,7 +379,8 @@ async def run_group(
     # the whole replay of a map) is settled right here, without the group's
     # two method calls per branch; other groups settle by their own rules.
     plain, results = type(group) is _Group, group.results
-    copy_context = contextvars.copy_context
+    copy_context, set_scope = contextvars.copy_context, current_scope.set
+    new = object.__new__
 
     def refill() -> None:
         nonlocal next_index
@@ -388,7 +395,13 @@ async def run_group(
                 return
             index = next_index
             next_index += 1
-            scope = Scope(key + encode_component(index), text, index)
+            # Scope(key + encode_component(index), text, index), inlined: one
+            # per branch (the replay of a map makes nothing else per branch).
+            part = COMPONENTS[index] if index < 65536 else None
+            scope = new(Scope)
+            scope.prefix = key + (part if part is not None else encode_component(index))
+            scope._text, scope._branch = text, index
+            scope.next_index, scope.logs_at = 0, None
             if items is None:
                 make, item = makers[index], _NO_ITEM  # type: ignore[index]
             else:
@@ -396,10 +409,26 @@ async def run_group(
             if not plain:
                 group.start(index, scope, make, item)
                 continue
+            # _first_step, unrolled: the replay of a map runs this once per
+            # branch. The branch's own context gets its scope and runs the
+            # call through C (Context.run), without a Python frame between.
             context = copy_context()
-            done, value, pending = context.run(_first_step, scope, make, item)
+            context.run(set_scope, scope)
+            try:
+                if item is _NO_ITEM:
+                    value = context.run(make)
+                else:
+                    value = context.run(make, item)  # type: ignore[arg-type]
+            except BaseException as exc:
+                group.started(index, context, True, _Failure(exc), None)
+                continue
+            if type(value) is Resolved and group.remaining > 1:
+                results[index] = value.value  # a replayed call: _settle's common case
+                group.remaining -= 1
+                continue
+            done, value, pending = context.run(_next_step, value)
             if done and type(value) is not _Failure and group.remaining > 1:
-                results[index] = value  # _settle's common case
+                results[index] = value
                 group.remaining -= 1
             else:
                 group.started(index, context, done, value, pending)

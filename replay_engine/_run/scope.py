@@ -14,6 +14,7 @@ import contextvars
 
 import journal_format as jf
 from journal_format import MAX_INVOCATION_KEY_BYTES, encode_component
+from journal_format._keys import COMPONENTS
 
 from ..errors import ReplayEngineError
 
@@ -21,6 +22,8 @@ from ..errors import ReplayEngineError
 class Scope:
     """The calls of one sequential thread of a process (the root or a branch)."""
 
+    # parallel.py's refill builds a map branch's Scope slot by slot (no
+    # __init__ call on the replay path): a slot added here is set there too.
     __slots__ = ("_branch", "_text", "logs_at", "next_index", "prefix")
 
     def __init__(
@@ -46,7 +49,10 @@ class Scope:
         """Take the next invocation key of this scope."""
         index = self.next_index
         self.next_index = index + 1
-        key = self.prefix + encode_component(index)
+        # encode_component(index), inlined for the replay hot path (a ctx
+        # call per key): the table covers indexes below 65,536.
+        part = COMPONENTS[index] if index < 65536 else None
+        key = self.prefix + (part if part is not None else encode_component(index))
         if len(key) > MAX_INVOCATION_KEY_BYTES:
             raise ReplayEngineError(
                 f"invocation key {jf.key_bytes_to_text(key)} is too deep for the"

@@ -10,11 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import journal_format as jf
 from replay_engine import Engine, task
-from replay_engine._run import reached
 from replay_engine._run.journal import RunJournal
 from replay_engine._run.reached import Reached
 
@@ -56,21 +53,15 @@ async def two_calls(inputs: dict[str, Any], ctx: Any) -> int:
     )
 
 
-def test_a_resume_reaches_every_recorded_call(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A long run's loaded journal marks reached calls in the bitmap (a
-    # short one keeps a set); every recorded call reached: none unvisited.
+def test_a_resume_reaches_every_recorded_call(tmp_path: Path) -> None:
+    # Every loaded journal, short or long, marks reached calls by seq (a set
+    # of keys before); every recorded call reached: none unvisited.
     with Engine(str(tmp_path / "j")) as engine:
         engine.run(two_calls, {}, run_id="r")
         journal = RunJournal(engine._store, "r", read_only=True)
         journal.load()
-        assert isinstance(journal.visited, set)
-    monkeypatch.setattr(reached, "BITMAP_FROM_EVENTS", 1)
-    with Engine(str(tmp_path / "j")) as engine:
-        journal = RunJournal(engine._store, "r", read_only=True)
-        journal.load()
         assert isinstance(journal.visited, Reached)
+        assert journal.marks is journal.visited.marks
         assert [jf.key_bytes_to_text(k) for k, _ in journal.unvisited()] == [
             "0",
             "1",
@@ -78,3 +69,19 @@ def test_a_resume_reaches_every_recorded_call(
         for key in list(journal.index.calls):
             journal.visited.add(key)
         assert journal.unvisited() == []
+
+
+async def first_only(inputs: dict[str, Any], ctx: Any) -> int:
+    return int(await ctx.task(add_one, {"i": 1}))
+
+
+def test_a_replayed_task_is_marked_reached_by_its_seq(tmp_path: Path) -> None:
+    # ctx.task's replay stores into the loaded journal's marks itself (no
+    # visited.add): compat of the same process reaches every recorded call,
+    # and one that makes only the first call leaves the second unreached.
+    with Engine(str(tmp_path / "j")) as engine:
+        engine.run(two_calls, {}, run_id="r")
+        [same] = engine.check_compatible(two_calls, ["r"])
+        [fewer] = engine.check_compatible(first_only, ["r"])
+    assert same.compatible, same
+    assert not fewer.compatible and "1" in str(fewer), fewer

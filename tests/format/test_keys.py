@@ -29,6 +29,10 @@ def test_any_key_round_trips(key: tuple[int, ...]) -> None:
         ((3, 1, 0), "0103010100"),
         ((3, 10, 0), "0103010a00"),
         ((65536,), "03010000"),
+        # The edges of the encoder's table and three-byte paths (issue 17).
+        ((65535,), "02ffff"),
+        ((16777215,), "03ffffff"),
+        ((16777216,), "0401000000"),
     ],
 )
 def test_component_layout(key: tuple[int, ...], hex_bytes: str) -> None:
