@@ -10,7 +10,11 @@ checkpoint is written in the same commit as the append that asks for it.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import logging
+import operator
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -19,8 +23,12 @@ import journal_format as jf
 
 from ..errors import JournalCorruptError
 from .chain import check_end, damaged, orphaned
+from .records import decode_run
 
 _log = logging.getLogger("replay_engine")
+
+_FEW_ADDED = 64
+"""Up to this many new calls in an overlay are inserted into the sorted base."""
 
 
 def load_index(
@@ -36,10 +44,88 @@ def load_index(
         JournalCorruptError: a damaged event, naming run and seq.
     """
     start = read_checkpoint(txn, dbs, run_id, stop) if use_checkpoint else None
-    restored = start.events if start is not None else 0
-    index = start if start is not None else jf.CallIndex()
+    if start is None:
+        return fold_all(txn, dbs, run_id, jf.CallIndex, stop), 0
+    restored = start.events
+    fold_events(txn, dbs, run_id, start, stop)
+    return start, restored
+
+
+def fold_all(
+    txn: Any,
+    dbs: dict[bytes, Any],
+    run_id: str,
+    new_index: Callable[[], jf.CallIndex],
+    stop: int | None,
+) -> jf.CallIndex:
+    """A new index (``new_index()``) with the run's events up to ``stop`` folded in.
+
+    The cold resume's read: every event from the first. It reads exactly the
+    run's event keys (:func:`_fold_exact`); when anything there is not as a
+    sound run has it, it starts again with another new index and the
+    careful read (:func:`fold_events`), which decides, with its own errors:
+    damage is found exactly as before, only sooner on a sound run.
+
+    Raises:
+        JournalCorruptError: a damaged event, or an outcome without a request.
+    """
+    index = new_index()
+    if _fold_exact(txn, dbs, run_id, index, stop):
+        return index
+    index = new_index()
     fold_events(txn, dbs, run_id, index, stop)
-    return index, restored
+    return index
+
+
+def _fold_exact(
+    txn: Any, dbs: dict[bytes, Any], run_id: str, index: jf.CallIndex, stop: int | None
+) -> bool:
+    """Fold the events the run record counts (up to ``stop``) into a new ``index``.
+
+    True when the run's events are exactly the keys ``event_key(prefix, 0)``
+    to ``event_key(prefix, end - 1)`` in a row, each record passing every
+    check of ``fold_run`` (digest, seq, chain link), and the careful read
+    would stop where this one did (no further key of the run; the run
+    record's count and head match: ``check_end``). So the records it folds
+    are those ``fold_events`` folds and give the same index. False, with
+    ``index`` left part-folded, on anything else: the caller folds again.
+
+    Why: ``fold_events`` compares every key with the run's key range (a
+    key object, a tuple and four comparisons per event); here the cursor
+    yields them from the run's first key, ``islice`` counts, the fold
+    checks each key's length, and the last key read is compared once.
+    """
+    raw = txn.get(run_id.encode(), db=dbs[jf.DB_RUNS])
+    if raw is None:
+        return False
+    try:
+        record = decode_run(run_id, raw)
+    except JournalCorruptError:
+        return False
+    end = record.events if stop is None else min(stop, record.events)
+    prefix = jf.run_prefix(run_id)
+    first = jf.event_key(prefix, 0)
+    cursor = txn.cursor(db=dbs[jf.DB_EVENTS])
+    if end < 1 or not cursor.set_key(first):
+        return False
+    try:
+        index.fold_run(run_id, itertools.islice(cursor, end))
+    except (jf.DamagedEvent, jf.OrphanOutcome):
+        return False
+    # ``end`` records of event-key length, in key order from the run's
+    # first key to its key ``end - 1``: exactly the keys 0 .. end - 1.
+    if index.events != end or cursor.key() != jf.event_key(prefix, end - 1):
+        return False
+    if stop is None or stop > end:
+        # The careful read goes on while keys are the run's, then checks
+        # the end against the run record.
+        if cursor.next():
+            key = cursor.key()
+            if len(key) == len(first) and key.startswith(prefix):
+                return False
+        if record.events != index.events or record.head != index.head:
+            return False
+    return True
 
 
 def fold_events(
@@ -173,10 +259,32 @@ class _TailCalls(dict[bytes, jf.CallEntry]):
         return entry
 
     def merged(self) -> tuple[list[bytes], list[jf.CallEntry]]:
-        """Every key of base and overlay in byte order (JF-103), and their entries."""
+        """Every key of base and overlay in byte order (JF-103), and their entries.
+
+        C-level passes over ``base`` (a resume's first checkpoint has every
+        call of the run in it, the overlay a few): its keys and entries are
+        taken in fold order, which is byte order for most runs (checked, else
+        sorted), and the overlay's entries are then put in their places.
+        """
         base = self.base
         keys = list(base)
-        keys.extend(key for key in self if key not in base)
-        keys.sort()  # base's keys come in fold order: mostly sorted already
-        own = dict.get  # the overlay's own entry: C calls, no Python frame
-        return keys, [own(self, key) or base[key] for key in keys]
+        if all(map(operator.lt, keys, itertools.islice(keys, 1, None))):
+            calls = list(base.values())
+        else:
+            keys.sort()
+            calls = list(map(base.__getitem__, keys))
+        added = [key for key in self if key not in base]
+        if len(added) > _FEW_ADDED:
+            # Many new calls (a long execution since the index was loaded):
+            # one sort of everything beats an insert per call.
+            keys.extend(added)
+            keys.sort()
+            own = dict.get  # the overlay's own entry: C calls, no Python frame
+            return keys, [own(self, key) or base[key] for key in keys]
+        for key in added:
+            at = bisect.bisect_left(keys, key)
+            keys.insert(at, key)
+            calls.insert(at, dict.__getitem__(self, key))
+        for key, entry in dict.items(self):
+            calls[bisect.bisect_left(keys, key)] = entry
+        return keys, calls
