@@ -13,7 +13,6 @@ from __future__ import annotations
 import bisect
 import itertools
 import logging
-import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -267,11 +266,10 @@ class _TailCalls(dict[bytes, jf.CallEntry]):
         sorted), and the overlay's entries are then put in their places.
         """
         base = self.base
-        keys = list(base)
-        if all(map(operator.lt, keys, itertools.islice(keys, 1, None))):
+        keys = sorted(base)  # already in order: one pass (timsort finds the run)
+        if keys == list(base):  # the same objects: compared by identity
             calls = list(base.values())
         else:
-            keys.sort()
             calls = list(map(base.__getitem__, keys))
         added = [key for key in self if key not in base]
         if len(added) > _FEW_ADDED:
