@@ -17,7 +17,8 @@ finds none, or one it cannot use, folds every event and gets the same index.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import itertools
+from collections.abc import Callable, Iterable, Iterator
 from typing import Final
 
 import msgspec
@@ -47,6 +48,9 @@ from ._events import (
 )
 from ._keys import key_bytes_to_text
 from ._layout import genesis_digest, run_prefix
+
+SEQ_SIZE: Final = 8
+"""Bytes of the seq that ends an ``events`` key (after the run's prefix)."""
 
 _envelope_decoder = msgspec.msgpack.Decoder(Envelope, ext_hook=refuse_extension)
 
@@ -248,6 +252,21 @@ class OrphanOutcome(FormatError):
         self.key = key
 
 
+def _own_records(
+    run_id: str, records: Iterable[tuple[bytes, bytes]], count: int | None
+) -> Iterator[tuple[bytes, bytes]]:
+    """``records`` up to the first key outside the run, and at most ``count``."""
+    prefix = run_prefix(run_id)
+    # The run's first and last possible event keys: a key of event-key
+    # length between them starts with the run's prefix.
+    low, high = prefix + b"\x00" * SEQ_SIZE, prefix + b"\xff" * SEQ_SIZE
+    for record in itertools.islice(records, count):
+        key = record[0]
+        if len(key) != len(low) or key > high or key < low:
+            return
+        yield record
+
+
 class CallIndex:
     """What a run's first :attr:`events` events say, by invocation key (JF-102).
 
@@ -329,12 +348,27 @@ class CallIndex:
             DamagedEvent: a record fails a check (nothing after it is folded).
             OrphanOutcome: an outcome at a key with no request before it.
         """
-        prefix = run_prefix(run_id)
-        # The run's first and last possible event keys: a key of event-key
-        # length between them starts with the run's prefix, so two byte
-        # comparisons replace a startswith call per event.
-        low, high = prefix + b"\x00" * 8, prefix + b"\xff" * 8
-        key_length, size, decode = len(low), ADDRESS_SIZE, _envelope_decoder.decode
+        count = None if stop is None else max(0, stop - self.events)
+        self.fold_run(run_id, _own_records(run_id, records, count))
+
+    def fold_run(self, run_id: str, records: Iterable[tuple[bytes, bytes]]) -> None:
+        """:meth:`fold_records` of records known to be the run's next ones.
+
+        The hot loop of every cold resume. The caller has limited ``records``
+        to the run's key range and count (:meth:`fold_records` filters them;
+        the store reads exactly the run's keys and checks the last one), so
+        of the key only its length is checked here, and reading stops at a
+        key of another length. Every record's digest, seq and chain link are
+        checked as in :meth:`fold_records`.
+
+        Raises:
+            DamagedEvent: a record fails a check (nothing after it is folded).
+            OrphanOutcome: an outcome at a key with no request before it.
+        """
+        key_length = len(run_prefix(run_id)) + SEQ_SIZE
+        # Slice objects made once: ``value[:size]`` builds one per event.
+        stored_digest, encoded = slice(None, ADDRESS_SIZE), slice(ADDRESS_SIZE, None)
+        decode = _envelope_decoder.decode
         hasher = blake3()  # reset per record: cheaper than a new hasher each
         update, digest_of, reset = hasher.update, hasher.digest, hasher.reset
         # One str object per distinct task name, not one per request (memory
@@ -348,9 +382,9 @@ class CallIndex:
         last = self.last_event
         try:
             for key, value in records:
-                if seq == stop or len(key) != key_length or key > high or key < low:
+                if len(key) != key_length:
                     break
-                digest, data = value[:size], value[size:]
+                digest, data = value[stored_digest], value[encoded]
                 update(data)
                 if digest_of() != digest:
                     raise DamagedEvent(

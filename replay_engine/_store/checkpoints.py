@@ -10,7 +10,10 @@ checkpoint is written in the same commit as the append that asks for it.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -19,8 +22,12 @@ import journal_format as jf
 
 from ..errors import JournalCorruptError
 from .chain import check_end, damaged, orphaned
+from .records import decode_run
 
 _log = logging.getLogger("replay_engine")
+
+_FEW_ADDED = 64
+"""Up to this many new calls in an overlay are inserted into the sorted base."""
 
 
 def load_index(
@@ -42,10 +49,103 @@ def load_index(
         JournalCorruptError: a damaged event, naming run and seq.
     """
     start = read_checkpoint(txn, dbs, run_id, stop, taken) if use_checkpoint else None
-    restored = start.events if start is not None else 0
-    index = start if start is not None else jf.CallIndex()
-    more = fold_events(txn, dbs, run_id, index, stop, batch)
-    return index, restored, more
+    if start is None:
+        index = jf.CallIndex()
+        more = fold_exact(txn, dbs, run_id, index, stop, batch)
+        if more is None:  # not as a sound run has it: the careful read decides
+            index = jf.CallIndex()
+            more = fold_events(txn, dbs, run_id, index, stop, batch)
+        return index, 0, more
+    return start, start.events, fold_events(txn, dbs, run_id, start, stop, batch)
+
+
+def fold_all(
+    txn: Any,
+    dbs: dict[bytes, Any],
+    run_id: str,
+    new_index: Callable[[], jf.CallIndex],
+    stop: int | None,
+) -> jf.CallIndex:
+    """A new index (``new_index()``) with the run's events up to ``stop`` folded in.
+
+    Every event from the first, in this transaction: :func:`fold_exact`, or
+    when anything there is not as a sound run has it, again from another new
+    index with the careful read (:func:`fold_events`), which decides, with
+    its own errors: damage is found exactly as before, only sooner on a
+    sound run.
+
+    Raises:
+        JournalCorruptError: a damaged event, or an outcome without a request.
+    """
+    index = new_index()
+    if fold_exact(txn, dbs, run_id, index, stop) is not None:
+        return index
+    index = new_index()
+    fold_events(txn, dbs, run_id, index, stop)
+    return index
+
+
+def fold_exact(
+    txn: Any,
+    dbs: dict[bytes, Any],
+    run_id: str,
+    index: jf.CallIndex,
+    stop: int | None,
+    batch: int | None = None,
+) -> bool | None:
+    """:func:`fold_events` reading exactly the keys the run record counts.
+
+    Folds the events after ``index.events`` up to ``stop`` (``batch`` of
+    them at most) and returns what :func:`fold_events` would: True when it
+    stopped at the batch limit with more to read, False when complete. None
+    when the run's keys from ``index.events`` on are not exactly
+    ``event_key(prefix, seq)`` in a row, each passing every check of
+    ``fold_run`` (digest, seq, chain link), up to where the careful read
+    would stop (no further key of the run; the run record's count and head
+    match: ``check_end``): ``index`` is then part-folded, and the caller must
+    fold from a state it kept (a new index) with the careful read, whose
+    result or error is the one to give.
+
+    Why: ``fold_events`` compares every key with the run's key range (a key
+    object, a tuple and four comparisons per event); here the cursor yields
+    them from the first key wanted, ``islice`` counts, the fold checks each
+    key's length, and the last key read is compared once.
+    """
+    raw = txn.get(run_id.encode(), db=dbs[jf.DB_RUNS])
+    if raw is None:
+        return None
+    try:
+        record = decode_run(run_id, raw)
+    except JournalCorruptError:
+        return None
+    begin = index.events
+    end = record.events if stop is None else min(stop, record.events)
+    limit = end if batch is None else min(end, begin + batch)
+    prefix = jf.run_prefix(run_id)
+    cursor = txn.cursor(db=dbs[jf.DB_EVENTS])
+    cursor_start = jf.event_key(prefix, begin)
+    if limit <= begin or not cursor.set_key(cursor_start):
+        return None
+    try:
+        index.fold_run(run_id, itertools.islice(cursor, limit - begin))
+    except (jf.DamagedEvent, jf.OrphanOutcome):
+        return None
+    # ``limit - begin`` records of event-key length, in key order from key
+    # ``begin`` to key ``limit - 1``: exactly those keys.
+    if index.events != limit or cursor.key() != jf.event_key(prefix, limit - 1):
+        return None
+    if limit < end:
+        return True  # the batch's end: the next one checks the chain on
+    if stop is None or stop > end:
+        # The careful read goes on while keys are the run's, then checks
+        # the end against the run record.
+        if cursor.next():
+            key = cursor.key()
+            if len(key) == len(cursor_start) and key.startswith(prefix):
+                return None
+        if record.events != index.events or record.head != index.head:
+            return None
+    return False
 
 
 def fold_events(
@@ -198,10 +298,31 @@ class _TailCalls(dict[bytes, jf.CallEntry]):
         return entry
 
     def merged(self) -> tuple[list[bytes], list[jf.CallEntry]]:
-        """Every key of base and overlay in byte order (JF-103), and their entries."""
+        """Every key of base and overlay in byte order (JF-103), and their entries.
+
+        C-level passes over ``base`` (a resume's first checkpoint has every
+        call of the run in it, the overlay a few): its keys and entries are
+        taken in fold order, which is byte order for most runs (checked, else
+        sorted), and the overlay's entries are then put in their places.
+        """
         base = self.base
-        keys = list(base)
-        keys.extend(key for key in self if key not in base)
-        keys.sort()  # base's keys come in fold order: mostly sorted already
-        own = dict.get  # the overlay's own entry: C calls, no Python frame
-        return keys, [own(self, key) or base[key] for key in keys]
+        keys = sorted(base)  # already in order: one pass (timsort finds the run)
+        if keys == list(base):  # the same objects: compared by identity
+            calls = list(base.values())
+        else:
+            calls = list(map(base.__getitem__, keys))
+        added = [key for key in self if key not in base]
+        if len(added) > _FEW_ADDED:
+            # Many new calls (a long execution since the index was loaded):
+            # one sort of everything beats an insert per call.
+            keys.extend(added)
+            keys.sort()
+            own = dict.get  # the overlay's own entry: C calls, no Python frame
+            return keys, [own(self, key) or base[key] for key in keys]
+        for key in added:
+            at = bisect.bisect_left(keys, key)
+            keys.insert(at, key)
+            calls.insert(at, dict.__getitem__(self, key))
+        for key, entry in dict.items(self):
+            calls[bisect.bisect_left(keys, key)] = entry
+        return keys, calls

@@ -30,7 +30,7 @@ import journal_format as jf
 
 from ..errors import JournalCorruptError
 from .chain import check_event, orphaned
-from .checkpoints import fold_events
+from .checkpoints import fold_all
 
 BATCH_KEYS = 64
 """Keys examined per read transaction when walking the index in key order."""
@@ -76,15 +76,21 @@ def scan(
     Raises:
         JournalCorruptError: a damaged event, naming run and seq.
     """
-    index = jf.CallIndex()
-    counted = _Counted()
-    index.calls = counted
-    index.logs = _Dropped()
+    counts: list[_Counted] = []  # the last one is the index returned
+
+    def new_index() -> jf.CallIndex:
+        index = jf.CallIndex()
+        index.calls = _Counted()
+        counts.append(index.calls)
+        index.logs = _Dropped()
+        return index
+
     # The same checked fold as a resume's, so both read the prefix alike.
-    fold_events(txn, dbs, run_id, index, stop)
+    index = fold_all(txn, dbs, run_id, new_index, stop)
+    created = counts[-1].created
     index.calls = {}
     index.logs = set()
-    return index, counted.created
+    return index, created
 
 
 class KeyedCalls:

@@ -43,6 +43,10 @@ DECODE_APART_BYTES: Final = 8 << 20
 next, after the map's pages are released (about 130k calls)."""
 
 
+class _Inexact(Exception):
+    """A later batch's keys were not as a sound run has them (``fold_exact``)."""
+
+
 def load_in_batches(
     handle: _env._Handle,
     dbs: dict[bytes, Any],
@@ -54,13 +58,31 @@ def load_in_batches(
     """``checkpoints.load_index`` in batches of ``batch`` events; its result.
 
     ``batch`` defaults to :data:`FOLD_BATCH_EVENTS` (read at each call, so
-    a test can make it small).
+    a test can make it small). Later batches read exactly the run's keys
+    (``checkpoints.fold_exact``) as the first does; when one finds them not
+    as a sound run has them, the whole load is made again with the careful
+    read, whose result or error is the one given (damage only costs time).
 
     Raises:
         JournalCorruptError: a damaged event, naming run and seq.
     """
     if batch is None:
         batch = FOLD_BATCH_EVENTS
+    try:
+        return _load(handle, dbs, run_id, stop, use_checkpoint, batch, exact=True)
+    except _Inexact:
+        return _load(handle, dbs, run_id, stop, use_checkpoint, batch, exact=False)
+
+
+def _load(
+    handle: _env._Handle,
+    dbs: dict[bytes, Any],
+    run_id: str,
+    stop: int | None,
+    use_checkpoint: bool,
+    batch: int,
+    exact: bool,
+) -> tuple[jf.CallIndex, int]:
     taken: list[bytes] = []
 
     def first(txn: Any) -> tuple[jf.CallIndex, int, bool] | None:
@@ -95,7 +117,7 @@ def load_in_batches(
         # in one go.
         released = _env.release_map(handle)
         limit = batch if released else None
-        more = _env.read(handle, _folding(dbs, run_id, index, stop, limit))
+        more = _env.read(handle, _folding(dbs, run_id, index, stop, limit, exact))
     if released:
         _env.release_map(handle)  # the last batch's pages too
     return index, restored
@@ -107,6 +129,16 @@ def _folding(
     index: jf.CallIndex,
     stop: int | None,
     limit: int | None,
+    exact: bool,
 ) -> Callable[[Any], bool]:
     """A read body folding on from ``index.events`` (``limit`` events at most)."""
-    return lambda txn: checkpoints.fold_events(txn, dbs, run_id, index, stop, limit)
+
+    def body(txn: Any) -> bool:
+        if exact:
+            more = checkpoints.fold_exact(txn, dbs, run_id, index, stop, limit)
+            if more is None:
+                raise _Inexact
+            return more
+        return checkpoints.fold_events(txn, dbs, run_id, index, stop, limit)
+
+    return body

@@ -43,3 +43,28 @@ def test_folding_a_tail_over_an_overlay_equals_folding_everything(
     checkpoint.keys, checkpoint.calls = overlay.merged()
     assert checkpoint == whole.to_checkpoint("r1", 1)
     assert base.calls == before  # entry by entry: nothing written through
+
+
+@pytest.mark.parametrize("ordered", [True, False], ids=["byte-order", "shuffled"])
+@pytest.mark.parametrize("added", [0, 5, 200])
+def test_merged_is_every_key_in_byte_order_with_the_overlays_entries(
+    ordered: bool, added: int
+) -> None:
+    # merged() takes the base in fold order when that is byte order, sorts it
+    # otherwise, and inserts a few new calls or sorts many: each way must give
+    # the keys in byte order, each with the overlay's entry where it has one.
+    keys = [jf.encode_key((i,)) for i in range(300)]
+    base_keys = keys[:200] if ordered else keys[:200][::-1]
+    base = {k: jf.CallEntry(jf.EFFECT, i, "t") for i, k in enumerate(base_keys)}
+    overlay = _TailCalls(base)
+    for key in keys[190:200]:  # the tail completes ten recorded calls
+        entry = overlay.get(key)
+        assert entry is not None
+        entry.result = b"r"
+    for i, key in enumerate(keys[200 : 200 + added]):
+        overlay[key] = jf.CallEntry(jf.VALUE, 1000 + i, "now")
+    merged_keys, merged_calls = overlay.merged()
+    expected = {**base, **dict(overlay.items())}
+    assert merged_keys == sorted(expected) == keys[: 200 + added]
+    assert merged_calls == [expected[k] for k in merged_keys]
+    assert all(base[k].result is None for k in keys[190:200])  # base untouched
