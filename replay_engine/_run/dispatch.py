@@ -33,6 +33,7 @@ from .journal import RunJournal
 from .retry import exception_names
 from .tasks import TaskContext, _task_context
 from .typed import convert_args
+from .wakes import Wakes
 
 # ExecutorSet is defined next door; the API layer imports it from here.
 __all__ = ["Call", "Dispatcher", "ExecutorSet", "Slots"]
@@ -98,6 +99,8 @@ class Dispatcher:
         self.shared = shared_pump(loop, journal.store)
         """The commit pump this run shares with the loop's other runs."""
         self.shared.executing += 1
+        self._wakes = Wakes(loop)
+        """Branch wake-ups of a batch of outcomes, run after it (``wakes``)."""
 
     # -- public ------------------------------------------------------------------
 
@@ -218,6 +221,17 @@ class Dispatcher:
         """Start what is ready: the journal's buffer has just been committed."""
         if self.journal.crashed or self.holding:
             return  # a (simulated) dead or a stopping process starts nothing
+        wakes = self._wakes
+        if wakes.open():
+            try:
+                self._start_ready()
+            finally:
+                wakes.close()
+            wakes.run(self._fault)  # after the batch: see ``wakes``
+        else:
+            self._start_ready()
+
+    def _start_ready(self) -> None:
         local: list[Call] = []
         remote: dict[int, tuple[cf.Executor, list[Call]]] = {}
         ready = self.ready
@@ -369,10 +383,17 @@ class Dispatcher:
         self, chunk: list[Call], future: cf.Future[Any], timed: bool
     ) -> None:
         """A pool job ended; ``timed`` jobs (local ones) also report their seconds."""
+        wakes = self._wakes
+        opened = wakes.open()
         try:
             self._job_done(chunk, future, timed)
         except BaseException as exc:
             self._fault(exc)
+        finally:
+            if opened:
+                wakes.close()
+        if opened:
+            wakes.run(self._fault)
 
     def _job_done(self, chunk: list[Call], future: cf.Future[Any], timed: bool) -> None:
         self._jobs.discard(future)

@@ -61,13 +61,20 @@ def _start_eager_311(
     # An instance attribute shadows the method for this constructor only; the
     # Task looks ``call_soon`` up on the loop object each time it schedules.
     try:
-        loop.call_soon = capture  # type: ignore[method-assign,assignment]
+        namespace = loop.__dict__
     except AttributeError:  # a loop without an instance dict: not eager
         return loop.create_task(coro)
+    # What shadowed it already (the dispatcher's batched wakes) comes back
+    # after the constructor: the Task's first step runs under it.
+    previous = namespace.get("call_soon")
+    namespace["call_soon"] = capture
     try:
         task: asyncio.Task[Any] = asyncio.Task(coro, loop=loop)
     finally:
-        del loop.call_soon
+        if previous is None:
+            del namespace["call_soon"]
+        else:
+            namespace["call_soon"] = previous
     step = capture.callback
     if step is None:  # not the constructor we know: let the loop run it
         return task  # pragma: no cover - only on an unknown asyncio

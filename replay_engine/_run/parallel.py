@@ -216,6 +216,8 @@ class _Group:
         self.refill: Callable[[], None] | None = None
         self.stopped = False
         """The outcome is decided (a race won, a fail-fast failure): start no more."""
+        self.plain = type(self) is _Group
+        """Settles by ``_Group``'s own rules (subclasses override ``_settle``)."""
 
     def start(
         self, index: int, scope: Scope, make: Callable[..., Any], item: Any
@@ -247,7 +249,11 @@ class _Group:
         """A suspended branch finished (``value`` may be a ``_Failure``)."""
         self.running -= 1
         del self.branches[index]
-        self._settle(index, value)
+        if self.plain and self.remaining > 1 and type(value) is not _Failure:
+            self.results[index] = value  # _settle's common case (fan-out)
+            self.remaining -= 1
+        else:
+            self._settle(index, value)
         self.on_activity()
         # Only here, never from _settle: an eager branch settles inside refill's
         # own loop, and re-entering it would recurse once per branch.
@@ -372,7 +378,7 @@ async def run_group(
     # A plain group's branch answered without suspending (a replayed branch:
     # the whole replay of a map) is settled right here, without the group's
     # two method calls per branch; other groups settle by their own rules.
-    plain, results = type(group) is _Group, group.results
+    plain, results, branches = group.plain, group.results, group.branches
     copy_context = contextvars.copy_context
 
     def refill() -> None:
@@ -401,26 +407,39 @@ async def run_group(
             if done and type(value) is not _Failure and group.remaining > 1:
                 results[index] = value  # _settle's common case
                 group.remaining -= 1
+            elif done:
+                group._settle(index, value)
             else:
-                group.started(index, context, done, value, pending)
+                # group.started's suspended case, inline (a fresh fan-out's
+                # every branch).
+                coro, first = pending
+                group.running += 1
+                branch = _Branch(group, index, coro, context)
+                branches[index] = branch
+                branch.wait_on(first)
 
     group.refill = refill
     refill()
     if group.remaining:
-        loop = asyncio.get_running_loop()
-        group.waiter = loop.create_future()
-        active.add(group)
-        try:
-            await group.waiter
-        except BaseException:
-            group.stopped = True  # cancelled: start no more branches
-            group.cancel()
-            raise
-        finally:
-            active.discard(group)
-            if feed is not None:
-                feed.hungry.pop(group, None)
+        await _settled(group, active, feed)
     return group.outcome()
+
+
+async def _settled(group: _Group, active: set[_Group], feed: Feed | None) -> None:
+    """Wait until every branch of ``group`` has settled."""
+    loop = asyncio.get_running_loop()
+    group.waiter = loop.create_future()
+    active.add(group)
+    try:
+        await group.waiter
+    except BaseException:
+        group.stopped = True  # cancelled: start no more branches
+        group.cancel()
+        raise
+    finally:
+        active.discard(group)
+        if feed is not None:
+            feed.hungry.pop(group, None)
 
 
 def check_thunks(thunks: Iterable[Any]) -> list[Callable[[], Any]]:
