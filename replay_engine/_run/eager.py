@@ -39,11 +39,11 @@ class _Capture:
     """Stands in for ``loop.call_soon`` while a Task is constructed."""
 
     __slots__ = ("args", "callback", "context")
-
-    def __init__(self) -> None:
-        self.callback: Callable[..., Any] | None = None
-        self.args: tuple[Any, ...] = ()
-        self.context: contextvars.Context | None = None
+    # No __init__ (one Python call less per async attempt): the slots stay
+    # unset until asyncio calls it, and an unset ``callback`` reads as None.
+    callback: Callable[..., Any] | None
+    args: tuple[Any, ...]
+    context: contextvars.Context | None
 
     def __call__(
         self,
@@ -75,7 +75,7 @@ def _start_eager_311(
             del namespace["call_soon"]
         else:
             namespace["call_soon"] = previous
-    step = capture.callback
+    step = getattr(capture, "callback", None)
     if step is None:  # not the constructor we know: let the loop run it
         return task  # pragma: no cover - only on an unknown asyncio
     context = capture.context

@@ -120,14 +120,17 @@ class Runtime(ExecutionState):
         """``ctx.task`` at ``key``, unless it completed before (ctx answers that)."""
         if entry is None:
             if tdef.kind == "task" and not self.frozen and self.tracing is None:
-                # The fan-out's common case: see ``_fresh_effect``.
-                return self._handle(
-                    tdef,
-                    key,
-                    self._fresh_effect(
-                        tdef, key, scope.last_text(), scope.prefix, args_bytes, address
-                    ),
+                # The fan-out's common case: see ``_fresh_effect``; and
+                # ``_handle``, inline (its frame walk starts one frame nearer).
+                coro = self._fresh_effect(
+                    tdef, key, scope.last_text(), scope.prefix, args_bytes, address
                 )
+                frame: FrameType | None = sys._getframe(2)
+                while frame is not None and frame.f_globals is _CONTEXT_GLOBALS:
+                    frame = frame.f_back
+                site = (frame.f_code, frame.f_lasti) if frame is not None else None
+                self.unawaited[key] = (coro, tdef.name, site)
+                return coro
             return self._handle(
                 tdef,
                 key,
@@ -365,12 +368,29 @@ class Runtime(ExecutionState):
         per branch; a failed attempt goes on in ``_attempts`` (retries).
         """
         self.unawaited.pop(key, None)
-        if self.journal.diverged is not None or self.stopping:
+        journal = self.journal
+        if journal.diverged is not None or self.stopping:
             self.check_live()
-        self._request(tdef, key, scope_prefix, args_bytes, address, None)
+        if journal.entries:  # a fresh run has none: no description to build
+            journal.check_new_key(
+                key, scope_prefix, lambda: _describe_call(tdef, address)
+            )
+        request = jf.EffectRequested(  # _request's, for a task (no deadline)
+            key=key, task=tdef.name, kind="task", args=address, deadline_ns=None
+        )
+        blobs = None if len(address) < jf.ADDRESS_SIZE else {address: args_bytes}
+        if journal.crashed or journal.read_only:
+            self.record(request, blobs)  # refuses it
+        else:  # record()'s common case, inline (twice per fresh effect)
+            journal._pending.append(request)
+            if blobs:
+                journal._pending_blobs.update(blobs)
         self.stats.dispatched += 1
         future: asyncio.Future[jobs.Outcome] = asyncio.Future(loop=self.loop)
-        self.dispatcher.submit(Call(tdef, key_text, args_bytes, 1, future))
+        dispatcher = self.dispatcher  # submit(), inline
+        dispatcher.ready.append(Call(tdef, key_text, args_bytes, 1, future))
+        if not dispatcher._pump_scheduled:
+            dispatcher.schedule_pump()
         try:
             status, payload = await future
         except ExecutorUnavailable as exc:
@@ -385,10 +405,15 @@ class Runtime(ExecutionState):
         if tdef.result_type is not None:
             value = convert_result(tdef, value, self.run_id, key, live=True)
         result_ref = jf.payload_ref(payload)
-        self.record(
-            jf.EffectCompleted(key=key, result=result_ref),
-            None if result_ref is payload else {result_ref: payload},
-        )
+        completed = jf.EffectCompleted(key=key, result=result_ref)
+        if result_ref is not payload or journal.crashed or journal.read_only:
+            self.record(
+                completed, None if result_ref is payload else {result_ref: payload}
+            )
+        else:  # record()'s common case, inline: a small result, no blob
+            journal._pending.append(completed)
+            if not dispatcher._pump_scheduled:
+                dispatcher.schedule_pump()
         return value
 
     async def _attempts(
