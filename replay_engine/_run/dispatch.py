@@ -461,7 +461,7 @@ class Dispatcher:
             converts = (tdef._plan or tdef.plan).converts
             if converts:
                 args = convert_args(converts, args)
-            result = await call.tdef.fn(**args)
+            result = await tdef.fn(**args)
         except asyncio.CancelledError:
             self._finish(call, None)
             task = asyncio.current_task()
@@ -485,7 +485,10 @@ class Dispatcher:
                 jobs.PAYLOAD_ERROR,
                 f"the task's result cannot be journaled: {exc}",
             )
-        self._finish(call, outcome)
+        if self.hooks is None:
+            self._deliver(call, outcome)  # _finish's, without hooks
+        else:
+            self._finish(call, outcome)
 
     def _note_cost(self, chunk: list[Call], seconds: float) -> None:
         """Fold a chunk's time per task into each of its tasks' running cost."""
