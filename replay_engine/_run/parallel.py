@@ -49,6 +49,7 @@ T = TypeVar("T")
 U = TypeVar("U")
 
 _PENDING = object()
+_Future = asyncio.Future
 _NO_ITEM = object()
 
 
@@ -164,7 +165,18 @@ class _Branch:
         try:
             yielded = coro.send(None)
         except StopIteration as stop:
-            self.group.branch_done(self.index, stop.value)
+            group = self.group
+            if group.plain and group.remaining > 1:
+                # branch_done's common case, inline: once per fan-out branch.
+                group.running -= 1
+                del group.branches[self.index]
+                group.results[self.index] = stop.value
+                group.remaining -= 1
+                group.on_activity()
+                if group.refill is not None:
+                    group.refill()
+            else:
+                group.branch_done(self.index, stop.value)
         except BaseException as exc:  # the branch's failure, whatever it is
             self.group.branch_done(self.index, _Failure(exc))
         else:
@@ -416,7 +428,13 @@ async def run_group(
                 group.running += 1
                 branch = _Branch(group, index, coro, context)
                 branches[index] = branch
-                branch.wait_on(first)
+                if type(first) is _Future and first._asyncio_future_blocking:
+                    # wait_on's common case, inline (an effect's future)
+                    first._asyncio_future_blocking = False
+                    branch.waiting = first
+                    first.add_done_callback(branch._wake, context=context)
+                else:
+                    branch.wait_on(first)
 
     group.refill = refill
     refill()
