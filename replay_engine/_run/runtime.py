@@ -372,9 +372,10 @@ class Runtime(ExecutionState):
         if journal.diverged is not None or self.stopping:
             self.check_live()
         if journal.entries:  # a fresh run has none: no description to build
-            journal.check_new_key(
-                key, scope_prefix, lambda: _describe_call(tdef, address)
-            )
+            # Not a lambda here: one would make two cells in every suspended
+            # effect's frame, and a fan-out's window of live branches would
+            # cross the young-GC threshold (gc_relax): 24 passes per 100k.
+            self._check_new(tdef, key, scope_prefix, address)
         request = jf.EffectRequested(  # _request's, for a task (no deadline)
             key=key, task=tdef.name, kind="task", args=address, deadline_ns=None
         )
@@ -415,6 +416,13 @@ class Runtime(ExecutionState):
             if not dispatcher._pump_scheduled:
                 dispatcher.schedule_pump()
         return value
+
+    def _check_new(
+        self, tdef: TaskDef[..., Any], key: bytes, scope_prefix: bytes, address: bytes
+    ) -> None:
+        self.journal.check_new_key(
+            key, scope_prefix, lambda: _describe_call(tdef, address)
+        )
 
     async def _attempts(
         self,
