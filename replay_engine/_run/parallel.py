@@ -148,7 +148,9 @@ class _Branch:
         if isinstance(yielded, asyncio.Future) and yielded._asyncio_future_blocking:
             yielded._asyncio_future_blocking = False  # as asyncio's Task does
             self.waiting = yielded
-            yielded.add_done_callback(self._wake, context=self.context)
+            # The branch itself is the callback (``__call__``): no bound
+            # method per suspended branch.
+            yielded.add_done_callback(self, context=self.context)
             return
         assert self.coro is not None
         task = asyncio.get_running_loop().create_task(
@@ -182,6 +184,8 @@ class _Branch:
         else:
             self.wait_on(yielded)
 
+    __call__ = _wake  # the done-callback of the future it waits on
+
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         if task.cancelled():
             value: Any = _Failure(asyncio.CancelledError())
@@ -204,7 +208,7 @@ class _Branch:
             self.task.cancel()
         else:
             if self.waiting is not None:
-                self.waiting.remove_done_callback(self._wake)
+                self.waiting.remove_done_callback(self)
             if self.coro is not None:
                 self.coro.close()
         self.coro = None
@@ -432,7 +436,7 @@ async def run_group(
                     # wait_on's common case, inline (an effect's future)
                     first._asyncio_future_blocking = False
                     branch.waiting = first
-                    first.add_done_callback(branch._wake, context=context)
+                    first.add_done_callback(branch, context=context)
                 else:
                     branch.wait_on(first)
 

@@ -1,8 +1,9 @@
 """Batched wake-ups: branches resume after a batch of outcomes, not one per turn.
 
 A parallel branch waiting on an effect resumes from its future's done-callback
-(``parallel._Branch._wake``). Setting the future's result schedules that
-callback through ``loop.call_soon``: a ``Handle`` per branch, one more pass of
+(the ``parallel._Branch`` itself, whose call is its ``_wake``). Setting the
+future's result schedules that callback through ``loop.call_soon``: a
+``Handle`` per branch, one more pass of
 the event loop per branch, and three Python frames of asyncio's to queue it.
 In a fan-out the dispatcher hands out hundreds of outcomes in one go (a batch
 of inline or eager async attempts, a pool job's chunk), so those wake-ups are
@@ -34,8 +35,8 @@ from .parallel import _Branch
 
 __all__ = ["Wakes"]
 
-_WAKE = _Branch._wake
-"""The function of the done-callbacks kept for later (``_Branch._wake``)."""
+_BRANCH = _Branch
+"""The done-callbacks kept for later: suspended branches (``_Branch.__call__``)."""
 
 
 class Wakes:
@@ -56,7 +57,7 @@ class Wakes:
         *args: Any,
         context: contextvars.Context | None = None,
     ) -> Any:
-        if getattr(callback, "__func__", None) is _WAKE and context is not None:
+        if type(callback) is _BRANCH and context is not None:
             self._items.append((callback, args, context))
             return None  # asyncio's Future ignores what call_soon returns
         return self._real(callback, *args, context=context)

@@ -73,7 +73,7 @@ class CountingLoop(asyncio.SelectorEventLoop):
     branch_wakes = 0
 
     def call_soon(self, callback: Any, *args: Any, context: Any = None) -> Any:
-        if getattr(callback, "__name__", "") == "_wake":
+        if type(callback).__name__ == "_Branch":  # a suspended branch's wake-up
             CountingLoop.branch_wakes += 1
         return super().call_soon(callback, *args, context=context)
 
