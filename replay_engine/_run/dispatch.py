@@ -33,6 +33,9 @@ from .journal import RunJournal
 from .retry import exception_names
 from .tasks import TaskContext, _task_context
 from .typed import convert_args
+from .wakes import Wakes
+
+_new_tuple = tuple.__new__
 
 # ExecutorSet is defined next door; the API layer imports it from here.
 __all__ = ["Call", "Dispatcher", "ExecutorSet", "Slots"]
@@ -98,6 +101,12 @@ class Dispatcher:
         self.shared = shared_pump(loop, journal.store)
         """The commit pump this run shares with the loop's other runs."""
         self.shared.executing += 1
+        self._wakes = Wakes(loop)
+        self._owed = -1
+        """Slots given back while ``_start_ready`` runs, returned once per batch
+        (one lock round trip, not one per inline or eager attempt); -1: not
+        batching, give at once."""
+        """Branch wake-ups of a batch of outcomes, run after it (``wakes``)."""
 
     # -- public ------------------------------------------------------------------
 
@@ -218,24 +227,44 @@ class Dispatcher:
         """Start what is ready: the journal's buffer has just been committed."""
         if self.journal.crashed or self.holding:
             return  # a (simulated) dead or a stopping process starts nothing
+        wakes = self._wakes
+        if wakes.open():
+            try:
+                self._start_ready()
+            finally:
+                wakes.close()
+            wakes.run(self._fault)  # after the batch: see ``wakes``
+        else:
+            self._start_ready()
+
+    def _start_ready(self) -> None:
         local: list[Call] = []
         remote: dict[int, tuple[cf.Executor, list[Call]]] = {}
         ready = self.ready
         # Slots are taken a batch at a time (one lock round trip per batch).
         # Inline tasks give theirs back at once, so the next batch may find
         # more; when none are left, Slots.give wakes this pump later.
-        while ready:
-            slots = self.slots.take(self, len(ready))
-            if not slots:
-                break
-            while ready and slots:
-                call = ready.popleft()
-                if call.future.done():  # cancelled while queued
-                    continue
-                slots -= 1
-                self._start(call, local, remote)
-            if slots:
-                self.slots.give(slots)  # taken for calls cancelled while queued
+        self._owed = 0
+        try:
+            while ready:
+                slots = self.slots.take(self, len(ready))
+                if not slots:
+                    break
+                while ready and slots:
+                    call = ready.popleft()
+                    if call.future.done():  # cancelled while queued
+                        continue
+                    slots -= 1
+                    self._start(call, local, remote)
+                # Unused (calls cancelled while queued) and given back.
+                slots += self._owed
+                self._owed = 0
+                if slots:
+                    self.slots.give(slots)
+        finally:
+            owed, self._owed = self._owed, -1
+            if owed > 0:
+                self.slots.give(owed)
         if self.closed:  # an inline task's interrupt closed it meanwhile
             for call in local:
                 self._deliver(call, None)
@@ -279,12 +308,15 @@ class Dispatcher:
                     self.run_id,
                     call.key_text,
                     call.attempt,
-                    tdef.max_attempts,
+                    tdef.retries + 1,  # max_attempts
                     (tdef._plan or tdef.plan).converts,
                 )
             except BaseException as exc:  # run_call returns every Exception
                 outcome = (jobs.INTERRUPTED, exc)
-            self._finish(call, outcome)
+            if self.hooks is None:
+                self._deliver(call, outcome)  # _finish's, without hooks
+            else:
+                self._finish(call, outcome)
         else:
             executor, by_reference = self.executors.for_task(tdef)
             if by_reference:
@@ -344,7 +376,7 @@ class Dispatcher:
                     c.args_bytes,
                     c.key_text,
                     c.attempt,
-                    c.tdef.max_attempts,
+                    c.tdef.retries + 1,  # max_attempts
                     (c.tdef._plan or c.tdef.plan).converts,
                 )
                 for c in chunk
@@ -369,10 +401,17 @@ class Dispatcher:
         self, chunk: list[Call], future: cf.Future[Any], timed: bool
     ) -> None:
         """A pool job ended; ``timed`` jobs (local ones) also report their seconds."""
+        wakes = self._wakes
+        opened = wakes.open()
         try:
             self._job_done(chunk, future, timed)
         except BaseException as exc:
             self._fault(exc)
+        finally:
+            if opened:
+                wakes.close()
+        if opened:
+            wakes.run(self._fault)
 
     def _job_done(self, chunk: list[Call], future: cf.Future[Any], timed: bool) -> None:
         self._jobs.discard(future)
@@ -401,25 +440,28 @@ class Dispatcher:
                 self._finish(call, outcome)
             return
         # The whole chunk at once: one slot hand-back, one pump.
+        release = self._release
         for call, outcome in zip(chunk, outcomes, strict=True):
-            self._release(call, outcome)
+            if outcome[0] <= jobs.PAYLOAD_ERROR and call.timer is None:
+                waiting = call.future  # _release's common case, inline
+                if not waiting.done():
+                    waiting.set_result(outcome)
+            else:
+                release(call, outcome)
         self.in_flight -= len(chunk)
         self.slots.give(len(chunk))
         self.schedule_pump()
 
     async def _run_async(self, call: Call) -> None:
-        token = _task_context.set(
-            TaskContext(
-                self.run_id, call.key_text, call.attempt, call.tdef.max_attempts
-            )
-        )
+        context = (self.run_id, call.key_text, call.attempt, call.tdef.retries + 1)
+        token = _task_context.set(_new_tuple(TaskContext, context))  # as jobs.run_call
         try:
             args = jf.decode_payload(call.args_bytes)
             tdef = call.tdef
             converts = (tdef._plan or tdef.plan).converts
             if converts:
                 args = convert_args(converts, args)
-            result = await call.tdef.fn(**args)
+            result = await tdef.fn(**args)
         except asyncio.CancelledError:
             self._finish(call, None)
             task = asyncio.current_task()
@@ -443,7 +485,10 @@ class Dispatcher:
                 jobs.PAYLOAD_ERROR,
                 f"the task's result cannot be journaled: {exc}",
             )
-        self._finish(call, outcome)
+        if self.hooks is None:
+            self._deliver(call, outcome)  # _finish's, without hooks
+        else:
+            self._finish(call, outcome)
 
     def _note_cost(self, chunk: list[Call], seconds: float) -> None:
         """Fold a chunk's time per task into each of its tasks' running cost."""
@@ -466,10 +511,24 @@ class Dispatcher:
 
     def _deliver(self, call: Call, outcome: jobs.Outcome | None) -> None:
         self.in_flight -= 1
-        self.slots.give()
-        self._release(call, outcome)
+        if self._owed < 0:
+            self.slots.give()
+        else:
+            self._owed += 1  # given back after this batch (_start_ready)
+        if (
+            outcome is not None
+            and outcome[0] <= jobs.PAYLOAD_ERROR
+            and call.timer is None
+            and not call.future.done()
+        ):
+            # _release's common case (an outcome of the task, no timer).
+            self._async_calls.discard(call)
+            call.future.set_result(outcome)
+        else:
+            self._release(call, outcome)
         # Commit the completion soon, and start what was waiting for a slot.
-        self.schedule_pump()
+        if not self._pump_scheduled:
+            self.schedule_pump()
 
     def _release(self, call: Call, outcome: jobs.Outcome | None) -> None:
         """Hand an attempt's outcome to the effect waiting for it."""

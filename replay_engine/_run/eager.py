@@ -39,11 +39,11 @@ class _Capture:
     """Stands in for ``loop.call_soon`` while a Task is constructed."""
 
     __slots__ = ("args", "callback", "context")
-
-    def __init__(self) -> None:
-        self.callback: Callable[..., Any] | None = None
-        self.args: tuple[Any, ...] = ()
-        self.context: contextvars.Context | None = None
+    # No __init__ (one Python call less per async attempt): the slots stay
+    # unset until asyncio calls it, and an unset ``callback`` reads as None.
+    callback: Callable[..., Any] | None
+    args: tuple[Any, ...]
+    context: contextvars.Context | None
 
     def __call__(
         self,
@@ -61,14 +61,21 @@ def _start_eager_311(
     # An instance attribute shadows the method for this constructor only; the
     # Task looks ``call_soon`` up on the loop object each time it schedules.
     try:
-        loop.call_soon = capture  # type: ignore[method-assign,assignment]
+        namespace = loop.__dict__
     except AttributeError:  # a loop without an instance dict: not eager
         return loop.create_task(coro)
+    # What shadowed it already (the dispatcher's batched wakes) comes back
+    # after the constructor: the Task's first step runs under it.
+    previous = namespace.get("call_soon")
+    namespace["call_soon"] = capture
     try:
         task: asyncio.Task[Any] = asyncio.Task(coro, loop=loop)
     finally:
-        del loop.call_soon
-    step = capture.callback
+        if previous is None:
+            del namespace["call_soon"]
+        else:
+            namespace["call_soon"] = previous
+    step = getattr(capture, "callback", None)
     if step is None:  # not the constructor we know: let the loop run it
         return task  # pragma: no cover - only on an unknown asyncio
     context = capture.context

@@ -50,6 +50,7 @@ T = TypeVar("T")
 U = TypeVar("U")
 
 _PENDING = object()
+_Future = asyncio.Future
 _NO_ITEM = object()
 
 
@@ -148,7 +149,9 @@ class _Branch:
         if isinstance(yielded, asyncio.Future) and yielded._asyncio_future_blocking:
             yielded._asyncio_future_blocking = False  # as asyncio's Task does
             self.waiting = yielded
-            yielded.add_done_callback(self._wake, context=self.context)
+            # The branch itself is the callback (``__call__``): no bound
+            # method per suspended branch.
+            yielded.add_done_callback(self, context=self.context)
             return
         assert self.coro is not None
         task = asyncio.get_running_loop().create_task(
@@ -165,11 +168,24 @@ class _Branch:
         try:
             yielded = coro.send(None)
         except StopIteration as stop:
-            self.group.branch_done(self.index, stop.value)
+            group = self.group
+            if group.plain and group.remaining > 1:
+                # branch_done's common case, inline: once per fan-out branch.
+                group.running -= 1
+                del group.branches[self.index]
+                group.results[self.index] = stop.value
+                group.remaining -= 1
+                group.on_activity()
+                if group.refill is not None:
+                    group.refill()
+            else:
+                group.branch_done(self.index, stop.value)
         except BaseException as exc:  # the branch's failure, whatever it is
             self.group.branch_done(self.index, _Failure(exc))
         else:
             self.wait_on(yielded)
+
+    __call__ = _wake  # the done-callback of the future it waits on
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         if task.cancelled():
@@ -193,7 +209,7 @@ class _Branch:
             self.task.cancel()
         else:
             if self.waiting is not None:
-                self.waiting.remove_done_callback(self._wake)
+                self.waiting.remove_done_callback(self)
             if self.coro is not None:
                 self.coro.close()
         self.coro = None
@@ -217,6 +233,8 @@ class _Group:
         self.refill: Callable[[], None] | None = None
         self.stopped = False
         """The outcome is decided (a race won, a fail-fast failure): start no more."""
+        self.plain = type(self) is _Group
+        """Settles by ``_Group``'s own rules (subclasses override ``_settle``)."""
 
     def start(
         self, index: int, scope: Scope, make: Callable[..., Any], item: Any
@@ -248,7 +266,11 @@ class _Group:
         """A suspended branch finished (``value`` may be a ``_Failure``)."""
         self.running -= 1
         del self.branches[index]
-        self._settle(index, value)
+        if self.plain and self.remaining > 1 and type(value) is not _Failure:
+            self.results[index] = value  # _settle's common case (fan-out)
+            self.remaining -= 1
+        else:
+            self._settle(index, value)
         self.on_activity()
         # Only here, never from _settle: an eager branch settles inside refill's
         # own loop, and re-entering it would recurse once per branch.
@@ -378,7 +400,7 @@ async def run_group(  # noqa: PLR0915 (the replay loop of a map is unrolled: see
     # A plain group's branch answered without suspending (a replayed branch:
     # the whole replay of a map) is settled right here, without the group's
     # two method calls per branch; other groups settle by their own rules.
-    plain, results = type(group) is _Group, group.results
+    plain, results, branches = group.plain, group.results, group.branches
     copy_context, set_scope = contextvars.copy_context, current_scope.set
     new = object.__new__
 
@@ -430,26 +452,45 @@ async def run_group(  # noqa: PLR0915 (the replay loop of a map is unrolled: see
             if done and type(value) is not _Failure and group.remaining > 1:
                 results[index] = value
                 group.remaining -= 1
+            elif done:
+                group._settle(index, value)
             else:
-                group.started(index, context, done, value, pending)
+                # group.started's suspended case, inline (a fresh fan-out's
+                # every branch).
+                coro, first = pending
+                group.running += 1
+                branch = _Branch(group, index, coro, context)
+                branches[index] = branch
+                if type(first) is _Future and first._asyncio_future_blocking:
+                    # wait_on's common case, inline (an effect's future)
+                    first._asyncio_future_blocking = False
+                    branch.waiting = first
+                    first.add_done_callback(branch, context=context)
+                else:
+                    branch.wait_on(first)
 
     group.refill = refill
     refill()
     if group.remaining:
-        loop = asyncio.get_running_loop()
-        group.waiter = loop.create_future()
-        active.add(group)
-        try:
-            await group.waiter
-        except BaseException:
-            group.stopped = True  # cancelled: start no more branches
-            group.cancel()
-            raise
-        finally:
-            active.discard(group)
-            if feed is not None:
-                feed.hungry.pop(group, None)
+        await _settled(group, active, feed)
     return group.outcome()
+
+
+async def _settled(group: _Group, active: set[_Group], feed: Feed | None) -> None:
+    """Wait until every branch of ``group`` has settled."""
+    loop = asyncio.get_running_loop()
+    group.waiter = loop.create_future()
+    active.add(group)
+    try:
+        await group.waiter
+    except BaseException:
+        group.stopped = True  # cancelled: start no more branches
+        group.cancel()
+        raise
+    finally:
+        active.discard(group)
+        if feed is not None:
+            feed.hungry.pop(group, None)
 
 
 def check_thunks(thunks: Iterable[Any]) -> list[Callable[[], Any]]:

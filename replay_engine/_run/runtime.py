@@ -119,6 +119,18 @@ class Runtime(ExecutionState):
     ) -> Awaitable[Any]:
         """``ctx.task`` at ``key``, unless it completed before (ctx answers that)."""
         if entry is None:
+            if tdef.kind == "task" and not self.frozen and self.tracing is None:
+                # The fan-out's common case: see ``_fresh_effect``; and
+                # ``_handle``, inline (its frame walk starts one frame nearer).
+                coro = self._fresh_effect(
+                    tdef, key, scope.last_text(), scope.prefix, args_bytes, address
+                )
+                frame: FrameType | None = sys._getframe(2)
+                while frame is not None and frame.f_globals is _CONTEXT_GLOBALS:
+                    frame = frame.f_back
+                site = (frame.f_code, frame.f_lasti) if frame is not None else None
+                self.unawaited[key] = (coro, tdef.name, site)
+                return coro
             return self._handle(
                 tdef,
                 key,
@@ -338,23 +350,114 @@ class Runtime(ExecutionState):
             self.stats.redispatched += 1
             if attempts_done:  # a crash may have cut a backoff short
                 await waits.rest_of_backoff(self, key, attempts_done)
+        return await self._attempts(tdef, key, key_text, args_bytes, attempt, new)
+
+    async def _fresh_effect(
+        self,
+        tdef: TaskDef[..., Any],
+        key: bytes,
+        key_text: str,
+        scope_prefix: bytes,
+        args_bytes: bytes,
+        address: bytes,
+    ) -> Any:
+        """``run_effect`` of a new call of a task the engine executes, untraced.
+
+        The same steps (record the request, dispatch, record the outcome) in
+        one frame instead of three, for the call a fresh fan-out makes once
+        per branch; a failed attempt goes on in ``_attempts`` (retries).
+        """
+        self.unawaited.pop(key, None)
+        journal = self.journal
+        if journal.diverged is not None or self.stopping:
+            self.check_live()
+        if journal.entries:  # a fresh run has none: no description to build
+            # Not a lambda here: one would make two cells in every suspended
+            # effect's frame, and a fan-out's window of live branches would
+            # cross the young-GC threshold (gc_relax): 24 passes per 100k.
+            self._check_new(tdef, key, scope_prefix, address)
+        request = jf.EffectRequested(  # _request's, for a task (no deadline)
+            key=key, task=tdef.name, kind="task", args=address, deadline_ns=None
+        )
+        blobs = None if len(address) < jf.ADDRESS_SIZE else {address: args_bytes}
+        if journal.crashed or journal.read_only:
+            self.record(request, blobs)  # refuses it
+        else:  # record()'s common case, inline (twice per fresh effect)
+            journal._pending.append(request)
+            if blobs:
+                journal._pending_blobs.update(blobs)
+        self.stats.dispatched += 1
+        future: asyncio.Future[jobs.Outcome] = asyncio.Future(loop=self.loop)
+        dispatcher = self.dispatcher  # submit(), inline
+        dispatcher.ready.append(Call(tdef, key_text, args_bytes, 1, future))
+        if not dispatcher._pump_scheduled:
+            dispatcher.schedule_pump()
+        try:
+            status, payload = await future
+        except ExecutorUnavailable as exc:
+            self.executor_lost = self.executor_lost or exc
+            raise
+        if status != jobs.OK:
+            return await self._attempts(
+                tdef, key, key_text, args_bytes, 1, True, (status, payload)
+            )
+        self.activity += 1  # tick()
+        value = jf.decode_payload(payload)
+        if tdef.result_type is not None:
+            value = convert_result(tdef, value, self.run_id, key, live=True)
+        result_ref = jf.payload_ref(payload)
+        completed = jf.EffectCompleted(key=key, result=result_ref)
+        if result_ref is not payload or journal.crashed or journal.read_only:
+            self.record(
+                completed, None if result_ref is payload else {result_ref: payload}
+            )
+        else:  # record()'s common case, inline: a small result, no blob
+            journal._pending.append(completed)
+            if not dispatcher._pump_scheduled:
+                dispatcher.schedule_pump()
+        return value
+
+    def _check_new(
+        self, tdef: TaskDef[..., Any], key: bytes, scope_prefix: bytes, address: bytes
+    ) -> None:
+        self.journal.check_new_key(
+            key, scope_prefix, lambda: _describe_call(tdef, address)
+        )
+
+    async def _attempts(
+        self,
+        tdef: TaskDef[..., Any],
+        key: bytes,
+        key_text: str,
+        args_bytes: bytes,
+        attempt: int,
+        new: bool,
+        first: jobs.Outcome | None = None,
+    ) -> Any:
+        """Dispatch attempts from ``attempt`` on (retries); record the outcome.
+
+        ``first``: the outcome of attempt ``attempt``, already dispatched.
+        """
         while True:
-            future: asyncio.Future[jobs.Outcome] = self.loop.create_future()
-            call = Call(tdef, key_text, args_bytes, attempt, future)
-            try:
-                if self.tracing is None:
-                    self.dispatcher.submit(call)
-                    status, payload = await future
-                else:
-                    source = "dispatched" if new else "redispatched"
-                    status, payload = await self.tracing.attempt(
-                        self.dispatcher.submit, call, self.run_id, source
-                    )
-            except ExecutorUnavailable as exc:
-                # Not the task's failure: remember it, so the run ends with it
-                # even if the process catches it, and nothing is recorded.
-                self.executor_lost = self.executor_lost or exc
-                raise
+            if first is not None:
+                (status, payload), first = first, None
+            else:
+                future: asyncio.Future[jobs.Outcome] = self.loop.create_future()
+                call = Call(tdef, key_text, args_bytes, attempt, future)
+                try:
+                    if self.tracing is None:
+                        self.dispatcher.submit(call)
+                        status, payload = await future
+                    else:
+                        source = "dispatched" if new else "redispatched"
+                        status, payload = await self.tracing.attempt(
+                            self.dispatcher.submit, call, self.run_id, source
+                        )
+                except ExecutorUnavailable as exc:
+                    # Not the task's failure: remember it, so the run ends with
+                    # it even if the process catches it, and nothing is recorded.
+                    self.executor_lost = self.executor_lost or exc
+                    raise
             self.tick()
             if status == jobs.OK:
                 value = jf.decode_payload(payload)

@@ -62,7 +62,10 @@ class Scope:
 
     def last_text(self) -> str:
         """Human form of the key :meth:`next_key` returned last (``"3.1.0"``)."""
-        return f"{self.text}{self.next_index - 1}"
+        if self._branch is not None:  # ``text``, inline: once per live call
+            self._text = f"{self._text}{self._branch}."
+            self._branch = None
+        return f"{self._text}{self.next_index - 1}"
 
     def log_anchor(self) -> tuple[bytes, int]:
         """Where a log line sits: the next call's key, and its ordinal there.
