@@ -40,8 +40,27 @@ def failed_task(message: str) -> tuple[str, str] | None:
 
 
 def traceback_tail(traceback: str, lines: int = TRACEBACK_TAIL) -> list[str]:
-    """The last ``lines`` lines of a recorded traceback (none when empty)."""
-    return traceback.rstrip().splitlines()[-lines:] if traceback.strip() else []
+    """The end of a recorded traceback, ``lines`` lines at most (none when empty).
+
+    Without the engine's own frames (the call machinery between the process
+    and the error it raised: noise to the reader, and it would push the
+    process's lines out of the tail), and with the first line kept when
+    lines are cut, so that what is shown still reads as a traceback. The
+    whole text stays in ``status --json``.
+    """
+    kept: list[str] = []
+    engine_frame = False
+    for line in traceback.rstrip().splitlines():
+        match = _FRAME.match(line)
+        if match:
+            engine_frame = match["file"].startswith(_ENGINE_DIR)
+        elif not line.startswith("    "):  # a frame's source and carets are indented
+            engine_frame = False
+        if not engine_frame:
+            kept.append(line)
+    if len(kept) <= lines:
+        return kept
+    return [kept[0], "  ...", *kept[len(kept) - lines + 2 :]]
 
 
 def failure_fields(error: Any) -> dict[str, Any]:

@@ -55,3 +55,33 @@ def test_a_process_that_raises_names_its_own_line(
     assert where in status and "bad value a=2" in status
     error = invoke_json("status", "r1")["error"]
     assert error["at"].endswith(where) and error["key"] is None
+
+
+def test_the_traceback_tail_keeps_the_process_frames_and_the_header() -> None:
+    from replay_engine._cli import failure_view
+
+    engine_file = failure_view._ENGINE_DIR + "_run/runtime.py"
+    text = "\n".join(
+        [
+            "Traceback (most recent call last):",
+            *[
+                f'  File "/app/flow.py", line {n}, in step{n}\n    await x()'
+                for n in (1, 2)
+            ],
+            f'  File "{engine_file}", line 401, in _fresh_effect',
+            "    return await self._attempts(",
+            "           ^^^^^^^^^^^^^^^^^^^^^",
+            f'  File "{engine_file}", line 495, in _attempts',
+            "    raise TaskFailed(",
+            "replay_engine.errors.TaskFailed: ValueError: boom",
+        ]
+    )
+    tail = failure_view.traceback_tail(text)
+    assert tail[0] == "Traceback (most recent call last):"
+    assert tail[-1] == "replay_engine.errors.TaskFailed: ValueError: boom"
+    assert '  File "/app/flow.py", line 2, in step2' in tail
+    assert not any(engine_file in line or "_attempts(" in line for line in tail)
+    short = failure_view.traceback_tail(text, lines=4)
+    assert len(short) == 4 and short[0].startswith("Traceback") and short[1] == "  ..."
+    assert short[-1].endswith("ValueError: boom")
+    assert failure_view.traceback_tail("") == []
