@@ -81,9 +81,16 @@ class Slots:
                 return
             waiting = list(self._waiting.values())
             self._waiting.clear()
+        here = asyncio._get_running_loop()
         for dispatcher in waiting:
+            loop = dispatcher.loop
+            if loop is here:
+                # On its own loop (a pool job's outcomes handed back): no
+                # self-pipe write, read and extra wake-up of the loop per job.
+                loop.call_soon(dispatcher.schedule_pump)
+                continue
             with contextlib.suppress(RuntimeError):  # its loop has closed
-                dispatcher.loop.call_soon_threadsafe(dispatcher.schedule_pump)
+                loop.call_soon_threadsafe(dispatcher.schedule_pump)
 
 
 def injected_outcome(hooks: Hooks | None, call: Call) -> jobs.Outcome | None:

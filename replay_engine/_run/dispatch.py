@@ -45,8 +45,12 @@ _TIMEOUT_NAMES = exception_names(TimeoutError)
 
 _MAX_CHUNK = 64
 """Most attempts in one pool job while a task's cost is unknown."""
-_MAX_MEASURED_CHUNK = 512
-"""Most attempts in one pool job of tasks measured to be tiny."""
+_MAX_MEASURED_CHUNK = 2048
+"""Most attempts in one pool job of tasks measured to be tiny. Above the
+default ``max_in_flight`` (1024): a fan-out of tiny tasks goes to the pool as
+one job per commit, not several, since a job costs a hand-back and two GIL
+round trips whichever worker runs it, and tasks that hold the GIL gain
+nothing from running beside each other. ``_CHUNK_SECONDS`` bounds a job."""
 _CHUNK_SECONDS = 0.002
 """What a pool job of measured tasks should take: long enough to amortise the
 job, short enough that one slow batch does not hold back the others."""
@@ -78,8 +82,8 @@ class Dispatcher:
         self._async_calls: set[Call] = set()
         self._jobs: set[cf.Future[Any]] = set()
         """Pool jobs submitted and not yet reported back."""
-        self._task_cost: dict[str, float] = {}
-        """Seconds per attempt of each thread-pool task, a running average."""
+        self._task_cost = executors.task_cost
+        """Seconds per attempt of each thread-pool task (engine-wide)."""
         self.ready: deque[Call] = deque()
         self.in_flight = 0
         self.dispatched = 0

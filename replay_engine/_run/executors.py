@@ -30,6 +30,15 @@ class ExecutorSet:
         )
         self._own_threads = False
         self._processes: cf.ProcessPoolExecutor | None = None
+        self.task_cost: dict[str, float] = {}
+        """Seconds per attempt of each thread-pool task, a running average.
+
+        Kept here, engine-wide, not per run: a run that started without it
+        sent its first fan-out to the pool in small chunks (the cost unknown),
+        a pool job, a hand-back and a GIL round trip per 64 tiny tasks. Plain
+        dict operations: runs in other threads of a worker only ever lose an
+        update of a heuristic.
+        """
 
     def threads(self) -> cf.ThreadPoolExecutor:
         if self._threads is None:

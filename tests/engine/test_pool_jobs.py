@@ -83,3 +83,29 @@ def test_slow_tasks_go_one_to_a_job(tmp_path: Path) -> None:
     # Untimed, 8 calls over 4 workers go one per job (24 would go 3 per job);
     # timed at 20 ms each, 24 go one per job too, so they run side by side.
     assert jobs == [1] * 32
+
+
+async def wide_tiny(inputs: Any, ctx: Any) -> int:
+    out = await ctx.parallel.map(range(1500), lambda i: ctx.task(tiny, {"i": i}))
+    return sum(out)
+
+
+def test_task_costs_outlive_the_run(tmp_path: Path) -> None:
+    """A second run starts with the costs the first measured (engine-wide)."""
+    pool = CountingPool()
+    try:
+        with Engine(str(tmp_path / "j"), executor=pool) as engine:
+            first = engine.run(wide_tiny, None, run_id="first")
+            first_jobs, pool.jobs = pool.jobs, []
+            second = engine.run(wide_tiny, None, run_id="second")
+            second_jobs = pool.jobs
+    finally:
+        pool.shutdown()
+    assert first.result == second.result == sum(range(1500))
+    assert sum(first_jobs) == sum(second_jobs) == 1500
+    # The first run's first fan-out, untimed, goes in jobs of 64 at most.
+    assert first_jobs[0] == 64
+    # The second run knows the task is tiny from its first commit on: every
+    # ready call (up to the 1,024 in flight) in one job, not sixteen.
+    assert second_jobs[0] > 64
+    assert len(second_jobs) <= 4
