@@ -21,6 +21,8 @@ from replay_engine import Engine, external, task
 from replay_engine._run.hooks import Hooks
 from replay_engine._store.store import Store
 
+from ._checks import assert_checkpoint_is_the_fold
+
 RUN = "cp"
 
 
@@ -268,11 +270,7 @@ def test_a_run_cut_short_is_checkpointed_by_its_first_resume_commit(
         # Written with the resume's first commit (its new requests), not later:
         # it covers the 50 events read one by one and that first commit.
         assert 50 < checkpoint.events < engine._store.require_run(RUN).events
-        events = [s.event for s in engine._store.read_events(RUN)]
-        index = jf.CallIndex()
-        index.fold(0, events[: checkpoint.events])
-        index.head = checkpoint.head
-        assert index.to_checkpoint(RUN, jf.FORMAT_VERSION) == checkpoint
+        assert_checkpoint_is_the_fold(engine._store, RUN, checkpoint)
         assert engine.verify(RUN).ok
 
 

@@ -29,6 +29,8 @@ from replay_engine._store.load_batches import load_in_batches
 from replay_engine._store.store import Store
 from replay_engine.errors import JournalCorruptError
 
+from ._checks import assert_checkpoint_is_the_fold
+
 RUN = "lb"
 
 
@@ -213,11 +215,7 @@ def test_a_cold_resume_in_small_batches_ends_as_the_uninterrupted_run(
         raw = engine._store.checkpoint_of(RUN)
         assert raw is not None
         checkpoint = jf.decode_checkpoint(jf.unseal(raw)[1])
-        events = [s.event for s in engine._store.read_events(RUN)]
-        index = jf.CallIndex()
-        index.fold(0, events[: checkpoint.events])
-        index.head = checkpoint.head
-        assert index.to_checkpoint(RUN, jf.FORMAT_VERSION) == checkpoint
+        assert_checkpoint_is_the_fold(engine._store, RUN, checkpoint)
         assert engine.verify(RUN).ok
 
 
