@@ -134,7 +134,7 @@ def run_child(
         children,
         shared,
         key,
-        scope,
+        scope.prefix,  # now: a map's replayed branches reuse one Scope (parallel)
         name,
         process,
         (inputs_bytes, args_bytes, address),
@@ -148,7 +148,7 @@ async def _live(
     children: ChildExecutor | None,
     shared: dict[str, asyncio.Future[str]],
     key: bytes,
-    scope: Scope,
+    scope_prefix: bytes,
     name: str,
     process: Callable[..., Any],
     payloads: tuple[bytes, bytes, bytes],
@@ -161,7 +161,7 @@ async def _live(
     journal = state.journal
     state.check_live()
     if new:
-        journal.check_new_key(key, scope.prefix, f"ctx.run_child({name})")
+        journal.check_new_key(key, scope_prefix, f"ctx.run_child({name})")
     if state.frozen:
         # Time travel: the child's outcome is not in this prefix.
         await waits.at_frontier(state, key, name, _children.CHILD_KIND, "child")

@@ -237,10 +237,20 @@ class _Group:
         """Settles by ``_Group``'s own rules (subclasses override ``_settle``)."""
 
     def start(
-        self, index: int, scope: Scope, make: Callable[..., Any], item: Any
+        self,
+        index: int,
+        scope: Scope,
+        make: Callable[..., Any],
+        item: Any,
+        context: contextvars.Context | None = None,
     ) -> None:
-        """Start branch ``index``: run it until it first suspends, or to its end."""
-        context = contextvars.copy_context()
+        """Start branch ``index``: run it until it first suspends, or to its end.
+
+        ``context``: the branch's own context (a copy of the group's parent's);
+        by default a copy of the current one.
+        """
+        if context is None:
+            context = contextvars.copy_context()
         done, value, pending = context.run(_first_step, scope, make, item)
         self.started(index, context, done, value, pending)
 
@@ -401,62 +411,93 @@ async def run_group(  # noqa: PLR0915 (the replay loop of a map is unrolled: see
     # the whole replay of a map) is settled right here, without the group's
     # two method calls per branch; other groups settle by their own rules.
     plain, results, branches = group.plain, group.results, group.branches
-    copy_context, set_scope = contextvars.copy_context, current_scope.set
+    set_scope = current_scope.set
     new = object.__new__
+    # Every branch runs in its own copy of ``template``: the parent's context
+    # as the group started, whoever calls refill later (a sibling's wake, the
+    # dispatcher's pump), so no branch sees a sibling's context variables.
+    # ``template`` holds ``shared`` as the current scope, and the branches that
+    # complete without suspending (all of a replayed map) take turns in that
+    # one Scope, reset for each: a branch's copy then costs one
+    # ``Context.copy``, not a Scope, a copy and a ``ContextVar.set`` (a HAMT
+    # node and a Token). Nothing keeps a Scope past the ctx call that took a
+    # key from it (calls take its prefix and text then), so a completed branch
+    # leaves nothing that reads it again. A branch that suspends keeps the
+    # scope (its context holds it) and the next branch gets a new one.
+    template = contextvars.copy_context()
+    shared: Scope | None = None
 
-    def refill() -> None:
-        nonlocal next_index
+    def refill() -> None:  # noqa: PLR0915 (unrolled: see above)
+        nonlocal next_index, shared
+        # After a branch answered from the journal (a Resolved: one ctx call,
+        # replayed) nothing was dispatched, so the room is as it was.
+        roomy = False
         while (
             next_index < count
             and (limit is None or group.running < limit)
             and not group.stopped
         ):
             # Inline Feed.room(): this loop is the replay path of a map, too.
-            if feed is not None and len(queued) + dispatcher.in_flight >= window:
+            if (
+                not roomy
+                and feed is not None
+                and len(queued) + dispatcher.in_flight >= window
+            ):
                 hungry[group] = None  # the next pump starts more
                 return
             index = next_index
             next_index += 1
-            # Scope(key + encode_component(index), text, index), inlined: one
-            # per branch (the replay of a map makes nothing else per branch).
             part = COMPONENTS[index] if index < 65536 else None
-            scope = new(Scope)
-            scope.prefix = key + (part if part is not None else encode_component(index))
-            scope._text, scope._branch = text, index
-            scope.next_index, scope.logs_at = 0, None
+            prefix = key + (part if part is not None else encode_component(index))
             if items is None:
                 make, item = makers[index], _NO_ITEM  # type: ignore[index]
             else:
                 make, item = makers, items[index]
             if not plain:
-                group.start(index, scope, make, item)
+                group.start(
+                    index, Scope(prefix, text, index), make, item, template.copy()
+                )
                 continue
+            scope = shared
+            if scope is None:
+                scope = shared = new(Scope)
+                template.run(set_scope, scope)
+            # Scope(prefix, text, index), reset in place (one per suspended
+            # branch; the replay of a map makes nothing else per branch).
+            scope.prefix = prefix
+            scope._text, scope._branch = text, index
+            scope.next_index, scope.logs_at = 0, None
             # _first_step, unrolled: the replay of a map runs this once per
-            # branch. The branch's own context gets its scope and runs the
-            # call through C (Context.run), without a Python frame between.
-            context = copy_context()
-            context.run(set_scope, scope)
+            # branch. The call runs through C (Context.run), without a Python
+            # frame between.
+            context = template.copy()
             try:
                 if item is _NO_ITEM:
                     value = context.run(make)
                 else:
                     value = context.run(make, item)  # type: ignore[arg-type]
             except BaseException as exc:
+                shared, roomy = None, False  # its traceback may hold the scope
                 group.started(index, context, True, _Failure(exc), None)
                 continue
             if type(value) is Resolved and group.remaining > 1:
                 results[index] = value.value  # a replayed call: _settle's common case
                 group.remaining -= 1
+                roomy = True
                 continue
+            roomy = False
             done, value, pending = context.run(_next_step, value)
             if done and type(value) is not _Failure and group.remaining > 1:
                 results[index] = value
                 group.remaining -= 1
             elif done:
+                if type(value) is _Failure:
+                    shared = None  # as above
                 group._settle(index, value)
             else:
                 # group.started's suspended case, inline (a fresh fan-out's
-                # every branch).
+                # every branch). The branch keeps the scope.
+                shared = None
                 coro, first = pending
                 group.running += 1
                 branch = _Branch(group, index, coro, context)
