@@ -6,6 +6,7 @@ Run from the project root::
     # A/B on the same journals and load, alternating (DIR: another tree's code)
     git archive main replay_engine journal_format | tar -x -C /tmp/main-tree
     .venv/bin/python bench/bench_fold.py --against /tmp/main-tree
+    .venv/bin/python bench/bench_fold.py --callgrind --against /tmp/main-tree
 
 For each size and shape (``seq``: sequential ``ctx.task`` calls; ``par``: one
 ``parallel.map``), a run is recorded and SIGKILLed as ``bench_cold.py`` does
@@ -16,6 +17,9 @@ fold of every event with its digest, seq and chain checks), and
 checkpoint the first commit writes: overlay merge, encode, seal, put; no
 flush). Best and median of ``--repeat`` each, per journal event. The floor is
 ``bench_cold.py``'s: a key-by-key ``get`` + envelope decode of the same events.
+
+``--callgrind`` counts instructions instead (valgrind; load-independent): a
+child that only folds, at n/2 and n effects, and the difference per event.
 """
 
 from __future__ import annotations
@@ -39,6 +43,10 @@ def child(journal: str, run_id: str, repeat: int) -> None:
     from replay_engine._store.store import Store
 
     store = Store(journal)
+    if repeat == 0:  # --callgrind: one fold and nothing else
+        store.load_index(run_id, use_checkpoint=False)
+        store.close()
+        return
     env, dbs = store._handle.env, store._dbs
     loads, puts, floors = [], [], []
     for _ in range(repeat):
@@ -66,6 +74,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--pairs", type=int, default=2)
     parser.add_argument("--against", help="another tree's code (PYTHONPATH)")
+    parser.add_argument("--callgrind", action="store_true")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -75,6 +84,12 @@ def main() -> None:
 
     base = Path(tempfile.mkdtemp(prefix="bench-fold-"))
     trees = ["", *([args.against] if args.against else [])]
+    if args.callgrind:
+        try:
+            callgrind(base, trees, [int(s) for s in args.sizes.split(",")])
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+        return
     print(
         "| case | tree | events | fold µs/event best (med) | floor µs/event"
         " | fold / floor | checkpoint ms best (med) |"
@@ -114,6 +129,56 @@ def main() -> None:
                     )
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _instructions(tree: str, journal: Path, name: str) -> int:
+    env = {
+        **os.environ,
+        "PYTHONHASHSEED": "0",
+        **({"PYTHONPATH": tree} if tree else {}),
+    }
+    cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+    done = subprocess.run(
+        [
+            *cmd,
+            sys.executable,
+            __file__,
+            "--repeat",
+            "0",
+            "--child",
+            str(journal),
+            name,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    line = next(x for x in done.stderr.splitlines() if "Collected :" in x)
+    return int(line.rsplit(":", 1)[1])
+
+
+def callgrind(base: Path, trees: list[str], sizes: list[int]) -> None:
+    """Instructions per folded event: (count at n - count at n/2) / events between."""
+    import bench_cold
+
+    from replay_engine import Engine
+
+    for n in sizes:
+        for name in ("seq", "par"):
+            journals, events = {}, {}
+            for size in (n // 2, n):
+                journals[size] = base / f"{name}-{size}"
+                bench_cold.crash(journals[size], name, size)
+                with Engine(str(journals[size]), read_only=True) as reader:
+                    events[size] = reader.status(name).events
+            for tree in trees:
+                low = _instructions(tree, journals[n // 2], name)
+                high = _instructions(tree, journals[n], name)
+                per = (high - low) / (events[n] - events[n // 2])
+                print(
+                    f"{name} n={n} {tree or 'this'}: {per:,.0f} instructions per event"
+                )
 
 
 if __name__ == "__main__":

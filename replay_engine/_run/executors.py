@@ -25,8 +25,13 @@ class ExecutorSet:
         self._all_in_processes = processes
         # The engine built it (from a distributed.Client or an address).
         self._owned = owned
+        # ``cf.ThreadPoolExecutor`` is imported on first access (about 1 ms:
+        # concurrent.futures.thread, queue): not for a resume without a
+        # thread task, so only when an executor was given.
         self._threads: cf.ThreadPoolExecutor | None = (
-            executor if isinstance(executor, cf.ThreadPoolExecutor) else None
+            executor
+            if executor is not None and isinstance(executor, cf.ThreadPoolExecutor)
+            else None
         )
         self._own_threads = False
         self._processes: cf.ProcessPoolExecutor | None = None

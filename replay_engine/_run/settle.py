@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass, field
 from types import CodeType
 from typing import Any
 
@@ -43,15 +42,24 @@ from .divergence import describe_entry, divergence
 from .state import ExecutionState, Stopped
 
 
-@dataclass
 class Outcome:
-    """How an execution ended."""
+    """How an execution ended (a plain class: see ``history.Ending``)."""
 
-    status: str
-    result: Any = None
-    error: jf.ErrorInfo | None = None
-    pending: list[str] = field(default_factory=list)
-    next_due_ns: int | None = None
+    __slots__ = ("error", "next_due_ns", "pending", "result", "status")
+
+    def __init__(
+        self,
+        status: str,
+        result: Any = None,
+        error: jf.ErrorInfo | None = None,
+        pending: list[str] | None = None,
+        next_due_ns: int | None = None,
+    ) -> None:
+        self.status, self.result, self.error = status, result, error
+        self.pending, self.next_due_ns = pending or [], next_due_ns
+
+    def __repr__(self) -> str:
+        return f"Outcome(status={self.status!r}, result={self.result!r})"
 
 
 def error_info(exc: BaseException) -> jf.ErrorInfo:
