@@ -16,10 +16,9 @@ made but never awaited still holds its key.)
 from __future__ import annotations
 
 import datetime as _dt
-import random as _random
 import uuid as _uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 import blake3
 
@@ -37,6 +36,9 @@ from .replayed import encode_args as _encode_args, resolved as _resolved
 from .scope import Scope, current_scope
 from .tasks import TaskDef, as_task
 from .typed import bind, check_args, convert_result
+
+if TYPE_CHECKING:
+    import random as _random  # imported by ctx.random(): ~0.6 ms of every resume
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -277,7 +279,9 @@ class Context:
             "random", lambda key: int.from_bytes(self._derive(key, "random")[:8], "big")
         )
         assert isinstance(seed, int)
-        return _random.Random(seed)
+        import random  # here, not at the top: see there
+
+        return random.Random(seed)
 
     def uuid(self) -> _uuid.UUID:
         """A UUID (version 4 layout) derived from the run id and this call's key."""
