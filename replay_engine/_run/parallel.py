@@ -1,7 +1,11 @@
 """``ctx.parallel.all`` and ``ctx.parallel.map``: branches with stable keys.
 
 Each branch runs in its own scope (``k.j``) and its own copy of the context,
-so its calls get keys from its place in the program, never from timing.
+so its calls get keys from its place in the program, never from timing. The
+copy is of the parent's context as the group started, whoever starts the
+branch (the parent, a sibling's wake-up, the dispatcher's pump): no branch sees
+what a sibling set in a context variable, live or replayed. Branches that
+complete without suspending take turns in one ``Scope`` (see ``refill``).
 
 Branches are driven *eagerly*: a branch's coroutine is started synchronously
 and becomes an asyncio Task only if it actually suspends. On replay nearly
