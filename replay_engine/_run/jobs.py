@@ -86,6 +86,23 @@ def run_call(
         return (PAYLOAD_ERROR, f"the task's result cannot be journaled: {exc}")
 
 
+def run_attempt(
+    fn: Callable[..., Any], args_bytes: bytes, converts: Converts
+) -> Outcome:
+    """``run_call`` without its task context, which the caller has set."""
+    try:
+        args = jf.decode_payload(args_bytes)
+        if converts:
+            args = convert_args(converts, args)
+        result = fn(**args)
+    except Exception as exc:
+        return error_outcome(exc)
+    try:
+        return (OK, jf.encode_payload(result))
+    except jf.FormatError as exc:
+        return (PAYLOAD_ERROR, f"the task's result cannot be journaled: {exc}")
+
+
 def run_local_chunk(
     items: list[tuple[Callable[..., Any], bytes, str, int, int, Converts]],
     run_id: str,
