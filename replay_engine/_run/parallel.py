@@ -1,7 +1,13 @@
 """``ctx.parallel.all`` and ``ctx.parallel.map``: branches with stable keys.
 
 Each branch runs in its own scope (``k.j``) and its own copy of the context,
-so its calls get keys from its place in the program, never from timing.
+so its calls get keys from its place in the program, never from timing. Every
+branch's context is a copy of the one the group was called in, whichever
+sibling's completion starts it. A branch whose function returns one fresh
+``ctx.task`` call reads neither again (the call took its key and carries it),
+so such branches share one scope and context, set again for each (``refill``);
+a branch that goes on in its own (any other coroutine or awaitable) or changed
+a context variable keeps it, and the next branches get a new one.
 
 Branches are driven *eagerly*: a branch's coroutine is started synchronously
 and becomes an asyncio Task only if it actually suspends. On replay nearly
