@@ -480,7 +480,10 @@ class Dispatcher:
 
     async def _run_async(self, call: Call) -> None:
         context = (self.run_id, call.key_text, call.attempt, call.tdef.retries + 1)
-        token = _task_context.set(_new_tuple(TaskContext, context))  # as jobs.run_call
+        # As jobs.run_call, but never put back: the context is the Task's own
+        # copy, and once this coroutine ends nothing runs in it (a reset per
+        # attempt was 1% of an async fan-out's effect).
+        _task_context.set(_new_tuple(TaskContext, context))
         try:
             args = jf.decode_payload(call.args_bytes)
             tdef = call.tdef
@@ -502,8 +505,6 @@ class Dispatcher:
         except BaseException as exc:  # KeyboardInterrupt, SystemExit …
             self._finish(call, (jobs.INTERRUPTED, exc))
             return
-        finally:
-            _task_context.reset(token)
         try:
             outcome: jobs.Outcome = (jobs.OK, jf.encode_payload(result))
         except jf.FormatError as exc:
