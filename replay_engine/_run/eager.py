@@ -67,7 +67,10 @@ def _start_eager_311(
     # What shadowed it already (the dispatcher's batched wakes) comes back
     # after the constructor: the Task's first step runs under it.
     previous = namespace.get("call_soon")
-    namespace["call_soon"] = capture
+    # The bound method (vectorcall), not the instance: the Task passes
+    # ``context=`` by keyword, which an instance's ``__call__`` receives
+    # through a kwargs dict made per call.
+    namespace["call_soon"] = capture.__call__
     try:
         task: asyncio.Task[Any] = asyncio.Task(coro, loop=loop)
     finally:

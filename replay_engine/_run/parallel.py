@@ -1,11 +1,13 @@
 """``ctx.parallel.all`` and ``ctx.parallel.map``: branches with stable keys.
 
 Each branch runs in its own scope (``k.j``) and its own copy of the context,
-so its calls get keys from its place in the program, never from timing. The
-copy is of the parent's context as the group started, whoever starts the
-branch (the parent, a sibling's wake-up, the dispatcher's pump): no branch sees
-what a sibling set in a context variable, live or replayed. Branches that
-complete without suspending take turns in one ``Scope`` (see ``refill``).
+so its calls get keys from its place in the program, never from timing. Every
+branch's context is a copy of the one the group was called in, whichever
+sibling's completion starts it. A branch whose function returns one fresh
+``ctx.task`` call reads neither again (the call took its key and carries it),
+so such branches share one scope and context, set again for each (``refill``);
+a branch that goes on in its own (any other coroutine or awaitable) or changed
+a context variable keeps it, and the next branches get a new one.
 
 Branches are driven *eagerly*: a branch's coroutine is started synchronously
 and becomes an asyncio Task only if it actually suspends. On replay nearly
@@ -47,6 +49,7 @@ from journal_format import encode_component, key_bytes_to_text
 from journal_format._keys import COMPONENTS
 
 from ..errors import ThunkRequired
+from .continuation import _continue
 from .feed import Feed
 from .scope import Scope, current_scope
 
@@ -83,40 +86,6 @@ class BranchAbandoned(BaseException):
     Raised only when a lower-index sibling has failed, so the group's outcome
     (that failure) no longer depends on this branch.
     """
-
-
-class _Continue:
-    """Hand a coroutine that already ran its first step over to an asyncio Task."""
-
-    __slots__ = ("coro", "first")
-
-    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
-        self.coro = coro
-        self.first = first
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        coro, value = self.coro, self.first
-        self.first = None
-        while True:
-            try:
-                sent = yield value
-            except GeneratorExit:
-                coro.close()
-                raise
-            except BaseException as exc:  # cancellation thrown in by the Task
-                try:
-                    value = coro.throw(exc)
-                except StopIteration as stop:
-                    return stop.value
-            else:
-                try:
-                    value = coro.send(sent)
-                except StopIteration as stop:
-                    return stop.value
-
-
-async def _continue(coro: Coroutine[Any, Any, Any], first: Any) -> Any:
-    return await _Continue(coro, first)
 
 
 async def _await_any(awaitable: Awaitable[Any]) -> Any:
@@ -349,6 +318,14 @@ class _Failure:
         self.exc = exc
 
 
+# The code of the runtime's coroutine for one fresh ``ctx.task`` (the
+# runtime registers it: this module cannot import the runtime). A branch whose
+# function returned such a coroutine holds no scope and no context variable
+# that anything reads again: the call took its key, and the coroutine carries
+# it. So such branches share one scope and one context (see ``refill``).
+one_effect_codes: list[Any] = []
+
+
 def _first_step(
     scope: Scope, make: Callable[..., Any], item: Any
 ) -> tuple[bool, Any, Any]:
@@ -415,24 +392,25 @@ async def run_group(  # noqa: PLR0915 (the replay loop of a map is unrolled: see
     # the whole replay of a map) is settled right here, without the group's
     # two method calls per branch; other groups settle by their own rules.
     plain, results, branches = group.plain, group.results, group.branches
-    set_scope = current_scope.set
+    copy_context, set_scope = contextvars.copy_context, current_scope.set
     new = object.__new__
-    # Every branch runs in its own copy of ``template``: the parent's context
-    # as the group started, whoever calls refill later (a sibling's wake, the
-    # dispatcher's pump), so no branch sees a sibling's context variables.
-    # ``template`` holds ``shared`` as the current scope, and the branches that
-    # complete without suspending (all of a replayed map) take turns in that
-    # one Scope, reset for each: a branch's copy then costs one
-    # ``Context.copy``, not a Scope, a copy and a ``ContextVar.set`` (a HAMT
-    # node and a Token). Nothing keeps a Scope past the ctx call that took a
-    # key from it (calls take its prefix and text then), so a completed branch
-    # leaves nothing that reads it again. A branch that suspends keeps the
-    # scope (its context holds it) and the next branch gets a new one.
-    template = contextvars.copy_context()
-    shared: Scope | None = None
+    # A plain group's branches run their function in a shared context whose
+    # scope is set again for each branch (a field write, not a context copy
+    # and a ContextVar.set: 3% of a fresh effect). A branch that goes on in its
+    # context afterwards (any coroutine but one fresh ctx.task, a foreign
+    # awaitable) or changed a context variable keeps the pair as its own, and
+    # the next branch gets a new one: every branch still runs in a context and
+    # scope no sibling touches, as if each had had its own from the start.
+    # Each pair is a copy of the context the group was called in (``base``),
+    # whichever branch's wake-up starts the next branches.
+    one_effect = one_effect_codes[0] if one_effect_codes else None
+    base = copy_context()
+    shared: contextvars.Context | None = None
+    shared_scope: Scope | None = None
+    pristine: contextvars.Context | None = None
 
-    def refill() -> None:  # noqa: PLR0915 (unrolled: see above)
-        nonlocal next_index, shared
+    def refill() -> None:  # noqa: PLR0915 (unrolled: the per-branch hot loop)
+        nonlocal next_index, shared, shared_scope, pristine
         # After a branch answered from the journal (a Resolved: one ctx call,
         # replayed) nothing was dispatched, so the room is as it was.
         roomy = False
@@ -451,59 +429,90 @@ async def run_group(  # noqa: PLR0915 (the replay loop of a map is unrolled: see
                 return
             index = next_index
             next_index += 1
+            # Scope(key + encode_component(index), text, index), inlined: one
+            # per branch (the replay of a map makes nothing else per branch).
             part = COMPONENTS[index] if index < 65536 else None
-            prefix = key + (part if part is not None else encode_component(index))
             if items is None:
                 make, item = makers[index], _NO_ITEM  # type: ignore[index]
             else:
                 make, item = makers, items[index]
             if not plain:
-                group.start(
-                    index, Scope(prefix, text, index), make, item, template.copy()
+                scope = new(Scope)
+                scope.prefix = key + (
+                    part if part is not None else encode_component(index)
                 )
+                scope._text, scope._branch = text, index
+                scope.next_index, scope.logs_at = 0, None
+                group.start(index, scope, make, item, base.copy())
                 continue
-            scope = shared
-            if scope is None:
-                scope = shared = new(Scope)
-                template.run(set_scope, scope)
-            # Scope(prefix, text, index), reset in place (one per suspended
-            # branch; the replay of a map makes nothing else per branch).
-            scope.prefix = prefix
+            # _first_step, unrolled: the replay of a map runs this once per
+            # branch. The shared context (made when none is free) has its
+            # scope set for this branch and runs the call through C
+            # (Context.run), without a Python frame between.
+            if shared is None:
+                shared = base.copy()
+                shared_scope = new(Scope)
+                shared.run(set_scope, shared_scope)
+                pristine = shared.copy()  # the same variables: == is identity
+            assert shared_scope is not None
+            context, scope = shared, shared_scope
+            # Scope(key + encode_component(index), text, index), inlined: a
+            # field write per branch (the replay of a map makes nothing else).
+            scope.prefix = key + (part if part is not None else encode_component(index))
             scope._text, scope._branch = text, index
             scope.next_index, scope.logs_at = 0, None
-            # _first_step, unrolled: the replay of a map runs this once per
-            # branch. The call runs through C (Context.run), without a Python
-            # frame between.
-            context = template.copy()
             try:
                 if item is _NO_ITEM:
                     value = context.run(make)
                 else:
                     value = context.run(make, item)  # type: ignore[arg-type]
             except BaseException as exc:
-                shared, roomy = None, False  # its traceback may hold the scope
+                shared = None  # kept by the settled branch (nothing reads it)
                 group.started(index, context, True, _Failure(exc), None)
                 continue
+            if not (
+                scope.next_index <= 1
+                and (
+                    type(value) is Resolved
+                    or (type(value) is CoroutineType and value.cr_code is one_effect)
+                    or not inspect.isawaitable(value)
+                )
+                and context == pristine
+            ):
+                shared = None  # this branch's own from now on (module doc)
             if type(value) is Resolved and group.remaining > 1:
                 results[index] = value.value  # a replayed call: _settle's common case
                 group.remaining -= 1
                 roomy = True
                 continue
             roomy = False
-            done, value, pending = context.run(_next_step, value)
+            pending: Any
+            if shared is not None and type(value) is CoroutineType:
+                # One fresh ctx.task (kept the pair above): _next_step's
+                # send, without its Python frame.
+                try:
+                    done, pending = False, (value, context.run(value.send, None))
+                except StopIteration as stop:
+                    done, value, pending = True, stop.value, None
+                except BaseException as exc:  # the branch's failure
+                    done, value, pending = True, _Failure(exc), None
+            else:
+                done, value, pending = context.run(_next_step, value)
             if done and type(value) is not _Failure and group.remaining > 1:
                 results[index] = value
                 group.remaining -= 1
             elif done:
-                if type(value) is _Failure:
-                    shared = None  # as above
                 group._settle(index, value)
             else:
                 # group.started's suspended case, inline (a fresh fan-out's
-                # every branch). The branch keeps the scope.
-                shared = None
+                # every branch).
                 coro, first = pending
                 group.running += 1
+                if shared is not None:
+                    # A fresh ctx.task's coroutine goes on in a copy of the
+                    # shared context: its wake-up may start the next branches
+                    # in the shared one, which cannot be entered twice.
+                    context = pristine  # type: ignore[assignment]
                 branch = _Branch(group, index, coro, context)
                 branches[index] = branch
                 if type(first) is _Future and first._asyncio_future_blocking:

@@ -33,12 +33,12 @@ import journal_format as jf
 from .._store.outcomes import cancel_branches
 from ..errors import ReplayEngineError, TaskFailed
 from .backend import ContextBackend
+from .continuation import _continue
 from .divergence import divergence
 from .parallel import (
     _NO_ITEM,
     _PENDING,
     BranchAbandoned,
-    _continue,
     _Failure,
     _first_step,
     _Group,

@@ -44,7 +44,7 @@ from .dispatch import Call, ExecutorSet, Slots
 from .divergence import call_site, describe_args
 from .halting import HaltWatch, settle_halted
 from .journal import GROUP, RunJournal
-from .parallel import BranchAbandoned, Resolved
+from .parallel import BranchAbandoned, Resolved, one_effect_codes
 from .scope import Scope, current_scope
 from .settle import (
     Outcome,
@@ -562,6 +562,11 @@ class Runtime(ExecutionState):
         # A simulated crash (testing hooks), possibly in the final commit.
         await stop(self, main)
         return Outcome(status="running")
+
+
+# parallel.refill lets the branches that are just this coroutine share a
+# context (see there).
+one_effect_codes.append(Runtime._fresh_effect.__code__)
 
 
 def _describe_call(tdef: TaskDef[..., Any], address: bytes) -> str:

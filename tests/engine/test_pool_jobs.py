@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from replay_engine import Engine, task
+from replay_engine import Engine, task, task_context
 
 
 class CountingPool(cf.ThreadPoolExecutor):
@@ -109,3 +109,48 @@ def test_task_costs_outlive_the_run(tmp_path: Path) -> None:
     # ready call (up to the 1,024 in flight) in one job, not sixteen.
     assert second_jobs[0] > 64
     assert len(second_jobs) <= 4
+
+
+@task(name="jobs.whoami")
+def whoami(i: int) -> str:
+    if i % 7 == 3:
+        raise ValueError(f"item {i} fails")
+    current = task_context()
+    return f"{current.key}#{current.attempt}"
+
+
+async def wide_whoami(inputs: Any, ctx: Any) -> list[str]:
+    out = await ctx.parallel.map(
+        range(300),
+        lambda i: ctx.task(whoami, {"i": i}),
+        settled=True,
+    )
+    return [r if isinstance(r, str) else "failed" for r in out]
+
+
+def test_each_attempt_of_a_job_sees_its_own_task_context(tmp_path: Path) -> None:
+    """Many attempts to a job: each sees its own key, failures stay their own,
+    and the worker threads hold no task context once the jobs are done."""
+    pool = CountingPool()
+    try:
+        with Engine(str(tmp_path / "j"), executor=pool) as engine:
+            engine.run(wide_tiny, None, run_id="timing")  # tiny: many to a job
+            pool.jobs = []
+            run = engine.run(wide_whoami, None, run_id="who")
+        # Past the counting submit: a plain job on the same worker threads.
+        after = [
+            cf.ThreadPoolExecutor.submit(pool, _context_in_worker).result()
+            for _ in range(8)
+        ]
+    finally:
+        pool.shutdown()
+    assert max(pool.jobs) > 1
+    assert run.result == ["failed" if i % 7 == 3 else f"0.{i}.0#1" for i in range(300)]
+    assert after == [None] * 8
+
+
+def _context_in_worker() -> Any:
+    try:
+        return task_context()
+    except RuntimeError:  # outside a task
+        return None

@@ -314,6 +314,30 @@ def test_append_refuses_malformed_key_bytes(
     assert len(store.read_events("r1")) == 1
 
 
+@pytest.mark.spec("JF-012")
+def test_keys_found_valid_before_do_not_let_a_malformed_one_through(
+    make_store: MakeStore, journal_dir: Path
+) -> None:
+    """append_events remembers keys it checked (two generations): a completion
+    is not checked again, and nothing remembered makes another key pass."""
+    store = make_store(journal_dir, durability="process")
+    new_run(store, "r1")
+    # Enough keys to turn both generations over, each requested then completed.
+    keys = [jf.encode_key((0, i, 0)) for i in range(20_000)]
+    args, blobs = payload(None)
+    store.append(
+        "r1",
+        [jf.EffectRequested(key=k, task="t", kind="task", args=args) for k in keys],
+        blobs,
+    )
+    store.append("r1", [jf.EffectCompleted(key=k, result=args) for k in keys], {})
+    for bad_key in (keys[-1][:-1] + b"\x01", b"\x01\x00", keys[0] + b"\x09"):
+        bad = jf.EffectCompleted(key=bad_key, result=args)
+        with pytest.raises(jf.FormatError):
+            store.append("r1", [bad], {})
+    assert len(store.read_events("r1")) == 1 + 2 * len(keys)
+
+
 # -- any single byte -------------------------------------------------------------
 
 
