@@ -265,9 +265,10 @@ def put_checkpoint(
 
 
 def seal_index(run_id: str, index: jf.CallIndex) -> bytearray:
-    """The sealed checkpoint record of ``index`` (its calls: a :class:`_TailCalls`)."""
+    """The sealed checkpoint record of ``index`` (its calls: a dict or a _TailCalls)."""
     overlay = index.calls
-    assert isinstance(overlay, _TailCalls)
+    if not isinstance(overlay, _TailCalls):
+        return jf.seal_checkpoint(index.to_checkpoint(run_id, jf.FORMAT_VERSION))
     index.calls = {}  # the overlay is read below, not through the index
     try:
         checkpoint = index.to_checkpoint(run_id, jf.FORMAT_VERSION)
