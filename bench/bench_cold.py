@@ -8,21 +8,37 @@ Run from the project root::
     # A/B on the same crash and load: this tree against another commit's
     git archive main replay_engine journal_format | tar -x -C /tmp/main-tree
     .venv/bin/python bench/bench_cold.py --skip-rss --skip-many --against /tmp/main-tree
+    # issue 17's report (running checkpoints): both crash points, CPU and wall
+    .venv/bin/python bench/bench_cold.py --sizes 10000,50000,200000 --tries 3 \
+        --skip-rss --skip-many --against /tmp/s19c-base
 
 (a) **Cold first resume.** A child process records a run with the real engine
 (``durability="process"``, inline tasks: ``n`` sequential ``ctx.task`` calls, or
 one ``ctx.parallel.map`` of ``n``), then calls a thread-pool task that prints
 ``ready`` and sleeps; the parent SIGKILLs it. That is what a crash leaves: every
-effect completed, one in flight, the run ``running`` and no checkpoint (a run is
-checkpointed when it stops waiting, never while it runs). The journal is copied
-before each try, so every try resumes the same crash. Each try is a fresh child
-interpreter that imports the engine, then times, end to end, ``Engine(journal)``
-+ ``resume`` (open, fold every event with its digest and chain checks,
-re-execute, dispatch the in-flight task again, commit with the checkpoint, the
-run completes) and, in the same child, before and after, the floor: a raw
-py-lmdb read transaction doing a key-by-key ``get`` of each of the run's events
-and a msgspec decode of its envelope (no checks, no fold). The phases are timed
-by wrapping ``Store.load_index`` (the fold) and ``Store.append`` (commits);
+effect completed, one in flight, the run ``running``, and the run's last
+*running checkpoint*: a running run checkpoints itself with a commit once its
+uncovered events reach max(4,096, covered) (``_run/journal.py``), so the crash
+leaves the events after the last power-of-two-times-4,096 uncovered (the
+``covered`` column: events the resume restored from it). Rows ``worst`` crash
+the same way at the rule's worst point at most ``n`` effects: the largest
+``n' <= n`` whose crash lands just before the next checkpoint would be written
+(about half the events uncovered; exact for ``seq``, whose commits are two
+events; ``par``'s commits are batches, so its ``covered`` column says where it
+landed). The journal is copied before each try, so every try resumes the same
+crash. Each try is a fresh child interpreter that imports the engine and first
+resumes a tiny crashed run of the same process (3 effects) in a scratch
+journal: the first import of the run layer and its first use, which a worker or
+any process that resumed once has paid (the floor's child imports lmdb and
+msgspec before timing too); that cost is its own column (``first resume s``)
+and the last ratio column adds it back. Then it times, end to end,
+``Engine(journal)`` + ``resume`` (open, read the checkpoint and fold the events
+after it with their digest and chain checks, re-execute, dispatch the in-flight
+task again, commit with the checkpoint, the run completes) and, in the same
+child, before and after, the floor: a raw py-lmdb read transaction doing a
+key-by-key ``get`` of each of the run's events and a msgspec decode of its
+envelope (no checks, no fold). The phases are timed by wrapping
+``Store.load_index`` (checkpoint + fold) and ``Store.append`` (commits);
 re-execution is the rest. The bytecode caches are written first (an installed
 package has them; ``PYTHONDONTWRITEBYTECODE=1`` would otherwise make every
 child compile the runtime inside the timed resume). With ``--against DIR``
@@ -151,15 +167,25 @@ def floor(journal: str, run_id: str, events: int) -> tuple[float, float]:
 
 
 def child_resume(journal: str, name: str, n: int, profile: bool) -> dict[str, Any]:
+    # A process that resumed once (a worker): the run layer is imported and
+    # used once, here, untimed in the ratio but reported as its own column.
+    first, first_cpu = time.perf_counter(), time.process_time()
+    with Engine(os.environ["BENCH_COLD_WARM"]) as warm:
+        _check(warm.resume(name, process=PROCESSES[name]).status == "completed", "warm")
+    first, first_cpu = time.perf_counter() - first, time.process_time() - first_cpu
     from replay_engine._store.store import Store
 
     phases = {"fold": 0.0, "append": 0.0}
+    restored: list[int] = []
 
     def timed(method: Any, phase: str) -> Any:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
             try:
-                return method(*args, **kwargs)
+                result = method(*args, **kwargs)
+                if phase == "fold":
+                    restored.append(result[1])
+                return result
             finally:
                 phases[phase] += time.perf_counter() - started
 
@@ -190,6 +216,9 @@ def child_resume(journal: str, name: str, n: int, profile: bool) -> dict[str, An
         "floor_cpu": min(before[1], after[1]),
         "exec": run.stats.elapsed,
         "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "first": first,
+        "first_cpu": first_cpu,
+        "covered": restored[0] if restored else 0,
         **phases,
     }
     if profiler:
@@ -338,14 +367,37 @@ def _stats(values: list[float]) -> str:
     return f"{med:.2f} ({min(values):.2f}-{max(values):.2f})"
 
 
+def worst_n(n: int) -> int:
+    """The largest ``n' <= n`` whose ``seq`` crash lands just before a checkpoint.
+
+    A ``seq`` crash leaves ``2 n' + 2`` events (the start, two per effect, the
+    in-flight request) in two-event commits; checkpoints cover ``4096 * 2**j``
+    events, the next written at twice that: ``2 n' + 2 = 4096 * 2**(j+1) - 2``
+    leaves ``4096 * 2**j - 2`` of them (about half) uncovered.
+    """
+    from replay_engine._run.journal import RUNNING_MIN_EVENTS
+
+    covered = RUNNING_MIN_EVENTS
+    while 2 * covered - 2 <= n:
+        covered *= 2
+    return max(covered - 2, 1)
+
+
 def bench_cold(base: Path, args: argparse.Namespace) -> None:
     print("## cold first resume after a SIGKILL (median (min-max) of tries)")
     print(
-        "| case | effects | resume s | floor s | ratio | CPU ratio"
-        " | fold s | re-exec s | commits s | open, other s | peak RSS MB |"
+        "| case | effects | covered | resume s | floor s | ratio | CPU ratio"
+        " | fold s | re-exec s | commits s | open, other s | first resume s"
+        " | CPU ratio with it | peak RSS MB |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for n in args.sizes:
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name in ("seq", "par"):
+        warm = base / f"warm-{name}"
+        crash(warm, name, 3)
+    points = [(n, "") for n in args.sizes]
+    if not args.skip_worst:
+        points += [(worst_n(n), " worst") for n in args.sizes]
+    for n, label in points:
         for name in ("seq", "par"):
             crashed = base / f"crashed-{name}-{n}"
             crash(crashed, name, n)
@@ -357,6 +409,9 @@ def bench_cold(base: Path, args: argparse.Namespace) -> None:
                     copy = base / "try"
                     shutil.rmtree(copy, ignore_errors=True)
                     shutil.copytree(crashed, copy)
+                    warm_copy = base / "warm-try"
+                    shutil.rmtree(warm_copy, ignore_errors=True)
+                    shutil.copytree(base / f"warm-{name}", warm_copy)
                     extra = {"PYTHONPATH": tree} if tree else {}
                     trees[tree].append(
                         child(
@@ -364,26 +419,31 @@ def bench_cold(base: Path, args: argparse.Namespace) -> None:
                             copy,
                             args,
                             BENCH_COLD_RESUMING="1",
+                            BENCH_COLD_WARM=str(warm_copy),
                             **extra,
                         )
                     )
             shutil.rmtree(crashed)
             for tree, tries in trees.items():
-                _cold_row(name if not tree else f"{name} ({tree})", n, tries)
+                case = name + label
+                _cold_row(case if not tree else f"{case} ({tree})", n, tries)
 
 
 def _cold_row(name: str, n: int, tries: list[dict[str, Any]]) -> None:
     ratio = [t["wall"] / t["floor"] for t in tries]
     cpu_ratio = [t["cpu"] / t["floor_cpu"] for t in tries]
+    with_first = [(t["cpu"] + t["first_cpu"]) / t["floor_cpu"] for t in tries]
     med = sorted(tries, key=lambda t: t["wall"])[len(tries) // 2]
     # run.stats.elapsed (exec) includes the commits made while executing.
     reexec = med["exec"] - med["append"]
     other = med["wall"] - med["fold"] - med["exec"]
+    covered = f"{med['covered']:,}/{med['events']:,}"
     print(
-        f"| {name} | {n:,} | {_stats([t['wall'] for t in tries])}"
+        f"| {name} | {n:,} | {covered} | {_stats([t['wall'] for t in tries])}"
         f" | {_stats([t['floor'] for t in tries])} | {_stats(ratio)}"
         f" | {_stats(cpu_ratio)} | {med['fold']:.3f} | {reexec:.3f}"
-        f" | {med['append']:.3f} | {other:.3f} | {med['rss_mb']:.0f} |",
+        f" | {med['append']:.3f} | {other:.3f} | {med['first']:.3f}"
+        f" | {_stats(with_first)} | {med['rss_mb']:.0f} |",
         flush=True,
     )
 
@@ -491,6 +551,9 @@ def main() -> None:
         " tree's, for an A/B on the same load",
     )
     parser.add_argument("--skip-cold", action="store_true")
+    parser.add_argument(
+        "--skip-worst", action="store_true", help="no rows at the worst crash point"
+    )
     parser.add_argument("--skip-rss", action="store_true")
     parser.add_argument("--skip-many", action="store_true")
     parser.add_argument("--profile", help="seq:N, par:N or fanout:N: cProfile one")
@@ -517,8 +580,13 @@ def main() -> None:
                 out = child(f"fanout:{n}", base / "f", args)
             else:
                 crash(base / "c", kind, int(n))
+                crash(base / "w", kind, 3)
                 out = child(
-                    f"resume:{kind}:{n}", base / "c", args, BENCH_COLD_RESUMING="1"
+                    f"resume:{kind}:{n}",
+                    base / "c",
+                    args,
+                    BENCH_COLD_RESUMING="1",
+                    BENCH_COLD_WARM=str(base / "w"),
                 )
             print(out.pop("profile"))
             print(out)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -53,12 +54,16 @@ def child(journal: str, n: int, durability: str) -> None:
         return len(out)
 
     with Engine(journal, durability=durability) as engine:  # type: ignore[arg-type]
+        usage = resource.getrusage(resource.RUSAGE_SELF)
         cpu, wall = time.process_time(), time.perf_counter()
         run = engine.run(fanout, {"n": n}, run_id="fan")
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        after = resource.getrusage(resource.RUSAGE_SELF)
         if run.status != "completed" or run.result != n:
             raise SystemExit(f"bench_fanout_cp: run {run.status} {run.result}")
-    print(json.dumps({"cpu": cpu, "wall": wall}))
+    sys_s = after.ru_stime - usage.ru_stime
+    peak = after.ru_maxrss / 1024
+    print(json.dumps({"cpu": cpu, "wall": wall, "sys": sys_s, "rss": peak}))
 
 
 def _run(tree: str, n: int, durability: str, valgrind: bool) -> tuple[Any, str]:
@@ -109,6 +114,8 @@ def main() -> None:
     for n in ns:
         cpus: dict[str, list[float]] = {tree: [] for tree in trees}
         walls: dict[str, list[float]] = {tree: [] for tree in trees}
+        syss: dict[str, list[float]] = {tree: [] for tree in trees}
+        rss: dict[str, list[float]] = {tree: [] for tree in trees}
         for attempt in range(args.repeat):
             order = list(trees.items())
             if attempt % 2:
@@ -117,13 +124,16 @@ def main() -> None:
                 got, _ = _run(path, n, args.durability, valgrind=False)
                 cpus[tree].append(got["cpu"])
                 walls[tree].append(got["wall"])
+                syss[tree].append(got["sys"])
+                rss[tree].append(got["rss"])
         for tree in trees:
             cpu = statistics.median(cpus[tree])
             wall = statistics.median(walls[tree])
             print(
                 f"n={n} {tree:5s} CPU µs/effect {cpu / n * 1e6:.2f}"
-                f" (min {min(cpus[tree]) / n * 1e6:.2f}), wall effects/s"
-                f" {n / wall:,.0f}"
+                f" (min {min(cpus[tree]) / n * 1e6:.2f}; of it system"
+                f" {statistics.median(syss[tree]) / n * 1e6:.2f}), wall effects/s"
+                f" {n / wall:,.0f}, peak RSS {max(rss[tree]):.0f} MB"
             )
         if "other" in trees:
             ratio = statistics.median(cpus["this"]) / statistics.median(cpus["other"])

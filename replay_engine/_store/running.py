@@ -9,11 +9,15 @@ events were just written by this very execution, so they are folded from the
 ``jf.Event`` objects it appended instead (no decode, no digest check: nothing
 was read), and the head digest is the one the append computed.
 
-The index the checkpoints are built from (:attr:`RunningCheckpoints.index`)
-is this module's own, kept apart from the runtime's (``RunJournal.index``):
-the runtime must never see a call of this execution as a recorded one. It is
-an overlay of the loaded index (``_TailCalls``: the loaded entries are copied
-before a fold changes them), so the loaded index is never written.
+Between two checkpoints the run keeps only those events (the tail). A
+checkpoint is built on a new index: the last one this execution wrote, read
+back, checked and decoded (its events are immutable), or at the first one the
+loaded index seen through an overlay (``_TailCalls``: the loaded entries are
+copied before a fold changes them), so the runtime's index
+(``RunJournal.index``) is never written and never sees a call of this
+execution as a recorded one. The index is dropped once the record is sealed:
+a long fan-out holds no second index of all its calls, only the events since
+its last checkpoint.
 
 Correct first: when anyone else appended to the run between two commits of
 this execution (a post), or when this execution appended through another path
@@ -38,36 +42,42 @@ from .checkpoints import _TailCalls, fold_events, put_checkpoint, seal_index
 
 _log = logging.getLogger("replay_engine")
 
-TAIL_CAP = 1 << 16
-"""Events held in memory at most before they are folded into the index
-(:meth:`RunningCheckpoints.committed`): a long fan-out's events are not kept
-alive until its next checkpoint (which may be hundreds of thousands away)."""
-
 
 class RunningCheckpoints:
     """What an executing run keeps to checkpoint itself without reading back.
 
     ``loaded`` is the runtime's index (covering the events the execution
-    loaded), never written here. ``index`` covers the run's events
-    ``0 .. index.events - 1`` once built (lazily: a run that is never
-    checkpointed never builds it). ``tail`` holds the events this execution
-    committed after what the index covers, in seq order, or None when that is
-    not known (someone else appended in between): the next checkpoint then
-    folds from LMDB.
+    loaded), never written here. ``stored`` is the (events, head) of the last
+    checkpoint this execution wrote, or None. ``tail`` holds the events this
+    execution committed after what that checkpoint (else ``loaded``) covers,
+    in seq order, or None when that is not known (someone else appended in
+    between): the next checkpoint then folds from LMDB.
+
+    Nothing else is kept between checkpoints: the index a checkpoint is built
+    from is made for it (from the stored checkpoint, decoded and checked, or
+    from ``loaded``) and dropped after it, so memory holds at most the events
+    since the last checkpoint (at most about half of a long run's: a doubling
+    rule), never a second index of every call.
     """
 
-    __slots__ = ("index", "loaded", "tail")
+    __slots__ = ("_written", "loaded", "stored", "tail")
 
     def __init__(self, loaded: jf.CallIndex) -> None:
         self.loaded = loaded
-        self.index: jf.CallIndex | None = None
+        self.stored: tuple[int, bytes] | None = None
         self.tail: list[jf.Event] | None = []
+        self._written: tuple[int, bytes] | None = None
 
     @property
     def covered(self) -> int:
-        """Events the index covers (the loaded ones until it is built)."""
-        index = self.index
-        return self.loaded.events if index is None else index.events
+        """Events before the tail: the stored checkpoint's, else the loaded ones."""
+        stored = self.stored
+        return self.loaded.events if stored is None else stored[0]
+
+    def created(self, started: jf.RunStarted) -> None:
+        """The run was created by this execution: ``started`` is its event 0."""
+        if self.stored is None and self.tail == [] and self.loaded.events == 0:
+            self.tail = [started]
 
     def committed(self, result: AppendResult, events: Sequence[jf.Event]) -> None:
         """This execution committed ``events`` (without a checkpoint): note them.
@@ -82,26 +92,10 @@ class RunningCheckpoints:
             self.tail = None  # someone else's events: LMDB decides next time
             return
         tail.extend(events)
-        if len(tail) >= TAIL_CAP:
-            # Committed, so safe to fold outside any transaction: the memory
-            # of a long run's tail is bounded, at the price of folding the
-            # events now even if no checkpoint follows.
-            index = self._own()
-            try:
-                fold_own(index, tail)
-            except jf.FormatError as exc:
-                self._lost(str(exc))
-                return
-            index.head = result.head
-            self.tail = []
-
-    def created(self, started: jf.RunStarted) -> None:
-        """The run was created by this execution: ``started`` is its event 0."""
-        if self.index is None and self.tail == [] and self.loaded.events == 0:
-            self.tail = [started]
 
     def checkpointed(self) -> None:
-        """A checkpoint covering every event up to this commit was written."""
+        """The checkpoint :meth:`write` made was committed: it is the base now."""
+        self.stored, self._written = self._written, None
         self.tail = []
 
     def unknown(self) -> None:
@@ -118,53 +112,74 @@ class RunningCheckpoints:
     ) -> int:
         """Checkpoint the run in ``txn``, just after ``events`` were appended.
 
-        Returns the events covered (0: none written, with a warning). Safe to
-        call again for the same commit when the transaction is retried (a map
-        grown): the index already covers it, and only its head is taken anew.
+        Returns the events covered (0: none written, with a warning). Nothing
+        here changes until :meth:`checkpointed` (the commit is durable), so
+        a retried transaction (a map grown) starts over from the same state.
         """
-        end = result.first_seq + result.count
-        index = self._own()
+        self._written = None
         try:
-            if index.events != end:
-                tail = self.tail
-                if tail is not None and result.first_seq == index.events + len(tail):
-                    fold_own(index, itertools.chain(tail, events))
-                else:
-                    fold_events(txn, dbs, run_id, index, None)
+            index = self._base(txn, dbs, run_id)
+            tail = self.tail
+            if (
+                index is not None
+                and tail is not None
+                and result.first_seq == index.events + len(tail)
+            ):
+                fold_own(index, itertools.chain(tail, events))
+            else:
+                index = _overlay(self.loaded) if index is None else index
+                fold_events(txn, dbs, run_id, index, None)
         except (JournalCorruptError, jf.FormatError) as exc:
             # Never lose the events being appended over derived data.
-            self._lost(str(exc))
             _log.warning("run %r: no checkpoint written: %s", run_id, exc)
             return 0
         index.head = result.head
-        txn.put(
-            jf.run_prefix(run_id), seal_index(run_id, index), db=dbs[jf.DB_CHECKPOINTS]
-        )
-        return index.events
+        sealed = seal_index(run_id, index)
+        self._written = (index.events, index.head)
+        del index  # the index's objects: before LMDB copies the record
+        txn.put(jf.run_prefix(run_id), sealed, db=dbs[jf.DB_CHECKPOINTS])
+        return self._written[0]
 
-    def _own(self) -> jf.CallIndex:
-        """The index checkpoints are built from, made on first use."""
-        index = self.index
-        if index is None:
-            base = self.loaded
-            index = self.index = jf.CallIndex()
-            # A fresh run's loaded index is empty: a plain dict then (its
-            # lookups are C calls; the overlay's ``get`` is Python's).
-            index.calls = _TailCalls(base.calls) if base.calls else {}
-            index.logs = set(base.logs)
-            index.signals = list(base.signals)
-            index.consumed_signals = set(base.consumed_signals)
-            index.started = base.started
-            index.last_event = base.last_event
-            index.events = base.events
-            index.head = base.head
-        return index
+    def _base(
+        self, txn: Any, dbs: dict[bytes, Any], run_id: str
+    ) -> jf.CallIndex | None:
+        """A new index to build on: the stored checkpoint's, else ``loaded``'s.
 
-    def _lost(self, why: str) -> None:
-        """A fold failed part-way: start again from the loaded index and LMDB."""
-        del why
-        self.index = None
-        self.tail = None
+        The stored one is read back sealed and checked like any checkpoint
+        (its digest, and the events and head this execution wrote it with);
+        None when it is not the one this execution wrote (the caller then
+        folds from LMDB after ``loaded``).
+        """
+        stored = self.stored
+        if stored is None:
+            return _overlay(self.loaded)
+        raw = txn.get(jf.run_prefix(run_id), db=dbs[jf.DB_CHECKPOINTS])
+        if raw is None:
+            return None
+        try:
+            checkpoint = jf.unseal_checkpoint(raw)
+        except jf.FormatError:
+            return None
+        del raw
+        if (checkpoint.run_id, checkpoint.events, checkpoint.head) != (run_id, *stored):
+            return None
+        return jf.CallIndex.from_checkpoint(checkpoint)
+
+
+def _overlay(base: jf.CallIndex) -> jf.CallIndex:
+    """A new index equal to ``base`` that never writes ``base``'s entries."""
+    index = jf.CallIndex()
+    # A fresh run's loaded index is empty: a plain dict then (its lookups
+    # are C calls; the overlay's ``get`` is Python's).
+    index.calls = _TailCalls(base.calls) if base.calls else {}
+    index.logs = set(base.logs)
+    index.signals = list(base.signals)
+    index.consumed_signals = set(base.consumed_signals)
+    index.started = base.started
+    index.last_event = base.last_event
+    index.events = base.events
+    index.head = base.head
+    return index
 
 
 def fold_own(index: jf.CallIndex, events: Iterable[jf.Event]) -> None:

@@ -166,20 +166,25 @@ def test_a_run_killed_mid_run_has_a_running_checkpoint_and_resumes_from_it(
     assert _side(tmp_path) == Counter(range(N))
 
 
+def _flip_a_bit(journal: Path) -> None:
+    """Flip one bit in the middle of the run's stored checkpoint record."""
+    env = lmdb.open(str(journal), max_dbs=8, subdir=True)
+    try:
+        db = env.open_db(jf.DB_CHECKPOINTS, create=False)
+        with env.begin(write=True) as txn:
+            raw = bytearray(txn.get(jf.run_prefix(RUN), db=db))
+            raw[len(raw) // 2] ^= 0x10
+            txn.put(jf.run_prefix(RUN), bytes(raw), db=db)
+    finally:
+        env.close()
+
+
 def test_a_damaged_running_checkpoint_is_ignored_and_every_event_folded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     _crash(tmp_path, "steps_then_gate")
     checkpoint, _ = _checked_checkpoint(tmp_path / "journal")
-    env = lmdb.open(str(tmp_path / "journal"), max_dbs=8, subdir=True)
-    try:
-        db = env.open_db(jf.DB_CHECKPOINTS, create=False)
-        with env.begin(write=True) as txn:
-            raw = bytearray(txn.get(jf.run_prefix(RUN), db=db))
-            raw[len(raw) // 2] ^= 0x10  # one bit
-            txn.put(jf.run_prefix(RUN), bytes(raw), db=db)
-    finally:
-        env.close()
+    _flip_a_bit(tmp_path / "journal")
     with caplog.at_level(logging.WARNING, logger="replay_engine"):
         run, restored = _resume(tmp_path, monkeypatch)
     assert any("checkpoint is damaged" in r.getMessage() for r in caplog.records)
@@ -191,8 +196,9 @@ def test_a_damaged_running_checkpoint_is_ignored_and_every_event_folded(
     assert again.events > checkpoint.events
 
 
+@pytest.mark.parametrize("damage", [False, True])
 def test_a_post_between_two_commits_of_a_running_run_is_in_its_checkpoint(
-    tmp_path: Path,
+    tmp_path: Path, damage: bool
 ) -> None:
     # 3,000 steps, the gate (where the test posts a signal), 6,000 more: the
     # checkpoint due after the post cannot be folded from the run's own
@@ -203,6 +209,9 @@ def test_a_post_between_two_commits_of_a_running_run_is_in_its_checkpoint(
         _wait_ready(proc)
         with Engine(str(tmp_path / "journal")) as engine:
             seq = engine.post_event(RUN, "ping", {"from": "test"})
+        if damage:
+            # The next running checkpoint cannot build on this one.
+            _flip_a_bit(tmp_path / "journal")
         (tmp_path / "gate").touch()
         out, err = proc.communicate(timeout=120)
     finally:
@@ -232,15 +241,13 @@ def _spy_lmdb_folds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return starts
 
 
-@pytest.mark.parametrize("cap", [3, 1 << 16])
 def test_running_checkpoints_of_every_kind_of_event_are_folded_in_memory(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Tiny thresholds, so the mixed process (tasks, values, timers, parallel
-    # groups, logs, retries) is checkpointed many times while it runs, with
-    # the tail folded early (cap 3) or only when a checkpoint is due.
+    # A tiny minimum, so the mixed process (tasks, values, timers, parallel
+    # groups, logs, retries) is checkpointed many times while it runs, each
+    # checkpoint built on the last one read back.
     monkeypatch.setattr(_journal, "RUNNING_MIN_EVENTS", 4)
-    monkeypatch.setattr(_running, "TAIL_CAP", cap)
     starts = _spy_lmdb_folds(monkeypatch)
     written: list[int] = []
     real = _running.RunningCheckpoints.write
