@@ -122,8 +122,10 @@ class RunningCheckpoints:
         """Checkpoint the run in ``txn``, just after ``events`` were appended.
 
         Returns the events covered (0: none written, with a warning). Nothing
-        here changes until :meth:`checkpointed` (the commit is durable), so
-        a retried transaction (a map grown) starts over from the same state.
+        here changes until :meth:`checkpointed` (the commit is durable) but
+        the carried entries, which folding the same events again leaves as
+        they are, so a retried transaction (a map grown) starts over from the
+        same state.
         """
         self._written = None
         try:
