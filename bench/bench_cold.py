@@ -13,37 +13,41 @@ Run from the project root::
         --skip-rss --skip-many --against /tmp/s19c-base
 
 (a) **Cold first resume.** A child process records a run with the real engine
-(``durability="process"``, inline tasks: ``n`` sequential ``ctx.task`` calls, or
-one ``ctx.parallel.map`` of ``n``), then calls a thread-pool task that prints
-``ready`` and sleeps; the parent SIGKILLs it. That is what a crash leaves: every
-effect completed, one in flight, the run ``running``, and the run's last
-*running checkpoint*: a running run checkpoints itself with a commit once its
-uncovered events reach max(4,096, covered) (``_run/journal.py``), so the crash
-leaves the events after the last power-of-two-times-4,096 uncovered (the
-``covered`` column: events the resume restored from it). Rows ``worst`` crash
-the same way at the rule's worst point at most ``n`` effects: the largest
+(``durability="process"``, inline tasks: ``n`` sequential ``ctx.task`` calls,
+or one ``ctx.parallel.map`` of ``n``), then calls a thread-pool task that
+prints ``ready`` and sleeps; the parent SIGKILLs it. That is what a crash
+leaves: every effect completed, one in flight, the run ``running``, and the
+run's last *running checkpoint*: a running run checkpoints itself with a commit
+once its uncovered events reach max(4,096, covered) (``_run/journal.py``), so
+the crash leaves the events after the last power-of-two-times-4,096 uncovered
+(the ``covered`` column: events the resume restored from it). Rows ``worst``
+crash the same way at the rule's worst point at most ``n`` effects: the largest
 ``n' <= n`` whose crash lands just before the next checkpoint would be written
 (about half the events uncovered; exact for ``seq``, whose commits are two
-events; ``par``'s commits are batches, so its ``covered`` column says where it
-landed). The journal is copied before each try, so every try resumes the same
-crash. Each try is a fresh child interpreter that imports the engine and first
-resumes a tiny crashed run of the same process (3 effects) in a scratch
-journal: the first import of the run layer and its first use, which a worker or
-any process that resumed once has paid (the floor's child imports lmdb and
-msgspec before timing too); that cost is its own column (``first resume s``)
-and the last ratio column adds it back. Then it times, end to end,
-``Engine(journal)`` + ``resume`` (open, read the checkpoint and fold the events
-after it with their digest and chain checks, re-execute, dispatch the in-flight
-task again, commit with the checkpoint, the run completes) and, in the same
-child, before and after, the floor: a raw py-lmdb read transaction doing a
-key-by-key ``get`` of each of the run's events and a msgspec decode of its
-envelope (no checks, no fold). The phases are timed by wrapping
-``Store.load_index`` (checkpoint + fold) and ``Store.append`` (commits);
-re-execution is the rest. The bytecode caches are written first (an installed
-package has them; ``PYTHONDONTWRITEBYTECODE=1`` would otherwise make every
-child compile the runtime inside the timed resume). With ``--against DIR``
-each try resumes the same crash once with this tree and once with DIR's code
-(``PYTHONPATH``), in alternating order, and both rows are printed.
+events; ``par`` commits in batches, so a few counts are crashed and the one
+leaving the most events uncovered is resumed: :func:`worst_candidates`; none
+below its second checkpoint). The A/B tree (``--against``) resumes the same
+crashes, so it has this tree's running checkpoints too: it compares resume code
+only. The state before running checkpoints is the base tree's own
+``bench_cold.py`` (its crashes have none). The journal is copied before each
+try, so every try resumes the same crash. Each try is a fresh child interpreter
+that imports the engine and first resumes a tiny crashed run of the same
+process (3 effects) in a scratch journal: the first import of the run layer and
+its first use, which a worker or any process that resumed once has paid (the
+floor's child imports lmdb and msgspec before timing too); that cost is its own
+column (``first resume s``) and the last ratio column adds it back. Then it
+times, end to end, ``Engine(journal)`` + ``resume`` (open, read the checkpoint
+and fold the events after it with their digest and chain checks, re-execute,
+dispatch the in-flight task again, commit with the checkpoint, the run
+completes) and, in the same child, before and after, the floor: a raw py-lmdb
+read transaction doing a key-by-key ``get`` of each of the run's events and a
+msgspec decode of its envelope (no checks, no fold). The phases are timed by
+wrapping ``Store.load_index`` (checkpoint + fold) and ``Store.append``
+(commits); re-execution is the rest. The bytecode caches are written first (an
+installed package has them; ``PYTHONDONTWRITEBYTECODE=1`` would otherwise make
+every child compile the runtime inside the timed resume). With ``--against
+DIR`` each try resumes the same crash once with this tree and once with DIR's
+code (``PYTHONPATH``), in alternating order, and both rows are printed.
 
 (b) **Fan-out memory**: peak RSS (``ru_maxrss``) of a child doing one fresh
 ``parallel.map`` of ``--fanout`` async tasks at default (fsync) durability;
@@ -101,6 +105,8 @@ async def noop_async(i: int) -> int:
 def in_flight() -> int:
     """In the recording child: say so and hang (the parent kills it)."""
     if not RESUMING:
+        # Where the run's checkpoints landed, on the line before.
+        print(json.dumps(COVERAGES), flush=True)
         print("ready", flush=True)
         time.sleep(600)
     return 0
@@ -143,7 +149,20 @@ def _check(ok: bool, what: str) -> None:
 # -- children ------------------------------------------------------------------
 
 
+COVERAGES: list[int] = []
+"""In the recording child: the events each running checkpoint covered."""
+
+
 def child_record(journal: str, name: str, n: int) -> None:
+    from replay_engine._store.running import RunningCheckpoints
+
+    checkpointed = RunningCheckpoints.checkpointed
+
+    def noting(self: RunningCheckpoints) -> None:
+        checkpointed(self)
+        COVERAGES.append(self.covered)
+
+    RunningCheckpoints.checkpointed = noting  # type: ignore[method-assign]
     with Engine(journal, durability="process") as engine:
         engine.run(PROCESSES[name], {"n": n}, run_id=name)
 
@@ -341,18 +360,23 @@ def child_main(args: argparse.Namespace) -> None:
 # -- the parent ----------------------------------------------------------------
 
 
-def crash(journal: Path, name: str, n: int) -> None:
-    """Record a run in a child and SIGKILL it with its last effect in flight."""
+def crash(journal: Path, name: str, n: int) -> list[int]:
+    """Record a run in a child and SIGKILL it with its last effect in flight.
+
+    Returns the events each of its running checkpoints covered.
+    """
     cmd = [sys.executable, __file__, "--record", name, "--n", str(n)]
     proc = subprocess.Popen(
         [*cmd, "--journal", str(journal)], stdout=subprocess.PIPE, text=True
     )
     assert proc.stdout is not None
+    coverages: list[int] = json.loads(proc.stdout.readline())
     line = proc.stdout.readline()
     _check(line.strip() == "ready", f"recording child said {line!r}")
     time.sleep(0.3)  # the in-flight task's request commits before it runs
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
+    return coverages
 
 
 def child(case: str, journal: Path, args: argparse.Namespace, **env: str) -> Any:
@@ -367,20 +391,45 @@ def _stats(values: list[float]) -> str:
     return f"{med:.2f} ({min(values):.2f}-{max(values):.2f})"
 
 
-def worst_n(n: int) -> int:
-    """The largest ``n' <= n`` whose ``seq`` crash lands just before a checkpoint.
+def worst_candidates(n: int, coverages: list[int]) -> list[int]:
+    """Effect counts ``n' <= n`` whose crash may land just before a checkpoint.
 
-    A ``seq`` crash leaves ``2 n' + 2`` events (the start, two per effect, the
-    in-flight request) in two-event commits; checkpoints cover ``4096 * 2**j``
-    events, the next written at twice that: ``2 n' + 2 = 4096 * 2**(j+1) - 2``
-    leaves ``4096 * 2**j - 2`` of them (about half) uncovered.
+    ``coverages``: the events each running checkpoint of the crash of ``n``
+    covered. A crash of ``n'`` effects leaves ``2 n' + 2`` events (the start,
+    two per effect, the in-flight request); with ``n' = c - 2`` for a
+    coverage ``c``, that is ``2 c - 2``: the next checkpoint is due at
+    ``2 c``, so about half the events are uncovered, if the commits up to
+    ``c`` are the same as the longer run's. For ``seq`` (two-event commits)
+    they are; ``par`` commits in batches that depend on ``n'``, so a few
+    smaller counts are tried too and the crash that leaves the most events
+    uncovered (not the largest share: a run too short to checkpoint has all
+    its few events uncovered) is kept (:func:`uncovered`).
     """
-    from replay_engine._run.journal import RUNNING_MIN_EVENTS
+    # Not the first checkpoint: a run too short to reach it again (its first
+    # commit smaller) is checkpointed at its end instead.
+    fits = sorted(c - 2 for c in coverages[1:] if c - 2 <= n)
+    if not fits:
+        return []
+    top = fits[-1]
+    return sorted({top, max(1, top - 2048), max(1, top - 4096)}, reverse=True)
 
-    covered = RUNNING_MIN_EVENTS
-    while 2 * covered - 2 <= n:
-        covered *= 2
-    return max(covered - 2, 1)
+
+def uncovered(journal: Path, run_id: str) -> int:
+    """How many of the crashed run's events its checkpoint does not cover."""
+    env = lmdb.open(str(journal), readonly=True, max_dbs=8, subdir=True, lock=False)
+    try:
+        with env.begin() as txn:
+            runs = env.open_db(jf.DB_RUNS, txn=txn, create=False)
+            cps = env.open_db(jf.DB_CHECKPOINTS, txn=txn, create=False)
+            record = jf.decode_run_record(
+                jf.unseal(txn.get(run_id.encode(), db=runs))[1]
+            )
+            events = record.events
+            raw = txn.get(jf.run_prefix(run_id), db=cps)
+            covered = 0 if raw is None else jf.unseal_checkpoint(raw).events
+    finally:
+        env.close()
+    return events - covered
 
 
 def bench_cold(base: Path, args: argparse.Namespace) -> None:
@@ -394,39 +443,74 @@ def bench_cold(base: Path, args: argparse.Namespace) -> None:
     for name in ("seq", "par"):
         warm = base / f"warm-{name}"
         crash(warm, name, 3)
-    points = [(n, "") for n in args.sizes]
-    if not args.skip_worst:
-        points += [(worst_n(n), " worst") for n in args.sizes]
-    for n, label in points:
+    worst: list[tuple[list[int], str]] = []
+    for n in args.sizes:
         for name in ("seq", "par"):
-            crashed = base / f"crashed-{name}-{n}"
-            crash(crashed, name, n)
-            trees = {"": [], **({args.against: []} if args.against else {})}
-            for attempt in range(args.tries):
-                # Alternate the trees' order, so neither always runs first.
-                order = list(trees) if attempt % 2 == 0 else list(trees)[::-1]
-                for tree in order:
-                    copy = base / "try"
-                    shutil.rmtree(copy, ignore_errors=True)
-                    shutil.copytree(crashed, copy)
-                    warm_copy = base / "warm-try"
-                    shutil.rmtree(warm_copy, ignore_errors=True)
-                    shutil.copytree(base / f"warm-{name}", warm_copy)
-                    extra = {"PYTHONPATH": tree} if tree else {}
-                    trees[tree].append(
-                        child(
-                            f"resume:{name}:{n}",
-                            copy,
-                            args,
-                            BENCH_COLD_RESUMING="1",
-                            BENCH_COLD_WARM=str(warm_copy),
-                            **extra,
-                        )
+            coverages = _cold_point(base, args, name, n, "")
+            if not args.skip_worst:
+                candidates = worst_candidates(n, coverages)
+                if candidates:
+                    worst.append(
+                        (candidates[:1] if name == "seq" else candidates, name)
                     )
-            shutil.rmtree(crashed)
-            for tree, tries in trees.items():
-                case = name + label
-                _cold_row(case if not tree else f"{case} ({tree})", n, tries)
+    for candidates, name in worst:
+        _cold_point(base, args, name, candidates, " worst")
+
+
+def _cold_point(
+    base: Path, args: argparse.Namespace, name: str, n: int | list[int], label: str
+) -> list[int]:
+    """Crash a run of ``n`` effects, resume it ``--tries`` times, print the rows.
+
+    With several ``n``, each is crashed and the one whose crash leaves the
+    most events uncovered is resumed.
+    """
+    crashed = base / f"crashed-{name}"
+    if isinstance(n, int):
+        coverages = crash(crashed, name, n)
+    else:
+        best = -1
+        for candidate in n:
+            trial = base / f"trial-{name}-{candidate}"
+            coverages = crash(trial, name, candidate)
+            share = uncovered(trial, name)
+            if share > best:
+                best, chosen = share, candidate
+                shutil.rmtree(crashed, ignore_errors=True)
+                trial.rename(crashed)
+            else:
+                shutil.rmtree(trial)
+        n = chosen
+    trees: dict[str, list[Any]] = {
+        "": [],
+        **({args.against: []} if args.against else {}),
+    }
+    for attempt in range(args.tries):
+        # Alternate the trees' order, so neither always runs first.
+        order = list(trees) if attempt % 2 == 0 else list(trees)[::-1]
+        for tree in order:
+            copy = base / "try"
+            shutil.rmtree(copy, ignore_errors=True)
+            shutil.copytree(crashed, copy)
+            warm_copy = base / "warm-try"
+            shutil.rmtree(warm_copy, ignore_errors=True)
+            shutil.copytree(base / f"warm-{name}", warm_copy)
+            extra = {"PYTHONPATH": tree} if tree else {}
+            trees[tree].append(
+                child(
+                    f"resume:{name}:{n}",
+                    copy,
+                    args,
+                    BENCH_COLD_RESUMING="1",
+                    BENCH_COLD_WARM=str(warm_copy),
+                    **extra,
+                )
+            )
+    shutil.rmtree(crashed)
+    for tree, tries in trees.items():
+        case = name + label
+        _cold_row(case if not tree else f"{case} ({tree})", n, tries)
+    return coverages
 
 
 def _cold_row(name: str, n: int, tries: list[dict[str, Any]]) -> None:
