@@ -337,14 +337,17 @@ def fold_own(index: jf.CallIndex, events: Iterable[jf.Event]) -> None:
         for event in events:
             kind = type(event)
             if kind is requested:
-                calls[event.key] = entry_of(  # type: ignore[union-attr]
+                entry = calls[event.key] = entry_of(  # type: ignore[union-attr]
                     effect,
                     seq,
                     event.task,  # type: ignore[union-attr]
                     event.kind,  # type: ignore[union-attr]
                     event.args,  # type: ignore[union-attr]
-                    deadline_ns=event.deadline_ns,  # type: ignore[union-attr]
                 )
+                # Set only when there is one: a keyword argument per request
+                # costs more than this test.
+                if event.deadline_ns is not None:  # type: ignore[union-attr]
+                    entry.deadline_ns = event.deadline_ns  # type: ignore[union-attr]
             elif kind is completed:
                 call = own(calls, event.key) or get(event.key)  # type: ignore[union-attr]
                 if call is None or call.kind != effect:
