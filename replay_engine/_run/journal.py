@@ -222,7 +222,7 @@ class RunJournal(ReplayDecisions):
         writes checkpoints covering about 2N events in all (each folded in
         memory once, each encoded about twice: O(1) amortised per event), and
         a crash leaves at most about half of them uncovered (just before the
-        next one), at the least a third … a half at a random point. The
+        next one), about 30 % at a random point (1 - ln 2). The
         minimum keeps short runs from paying for a checkpoint their resume
         would fold in a few milliseconds anyway.
         """
