@@ -8,26 +8,46 @@ Run from the project root::
     # A/B on the same crash and load: this tree against another commit's
     git archive main replay_engine journal_format | tar -x -C /tmp/main-tree
     .venv/bin/python bench/bench_cold.py --skip-rss --skip-many --against /tmp/main-tree
+    # issue 17's report (running checkpoints): both crash points, CPU and wall
+    .venv/bin/python bench/bench_cold.py --sizes 10000,50000,200000 --tries 3 \
+        --skip-rss --skip-many --against /tmp/s19c-base
 
 (a) **Cold first resume.** A child process records a run with the real engine
-(``durability="process"``, inline tasks: ``n`` sequential ``ctx.task`` calls, or
-one ``ctx.parallel.map`` of ``n``), then calls a thread-pool task that prints
-``ready`` and sleeps; the parent SIGKILLs it. That is what a crash leaves: every
-effect completed, one in flight, the run ``running`` and no checkpoint (a run is
-checkpointed when it stops waiting, never while it runs). The journal is copied
-before each try, so every try resumes the same crash. Each try is a fresh child
-interpreter that imports the engine, then times, end to end, ``Engine(journal)``
-+ ``resume`` (open, fold every event with its digest and chain checks,
-re-execute, dispatch the in-flight task again, commit with the checkpoint, the
-run completes) and, in the same child, before and after, the floor: a raw
-py-lmdb read transaction doing a key-by-key ``get`` of each of the run's events
-and a msgspec decode of its envelope (no checks, no fold). The phases are timed
-by wrapping ``Store.load_index`` (the fold) and ``Store.append`` (commits);
-re-execution is the rest. The bytecode caches are written first (an installed
-package has them; ``PYTHONDONTWRITEBYTECODE=1`` would otherwise make every
-child compile the runtime inside the timed resume). With ``--against DIR``
-each try resumes the same crash once with this tree and once with DIR's code
-(``PYTHONPATH``), in alternating order, and both rows are printed.
+(``durability="process"``, inline tasks: ``n`` sequential ``ctx.task`` calls,
+or one ``ctx.parallel.map`` of ``n``), then calls a thread-pool task that
+prints ``ready`` and sleeps; the parent SIGKILLs it. That is what a crash
+leaves: every effect completed, one in flight, the run ``running``, and the
+run's last *running checkpoint*: a running run checkpoints itself with a commit
+once its uncovered events reach max(4,096, covered) (``_run/journal.py``), so
+the crash leaves the events after the last power-of-two-times-4,096 uncovered
+(the ``covered`` column: events the resume restored from it). Rows ``worst``
+crash the same way at the rule's worst point at most ``n`` effects: the largest
+``n' <= n`` whose crash lands just before the next checkpoint would be written
+(about half the events uncovered; exact for ``seq``, whose commits are two
+events; ``par`` commits in batches, so a few counts are crashed and the one
+leaving the most events uncovered is resumed: :func:`worst_candidates`; none
+below its second checkpoint). The A/B tree (``--against``) resumes the same
+crashes, so it has this tree's running checkpoints too: it compares resume code
+only. The state before running checkpoints is the base tree's own
+``bench_cold.py`` (its crashes have none). The journal is copied before each
+try, so every try resumes the same crash. Each try is a fresh child interpreter
+that imports the engine and first resumes a tiny crashed run of the same
+process (3 effects) in a scratch journal: the first import of the run layer and
+its first use, which a worker or any process that resumed once has paid (the
+floor's child imports lmdb and msgspec before timing too); that cost is its own
+column (``first resume s``) and the last ratio column adds it back. Then it
+times, end to end, ``Engine(journal)`` + ``resume`` (open, read the checkpoint
+and fold the events after it with their digest and chain checks, re-execute,
+dispatch the in-flight task again, commit with the checkpoint, the run
+completes) and, in the same child, before and after, the floor: a raw py-lmdb
+read transaction doing a key-by-key ``get`` of each of the run's events and a
+msgspec decode of its envelope (no checks, no fold). The phases are timed by
+wrapping ``Store.load_index`` (checkpoint + fold) and ``Store.append``
+(commits); re-execution is the rest. The bytecode caches are written first (an
+installed package has them; ``PYTHONDONTWRITEBYTECODE=1`` would otherwise make
+every child compile the runtime inside the timed resume). With ``--against
+DIR`` each try resumes the same crash once with this tree and once with DIR's
+code (``PYTHONPATH``), in alternating order, and both rows are printed.
 
 (b) **Fan-out memory**: peak RSS (``ru_maxrss``) of a child doing one fresh
 ``parallel.map`` of ``--fanout`` async tasks at default (fsync) durability;
@@ -43,7 +63,6 @@ one run of 10 effects and one ``parallel.map`` of ``runs x 10`` in one run.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import compileall
 import cProfile
 import io
@@ -62,6 +81,7 @@ from pathlib import Path
 from typing import Any
 
 import _child
+import _cold_many
 import lmdb
 import msgspec
 
@@ -85,6 +105,8 @@ async def noop_async(i: int) -> int:
 def in_flight() -> int:
     """In the recording child: say so and hang (the parent kills it)."""
     if not RESUMING:
+        # Where the run's checkpoints landed, on the line before.
+        print(json.dumps(COVERAGES), flush=True)
         print("ready", flush=True)
         time.sleep(600)
     return 0
@@ -110,12 +132,6 @@ async def fanout(inputs: dict[str, int], ctx: Any) -> int:
     return len(out)
 
 
-async def ten_steps(inputs: dict[str, int], ctx: Any) -> int:
-    for i in range(10):
-        await ctx.task(noop_async, {"i": i})
-    return 10
-
-
 PROCESSES = {"seq": cold_seq, "par": cold_par}
 
 
@@ -127,7 +143,20 @@ def _check(ok: bool, what: str) -> None:
 # -- children ------------------------------------------------------------------
 
 
+COVERAGES: list[int] = []
+"""In the recording child: the events each running checkpoint covered."""
+
+
 def child_record(journal: str, name: str, n: int) -> None:
+    from replay_engine._store.running import RunningCheckpoints
+
+    checkpointed = RunningCheckpoints.checkpointed
+
+    def noting(self: RunningCheckpoints) -> None:
+        checkpointed(self)
+        COVERAGES.append(self.covered)
+
+    RunningCheckpoints.checkpointed = noting  # type: ignore[method-assign]
     with Engine(journal, durability="process") as engine:
         engine.run(PROCESSES[name], {"n": n}, run_id=name)
 
@@ -151,15 +180,25 @@ def floor(journal: str, run_id: str, events: int) -> tuple[float, float]:
 
 
 def child_resume(journal: str, name: str, n: int, profile: bool) -> dict[str, Any]:
+    # A process that resumed once (a worker): the run layer is imported and
+    # used once, here, untimed in the ratio but reported as its own column.
+    first, first_cpu = time.perf_counter(), time.process_time()
+    with Engine(os.environ["BENCH_COLD_WARM"]) as warm:
+        _check(warm.resume(name, process=PROCESSES[name]).status == "completed", "warm")
+    first, first_cpu = time.perf_counter() - first, time.process_time() - first_cpu
     from replay_engine._store.store import Store
 
     phases = {"fold": 0.0, "append": 0.0}
+    restored: list[int] = []
 
     def timed(method: Any, phase: str) -> Any:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
             try:
-                return method(*args, **kwargs)
+                result = method(*args, **kwargs)
+                if phase == "fold":
+                    restored.append(result[1])
+                return result
             finally:
                 phases[phase] += time.perf_counter() - started
 
@@ -190,6 +229,9 @@ def child_resume(journal: str, name: str, n: int, profile: bool) -> dict[str, An
         "floor_cpu": min(before[1], after[1]),
         "exec": run.stats.elapsed,
         "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "first": first,
+        "first_cpu": first_cpu,
+        "covered": restored[0] if restored else 0,
         **phases,
     }
     if profiler:
@@ -225,72 +267,6 @@ def child_fanout(journal: str, n: int, profile: bool) -> dict[str, Any]:
     return out
 
 
-def child_many(journal: str, runs: int, tag: str) -> dict[str, Any]:
-    async def all_runs(engine: Engine) -> list[Any]:
-        return await asyncio.gather(
-            *(engine.run_async(ten_steps, {}, run_id=f"{tag}-{i}") for i in range(runs))
-        )
-
-    with Engine(journal) as engine:
-        started = time.perf_counter()
-        cpu = time.process_time()
-        done = asyncio.run(all_runs(engine))
-        wall = time.perf_counter() - started
-        cpu = time.process_time() - cpu
-        # Commits this engine made (one fsync each): the shared pump's effect.
-        commits = engine._store.commits
-    _check(all(r.status == "completed" for r in done), "many runs")
-    return {
-        "wall": wall,
-        "cpu": cpu,
-        "commits": commits,
-        "effects": runs * 10,
-        "started": started,
-    }
-
-
-async def thousand_steps(inputs: dict[str, int], ctx: Any) -> int:
-    for i in range(inputs["n"]):
-        await ctx.task(noop_async, {"i": i})
-    return inputs["n"]
-
-
-def fsync_floor(path: str, commits: int) -> float:
-    """Seconds per raw py-lmdb write transaction (one small put) with fsync."""
-    env = lmdb.open(path, map_size=1 << 26, sync=True)
-    try:
-        started = time.perf_counter()
-        for i in range(commits):
-            with env.begin(write=True) as txn:
-                txn.put(i.to_bytes(8, "big"), b"x" * 200)
-        return (time.perf_counter() - started) / commits
-    finally:
-        env.close()
-
-
-def child_single(journal: str, runs: int) -> dict[str, Any]:
-    floor_s = fsync_floor(journal + "-floor", 300)
-    with Engine(journal) as engine:
-        started = time.perf_counter()
-        run = engine.run(thousand_steps, {"n": 1000}, run_id="steps-1000")
-        steps = time.perf_counter() - started
-        commits = run.stats.commits
-        started = time.perf_counter()
-        engine.run(ten_steps, {}, run_id="single-10")
-        one = time.perf_counter() - started
-        started = time.perf_counter()
-        engine.run(fanout, {"n": runs * 10}, run_id="single-map")
-        mapped = time.perf_counter() - started
-    floor_s = min(floor_s, fsync_floor(journal + "-floor2", 300))
-    return {
-        "one_run_s": one,
-        "map_s": mapped,
-        "steps_s": steps,
-        "steps_commits": commits,
-        "fsync_floor_s": floor_s,
-    }
-
-
 def child_main(args: argparse.Namespace) -> None:
     kind, _, rest = args.child.partition(":")
     result: dict[str, Any]
@@ -301,9 +277,9 @@ def child_main(args: argparse.Namespace) -> None:
         result = child_fanout(args.journal, int(rest), args.profile is not None)
     elif kind == "many":
         runs, tag = rest.split(":")
-        result = child_many(args.journal, int(runs), tag)
+        result = _cold_many.child_many(args.journal, int(runs), tag)
     elif kind == "single":
-        result = child_single(args.journal, int(rest))
+        result = _cold_many.child_single(args.journal, int(rest))
     else:
         raise SystemExit(f"unknown child {args.child!r}")
     print(json.dumps(result))
@@ -312,18 +288,23 @@ def child_main(args: argparse.Namespace) -> None:
 # -- the parent ----------------------------------------------------------------
 
 
-def crash(journal: Path, name: str, n: int) -> None:
-    """Record a run in a child and SIGKILL it with its last effect in flight."""
+def crash(journal: Path, name: str, n: int) -> list[int]:
+    """Record a run in a child and SIGKILL it with its last effect in flight.
+
+    Returns the events each of its running checkpoints covered.
+    """
     cmd = [sys.executable, __file__, "--record", name, "--n", str(n)]
     proc = subprocess.Popen(
         [*cmd, "--journal", str(journal)], stdout=subprocess.PIPE, text=True
     )
     assert proc.stdout is not None
+    coverages: list[int] = json.loads(proc.stdout.readline())
     line = proc.stdout.readline()
     _check(line.strip() == "ready", f"recording child said {line!r}")
     time.sleep(0.3)  # the in-flight task's request commits before it runs
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
+    return coverages
 
 
 def child(case: str, journal: Path, args: argparse.Namespace, **env: str) -> Any:
@@ -338,52 +319,143 @@ def _stats(values: list[float]) -> str:
     return f"{med:.2f} ({min(values):.2f}-{max(values):.2f})"
 
 
+def worst_candidates(n: int, coverages: list[int]) -> list[int]:
+    """Effect counts ``n' <= n`` whose crash may land just before a checkpoint.
+
+    ``coverages``: the events each running checkpoint of the crash of ``n``
+    covered. A crash of ``n'`` effects leaves ``2 n' + 2`` events (the start,
+    two per effect, the in-flight request); with ``n' = c - 2`` for a
+    coverage ``c``, that is ``2 c - 2``: the next checkpoint is due at
+    ``2 c``, so about half the events are uncovered, if the commits up to
+    ``c`` are the same as the longer run's. For ``seq`` (two-event commits)
+    they are; ``par`` commits in batches that depend on ``n'``, so a few
+    smaller counts are tried too and the crash that leaves the most events
+    uncovered (not the largest share: a run too short to checkpoint has all
+    its few events uncovered) is kept (:func:`uncovered`).
+    """
+    # Not the first checkpoint: a run too short to reach it again (its first
+    # commit smaller) is checkpointed at its end instead.
+    fits = sorted(c - 2 for c in coverages[1:] if c - 2 <= n)
+    if not fits:
+        return []
+    top = fits[-1]
+    return sorted({top, max(1, top - 2048), max(1, top - 4096)}, reverse=True)
+
+
+def uncovered(journal: Path, run_id: str) -> int:
+    """How many of the crashed run's events its checkpoint does not cover."""
+    env = lmdb.open(str(journal), readonly=True, max_dbs=8, subdir=True, lock=False)
+    try:
+        with env.begin() as txn:
+            runs = env.open_db(jf.DB_RUNS, txn=txn, create=False)
+            cps = env.open_db(jf.DB_CHECKPOINTS, txn=txn, create=False)
+            record = jf.decode_run_record(
+                jf.unseal(txn.get(run_id.encode(), db=runs))[1]
+            )
+            events = record.events
+            raw = txn.get(jf.run_prefix(run_id), db=cps)
+            covered = 0 if raw is None else jf.unseal_checkpoint(raw).events
+    finally:
+        env.close()
+    return events - covered
+
+
 def bench_cold(base: Path, args: argparse.Namespace) -> None:
     print("## cold first resume after a SIGKILL (median (min-max) of tries)")
     print(
-        "| case | effects | resume s | floor s | ratio | CPU ratio"
-        " | fold s | re-exec s | commits s | open, other s | peak RSS MB |"
+        "| case | effects | covered | resume s | floor s | ratio | CPU ratio"
+        " | fold s | re-exec s | commits s | open, other s | first resume s"
+        " | CPU ratio with it | peak RSS MB |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name in ("seq", "par"):
+        warm = base / f"warm-{name}"
+        crash(warm, name, 3)
+    worst: list[tuple[list[int], str]] = []
     for n in args.sizes:
         for name in ("seq", "par"):
-            crashed = base / f"crashed-{name}-{n}"
-            crash(crashed, name, n)
-            trees = {"": [], **({args.against: []} if args.against else {})}
-            for attempt in range(args.tries):
-                # Alternate the trees' order, so neither always runs first.
-                order = list(trees) if attempt % 2 == 0 else list(trees)[::-1]
-                for tree in order:
-                    copy = base / "try"
-                    shutil.rmtree(copy, ignore_errors=True)
-                    shutil.copytree(crashed, copy)
-                    extra = {"PYTHONPATH": tree} if tree else {}
-                    trees[tree].append(
-                        child(
-                            f"resume:{name}:{n}",
-                            copy,
-                            args,
-                            BENCH_COLD_RESUMING="1",
-                            **extra,
-                        )
+            coverages = _cold_point(base, args, name, n, "")
+            if not args.skip_worst:
+                candidates = worst_candidates(n, coverages)
+                if candidates:
+                    worst.append(
+                        (candidates[:1] if name == "seq" else candidates, name)
                     )
-            shutil.rmtree(crashed)
-            for tree, tries in trees.items():
-                _cold_row(name if not tree else f"{name} ({tree})", n, tries)
+    for candidates, name in worst:
+        _cold_point(base, args, name, candidates, " worst")
+
+
+def _cold_point(
+    base: Path, args: argparse.Namespace, name: str, n: int | list[int], label: str
+) -> list[int]:
+    """Crash a run of ``n`` effects, resume it ``--tries`` times, print the rows.
+
+    With several ``n``, each is crashed and the one whose crash leaves the
+    most events uncovered is resumed.
+    """
+    crashed = base / f"crashed-{name}"
+    if isinstance(n, int):
+        coverages = crash(crashed, name, n)
+    else:
+        best = -1
+        for candidate in n:
+            trial = base / f"trial-{name}-{candidate}"
+            coverages = crash(trial, name, candidate)
+            share = uncovered(trial, name)
+            if share > best:
+                best, chosen = share, candidate
+                shutil.rmtree(crashed, ignore_errors=True)
+                trial.rename(crashed)
+            else:
+                shutil.rmtree(trial)
+        n = chosen
+    trees: dict[str, list[Any]] = {
+        "": [],
+        **({args.against: []} if args.against else {}),
+    }
+    for attempt in range(args.tries):
+        # Alternate the trees' order, so neither always runs first.
+        order = list(trees) if attempt % 2 == 0 else list(trees)[::-1]
+        for tree in order:
+            copy = base / "try"
+            shutil.rmtree(copy, ignore_errors=True)
+            shutil.copytree(crashed, copy)
+            warm_copy = base / "warm-try"
+            shutil.rmtree(warm_copy, ignore_errors=True)
+            shutil.copytree(base / f"warm-{name}", warm_copy)
+            extra = {"PYTHONPATH": tree} if tree else {}
+            trees[tree].append(
+                child(
+                    f"resume:{name}:{n}",
+                    copy,
+                    args,
+                    BENCH_COLD_RESUMING="1",
+                    BENCH_COLD_WARM=str(warm_copy),
+                    **extra,
+                )
+            )
+    shutil.rmtree(crashed)
+    for tree, tries in trees.items():
+        case = name + label
+        _cold_row(case if not tree else f"{case} ({tree})", n, tries)
+    return coverages
 
 
 def _cold_row(name: str, n: int, tries: list[dict[str, Any]]) -> None:
     ratio = [t["wall"] / t["floor"] for t in tries]
     cpu_ratio = [t["cpu"] / t["floor_cpu"] for t in tries]
+    with_first = [(t["cpu"] + t["first_cpu"]) / t["floor_cpu"] for t in tries]
     med = sorted(tries, key=lambda t: t["wall"])[len(tries) // 2]
     # run.stats.elapsed (exec) includes the commits made while executing.
     reexec = med["exec"] - med["append"]
     other = med["wall"] - med["fold"] - med["exec"]
+    covered = f"{med['covered']:,}/{med['events']:,}"
     print(
-        f"| {name} | {n:,} | {_stats([t['wall'] for t in tries])}"
+        f"| {name} | {n:,} | {covered} | {_stats([t['wall'] for t in tries])}"
         f" | {_stats([t['floor'] for t in tries])} | {_stats(ratio)}"
         f" | {_stats(cpu_ratio)} | {med['fold']:.3f} | {reexec:.3f}"
-        f" | {med['append']:.3f} | {other:.3f} | {med['rss_mb']:.0f} |",
+        f" | {med['append']:.3f} | {other:.3f} | {med['first']:.3f}"
+        f" | {_stats(with_first)} | {med['rss_mb']:.0f} |",
         flush=True,
     )
 
@@ -397,70 +469,6 @@ def bench_rss(base: Path, args: argparse.Namespace) -> None:
         f" {out['peak_mb']:.0f} MB (interpreter + imports {out['base_mb']:.0f} MB),"
         f" {out['wall']:.1f} s = {args.fanout / out['wall']:,.0f} effects/s",
         flush=True,
-    )
-
-
-def bench_many(base: Path, args: argparse.Namespace) -> None:
-    runs, procs = args.runs, args.procs
-    journal = base / "many"
-    single = child(f"single:{runs}", journal, args)
-    one = child(f"many:{runs}:one", journal, args)
-    script = os.path.abspath(__file__)
-    started = time.perf_counter()
-    children = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                script,
-                "--child",
-                f"many:{runs // procs}:p{i}",
-                "--journal",
-                str(journal),
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(procs)
-    ]
-    outs = [
-        json.loads(c.communicate(timeout=600)[0].splitlines()[-1]) for c in children
-    ]
-    # From the first child's first run to the last one's end (not start-up).
-    first = min(o["started"] for o in outs)
-    end = max(o["started"] + o["wall"] for o in outs)
-    spread = end - first
-    _ = started
-    shutil.rmtree(journal)
-    eff = runs * 10
-    print(f"\n## {runs:,} concurrent runs of 10 sequential async effects (fsync)")
-    print("| shape | wall s | effects/s | CPU s | commits |")
-    print("|---|---|---|---|---|")
-    rows = [
-        ("one run of 10 effects", single["one_run_s"], 10, "", ""),
-        (f"one run, parallel.map of {eff:,}", single["map_s"], eff, "", ""),
-        (
-            f"{runs:,} runs, one engine, one loop",
-            one["wall"],
-            eff,
-            f"{one['cpu']:.2f}",
-            str(one["commits"]),
-        ),
-        (
-            f"{runs:,} runs over {procs} processes",
-            spread,
-            eff,
-            f"{sum(o['cpu'] for o in outs):.2f}",
-            str(sum(o["commits"] for o in outs)),
-        ),
-    ]
-    for label, wall, effects, cpu, commits in rows:
-        print(f"| {label} | {wall:.3f} | {effects / wall:,.0f} | {cpu} | {commits} |")
-    floor_s = single["fsync_floor_s"]
-    print(
-        f"\n1,000 sequential durable steps in one run: {1000 / single['steps_s']:,.0f}"
-        f" steps/s ({single['steps_commits']} commits); floor: a raw py-lmdb"
-        f" write transaction with fsync, {1 / floor_s:,.0f} commits/s"
-        f" ({floor_s * 1e3:.2f} ms each); target >= 1,000 steps/s"
     )
 
 
@@ -491,6 +499,9 @@ def main() -> None:
         " tree's, for an A/B on the same load",
     )
     parser.add_argument("--skip-cold", action="store_true")
+    parser.add_argument(
+        "--skip-worst", action="store_true", help="no rows at the worst crash point"
+    )
     parser.add_argument("--skip-rss", action="store_true")
     parser.add_argument("--skip-many", action="store_true")
     parser.add_argument("--profile", help="seq:N, par:N or fanout:N: cProfile one")
@@ -517,8 +528,13 @@ def main() -> None:
                 out = child(f"fanout:{n}", base / "f", args)
             else:
                 crash(base / "c", kind, int(n))
+                crash(base / "w", kind, 3)
                 out = child(
-                    f"resume:{kind}:{n}", base / "c", args, BENCH_COLD_RESUMING="1"
+                    f"resume:{kind}:{n}",
+                    base / "c",
+                    args,
+                    BENCH_COLD_RESUMING="1",
+                    BENCH_COLD_WARM=str(base / "w"),
                 )
             print(out.pop("profile"))
             print(out)
@@ -528,7 +544,7 @@ def main() -> None:
         if not args.skip_rss:
             bench_rss(base, args)
         if not args.skip_many:
-            bench_many(base, args)
+            _cold_many.bench_many(base, args, child, os.path.abspath(__file__))
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

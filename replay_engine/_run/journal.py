@@ -8,7 +8,10 @@ journal says happened at each invocation key) in one read transaction (a long
 cold fold in several: ``_store/load_batches.py``), from
 the run's checkpoint plus a checked fold of the events after it, so each
 replayed call costs a dict lookup rather than a database round trip. Commits
-that leave a run waiting keep its checkpoint current.
+keep its checkpoint current: while the run runs (:data:`RUNNING_MIN_EVENTS`,
+so a crash leaves at most about half its events to fold one by one) and when
+it stops waiting. A running run's checkpoints are folded from its own events
+in memory (``_store/running.py``), apart from :attr:`RunJournal.index`.
 
 It also decides every replayed call (:meth:`RunJournal.answer`, inherited
 from ``decisions.py``).
@@ -21,6 +24,7 @@ from collections.abc import Callable
 import journal_format as jf
 
 from .._store.keyed import KeyedCalls, Visited
+from .._store.running import RunningCheckpoints
 from .._store.store import AppendResult, GroupItem, Store
 from ..errors import JournalWriteError, NonDeterminismError
 from .decisions import ReplayDecisions
@@ -37,6 +41,9 @@ CHECKPOINT_MIN_EVENTS = 16
 CHECKPOINT_GROWTH = 4
 """… and once the uncovered events are at least 1/this of the covered ones, so
 rewriting checkpoints costs O(1) amortised per event (see ``_checkpoint_due``)."""
+RUNNING_MIN_EVENTS = 4096
+"""A running run gets a checkpoint with a commit once this many events, and at
+least as many as are covered, are not covered by one (see ``_running_due``)."""
 
 
 class RunJournal(ReplayDecisions):
@@ -65,6 +72,8 @@ class RunJournal(ReplayDecisions):
         self.restored_events = 0
         """Events covered by the checkpoint the load started from (0: none)."""
         self._checkpoint_stale = False
+        self._running = RunningCheckpoints(self.index)
+        """What the running checkpoints are built from (never the runtime's index)."""
         self._pending: list[jf.Event] = []
         self._pending_blobs: dict[bytes, bytes] = {}
         self._payloads: dict[bytes, bytes] = {}
@@ -120,7 +129,10 @@ class RunJournal(ReplayDecisions):
 
     @started.setter
     def started(self, value: jf.RunStarted | None) -> None:
+        """Set for a run this execution just created: ``value`` is its event 0."""
         self.index.started = value
+        if value is not None and self.index.events == 0:
+            self._running.created(value)
 
     @property
     def last_event(self) -> jf.Event | None:
@@ -141,6 +153,7 @@ class RunJournal(ReplayDecisions):
         self.visited = reached = reached_for(index.calls, index.events)
         self.marks = reached.marks  # ctx.task marks its replayed calls here
         self.restored_events = restored
+        self._running = RunningCheckpoints(index)
         # Many events read one by one (no checkpoint, or an old one: say the
         # run was killed mid-run): the first commit checkpoints, so the next
         # resume need not read them all again.
@@ -201,6 +214,22 @@ class RunJournal(ReplayDecisions):
         uncovered = total - covered
         return uncovered >= max(CHECKPOINT_MIN_EVENTS, covered // CHECKPOINT_GROWTH)
 
+    def _running_due(self, appending: int) -> bool:
+        """Whether a commit of a running run of ``appending`` events checkpoints.
+
+        Doubling: when the uncovered events are at least as many as the
+        covered ones (and :data:`RUNNING_MIN_EVENTS`), so a run of N events
+        writes checkpoints covering about 2N events in all (each folded in
+        memory once, each encoded about twice: O(1) amortised per event), and
+        a crash leaves at most about half of them uncovered (just before the
+        next one), about 30 % at a random point (1 - ln 2). The
+        minimum keeps short runs from paying for a checkpoint their resume
+        would fold in a few milliseconds anyway.
+        """
+        covered = self.restored_events
+        uncovered = self.recorded_events + self.events_written + appending - covered
+        return uncovered >= RUNNING_MIN_EVENTS and uncovered >= covered
+
     # -- recording ---------------------------------------------------------------
 
     def record(self, event: jf.Event, blobs: dict[bytes, bytes] | None = None) -> None:
@@ -223,6 +252,10 @@ class RunJournal(ReplayDecisions):
         Also one made through a post-like transaction (abandoning or expiring
         effects), so that it is not mistaken for someone else's.
         """
+        self._running.unknown()  # not in the running checkpoints' tail
+        self._account(result)
+
+    def _account(self, result: AppendResult) -> None:
         if result.first_seq != self.known_events:
             self.moved = True  # someone else's events lie before it
         self.known_events = result.first_seq + result.count
@@ -276,7 +309,7 @@ class RunJournal(ReplayDecisions):
                     done = self._append(
                         events[:room], blobs, status=None, counters=None
                     )
-                    self.note_append(done)
+                    self.note_append(done)  # the execution ends here
                     self.events_written += room
                 self.crashed = True
                 if self.on_crash is not None:
@@ -294,7 +327,7 @@ class RunJournal(ReplayDecisions):
         if result.moved:
             self._refused(events, blobs, opened, marking)
             return False
-        self._appended(result, len(events))
+        self._appended(result, events)
         return True
 
     def _take(
@@ -320,20 +353,27 @@ class RunJournal(ReplayDecisions):
 
     def _checkpoint_for(
         self, events: list[jf.Event], checkpoint: bool
-    ) -> jf.CallIndex | None:
-        """The index to checkpoint with a commit of ``events``, if one is due."""
-        if events and (checkpoint or self._checkpoint_stale):
+    ) -> RunningCheckpoints | None:
+        """What to checkpoint with a commit of ``events``, if one is due."""
+        if not events:
+            return None
+        if checkpoint or self._checkpoint_stale:
             self._checkpoint_stale = False
             if self._checkpoint_due(len(events)):
-                return self.index
+                return self._running
+        if self._running_due(len(events)):
+            return self._running
         return None
 
-    def _appended(self, result: AppendResult, count: int) -> None:
-        """Account for a commit of ``count`` events of this execution."""
-        self.note_append(result)
-        self.events_written += count
+    def _appended(self, result: AppendResult, events: list[jf.Event]) -> None:
+        """Account for a commit of ``events`` of this execution."""
+        self._account(result)
+        self.events_written += len(events)
         if result.checkpointed:
             self.restored_events = result.checkpointed
+            self._running.checkpointed()
+        else:
+            self._running.committed(result, events)
 
     # -- the commit shared with other runs (group_commit.py) ---------------------
 
@@ -365,7 +405,7 @@ class RunJournal(ReplayDecisions):
     def shared_done(self, item: GroupItem, result: AppendResult) -> None:
         """The shared commit wrote ``item`` (durable, with ``fsync``)."""
         self.commits += 1
-        self._appended(result, len(item.events))
+        self._appended(result, item.events)
 
     def shared_failed(self, exc: BaseException) -> BaseException:
         """The shared commit refused this run's part: the error that ends it."""
@@ -413,7 +453,7 @@ class RunJournal(ReplayDecisions):
         *,
         status: str | None,
         counters: tuple[int, int] | None,
-        checkpoint: jf.CallIndex | None = None,
+        checkpoint: RunningCheckpoints | None = None,
         expect_events: int | None = None,
     ) -> AppendResult:
         """One commit; a failure breaks the journal for this execution."""

@@ -260,13 +260,23 @@ def put_checkpoint(
         # Never lose the events being appended over derived data.
         _log.warning("run %r: no checkpoint written: %s", run_id, exc)
         return 0
-    index.calls = {}  # the overlay is read below, not through the index
-    checkpoint = index.to_checkpoint(run_id, jf.FORMAT_VERSION)
-    checkpoint.keys, checkpoint.calls = overlay.merged()
-    sealed = jf.seal_checkpoint(checkpoint)
-    del checkpoint  # its lists: before LMDB copies the record
-    txn.put(jf.run_prefix(run_id), sealed, db=dbs[jf.DB_CHECKPOINTS])
+    txn.put(jf.run_prefix(run_id), seal_index(run_id, index), db=dbs[jf.DB_CHECKPOINTS])
     return index.events
+
+
+def seal_index(run_id: str, index: jf.CallIndex) -> bytearray:
+    """The sealed checkpoint record of ``index`` (its calls: a dict or a _TailCalls)."""
+    overlay = index.calls
+    if not isinstance(overlay, _TailCalls):
+        return jf.seal_checkpoint(index.to_checkpoint(run_id, jf.FORMAT_VERSION))
+    index.calls = {}  # the overlay is read below, not through the index
+    try:
+        checkpoint = index.to_checkpoint(run_id, jf.FORMAT_VERSION)
+    finally:
+        index.calls = overlay
+    checkpoint.keys, checkpoint.calls = overlay.merged()
+    # The checkpoint's lists go with this frame: before LMDB copies the record.
+    return jf.seal_checkpoint(checkpoint)
 
 
 class _TailCalls(dict[bytes, jf.CallEntry]):

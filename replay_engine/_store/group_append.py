@@ -28,8 +28,9 @@ import lmdb
 
 import journal_format as jf
 
-from . import checkpoints, env as _env
+from . import env as _env
 from .chain import AppendResult, append_events
+from .running import RunningCheckpoints, write_checkpoint
 
 
 @dataclasses.dataclass(slots=True)
@@ -41,7 +42,7 @@ class GroupItem:
     blobs: dict[bytes, bytes]
     status: str | None = None
     counters: tuple[int, int] | None = None
-    checkpoint: jf.CallIndex | None = None
+    checkpoint: jf.CallIndex | RunningCheckpoints | None = None
     create: Callable[[Any], jf.RunRecord] | None = None
     """For an item that creates its run (``Store.creating``): makes the new
     run's record inside the transaction (refusing a taken id)."""
@@ -93,6 +94,8 @@ def _append_one(
         txn, dbs, record, item.events, item.blobs, item.status, item.counters
     )
     if item.checkpoint is not None:
-        covered = checkpoints.put_checkpoint(txn, dbs, item.run_id, item.checkpoint)
+        covered = write_checkpoint(
+            txn, dbs, item.run_id, item.checkpoint, item.events, result
+        )
         result = dataclasses.replace(result, checkpointed=covered)
     return result

@@ -30,13 +30,14 @@ from ..errors import (
     ReplayRangeError,
     RunNotFoundError,
 )
-from . import checkpoints, env as _env
+from . import env as _env
 from .chain import AppendResult, StoredEvent, append_events, read_chain
 from .files import Access
 from .group_append import GroupItem, write_group
 from .load_batches import load_in_batches
 from .records import check_format, decode_run, forked_start, new_record, refuse_write
 from .run_txn import RunTxn
+from .running import RunningCheckpoints, write_checkpoint
 from .work_view import WorkView
 
 if TYPE_CHECKING:
@@ -308,7 +309,7 @@ class Store(WorkView):
         *,
         status: str | None = None,
         counters: tuple[int, int] | None = None,
-        checkpoint: jf.CallIndex | None = None,
+        checkpoint: jf.CallIndex | RunningCheckpoints | None = None,
         expect_events: int | None = None,
     ) -> AppendResult:
         """Append events (and the blobs they refer to) in one commit.
@@ -320,6 +321,8 @@ class Store(WorkView):
         With ``checkpoint``, an index of the run's first events, the events
         after it (including these) are read back, checked and folded into it,
         and it is stored as the run's checkpoint in the same commit (JF-103).
+        An executing run's :class:`RunningCheckpoints` folds its own events
+        from memory instead when nobody else appended (``_store/running.py``).
 
         With ``expect_events``, a compare-and-append: when the run does not
         have exactly that many events (someone else appended), nothing is
@@ -334,7 +337,7 @@ class Store(WorkView):
                 return AppendResult(record.events, 0, record.head, moved=True)
             result = append_events(txn, dbs, record, events, blobs, status, counters)
             if checkpoint is not None:
-                covered = checkpoints.put_checkpoint(txn, dbs, run_id, checkpoint)
+                covered = write_checkpoint(txn, dbs, run_id, checkpoint, events, result)
                 result = dataclasses.replace(result, checkpointed=covered)
             return result
 
