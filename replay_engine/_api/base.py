@@ -236,4 +236,12 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
             "Engine.run/resume were called inside a running event loop; await"
             " run_async/resume_async instead"
         )
-    return asyncio.run(coro)
+    from .._run import gc_relax
+
+    # Relaxed from here, not only while the process executes: a process's
+    # first run or resume imports the run layer in this call, and with the
+    # default thresholds the collector walked what those imports allocated
+    # several times (a middle-generation pass measured 1-2 ms of a first
+    # resume's ~13; bench/README.md, s19i). Nested with the execution's own.
+    with gc_relax.relaxed():
+        return asyncio.run(coro)

@@ -12,7 +12,7 @@ import ``runtime`` (which builds the context) and the two form no cycle.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import journal_format as jf
 
@@ -21,7 +21,9 @@ from .journal import RunJournal
 from .scope import Scope
 from .stats import RunStats
 from .tasks import TaskDef
-from .tracing import Tracing
+
+if TYPE_CHECKING:  # imported only when tracing is on
+    from .tracing import Tracing
 
 
 class ContextBackend(Protocol):

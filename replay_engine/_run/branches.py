@@ -12,13 +12,14 @@ and ``settled=True`` adds :class:`TaskFailed` to each result's type.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from ..errors import ReplayEngineError, TaskFailed
-from . import race
-from .backend import ContextBackend
 from .parallel import check_map_fn, check_thunks, run_group
 from .scope import Scope, current_scope
+
+if TYPE_CHECKING:  # annotations only: ``backend`` is not imported by a resume
+    from .backend import ContextBackend
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -93,6 +94,10 @@ class Parallel:
         rt = self._rt
         key = group_key(rt, decided=fail_fast)
         if settled or fail_fast:
+            # Imported by the first race or settled group: a plain resume has
+            # none (bench/README.md, s19i).
+            from . import race
+
             return race.run_settling(
                 rt, key, makers, None, None, settled=settled, fail_fast=fail_fast
             )
@@ -115,6 +120,8 @@ class Parallel:
         Raises:
             ThunkRequired: an item is an awaitable rather than a thunk.
         """
+        from . import race
+
         return race.run_any(self._rt, check_thunks(thunks))
 
     @overload
@@ -184,6 +191,8 @@ class Parallel:
         rt = self._rt
         key = group_key(rt, decided=fail_fast)
         if settled or fail_fast:
+            from . import race
+
             return race.run_settling(
                 rt, key, fn, values, limit, settled=settled, fail_fast=fail_fast
             )

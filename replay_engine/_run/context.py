@@ -27,11 +27,9 @@ from journal_format import ADDRESS_SIZE, EFFECT
 from journal_format._codec import raw_decode as _raw_decode, raw_encode as _raw_encode
 
 from ..errors import PayloadError
-from .backend import ContextBackend
 from .branches import Parallel, current
 from .divergence import call_site
 from .parallel import Resolved
-from .patches import check_id
 from .replayed import encode_args as _encode_args, resolved as _resolved
 from .scope import Scope, current_scope
 from .tasks import TaskDef, as_task
@@ -39,6 +37,8 @@ from .typed import bind, check_args, convert_result
 
 if TYPE_CHECKING:
     import random as _random  # imported by ctx.random(): ~0.6 ms of every resume
+
+    from .backend import ContextBackend  # a Protocol class: ~0.1 ms to build
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -308,6 +308,8 @@ class Context:
         """
         rt = self._rt
         rt.check_live()
+        from .patches import check_id  # not imported by a resume without patches
+
         return rt.patched(_scope(), check_id(patch_id, "patched"))
 
     def deprecate_patch(self, patch_id: str) -> None:
@@ -322,6 +324,8 @@ class Context:
         """
         rt = self._rt
         rt.check_live()
+        from .patches import check_id
+
         rt.deprecate_patch(_scope(), check_id(patch_id, "deprecate_patch"))
 
     def sleep(self, seconds: float) -> Awaitable[None]:

@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from types import FrameType
-from typing import Any, Unpack
+from typing import TYPE_CHECKING, Any, Unpack
 
 import journal_format as jf
 
@@ -29,16 +29,13 @@ from ..errors import (
     TaskFailed,
     task_failure,
 )
-from . import (
-    children as children_mod,
-    context as _context,
-    gc_relax,
-    jobs,
-    patches,
-    retry,
-    waits,
-)
-from .children import ChildExecutor
+
+# ``children``, ``patches`` and ``waits`` (which brings ``quiet`` and
+# ``_store.outcomes``) are imported where a process first needs them (a
+# sub-run, a patch, a timer, an external call, a retry's backoff): a plain
+# resume never does, and each module is 0.1-0.3 ms of a process's first
+# resume (bench/README.md, s19i; tests/engine/test_resume_imports.py).
+from . import context as _context, gc_relax, jobs, retry
 from .context import Context
 from .dispatch import Call, ExecutorSet, Slots
 from .divergence import call_site, describe_args
@@ -54,12 +51,15 @@ from .settle import (
     settle_waiting,
     stop,
 )
-from .state import ExecutionOptions, ExecutionState
+from .state import ExecutionState
 from .stats import FrontierCall, RunStats
 from .stop_request import Stopper
-from .stopping import settle_stopped
 from .tasks import TaskDef, _running_process, _task_context
 from .typed import convert_result
+
+if TYPE_CHECKING:
+    from .children import ChildExecutor
+    from .state import ExecutionOptions
 
 # The names the API layer imports from here (some are defined next door).
 __all__ = ["FrontierCall", "Outcome", "RunStats", "Runtime", "error_info"]
@@ -204,6 +204,8 @@ class Runtime(ExecutionState):
 
     def sleep(self, key: bytes, prefix: bytes, seconds: float) -> Awaitable[None]:
         """``ctx.sleep`` at ``key``: a fired timer is done; another (re)starts."""
+        from . import waits
+
         self.tick()
         entry = self.journal.answer(key, jf.TIMER)
         if entry is None:
@@ -223,6 +225,8 @@ class Runtime(ExecutionState):
             return entry.value
         self.journal.check_new_key(key, prefix, f"ctx.{kind}()")
         if self.frozen:
+            from . import waits
+
             waits.stop_at_frontier(self, key, f"ctx.{kind}", "value")
         value = make(key)
         self.record(jf.ValueRecorded(key=key, kind=kind, value=value))
@@ -230,10 +234,14 @@ class Runtime(ExecutionState):
 
     def patched(self, scope: Scope, patch_id: str) -> bool:
         """``ctx.patched`` (the rule is in ``patches``)."""
+        from . import patches
+
         return patches.patched(self, scope, patch_id)
 
     def deprecate_patch(self, scope: Scope, patch_id: str) -> None:
         """``ctx.deprecate_patch`` (the rule is in ``patches``)."""
+        from . import patches
+
         patches.deprecate_patch(self, scope, patch_id)
 
     def group(self, key: bytes) -> None:
@@ -245,6 +253,8 @@ class Runtime(ExecutionState):
         self, key: bytes, scope: Scope, process: Any, inputs: Any, run_id: str | None
     ) -> Awaitable[Any]:
         """``ctx.run_child`` at ``key`` (see ``children``)."""
+        from . import children as children_mod
+
         return children_mod.run_child(
             self, self.children, self.child_runs, key, scope, process, inputs, run_id
         )
@@ -307,6 +317,8 @@ class Runtime(ExecutionState):
                 key, scope_prefix, lambda: _describe_call(tdef, address)
             )
         reason = "external" if tdef.external else ("new call" if new else "in flight")
+        from . import waits
+
         await waits.at_frontier(
             self,
             key,
@@ -340,6 +352,8 @@ class Runtime(ExecutionState):
                 tdef, key, scope_prefix, args_bytes, address, deadline_ns
             )
         if tdef.external:
+            from . import waits
+
             value = await waits.external_result(self, tdef, key, deadline_ns)
             if tdef.result_type is not None:
                 value = convert_result(tdef, value, self.run_id, key)
@@ -349,6 +363,8 @@ class Runtime(ExecutionState):
         if not new:
             self.stats.redispatched += 1
             if attempts_done:  # a crash may have cut a backoff short
+                from . import waits
+
                 await waits.rest_of_backoff(self, key, attempts_done)
         return await self._attempts(tdef, key, key_text, args_bytes, attempt, new)
 
@@ -487,6 +503,8 @@ class Runtime(ExecutionState):
                     )
                 )
                 if delay > 0:
+                    from . import waits
+
                     # Through the hooks' sleep, like a timer: a test decides.
                     await waits.hooked_sleep(self, key, delay)
                 attempt += 1
@@ -551,6 +569,8 @@ class Runtime(ExecutionState):
         if halt is not None and halt.halted(main) and not self.crashed:
             return await settle_halted(self, main, halt)
         if watch is not None and watch.stopped(main):
+            from .stopping import settle_stopped  # a signal stopped it: rare
+
             await settle_stopped(self, main, watch)  # raises RunInterrupted
         if not self.crashed:
             if not main.done():
