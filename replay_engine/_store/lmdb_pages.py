@@ -322,25 +322,34 @@ def reachable_past_end(path: str) -> bool:
     LMDB's last page number may name pages it allocated and freed in the same
     commit without ever writing them (a large deletion does this), so a file
     shorter than the meta page says is truncated only if a reachable page is
-    missing: free pages are never read. Walks every reachable page.
+    missing: free pages are never read. Walks every reachable page, again
+    when a commit elsewhere replaced the meta page meanwhile (its pages may
+    have been reused: see :func:`page_problems`).
     """
     file = os.path.join(path, DATA_FILE)
+    past = False
     try:
-        metas, _ = read_meta_pages(file)
-        valid = [m for m in metas if m.valid]
-        if not valid:
-            return False  # check_data_file refuses it
-        newest = max(valid, key=lambda m: m.txnid)
-        with (
-            open(file, "rb") as stream,
-            mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as data,
-        ):
-            walk = _Walk(data, newest.page_size, newest.last_page)
-            base = newest.index * newest.page_size
-            _walk(walk, data[base : base + _META_BYTES])
+        for _ in range(_ATTEMPTS):
+            metas, _ = read_meta_pages(file)
+            valid = [m for m in metas if m.valid]
+            if not valid:
+                return False  # check_data_file refuses it
+            newest = max(valid, key=lambda m: m.txnid)
+            with (
+                open(file, "rb") as stream,
+                mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as data,
+            ):
+                walk = _Walk(data, newest.page_size, newest.last_page)
+                base = newest.index * newest.page_size
+                where = slice(base, base + _META_BYTES)
+                before = data[where]
+                _walk(walk, before)
+                past = any("past the end of the file" in p for p in walk.problems)
+                if not past or data[where] == before:
+                    return past
     except (OSError, ValueError, struct.error):
         return True  # unreadable, empty or cut inside a meta page: truncated
-    return any("past the end of the file" in p for p in walk.problems)
+    return past
 
 
 def main_tree_problems(path: str) -> list[str]:
