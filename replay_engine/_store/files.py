@@ -46,6 +46,7 @@ _META_HEAD = struct.Struct("<IIQQ")  # magic, version, address, map size
 _META_TAIL = struct.Struct("<QQ")  # last page, txnid (after the two MDB_db)
 _META_OFFSET = 16
 _TAIL_OFFSET = _META_OFFSET + 24 + 2 * 48
+_META_READS = 5  # reads tried while other processes keep committing
 _MIN_PAGE = 512
 
 
@@ -152,12 +153,30 @@ def meta_problems(path: str) -> list[str]:
     Empty when both pages are valid, each on its page, with consecutive
     transaction ids: anything else means a meta page was damaged, and LMDB
     may be serving an older commit than the last one made.
+
+    The two pages are read one after the other while other processes may
+    commit (a writer rewrites one of them per commit), so a read that finds
+    them apart is trusted only when a second read finds the same two pages.
     """
     file = os.path.join(path, DATA_FILE)
+    problems: list[str] = []
     try:
-        metas, _ = read_meta_pages(file)
+        for _ in range(_META_READS):
+            metas, _ = read_meta_pages(file)
+            problems = _problems_of(metas)
+            if not problems:
+                return []
+            again, _ = read_meta_pages(file)
+            if [(m.valid, m.txnid) for m in again] == [
+                (m.valid, m.txnid) for m in metas
+            ]:
+                return problems
     except OSError as exc:
         return [f"{DATA_FILE} cannot be read: {exc.strerror or exc}"]
+    return problems
+
+
+def _problems_of(metas: tuple[MetaPage, MetaPage]) -> list[str]:
     problems = [
         f"LMDB meta page {m.index} is damaged (bad magic, version or flags):"
         " the last commit may have been rolled back"

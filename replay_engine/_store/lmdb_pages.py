@@ -51,6 +51,8 @@ _NODE_HEADER = 8
 _DBS_OFFSET = 16 + 24  # page header, then magic, version, address, map size
 _MAX_DEPTH = 64
 _MAX_PROBLEMS = 100
+_META_BYTES = _DBS_OFFSET + 2 * _DB.size + 16  # to the last page and txnid
+_ATTEMPTS = 5  # walks tried while other processes keep committing
 
 
 class _Walk:
@@ -110,8 +112,14 @@ class _Walk:
             return False
         return True
 
-    def tree(self, root: int, db_flags: int, leaf2: bool, where: str) -> None:
-        """Walk the B-tree at ``root`` (``leaf2``: a DUPFIXED sub-database)."""
+    def tree(
+        self, root: int, db_flags: int, leaf2: bool, where: str, key_size: int = 0
+    ) -> None:
+        """Walk the B-tree at ``root`` (``leaf2``: a DUPFIXED sub-database).
+
+        ``key_size`` is a DUPFIXED sub-database's fixed value size (its
+        record's ``md_pad``), or 0 when not known.
+        """
         if root == P_INVALID:
             return
         stack = [(root, 0)]
@@ -129,8 +137,14 @@ class _Walk:
                 kind = "a branch or leaf page"
                 self.problem(pgno, f"has flags {flags:#x} where {kind} was expected")
                 continue
+            if flags & P_LEAF2:
+                # Its values are packed after the header: it has no node
+                # pointers to check (reading them as offsets flagged every
+                # healthy sub-database of a key with ~250+ events).
+                self.leaf2_page(pgno, base, lower, upper, key_size)
+                continue
             offsets = self.node_offsets(pgno, base, lower, upper)
-            if offsets is None or flags & P_LEAF2:
+            if offsets is None:
                 continue
             for offset in offsets:
                 node = base + offset
@@ -161,6 +175,37 @@ class _Walk:
             offsets.append(offset)
         return offsets
 
+    def leaf2_page(
+        self, pgno: int, base: int, lower: int, upper: int, key_size: int
+    ) -> None:
+        """Check a DUPFIXED leaf: ``count`` values of ``mp_pad`` bytes each.
+
+        LMDB keeps ``mp_lower``/``mp_upper`` of such a page as if each value
+        had a 2-byte pointer (``mdb_node_add``, ``mdb_page_split``: lower
+        grows by 2, upper falls by size - 2 per value), so the count is
+        ``(lower - 16) / 2`` and ``page_size - upper`` is count * (size - 2).
+        """
+        (size,) = _U16.unpack_from(self.data, base + 8)  # mp_pad
+        if not _PAGE_HEADER <= lower <= upper <= self.page_size:
+            self.problem(pgno, f"has bounds lower {lower}, upper {upper} out of order")
+            return
+        if size == 0 or (key_size and size != key_size):
+            expected = (
+                f" where its database's values have {key_size}" if key_size else ""
+            )
+            self.problem(pgno, f"has packed values of {size} bytes{expected}")
+            return
+        count = (lower - _PAGE_HEADER) >> 1
+        if (
+            _PAGE_HEADER + count * size > self.page_size
+            or self.page_size - upper != count * (size - 2)
+        ):
+            self.problem(
+                pgno,
+                f"has bounds lower {lower}, upper {upper} that do not fit {count}"
+                f" packed values of {size} bytes",
+            )
+
     def leaf_node(
         self, pgno: int, offset: int, nflags: int, size: int, ksize: int, db_flags: int
     ) -> None:
@@ -180,9 +225,10 @@ class _Walk:
             if size != _DB.size:
                 self.problem(pgno, f"has a sub-database record of {size} bytes")
                 return
-            _, sub_flags, _, _, _, _, _, root = _DB.unpack_from(self.data, start)
+            pad, sub_flags, _, _, _, _, _, root = _DB.unpack_from(self.data, start)
             if nflags & F_DUPDATA:  # a sorted-duplicates sub-database
-                self.tree(root, 0, bool(db_flags & MDB_DUPFIXED), where)
+                leaf2 = bool(db_flags & MDB_DUPFIXED)
+                self.tree(root, 0, leaf2, where, pad if leaf2 else 0)
             elif self.named_databases:  # a named database in the main tree
                 self.tree(root, sub_flags, False, where)
         elif nflags & F_DUPDATA:  # an inline sub-page of sorted duplicates
@@ -216,7 +262,9 @@ class _Walk:
         self.visited.update(range(first, first + pages))
 
 
-def page_problems(path: str, *, named_databases: bool = True) -> list[str]:
+def page_problems(
+    path: str, *, named_databases: bool = True, pinned: int | None = None
+) -> list[str]:
     """What is wrong with the LMDB pages of the journal at ``path`` (for verify).
 
     Every page reachable from the newest valid meta page is checked: its
@@ -225,24 +273,47 @@ def page_problems(path: str, *, named_databases: bool = True) -> list[str]:
     problem means LMDB would abort the process reading that page.
     ``named_databases=False`` checks only the free-page list and the main
     tree (see :func:`main_tree_problems`).
+
+    The walk reads the file, not through LMDB, so it is no LMDB reader: once
+    two newer commits exist, a writer in another process may reuse the pages
+    of the commit being walked (LMDB keeps only the last commit's pages and
+    its readers'), and the walk would read them half rewritten. Problems
+    found while the walked meta page was replaced are not trusted: the walk
+    is repeated (a few times). ``pinned`` is the id of a read transaction
+    the caller holds open, whose pages LMDB reuses for nobody: its meta page
+    is walked when it is still on disk, and its problems are real.
     """
     file = os.path.join(path, DATA_FILE)
+    problems: list[str] = []
     try:
-        metas, size = read_meta_pages(file)
-        valid = [m for m in metas if m.valid]
-        if not valid:
-            return []  # meta_problems reports it
-        newest = max(valid, key=lambda m: m.txnid)
-        with open(file, "rb") as stream:
-            if size == 0 or (size < newest.needs_bytes and reachable_past_end(path)):
-                return []  # check_data_file refuses it
-            with mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                return _walk(
-                    _Walk(data, newest.page_size, newest.last_page, named_databases),
-                    newest.index,
-                )
+        for _ in range(_ATTEMPTS):
+            metas, size = read_meta_pages(file)
+            valid = [m for m in metas if m.valid]
+            if not valid:
+                return []  # meta_problems reports it
+            newest = max(valid, key=lambda m: m.txnid)
+            meta = next((m for m in valid if m.txnid == pinned), newest)
+            with open(file, "rb") as stream:
+                if size == 0 or (size < meta.needs_bytes and reachable_past_end(path)):
+                    return []  # check_data_file refuses it
+                with mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                    base = meta.index * meta.page_size
+                    where = slice(base, base + _META_BYTES)
+                    # The roots and last page are taken from one copy of the
+                    # meta page, read twice alike (not torn by a commit), that
+                    # still holds the commit chosen above.
+                    before = data[where]
+                    if data[where] != before or _txnid(before) != meta.txnid:
+                        continue
+                    walk = _Walk(data, meta.page_size, meta.last_page, named_databases)
+                    problems = _walk(walk, before)
+                    # Unchanged meta page: no commit after the next one, so no
+                    # writer could reuse a page of this one during the walk.
+                    if not problems or meta.txnid == pinned or data[where] == before:
+                        return problems
     except OSError as exc:
         return [f"{DATA_FILE} cannot be read: {exc.strerror or exc}"]
+    return problems
 
 
 def reachable_past_end(path: str) -> bool:
@@ -251,24 +322,34 @@ def reachable_past_end(path: str) -> bool:
     LMDB's last page number may name pages it allocated and freed in the same
     commit without ever writing them (a large deletion does this), so a file
     shorter than the meta page says is truncated only if a reachable page is
-    missing: free pages are never read. Walks every reachable page.
+    missing: free pages are never read. Walks every reachable page, again
+    when a commit elsewhere replaced the meta page meanwhile (its pages may
+    have been reused: see :func:`page_problems`).
     """
     file = os.path.join(path, DATA_FILE)
+    past = False
     try:
-        metas, _ = read_meta_pages(file)
-        valid = [m for m in metas if m.valid]
-        if not valid:
-            return False  # check_data_file refuses it
-        newest = max(valid, key=lambda m: m.txnid)
-        with (
-            open(file, "rb") as stream,
-            mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as data,
-        ):
-            walk = _Walk(data, newest.page_size, newest.last_page)
-            _walk(walk, newest.index)
+        for _ in range(_ATTEMPTS):
+            metas, _ = read_meta_pages(file)
+            valid = [m for m in metas if m.valid]
+            if not valid:
+                return False  # check_data_file refuses it
+            newest = max(valid, key=lambda m: m.txnid)
+            with (
+                open(file, "rb") as stream,
+                mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as data,
+            ):
+                walk = _Walk(data, newest.page_size, newest.last_page)
+                base = newest.index * newest.page_size
+                where = slice(base, base + _META_BYTES)
+                before = data[where]
+                _walk(walk, before)
+                past = any("past the end of the file" in p for p in walk.problems)
+                if not past or data[where] == before:
+                    return past
     except (OSError, ValueError, struct.error):
         return True  # unreadable, empty or cut inside a meta page: truncated
-    return any("past the end of the file" in p for p in walk.problems)
+    return past
 
 
 def main_tree_problems(path: str) -> list[str]:
@@ -282,15 +363,21 @@ def main_tree_problems(path: str) -> list[str]:
     return page_problems(path, named_databases=False)
 
 
-def _walk(walk: _Walk, index: int) -> list[str]:
+def _txnid(meta: bytes) -> int:
+    """The transaction id in a copy of a meta page's first ``_META_BYTES``."""
+    txnid: int = _U64.unpack_from(meta, _META_BYTES - 8)[0]
+    return txnid
+
+
+def _walk(walk: _Walk, meta: bytes) -> list[str]:
+    """Walk the trees of ``meta``, a copy of the meta page's first bytes."""
     data, page_size = walk.data, walk.page_size
-    for meta in (0, 1):
-        (flags,) = _U16.unpack_from(data, meta * page_size + 10)
+    for index in (0, 1):
+        (flags,) = _U16.unpack_from(data, index * page_size + 10)
         if flags & P_META and flags != P_META:  # else meta_problems says
-            walk.problem(meta, f"has flags {flags:#x} where a meta page was expected")
-    base = index * page_size + _DBS_OFFSET
-    free = _DB.unpack_from(data, base)
-    main = _DB.unpack_from(data, base + _DB.size)
+            walk.problem(index, f"has flags {flags:#x} where a meta page was expected")
+    free = _DB.unpack_from(meta, _DBS_OFFSET)
+    main = _DB.unpack_from(meta, _DBS_OFFSET + _DB.size)
     walk.tree(free[7], free[1], False, "the free-page list")
     walk.tree(main[7], main[1], False, "the main database")
     return walk.problems

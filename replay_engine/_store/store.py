@@ -111,6 +111,15 @@ class Store(WorkView):
         """The journal directory with symlinks resolved."""
         return self._handle.path
 
+    def pinned(self, body: Callable[[int], T]) -> T:
+        """``body(txnid)`` while a read transaction holds the newest commit.
+
+        LMDB reuses no page of that commit while the transaction is open,
+        whatever other processes write: ``verify``'s page walk, which reads
+        the file itself, is given the commit to walk this way.
+        """
+        return _env.read(self._handle, lambda txn: body(txn.id()))
+
     def _check_writable(self) -> None:
         if self.access == "read":
             raise JournalWriteError(

@@ -69,10 +69,14 @@ def damaged_pages_report(path: str) -> VerifyReport | None:
     journal (opening reads the main tree); a missing or linked ``data.mdb`` is
     left to the open to refuse.
     """
+    return _damaged_pages(path, None)
+
+
+def _damaged_pages(path: str, pinned: int | None) -> VerifyReport | None:
     file = os.path.join(path, DATA_FILE)
     if os.path.islink(file) or not os.path.isfile(file):
         return None
-    problems = page_problems(path)
+    problems = page_problems(path, pinned=pinned)
     if not problems:
         return None
     report = VerifyReport()
@@ -89,7 +93,9 @@ def damaged_pages_report(path: str) -> VerifyReport | None:
 
 def verify(store: Store, run_id: str | None = None) -> VerifyReport:
     """Check one run (or every run, and every blob) and report all damage."""
-    damaged = damaged_pages_report(store.real_path)
+    # Walked under a read transaction: other processes' commits meanwhile
+    # cannot reuse the pages walked (a false "damaged" report otherwise).
+    damaged = store.pinned(lambda txnid: _damaged_pages(store.real_path, txnid))
     if damaged is not None:
         return damaged
     report = VerifyReport()

@@ -75,6 +75,18 @@ def forked(engine: Engine) -> None:
     engine.resume("parent")
 
 
+def one_key_with_many_events(engine: Engine) -> None:
+    """Over ~250 events of one key: its ``keys`` values leave the inline
+    sub-page for a DUPFIXED sub-database, whose leaves (flags 0x22) hold
+    packed 8-byte seqs and no node pointers (the verify false alarm of
+    tests/external/test_crash.py, where one key collected ~250 claims)."""
+    run = engine.run(fan, {"n": 2, "gate": True}, run_id="held")
+    assert run.status == "waiting"
+    [effect] = engine.claim("held", "worker", lease=600)
+    for _ in range(300):
+        engine.heartbeat("held", effect.key, "worker", lease=600)
+
+
 def everything(engine: Engine) -> None:
     many_runs(engine)
     large_payload(engine)
@@ -124,7 +136,14 @@ def flip(path: Path, pgno: int) -> None:
         stream.write(bytes([byte ^ 0x01]))
 
 
-SHAPES = [many_runs, large_payload, waiting_with_checkpoint, forked, everything]
+SHAPES = [
+    many_runs,
+    large_payload,
+    waiting_with_checkpoint,
+    forked,
+    one_key_with_many_events,
+    everything,
+]
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: s.__name__)
@@ -139,6 +158,8 @@ def test_healthy_journals_have_no_page_problems(
         assert 0x04 in flags  # the big value lives in an overflow run
     if shape in (many_runs, everything):
         assert 0x01 in flags  # deep enough for branch pages
+    if shape is one_key_with_many_events:
+        assert 0x22 in flags  # a DUPFIXED sub-database's leaf
     with Engine(str(path), create=False) as engine:
         assert engine.verify().ok
 
@@ -172,3 +193,31 @@ def test_verify_reports_a_damaged_leaf_page_instead_of_aborting(tmp_path: Path) 
     output = " ".join((result.stdout + result.stderr).split())
     assert f"LMDB page {leaf}" in output, output
     assert os.path.getsize(path / "data.mdb") > 0
+
+
+def poke(path: Path, offset: int, fmt: str, value: int) -> None:
+    with open(path / "data.mdb", "r+b") as stream:
+        stream.seek(offset)
+        stream.write(struct.pack(fmt, value))
+
+
+@pytest.mark.parametrize(
+    ("field", "fmt", "change"),
+    [
+        (8, "<H", lambda v: v + 1),  # mp_pad: the packed values' size
+        (12, "<H", lambda v: v + 2),  # mp_lower: one value more
+        (14, "<H", lambda v: v - 6),  # mp_upper: out of step with the count
+        (12, "<H", lambda v: 4000),  # mp_lower: more values than the page holds
+    ],
+    ids=["size", "count", "upper", "overfull"],
+)
+def test_a_damaged_dupfixed_leaf_is_reported(
+    tmp_path: Path, field: int, fmt: str, change: Callable[[int], int]
+) -> None:
+    path = build(tmp_path, one_key_with_many_events)
+    [leaf] = [p for p, flags in reachable_pages(path).items() if flags == 0x22]
+    offset = leaf * read_meta_pages(str(path / "data.mdb"))[0][0].page_size + field
+    (value,) = struct.unpack_from(fmt, (path / "data.mdb").read_bytes(), offset)
+    poke(path, offset, fmt, change(value))
+    problems = page_problems(str(path))
+    assert any(f"LMDB page {leaf} " in p for p in problems), problems
