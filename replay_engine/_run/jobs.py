@@ -72,18 +72,9 @@ def run_call(
     context = _new_tuple(TaskContext, (run_id, key, attempt, max_attempts))
     token = _task_context.set(context)
     try:
-        args = jf.decode_payload(args_bytes)
-        if converts:
-            args = convert_args(converts, args)
-        result = fn(**args)
-    except Exception as exc:
-        return error_outcome(exc)
+        return run_attempt(fn, args_bytes, converts)
     finally:
         _task_context.reset(token)
-    try:
-        return (OK, jf.encode_payload(result))
-    except jf.FormatError as exc:
-        return (PAYLOAD_ERROR, f"the task's result cannot be journaled: {exc}")
 
 
 def run_attempt(
