@@ -198,7 +198,7 @@ class RunningCheckpoints:
         same state.
         """
         self._written = self._frozen_next = None
-        sealed = self._write_frozen(run_id, events, result)
+        sealed = self._write_frozen(txn, dbs, run_id, events, result)
         if sealed is not None:
             txn.put(jf.run_prefix(run_id), sealed, db=dbs[jf.DB_CHECKPOINTS])
             return result.first_seq + len(events)
@@ -247,7 +247,12 @@ class RunningCheckpoints:
         return self._written[0]
 
     def _write_frozen(
-        self, run_id: str, events: Sequence[jf.Event], result: AppendResult
+        self,
+        txn: Any,
+        dbs: dict[bytes, Any],
+        run_id: str,
+        events: Sequence[jf.Event],
+        result: AppendResult,
     ) -> bytearray | None:
         """The checkpoint built on the frozen part (``frozen.py``), or None.
 
@@ -264,8 +269,12 @@ class RunningCheckpoints:
         done, started = fold_calls(calls, events, seq, logs)
         if done != len(events):
             return None
+        stored = None
+        if frozen.count:  # its calls' encodings: in the record written last
+            stored = txn.get(jf.run_prefix(run_id), db=dbs[jf.DB_CHECKPOINTS])
         built = seal_frozen(
             frozen,
+            stored,
             calls,
             run_id,
             seq + done,

@@ -71,7 +71,7 @@ async def fanout_then_value(inputs: dict[str, int], ctx: Any) -> int:
 def _spy(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     """Count the checkpoints built each way (the real functions run)."""
     counts = {"frozen": 0, "general": 0}
-    real_frozen = _running.seal_frozen
+    real_frozen = _frozen.seal_frozen
     real_general = _running.RunningCheckpoints._base
 
     def seal_frozen(*args: Any) -> Any:
@@ -145,15 +145,36 @@ def test_another_event_builds_the_next_checkpoints_the_general_way(
 
 
 def test_a_key_before_the_frozen_ones_is_refused(tmp_path: Path) -> None:
-    index = jf.CallIndex()
-    frozen = _frozen.Frozen(index)
+    """And the frozen bytes are found where they were noted, in that record."""
+    frozen = _frozen.Frozen(jf.CallIndex())
     entry = jf.CallEntry(jf.EFFECT, 1, "t", "task", b"a", b"r")
     started = jf.RunStarted(process="p", fingerprint="f", inputs=b"i")
-    _, after, rest = _frozen.seal_frozen(  # type: ignore[misc]
-        frozen, {b"\x05": entry}, RUN, 2, b"h" * 32, [], started, started
+    head = b"h" * 32
+    built = _frozen.seal_frozen(
+        frozen, None, {b"\x05": entry}, RUN, 2, head, [], started, started
     )
-    assert after.last == b"\x05" and rest == {}
+    assert built is not None
+    sealed, after, rest = built
+    assert after.count == 1 and after.last == b"\x05" and rest == {}
+    later = jf.CallEntry(jf.EFFECT, 2, "t", "task", b"b", b"s")
+    stored = bytes(sealed)
     assert (
-        _frozen.seal_frozen(after, {b"\x04": entry}, RUN, 3, b"h", [], None, started)
+        _frozen.seal_frozen(
+            after, stored, {b"\x04": later}, RUN, 3, head, [], None, started
+        )
+        is None
+    )
+    built = _frozen.seal_frozen(
+        after, stored, {b"\x06": later}, RUN, 3, head, [], None, started
+    )
+    assert built is not None
+    checkpoint = jf.unseal_checkpoint(bytes(built[0]))
+    assert checkpoint.keys == [b"\x05", b"\x06"]
+    assert checkpoint.calls == [entry, later]
+    # A record other than the one written (another length): the general way.
+    assert (
+        _frozen.seal_frozen(
+            after, stored + b"x", {b"\x06": later}, RUN, 3, head, [], None, started
+        )
         is None
     )
