@@ -20,7 +20,7 @@ the same bytes as encoding the whole index (the encoder is deterministic,
 JF-103's byte order is kept because every new key sorts after the frozen
 ones, which is checked).
 
-Only for what the fold of a fan-out's events can change (``running.fold_calls``:
+Only for what the fold of a fan-out's events can change (:func:`fold_calls`:
 requests, completions of the run's own requests, logs, the run's start):
 any other event, or a call that does not sort after the frozen ones, and the
 checkpoint is built the general way (``running.py``), with no frozen part
@@ -30,6 +30,7 @@ after it.
 from __future__ import annotations
 
 import operator
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -38,6 +39,76 @@ from blake3 import blake3
 import journal_format as jf
 
 _encoder = msgspec.msgpack.Encoder(order="deterministic")
+
+
+_IGNORED = frozenset(
+    {
+        jf.ExecutionStarted,
+        jf.EffectClaimed,
+        jf.RunCompleted,
+        jf.RunFailed,
+        jf.RunWaiting,
+        jf.CancelRequested,
+        jf.RunCancelled,
+        jf.RunTimedOut,
+    }
+)
+"""Events the fold passes over (``CallIndex._fold_other``): nothing but the
+count and ``last_event``. Another kind added to the format is not here, so it
+goes to the tail, folded by the rules of its day."""
+
+
+def fold_calls(
+    entries: dict[bytes, jf.CallEntry],
+    events: Sequence[jf.Event],
+    seq: int,
+    logs: list[tuple[bytes, int]],
+) -> tuple[int, jf.RunStarted | None]:
+    """Fold a fan-out's events (``seq`` the first's) into ``entries``.
+
+    The rules of ``fold_own`` for requests, completions of a request in
+    ``entries``, logs (appended to ``logs``), the run's start (returned) and
+    the events the fold passes over; it stops at any other event. Returns how
+    many were folded. Idempotent per event: a checkpoint written in a
+    transaction that is retried folds its events into the same entries
+    again, setting the same fields.
+    """
+    own = dict.get
+    requested, completed = jf.EffectRequested, jf.EffectCompleted
+    entry_of, effect, ignored = jf.CallEntry, jf.EFFECT, _IGNORED
+    started: jf.RunStarted | None = None
+    done = 0
+    for event in events:
+        kind = type(event)
+        if kind is requested:
+            entry = entries[event.key] = entry_of(  # type: ignore[union-attr]
+                effect,
+                seq + done,
+                event.task,  # type: ignore[union-attr]
+                event.kind,  # type: ignore[union-attr]
+                event.args,  # type: ignore[union-attr]
+            )
+            if event.deadline_ns is not None:  # type: ignore[union-attr]
+                entry.deadline_ns = event.deadline_ns  # type: ignore[union-attr]
+        elif kind is completed:
+            call = own(entries, event.key)  # type: ignore[union-attr]
+            if (
+                call is None  # its request is in the index: folded there
+                or call.kind != effect
+                or event.signal_seq is not None  # type: ignore[union-attr]
+            ):
+                break
+            call.result = event.result  # type: ignore[union-attr]
+        elif kind in ignored:
+            pass
+        elif kind is jf.RunStarted:
+            started = event  # type: ignore[assignment]
+        elif kind is jf.LogLine:
+            logs.append((event.key, event.ordinal))  # type: ignore[union-attr]
+        else:
+            break
+        done += 1
+    return done, started
 
 
 class _RawCheckpoint(msgspec.Struct, omit_defaults=True, gc=False):
@@ -75,14 +146,16 @@ class Frozen:
     Its first ``count`` keys and call states, in key order, ``last`` the last
     of those keys; their encodings (msgpack array bodies, no header) are the
     bytes ``keys`` and ``calls`` (start, end) of the sealed record, ``size``
-    bytes long, that this execution wrote. ``logs``, ``signals``,
-    ``consumed`` and ``started`` are the checkpoint's (a fan-out's are small).
+    bytes long, sealed with ``digest``, that this execution wrote. ``logs``,
+    ``signals``, ``consumed`` and ``started`` are the checkpoint's (a
+    fan-out's are small).
     """
 
     __slots__ = (
         "calls",
         "consumed",
         "count",
+        "digest",
         "keys",
         "last",
         "logs",
@@ -94,6 +167,7 @@ class Frozen:
     def __init__(self, index: jf.CallIndex) -> None:
         """The frozen part of a run with no calls yet (``index`` has none)."""
         self.count = self.size = 0
+        self.digest = b""
         self.keys = self.calls = (0, 0)
         self.last: bytes | None = None
         self.logs = set(index.logs)
@@ -144,10 +218,16 @@ def seal_frozen(
     old_keys: bytes | memoryview = b""
     old_calls: bytes | memoryview = b""
     if frozen.count:
-        if stored is None or len(stored) != frozen.size:
+        # The record this execution wrote (its digest, checked): the bytes
+        # are where they were noted.
+        if (
+            stored is None
+            or len(stored) != frozen.size
+            or stored[: jf.ADDRESS_SIZE] != frozen.digest
+        ):
             return None
         try:
-            jf.unseal(stored)  # its digest: the bytes are the ones written
+            jf.unseal(stored)
         except jf.FormatError:
             return None
         view = memoryview(stored)
@@ -207,6 +287,7 @@ def seal_frozen(
     after = Frozen.__new__(Frozen)
     after.count = frozen.count + cut
     after.size = len(sealed)
+    after.digest = bytes(sealed[: jf.ADDRESS_SIZE])
     after.keys = (keys_at, keys_at + frozen_keys)
     after.calls = (calls_at, calls_at + frozen_calls)
     after.last = keys[cut - 1] if cut else frozen.last

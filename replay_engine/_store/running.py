@@ -50,7 +50,7 @@ import journal_format as jf
 from ..errors import JournalCorruptError
 from .chain import AppendResult
 from .checkpoints import _TailCalls, fold_events, put_checkpoint, seal_index
-from .frozen import Frozen, seal_frozen
+from .frozen import Frozen, fold_calls, seal_frozen
 
 _log = logging.getLogger("replay_engine")
 
@@ -366,22 +366,6 @@ class _EncodedCheckpoint(msgspec.Struct, omit_defaults=True, gc=False):
     last_event: jf.Event | None = None
 
 
-_IGNORED = frozenset(
-    {
-        jf.ExecutionStarted,
-        jf.EffectClaimed,
-        jf.RunCompleted,
-        jf.RunFailed,
-        jf.RunWaiting,
-        jf.CancelRequested,
-        jf.RunCancelled,
-        jf.RunTimedOut,
-    }
-)
-"""Events the fold passes over (``CallIndex._fold_other``): nothing but the
-count and ``last_event``. Another kind added to the format is not here, so it
-goes to the tail, folded by the rules of its day."""
-
 _encoded_decoder = msgspec.msgpack.Decoder(_EncodedCheckpoint)
 _entry_decoder = msgspec.msgpack.Decoder(jf.CallEntry)
 
@@ -462,59 +446,6 @@ def _overlay(base: jf.CallIndex) -> jf.CallIndex:
     index.events = base.events
     index.head = base.head
     return index
-
-
-def fold_calls(
-    entries: dict[bytes, jf.CallEntry],
-    events: Sequence[jf.Event],
-    seq: int,
-    logs: list[tuple[bytes, int]],
-) -> tuple[int, jf.RunStarted | None]:
-    """Fold a fan-out's events (``seq`` the first's) into ``entries``.
-
-    The rules of ``fold_own`` for requests, completions of a request in
-    ``entries``, logs (appended to ``logs``), the run's start (returned) and
-    the events the fold passes over; it stops at any other event. Returns how
-    many were folded. Idempotent per event: a checkpoint written in a
-    transaction that is retried folds its events into the same entries
-    again, setting the same fields.
-    """
-    own = dict.get
-    requested, completed = jf.EffectRequested, jf.EffectCompleted
-    entry_of, effect, ignored = jf.CallEntry, jf.EFFECT, _IGNORED
-    started: jf.RunStarted | None = None
-    done = 0
-    for event in events:
-        kind = type(event)
-        if kind is requested:
-            entry = entries[event.key] = entry_of(  # type: ignore[union-attr]
-                effect,
-                seq + done,
-                event.task,  # type: ignore[union-attr]
-                event.kind,  # type: ignore[union-attr]
-                event.args,  # type: ignore[union-attr]
-            )
-            if event.deadline_ns is not None:  # type: ignore[union-attr]
-                entry.deadline_ns = event.deadline_ns  # type: ignore[union-attr]
-        elif kind is completed:
-            call = own(entries, event.key)  # type: ignore[union-attr]
-            if (
-                call is None  # its request is in the index: folded there
-                or call.kind != effect
-                or event.signal_seq is not None  # type: ignore[union-attr]
-            ):
-                break
-            call.result = event.result  # type: ignore[union-attr]
-        elif kind in ignored:
-            pass
-        elif kind is jf.RunStarted:
-            started = event  # type: ignore[assignment]
-        elif kind is jf.LogLine:
-            logs.append((event.key, event.ordinal))  # type: ignore[union-attr]
-        else:
-            break
-        done += 1
-    return done, started
 
 
 def fold_own(index: jf.CallIndex, events: Iterable[jf.Event]) -> None:

@@ -171,7 +171,14 @@ def test_a_key_before_the_frozen_ones_is_refused(tmp_path: Path) -> None:
     checkpoint = jf.unseal_checkpoint(bytes(built[0]))
     assert checkpoint.keys == [b"\x05", b"\x06"]
     assert checkpoint.calls == [entry, later]
-    # A record other than the one written (another length): the general way.
+    # A record other than the one written: the general way.
+    flipped = stored[:-1] + bytes((stored[-1] ^ 1,))
+    assert (
+        _frozen.seal_frozen(
+            after, flipped, {b"\x06": later}, RUN, 3, head, [], None, started
+        )
+        is None
+    )
     assert (
         _frozen.seal_frozen(
             after, stored + b"x", {b"\x06": later}, RUN, 3, head, [], None, started
