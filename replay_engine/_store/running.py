@@ -9,7 +9,14 @@ events were just written by this very execution, so they are folded from the
 ``jf.Event`` objects it appended instead (no decode, no digest check: nothing
 was read), and the head digest is the one the append computed.
 
-Between two checkpoints the run keeps only those events (the tail). A
+Between two checkpoints the run keeps only what those events (the tail) fold
+to: they are folded as they commit (:meth:`RunningCheckpoints.committed`),
+while they are still in the CPU's caches (folding them at the checkpoint
+walked tens of MB of cold objects) and so that the events themselves are
+freed: a fan-out's request and completion become one ``CallEntry``. Only
+requests, completions of the run's own requests and events the fold ignores
+are folded then (a fan-out's events); from the first other event on, the tail
+keeps the events, folded at the checkpoint over the whole index. A
 checkpoint is built on a new index: the last one this execution wrote, read
 back, checked and decoded (its events are immutable), or at the first one the
 loaded index seen through an overlay (``_TailCalls``: the loaded entries are
@@ -32,6 +39,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import logging
+import operator
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -42,6 +50,7 @@ import journal_format as jf
 from ..errors import JournalCorruptError
 from .chain import AppendResult
 from .checkpoints import _TailCalls, fold_events, put_checkpoint, seal_index
+from .frozen import Frozen, fold_calls, seal_frozen
 
 _log = logging.getLogger("replay_engine")
 
@@ -51,10 +60,13 @@ class RunningCheckpoints:
 
     ``loaded`` is the runtime's index (covering the events the execution
     loaded), never written here. ``stored`` is the (events, head) of the last
-    checkpoint this execution wrote, or None. ``tail`` holds the events this
-    execution committed after what that checkpoint (else ``loaded``) covers,
-    in seq order, or None when that is not known (someone else appended in
-    between): the next checkpoint then folds from LMDB.
+    checkpoint this execution wrote, or None. The events this execution
+    committed after what that checkpoint (else ``loaded``) covers are, in seq
+    order, the ``folded`` first ones (their calls in ``entries``, with the
+    stored checkpoint's effects still in flight; ``started`` and ``logs``)
+    then the ``tail`` ones (events); ``tail`` is None when that is not known
+    (someone else appended in between): the next checkpoint then folds from
+    LMDB.
 
     Nothing else is kept between checkpoints: the index a checkpoint is built
     from is made for it (from the stored checkpoint, decoded and checked, or
@@ -63,18 +75,41 @@ class RunningCheckpoints:
     rule), never a second index of every call.
     """
 
-    __slots__ = ("_carry", "_carry_next", "_written", "loaded", "stored", "tail")
+    __slots__ = (
+        "_carry_next",
+        "_frozen",
+        "_frozen_next",
+        "_written",
+        "entries",
+        "folded",
+        "last",
+        "loaded",
+        "logs",
+        "started",
+        "stored",
+        "tail",
+    )
 
     def __init__(self, loaded: jf.CallIndex) -> None:
         self.loaded = loaded
         self.stored: tuple[int, bytes] | None = None
-        self.tail: list[jf.Event] | None = []
         self._written: tuple[int, bytes] | None = None
-        self._carry: dict[bytes, jf.CallEntry] = {}
-        """The stored checkpoint's effects still in flight, as entries: their
-        outcomes come after it (a fan-out's requests commit well ahead of
-        their completions), and each would be decoded and looked up again."""
+        self.entries: dict[bytes, jf.CallEntry] = {}
+        """The calls the folded events made or changed, and the stored
+        checkpoint's effects still in flight, as entries: their outcomes come
+        after it (a fan-out's requests commit well ahead of their
+        completions), and each would be decoded and looked up again."""
+        self.folded = 0
+        self.last: jf.Event | None = None
+        self.started: jf.RunStarted | None = None
+        self.logs: list[tuple[bytes, int]] = []
+        self.tail: list[jf.Event] | None = []
         self._carry_next: dict[bytes, jf.CallEntry] = {}
+        self._frozen = Frozen(loaded) if not loaded.calls else None
+        """The stored checkpoint's settled calls, encoded (``frozen.py``), or
+        None: the next checkpoint is built the general way. A resumed run's
+        loaded calls are not encoded here: it starts without."""
+        self._frozen_next: Frozen | None = None
 
     @property
     def covered(self) -> int:
@@ -84,8 +119,13 @@ class RunningCheckpoints:
 
     def created(self, started: jf.RunStarted) -> None:
         """The run was created by this execution: ``started`` is its event 0."""
-        if self.stored is None and self.tail == [] and self.loaded.events == 0:
-            self.tail = [started]
+        if (
+            self.stored is None
+            and self.tail == []
+            and not self.folded
+            and self.loaded.events == 0
+        ):
+            self._fold((started,))
 
     def committed(self, result: AppendResult, events: Sequence[jf.Event]) -> None:
         """This execution committed ``events`` (without a checkpoint): note them.
@@ -96,20 +136,50 @@ class RunningCheckpoints:
         tail = self.tail
         if tail is None:
             return
-        if result.first_seq != self.covered + len(tail):
-            self.tail = None  # someone else's events: LMDB decides next time
+        if result.first_seq != self.covered + self.folded + len(tail):
+            self.unknown()  # someone else's events: LMDB decides next time
             return
-        tail.extend(events)
+        if tail:
+            tail.extend(events)
+        else:
+            self._fold(events)
+
+    def _fold(self, events: Sequence[jf.Event]) -> None:
+        """Fold ``events`` into ``entries``, up to the first one not folded here.
+
+        That one and every event after it go to the tail (folded at the
+        checkpoint, in order, over the whole index).
+        """
+        logs = self.logs
+        done, started = fold_calls(
+            self.entries, events, self.covered + self.folded, logs
+        )
+        if started is not None:
+            self.started = started
+        if done:
+            self.folded += done
+            self.last = events[done - 1]
+        if done != len(events):
+            self.tail = list(events[done:])
 
     def checkpointed(self) -> None:
         """The checkpoint :meth:`write` made was committed: it is the base now."""
         self.stored, self._written = self._written, None
-        self._carry, self._carry_next = self._carry_next, {}
-        self.tail = []
+        self.entries, self._carry_next = self._carry_next, {}
+        self._frozen, self._frozen_next = self._frozen_next, None
+        self._restart([])
 
     def unknown(self) -> None:
         """Events were appended that are not in the tail (another path)."""
-        self.tail = None
+        self.entries = {}  # not used until the next checkpoint
+        self._frozen = None
+        self._restart(None)
+
+    def _restart(self, tail: list[jf.Event] | None) -> None:
+        self.folded = 0
+        self.last = self.started = None
+        self.logs = []
+        self.tail = tail
 
     def write(
         self,
@@ -127,32 +197,38 @@ class RunningCheckpoints:
         they are, so a retried transaction (a map grown) starts over from the
         same state.
         """
-        self._written = None
+        self._written = self._frozen_next = None
+        sealed = self._write_frozen(txn, dbs, run_id, events, result)
+        if sealed is not None:
+            txn.put(jf.run_prefix(run_id), sealed, db=dbs[jf.DB_CHECKPOINTS])
+            return result.first_seq + len(events)
         try:
             index = self._base(txn, dbs, run_id)
             tail = self.tail
             if (
                 index is not None
                 and tail is not None
-                and result.first_seq == index.events + len(tail)
+                and result.first_seq == index.events + self.folded + len(tail)
             ):
-                fold_own(index, itertools.chain(tail, events))
+                self._folded_into(index)
+                fold_own(index, itertools.chain(tail, events) if tail else events)
             else:
                 index = _overlay(self.loaded) if index is None else index
                 fold_events(txn, dbs, run_id, index, None)
         except (JournalCorruptError, jf.FormatError) as exc:
             # Never lose the events being appended over derived data.
             _log.warning("run %r: no checkpoint written: %s", run_id, exc)
-            self._carry = {}  # a fold stopped part-way through them
+            self.unknown()  # a fold stopped part-way through the entries
             return 0
         index.head = result.head
         calls = index.calls
         effect = jf.EFFECT
+        # ``result`` first: most entries have one, and the test stops there.
         self._carry_next = {
             key: entry
             for key, entry in dict.items(calls)
-            if entry.kind == effect
-            and entry.result is None
+            if entry.result is None
+            and entry.kind == effect
             and entry.error is None
             and not entry.abandoned
         }
@@ -169,6 +245,62 @@ class RunningCheckpoints:
         del index  # the index's objects: before LMDB copies the record
         txn.put(jf.run_prefix(run_id), sealed, db=dbs[jf.DB_CHECKPOINTS])
         return self._written[0]
+
+    def _write_frozen(
+        self,
+        txn: Any,
+        dbs: dict[bytes, Any],
+        run_id: str,
+        events: Sequence[jf.Event],
+        result: AppendResult,
+    ) -> bytearray | None:
+        """The checkpoint built on the frozen part (``frozen.py``), or None.
+
+        Only when every event since the stored checkpoint, these included, was
+        folded into ``entries`` (their copy, for these: nothing changes until
+        :meth:`checkpointed`, but entries a retried fold sets again).
+        """
+        frozen = self._frozen
+        seq = self.covered + self.folded
+        if frozen is None or self.tail or result.first_seq != seq:
+            return None
+        calls = dict(self.entries)
+        logs = list(self.logs)
+        done, started = fold_calls(calls, events, seq, logs)
+        if done != len(events):
+            return None
+        stored = None
+        if frozen.count:  # its calls' encodings: in the record written last
+            stored = txn.get(jf.run_prefix(run_id), db=dbs[jf.DB_CHECKPOINTS])
+        built = seal_frozen(
+            frozen,
+            stored,
+            calls,
+            run_id,
+            seq + done,
+            result.head,
+            logs,
+            self.started if started is None else started,
+            events[-1],
+        )
+        if built is None:
+            return None
+        sealed, self._frozen_next, self._carry_next = built
+        self._written = (seq + done, result.head)
+        return sealed
+
+    def _folded_into(self, index: jf.CallIndex) -> None:
+        """Put what the folded events made into ``index`` (which covers none)."""
+        if not self.folded:
+            return
+        # Into the index's own dict: the fold of this commit's events adds its
+        # calls there, not to ``entries`` (a retried transaction starts over).
+        dict.update(index.calls, self.entries)
+        if self.started is not None:
+            index.started = self.started
+        index.logs.update(self.logs)
+        index.events += self.folded
+        index.last_event = self.last
 
     def _base(
         self, txn: Any, dbs: dict[bytes, Any], run_id: str
@@ -199,10 +331,7 @@ class RunningCheckpoints:
         ) != (run_id, *stored) or len(checkpoint.keys) != len(checkpoint.calls):
             return None
         index = jf.CallIndex()
-        index.calls = calls = _EncodedCalls(checkpoint.keys, checkpoint.calls)
-        # The same states as their encodings: folding an event sets fields
-        # from it, so folding one again (a retried transaction) changes nothing.
-        dict.update(calls, self._carry)
+        index.calls = _EncodedCalls(checkpoint.keys, checkpoint.calls)
         index.logs = set(checkpoint.logs)
         index.signals = checkpoint.signals
         index.consumed_signals = set(checkpoint.consumed_signals)
@@ -272,14 +401,15 @@ class _EncodedCalls(dict[bytes, jf.CallEntry]):
     def merged(self) -> tuple[list[bytes], list[Any]]:
         """Every key in byte order, and its state: a ``CallEntry`` or a ``Raw``."""
         keys, calls = self.sorted_keys, list[Any](self.raws)
-        own = list(dict.keys(self))
+        own = dict.keys(self)
         last = keys[-1] if keys else b""
         # Most of a fan-out's calls are new and after every old key: one C
-        # comparison each sorts them out; only the rest are looked up.
-        added = [key for key in own if key > last]
+        # comparison each sorts them out (``filter`` of a bound comparison:
+        # no Python frame per key); only the rest are looked up.
+        added = list(filter(last.__lt__, own))
         if len(added) != len(own):
             bisect_left, place = bisect.bisect_left, dict.__getitem__
-            for key in [key for key in own if key <= last]:
+            for key in list(filter(last.__ge__, own)):
                 at = bisect_left(keys, key)
                 if keys[at] == key:
                     calls[at] = place(self, key)
@@ -288,10 +418,14 @@ class _EncodedCalls(dict[bytes, jf.CallEntry]):
         if not added:
             return keys, calls
         added.sort()
-        entry_of = dict.__getitem__
         if not keys or added[0] > last:
-            # New calls after every old one (a fan-out's, in key order).
-            return keys + added, calls + [entry_of(self, key) for key in added]
+            # New calls after every old one (a fan-out's, in key order); their
+            # entries in one C call (a Python call per key cost ~120 ns).
+            entries = operator.itemgetter(*added)(self)
+            if len(added) == 1:
+                entries = (entries,)
+            calls.extend(entries)
+            return keys + added, calls
         states = dict(zip(keys, calls, strict=True))
         states.update(dict.items(self))
         merged = sorted(states)
