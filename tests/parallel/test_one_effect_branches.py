@@ -23,7 +23,7 @@ from . import one_effect_flows as flows
 
 
 def _events(path: str) -> list[tuple[Any, ...]]:
-    """Every event's content, in journal order (keys and order count).
+    """Every event's content, in journal order.
 
     Without ``run_started``'s process name: the processes differ by name.
     """
@@ -36,10 +36,22 @@ def _events(path: str) -> list[tuple[Any, ...]]:
 
 
 def _run(process: Any, inputs: dict[str, Any], schedule: Schedule) -> tuple[Any, Any]:
+    """The result, each key's events in journal order, and every event counted.
+
+    Not the one interleaving of all events: which sibling's completion is
+    journaled first is timing (the schedule's delays hold branches apart, but
+    a loaded host can still swap two), so two executions of the same path may
+    interleave differently. A branch that took another key, or lost, doubled
+    or reordered an event of its own, changes what is compared.
+    """
     with tempfile.TemporaryDirectory() as path:
         execution = run_schedule(process, inputs, schedule, path=path)
         assert execution.status == "completed"
-        return execution.result, _events(path)
+        events = _events(path)
+    by_key: dict[Any, list[tuple[Any, ...]]] = {}
+    for event in events:
+        by_key.setdefault(event[0], []).append(event)
+    return execution.result, (by_key, sorted(map(repr, events)))
 
 
 @settings(max_examples=15, deadline=None)
