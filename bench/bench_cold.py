@@ -34,8 +34,10 @@ try, so every try resumes the same crash. Each try is a fresh child interpreter
 that imports the engine and first resumes a tiny crashed run of the same
 process (3 effects) in a scratch journal: the first import of the run layer and
 its first use, which a worker or any process that resumed once has paid (the
-floor's child imports lmdb and msgspec before timing too); that cost is its own
-column (``first resume s``) and the last ratio column adds it back. Then it
+floor's child imports lmdb and msgspec before timing too); then resumes a
+second copy of that tiny crash, now warm. The first less the second (the
+tiny resume's own open, fold and commit, which the timed resume pays itself)
+is its own column (``first resume s``) and the last ratio column adds it back. Then it
 times, end to end, ``Engine(journal)`` + ``resume`` (open, read the checkpoint
 and fold the events after it with their digest and chain checks, re-execute,
 dispatch the in-flight task again, commit with the checkpoint, the run
@@ -182,10 +184,19 @@ def floor(journal: str, run_id: str, events: int) -> tuple[float, float]:
 def child_resume(journal: str, name: str, n: int, profile: bool) -> dict[str, Any]:
     # A process that resumed once (a worker): the run layer is imported and
     # used once, here, untimed in the ratio but reported as its own column.
-    first, first_cpu = time.perf_counter(), time.process_time()
-    with Engine(os.environ["BENCH_COLD_WARM"]) as warm:
-        _check(warm.resume(name, process=PROCESSES[name]).status == "completed", "warm")
-    first, first_cpu = time.perf_counter() - first, time.process_time() - first_cpu
+    # The extra is that resume less the same tiny resume again, now warm (a
+    # second copy of the crash): its own open, fold and fsync'd commit are
+    # what the timed resume pays itself, so they are not counted twice.
+    def tiny(path: str) -> tuple[float, float]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        with Engine(path) as warm:
+            status = warm.resume(name, process=PROCESSES[name]).status
+        _check(status == "completed", "warm")
+        return time.perf_counter() - wall, time.process_time() - cpu
+
+    first, first_cpu = tiny(os.environ["BENCH_COLD_WARM"])
+    again, again_cpu = tiny(os.environ["BENCH_COLD_WARM"] + "-again")
+    first, first_cpu = max(0.0, first - again), max(0.0, first_cpu - again_cpu)
     from replay_engine._store.store import Store
 
     phases = {"fold": 0.0, "append": 0.0}
@@ -421,8 +432,9 @@ def _cold_point(
             shutil.rmtree(copy, ignore_errors=True)
             shutil.copytree(crashed, copy)
             warm_copy = base / "warm-try"
-            shutil.rmtree(warm_copy, ignore_errors=True)
-            shutil.copytree(base / f"warm-{name}", warm_copy)
+            for scratch in (warm_copy, base / "warm-try-again"):
+                shutil.rmtree(scratch, ignore_errors=True)
+                shutil.copytree(base / f"warm-{name}", scratch)
             extra = {"PYTHONPATH": tree} if tree else {}
             trees[tree].append(
                 child(
