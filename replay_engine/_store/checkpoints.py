@@ -244,16 +244,7 @@ def put_checkpoint(
     after it are folded into an overlay (:class:`_TailCalls`) and the
     checkpoint is built from both. Returns 0 when no checkpoint was written.
     """
-    index = jf.CallIndex()
-    overlay = _TailCalls(base.calls)
-    index.calls = overlay
-    index.logs = set(base.logs)
-    index.signals = list(base.signals)
-    index.consumed_signals = set(base.consumed_signals)
-    index.started = base.started
-    index.last_event = base.last_event
-    index.events = base.events
-    index.head = base.head
+    index = overlay_index(base)
     try:
         fold_events(txn, dbs, run_id, index, None)
     except JournalCorruptError as exc:
@@ -262,6 +253,24 @@ def put_checkpoint(
         return 0
     txn.put(jf.run_prefix(run_id), seal_index(run_id, index), db=dbs[jf.DB_CHECKPOINTS])
     return index.events
+
+
+def overlay_index(base: jf.CallIndex) -> jf.CallIndex:
+    """A new index equal to ``base`` whose folds never write ``base``'s entries.
+
+    Its calls are a :class:`_TailCalls` over ``base``'s; for an empty base (a
+    fresh run's) a plain dict, whose lookups are C calls.
+    """
+    index = jf.CallIndex()
+    index.calls = _TailCalls(base.calls) if base.calls else {}
+    index.logs = set(base.logs)
+    index.signals = list(base.signals)
+    index.consumed_signals = set(base.consumed_signals)
+    index.started = base.started
+    index.last_event = base.last_event
+    index.events = base.events
+    index.head = base.head
+    return index
 
 
 def seal_index(run_id: str, index: jf.CallIndex) -> bytearray:

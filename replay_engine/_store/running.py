@@ -49,7 +49,7 @@ import journal_format as jf
 
 from ..errors import JournalCorruptError
 from .chain import AppendResult
-from .checkpoints import _TailCalls, fold_events, put_checkpoint, seal_index
+from .checkpoints import fold_events, overlay_index, put_checkpoint, seal_index
 from .frozen import Frozen, fold_calls, seal_frozen
 
 _log = logging.getLogger("replay_engine")
@@ -213,7 +213,7 @@ class RunningCheckpoints:
                 self._folded_into(index)
                 fold_own(index, itertools.chain(tail, events) if tail else events)
             else:
-                index = _overlay(self.loaded) if index is None else index
+                index = overlay_index(self.loaded) if index is None else index
                 fold_events(txn, dbs, run_id, index, None)
         except (JournalCorruptError, jf.FormatError) as exc:
             # Never lose the events being appended over derived data.
@@ -314,7 +314,7 @@ class RunningCheckpoints:
         """
         stored = self.stored
         if stored is None:
-            return _overlay(self.loaded)
+            return overlay_index(self.loaded)
         raw = txn.get(jf.run_prefix(run_id), db=dbs[jf.DB_CHECKPOINTS])
         if raw is None:
             return None
@@ -430,22 +430,6 @@ class _EncodedCalls(dict[bytes, jf.CallEntry]):
         states.update(dict.items(self))
         merged = sorted(states)
         return merged, list(map(states.__getitem__, merged))
-
-
-def _overlay(base: jf.CallIndex) -> jf.CallIndex:
-    """A new index equal to ``base`` that never writes ``base``'s entries."""
-    index = jf.CallIndex()
-    # A fresh run's loaded index is empty: a plain dict then (its lookups
-    # are C calls; the overlay's ``get`` is Python's).
-    index.calls = _TailCalls(base.calls) if base.calls else {}
-    index.logs = set(base.logs)
-    index.signals = list(base.signals)
-    index.consumed_signals = set(base.consumed_signals)
-    index.started = base.started
-    index.last_event = base.last_event
-    index.events = base.events
-    index.head = base.head
-    return index
 
 
 def fold_own(index: jf.CallIndex, events: Iterable[jf.Event]) -> None:
