@@ -541,6 +541,7 @@ def main() -> None:
             else:
                 crash(base / "c", kind, int(n))
                 crash(base / "w", kind, 3)
+                shutil.copytree(base / "w", base / "w-again")
                 out = child(
                     f"resume:{kind}:{n}",
                     base / "c",
