@@ -4,7 +4,7 @@ A run nobody executes (its run lock is free: waiting, queued, failed, or
 interrupted) is cancelled at once, under its lock, in one transaction. A run
 executing here or elsewhere gets a ``cancel_requested`` event instead (no
 lock, like a post); its executor sees it within a second and ends the run
-itself (``_run.halting``). Either way the end is one transaction, so a
+itself (``_run.settle.HaltWatch``). Either way the end is one transaction, so a
 canceller killed at any moment leaves the run cancelled or as it was.
 """
 

@@ -35,8 +35,8 @@ if TYPE_CHECKING:
 
 # The runtime (and asyncio with it) is imported by the methods that execute,
 # not here: an Engine opened to read a journal never needs it (issue 16).
-# Nor ``code_changes`` (its dataclass, msgspec's inspection, logging): only
-# ``run``/``resume`` compare the code with the journal's.
+# Nor ``process_ref`` (``CodeNow`` and the comparison of the code with the
+# journal's): only ``run``/``resume`` use it.
 ProcessFn = Callable[[Any, "Context"], Coroutine[Any, Any, Any]]
 OnProgress = Callable[[RunStats], None]
 OnLog = Callable[[str, str, dict[str, Any]], None]
@@ -143,7 +143,7 @@ class Executing(EngineBase):
             inputs, f"the inputs of run {run_id!r}", "; nothing was recorded"
         )
         address = jf.payload_ref(inputs_bytes)
-        from .code_changes import CodeNow  # start-up: see the note below
+        from .._run.process_ref import CodeNow  # start-up: see the note below
 
         code = CodeNow.of(process)
         started = jf.RunStarted(
@@ -291,7 +291,7 @@ class Executing(EngineBase):
             fn = self._processes.resolve(run_id, self._first(run_id), process)
             if process is not None:
                 self._processes.used(run_id, fn)
-            from .code_changes import (
+            from .._run.process_ref import (
                 CodeNow,
                 change_warnings,
                 code_changed_first,

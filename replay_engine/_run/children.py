@@ -36,7 +36,7 @@ from .._store import children as _children
 from .._store.payload import encode_or_refuse
 from ..errors import ReplayEngineError, task_failure
 from . import process_ref, waits
-from .divergence import call_site
+from .decisions import call_site
 from .parallel import BranchAbandoned, Resolved
 from .scope import Scope
 from .state import ExecutionState

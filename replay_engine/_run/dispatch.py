@@ -25,12 +25,11 @@ import journal_format as jf
 from ..errors import ExecutorUnavailable
 from . import jobs
 from .calls import Call, Slots, cancelled_inside, injected_outcome
-from .eager import start_eager
-from .executors import ExecutorSet
+from .executors import ExecutorSet, start_eager
 from .group_commit import shared_pump
 from .hooks import Hooks
+from .jobs import exception_names
 from .journal import RunJournal
-from .retry import exception_names
 from .tasks import TaskContext, _task_context
 from .typed import convert_args
 from .wakes import Wakes

@@ -25,14 +25,16 @@ Key-less events an execution or a canceller may leave after the terminal one
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import journal_format as jf
 
 from ..errors import NonDeterminismError
-from .divergence import describe_entry, divergence
+from .decisions import describe_entry, divergence
 
 if TYPE_CHECKING:
+    from typing import Protocol
+
     from .._store.keyed import KeyedCalls
 
 _CLOSED = (jf.RunCompleted, jf.RunFailed)
@@ -46,22 +48,25 @@ VALUE_TEXT = 120
 """How much of a result's repr a divergence message shows."""
 
 
-class _Stored(Protocol):
-    @property
-    def seq(self) -> int: ...
-    @property
-    def event(self) -> jf.Event: ...
+# The Protocols are for the type checker only: building them costs a first
+# resume about 50 µs (issue 17).
+if TYPE_CHECKING:
 
+    class _Stored(Protocol):
+        @property
+        def seq(self) -> int: ...
+        @property
+        def event(self) -> jf.Event: ...
 
-class RunJournal(Protocol):
-    """What this module needs of ``journal.RunJournal`` (which imports it)."""
+    class RunJournal(Protocol):
+        """What this module needs of ``journal.RunJournal`` (which imports it)."""
 
-    run_id: str
-    ended: Ending | None
-    entries: dict[bytes, jf.CallEntry] | KeyedCalls
+        run_id: str
+        ended: Ending | None
+        entries: dict[bytes, jf.CallEntry] | KeyedCalls
 
-    def payload(self, ref: bytes) -> bytes: ...
-    def remember(self, error: NonDeterminismError) -> NonDeterminismError: ...
+        def payload(self, ref: bytes) -> bytes: ...
+        def remember(self, error: NonDeterminismError) -> NonDeterminismError: ...
 
 
 class Ending:

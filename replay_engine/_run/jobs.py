@@ -1,7 +1,32 @@
-"""Code that runs where effects execute: pool threads, pool processes, workers.
+r"""Code that runs where effects execute, and the retry policy of what it reports.
 
-Arguments and results cross as msgspec bytes; a remote worker gets a
-task by reference (``module:qualname``), never a pickled function.
+Pool threads, pool processes and workers run it. Arguments and results cross as
+msgspec bytes; a remote worker gets a task by reference (``module:qualname``),
+never a pickled function.
+
+Retry policies (the end of this module): which failures are retried, and how
+long to wait first. An attempt's failure reaches the runtime as names, not as
+an exception object (it may have been raised in a pool process or on a Dask
+worker), so the policy is matched by name: the worker records the
+module-qualified name of every class in the exception's MRO
+(:func:`exception_names`), and ``isinstance`` against a policy's types is "one
+of the policy's names is in that list".
+
+The wait before retry ``n`` (``n`` = the attempt that failed, from 1)::
+
+    base  = backoff * 2 ** (n - 1)
+    delay = min(base, max_backoff)
+    if jitter:
+        digest = blake3(f"{run_id}\x00{key}\x00{n}".encode()).digest()
+        u = int.from_bytes(digest[:8], "big") / 2**64   # in [0, 1)
+        delay = delay * (0.5 + u / 2)                    # a factor in [0.5, 1)
+
+``u`` depends only on the run id, the call's key and the attempt number, so a
+replay, a resume and a test all compute the same delays (the one recorded in
+``attempt_failed.retry_in``).
+
+(One module with the attempts: a first resume imports both, and each module
+is an import it pays, issue 17.)
 """
 
 from __future__ import annotations
@@ -14,12 +39,13 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
+
+from blake3 import blake3
 
 import journal_format as jf
 
-from .retry import exception_names
 from .tasks import TaskContext, TaskDef, _task_context, as_task
 from .typed import convert_args
 
@@ -34,7 +60,7 @@ NOT_RUN = 4
 
 # (status, payload): OK -> result bytes; ERROR -> (type, message, traceback,
 # names), names being the qualified names of the exception's classes, which
-# the retry policy matches (retry.retryable);
+# the retry policy matches (retryable, below);
 # PAYLOAD_ERROR -> message; INTERRUPTED -> the BaseException the attempt raised
 # (KeyboardInterrupt, SystemExit …: not the task's failure, nothing is
 # recorded for it); NOT_RUN -> None (a later attempt of the same pool job,
@@ -284,3 +310,61 @@ def _watch(engine_pid: int, parent: int) -> None:
     while os.getppid() == parent and _alive(engine_pid):
         time.sleep(_WATCH_SECONDS)
     os._exit(1)
+
+
+NON_RETRYABLE = "replay_engine.NonRetryable"
+"""The qualified name :class:`~replay_engine.NonRetryable` records under."""
+
+
+def qualified_name(cls: type) -> str:
+    """``module.qualname`` of a class, ``builtins.`` included.
+
+    ``__mp_main__`` (the name a process pool gives the parent's main module)
+    reads as ``__main__``, so a class defined in a script matches in the pool too.
+    """
+    module = cls.__module__
+    if module == "__mp_main__":
+        module = "__main__"
+    return f"{module}.{cls.__qualname__}"
+
+
+def exception_names(cls: type) -> tuple[str, ...]:
+    """Qualified names of ``cls`` and its bases, ``object`` left out."""
+    return tuple(qualified_name(c) for c in cls.__mro__ if c is not object)
+
+
+def _names(types: tuple[type[BaseException], ...]) -> frozenset[str]:
+    return frozenset(qualified_name(t) for t in types)
+
+
+def retryable(tdef: TaskDef[..., Any], names: Sequence[str]) -> bool:
+    """Whether a failure whose MRO is ``names`` may be retried under ``tdef``.
+
+    ``NonRetryable`` and ``non_retryable`` win over ``retry_on``.
+    """
+    if NON_RETRYABLE in names:
+        return False
+    if tdef.non_retryable and not _names(tdef.non_retryable).isdisjoint(names):
+        return False
+    if tdef.retry_on is None:
+        return True
+    return not _names(tdef.retry_on).isdisjoint(names)
+
+
+def jitter_factor(run_id: str, key: str, attempt: int) -> float:
+    """A factor in ``[0.5, 1)`` fixed by ``(run_id, key, attempt)``."""
+    digest = blake3(f"{run_id}\x00{key}\x00{attempt}".encode()).digest()
+    return 0.5 + int.from_bytes(digest[:8], "big") / 2**65
+
+
+def backoff_delay(
+    tdef: TaskDef[..., Any], run_id: str, key: str, attempt: int
+) -> float:
+    """Seconds to wait after failed attempt ``attempt`` (see the module doc)."""
+    if tdef.backoff <= 0:
+        return 0.0
+    # The exponent is capped so a very long retry series cannot overflow.
+    delay = min(tdef.backoff * 2.0 ** min(attempt - 1, 64), tdef.max_backoff)
+    if tdef.jitter:
+        delay *= jitter_factor(run_id, key, attempt)
+    return delay

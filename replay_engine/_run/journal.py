@@ -20,17 +20,19 @@ from ``decisions.py``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import journal_format as jf
 
-from .._store.keyed import KeyedCalls, Visited
 from .._store.running import RunningCheckpoints
 from .._store.store import AppendResult, GroupItem, Store
 from ..errors import JournalWriteError, NonDeterminismError
-from .decisions import ReplayDecisions
-from .history import Ending
+from .decisions import Reached, ReplayDecisions, reached_for
 from .hooks import SimulatedCrash
-from .reached import Reached, reached_for
+
+if TYPE_CHECKING:  # time travel only (``load_keyed``): not imported by a resume
+    from .._store.keyed import KeyedCalls, Visited
+    from .history import Ending
 
 GROUP = -1
 """The call kind of a parallel group: it takes a key but records nothing there,
@@ -167,6 +169,8 @@ class RunJournal(ReplayDecisions):
         (``_store/keyed.py``). Answers are the same as after :meth:`load`;
         nothing may be recorded (no checkpoint either).
         """
+        from .._store.keyed import Visited  # time travel only: not at start-up
+
         index, calls = self.store.keyed_index(self.run_id, stop)
         self.index = index
         self.entries = calls
@@ -191,7 +195,7 @@ class RunJournal(ReplayDecisions):
         """
         size = jf.ADDRESS_SIZE
         entries = self.entries
-        if isinstance(entries, KeyedCalls):
+        if not isinstance(entries, dict):  # keyed calls (decisions._sorted_from)
             return  # each is read when its call is answered
         wanted = {
             e.result

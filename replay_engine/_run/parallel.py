@@ -49,8 +49,7 @@ from journal_format import encode_component, key_bytes_to_text
 from journal_format._keys import COMPONENTS
 
 from ..errors import ThunkRequired
-from .continuation import _continue
-from .feed import Feed
+from .feed import Feed, _continue
 from .scope import Scope, current_scope
 
 T = TypeVar("T")

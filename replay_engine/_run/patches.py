@@ -32,7 +32,7 @@ import journal_format as jf
 from journal_format import PATCH, encode_component
 
 from ..errors import PatchConflictError, PatchError
-from .divergence import call_site, describe_entry, divergence
+from .decisions import call_site, describe_entry, divergence
 from .journal import RunJournal
 from .scope import Scope
 

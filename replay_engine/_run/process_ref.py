@@ -6,6 +6,19 @@ code it ran), so a resume can warn when the code changed, naming the function.
 A reference read from a journal is only a claim: it is loaded only when it
 matches what this user remembered (:mod:`.remembered`), and then from
 the remembered import root, never from the current directory.
+
+Noticing that a run's process changed (``CodeNow`` and below): every
+execution records the fingerprint of the code it ran (``run_started`` for the
+first, then each ``execution`` event, JF-114). A resume compares the code it is
+about to run with the latest recorded one and, when they differ, warns naming
+the functions that changed; if the resume then diverges, the
+``NonDeterminismError`` says first that the code changed.
+
+Runs recorded before code fingerprints hold a hash of the module's source;
+they are compared with that, as before (any edit of the module counts).
+
+(One module: a first resume names, checks and fingerprints its process and
+compares the code, and each module is an import it pays, issue 17.)
 """
 
 from __future__ import annotations
@@ -13,16 +26,25 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
+import logging
 import os
 import sys
 import types
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import blake3
+import msgspec
 
-from ..errors import ProcessImportError
+import journal_format as jf
+
+from ..errors import NonDeterminismError, ProcessImportError
 from .tasks import TaskDef, importable_module_name
+
+if TYPE_CHECKING:
+    from .._store.store import Store
+
+_log = logging.getLogger("replay_engine")
 
 
 class NotAProcessError(ProcessImportError, TypeError):
@@ -281,3 +303,127 @@ def _import(ref: str) -> Callable[..., Any]:
     if not callable(obj):
         raise ProcessImportError(f"{ref!r} is not a function")
     return obj  # type: ignore[no-any-return]
+
+
+class CodeNow:
+    """The code about to run: its fingerprint and per-function hashes.
+
+    A plain class: a dataclass costs about 0.6 ms to build at import, which
+    every first resume pays (issue 17).
+    """
+
+    __slots__ = ("code", "fingerprint")
+
+    def __init__(self, fingerprint: str, code: dict[str, str]) -> None:
+        self.fingerprint = fingerprint
+        self.code = code
+
+    @classmethod
+    def of(cls, fn: Callable[..., Any]) -> CodeNow:
+        fingerprint, code = code_of(fn)
+        return cls(fingerprint, code)
+
+    def stamp(self, event: jf.ExecutionStarted) -> jf.ExecutionStarted:
+        """The ``execution`` event, carrying this code's fingerprint."""
+        return msgspec.structs.replace(
+            event, fingerprint=self.fingerprint, code=self.code or None
+        )
+
+
+def last_recorded(
+    store: Store, run_id: str, record: jf.RunRecord, started: jf.RunStarted
+) -> tuple[str, dict[str, str] | None]:
+    """The fingerprint (and function map) of the latest execution that has one.
+
+    One read of one event (the run record knows its seq), on resume only.
+    """
+    seq = record.last_execution_seq
+    if seq is not None and seq > 0:
+        for stored in store.read_events(run_id, seq, seq + 1):
+            event = stored.event
+            if isinstance(event, jf.ExecutionStarted) and event.fingerprint:
+                return event.fingerprint, event.code
+    return started.fingerprint, started.code
+
+
+def describe_change(
+    fn: Callable[..., Any],
+    now: CodeNow,
+    recorded: tuple[str, dict[str, str] | None],
+) -> str:
+    """What changed in the code since it was recorded ("" when nothing did)."""
+    fingerprint, code = recorded
+    if not fingerprint.startswith(CODE_PREFIX):
+        # Written before code fingerprints: compare like with like.
+        if module_fingerprint(fn) == fingerprint:
+            return ""
+        return f"the module of {reference(fn)} changed"
+    if fingerprint == now.fingerprint:
+        return ""
+    if not code:
+        return f"the code of {reference(fn)} changed"
+    changed = sorted(n for n, h in now.code.items() if code.get(n) not in (None, h))
+    added = sorted(n for n in now.code if n not in code)
+    removed = sorted(n for n in code if n not in now.code)
+    parts = []
+    if changed:
+        parts.append("changed: " + ", ".join(changed))
+    if added:
+        parts.append("new: " + ", ".join(added))
+    if removed:
+        parts.append("gone: " + ", ".join(removed))
+    module = reference(fn).partition(":")[0]
+    detail = "; ".join(parts) or "its constants or flags"
+    return f"functions of {module} ({detail})"
+
+
+def change_warnings(
+    run_id: str, started: jf.RunStarted, fn: Callable[..., Any], change: str
+) -> list[str]:
+    """The warning (also logged) when the process or its code changed."""
+    ref = reference(fn)
+    if ref != started.process:
+        message = (
+            f"run {run_id!r} was started with process {started.process!r} and is"
+            f" executed with {ref!r} as asked; replay will stop with"
+            " NonDeterminismError if it does not make the calls already recorded"
+        )
+    elif change:
+        message = (
+            f"the code of process {started.process!r} changed since run"
+            f" {run_id!r} last executed ({change}); replay will stop with"
+            " NonDeterminismError if the change alters the calls already"
+            " recorded (guard such changes with ctx.patched, docs/evolving-code.md)"
+        )
+    else:
+        return []
+    _log.warning("%s", message)
+    return [message]
+
+
+def code_changed_first(error: NonDeterminismError, change: str) -> NonDeterminismError:
+    """The same divergence, its message saying first that the code changed."""
+    message = str(error)
+    head, sep, _causes = message.partition(" Likely causes:\n")
+    if not sep:
+        return error
+    fork = message[message.find("\nTo branch") :] if "\nTo branch" in message else ""
+    text = (
+        f"the code changed since this run last executed ({change}).\n{head}"
+        " Likely causes:\n"
+        "  1. the code changed: guard the change with ctx.patched(...) so runs"
+        " recorded before it keep their path (docs/evolving-code.md), or fork the"
+        " run;\n"
+        "  2. a branch on time, randomness or the environment read outside"
+        " ctx.now()/ctx.random()/ctx.uuid();\n"
+        "  3. iterating a set, or a dict built in an order that changed." + fork
+    )
+    return type(error)(
+        text,
+        run_id=error.run_id,
+        key=error.key,
+        seq=error.seq,
+        recorded=error.recorded,
+        replayed=error.replayed,
+        replayed_args=error.replayed_args,
+    )

@@ -33,8 +33,8 @@ import journal_format as jf
 from .._store.outcomes import cancel_branches
 from ..errors import ReplayEngineError, TaskFailed
 from .backend import ContextBackend
-from .continuation import _continue
-from .divergence import divergence
+from .decisions import divergence
+from .feed import _continue
 from .parallel import (
     _NO_ITEM,
     _PENDING,

@@ -35,19 +35,20 @@ from ..errors import (
 # sub-run, a patch, a timer, an external call, a retry's backoff): a plain
 # resume never does, and each module is 0.1-0.3 ms of a process's first
 # resume (bench/README.md, s19i; tests/engine/test_resume_imports.py).
-from . import context as _context, gc_relax, jobs, retry
+from . import context as _context, gc_relax, jobs
 from .context import Context
+from .decisions import call_site, describe_args
 from .dispatch import Call, ExecutorSet, Slots
-from .divergence import call_site, describe_args
-from .halting import HaltWatch, settle_halted
 from .journal import GROUP, RunJournal
 from .parallel import BranchAbandoned, Resolved, one_effect_codes
 from .scope import Scope, current_scope
 from .settle import (
+    HaltWatch,
     Outcome,
     error_info,
     settle_fault,
     settle_finished,
+    settle_halted,
     settle_waiting,
     stop,
 )
@@ -495,8 +496,8 @@ class Runtime(ExecutionState):
             error = jf.ErrorInfo(
                 type=payload[0], message=payload[1], traceback=payload[2]
             )
-            if attempt <= tdef.retries and retry.retryable(tdef, payload[3]):
-                delay = retry.backoff_delay(tdef, self.run_id, key_text, attempt)
+            if attempt <= tdef.retries and jobs.retryable(tdef, payload[3]):
+                delay = jobs.backoff_delay(tdef, self.run_id, key_text, attempt)
                 self.record(
                     jf.AttemptFailed(
                         key=key, attempt=attempt, error=error, retry_in=delay

@@ -97,7 +97,7 @@ class ExecutionState:
         self.due: dict[bytes, int] = {}
         """Deadlines and parked timers of blocked calls (UTC ns)."""
         self.run_deadline_ns: int | None = None
-        """The run's own deadline (UTC ns), set by ``halting`` when it watches."""
+        """The run's own deadline (UTC ns), set by ``settle.HaltWatch``."""
         self.groups: set[Any] = set()
         self.unawaited: dict[bytes, tuple[Any, str, tuple[CodeType, int] | None]] = {}
         """Live ``ctx.task`` calls made and not yet started: key -> (coroutine,

@@ -21,7 +21,7 @@ from .._store.outcomes import bind_signal
 from .._store.posts import expire
 from ..errors import JournalCorruptError, JournalWriteError, task_failure
 from . import history
-from .divergence import call_site
+from .decisions import call_site
 from .parallel import BranchAbandoned
 from .quiet import schedule_quiet_check
 from .state import ExecutionState, Stopped

@@ -138,11 +138,11 @@ NOT_FOR_READING = (
     "replay_engine._cli.check_cmd",
     # Dataclasses of methods these commands do not call (issue 16, s16c):
     # replay's snapshot, check_compatible's and statistics' results, the
-    # code-change comparison of run/resume, the journal's usage.
+    # journal's usage (the code-change comparison of run/resume is in
+    # _run.process_ref, above).
     "replay_engine._api.snapshots",
     "replay_engine._api.compat_result",
     "replay_engine._api.statistics_result",
-    "replay_engine._api.code_changes",
     "replay_engine._store.usage",
 )
 

@@ -1,4 +1,4 @@
-"""The bitmap a resume marks reached calls in (``_run/reached.py``, issue 17).
+"""The bitmap a resume marks reached calls in (``_run/decisions.py``, issue 17).
 
 It replaced a set of keys; what ``RunJournal`` asks of it must not change:
 membership of recorded keys, a count of distinct reached calls, nothing for
@@ -12,8 +12,8 @@ from typing import Any
 
 import journal_format as jf
 from replay_engine import Engine, task
+from replay_engine._run.decisions import Reached
 from replay_engine._run.journal import RunJournal
-from replay_engine._run.reached import Reached
 
 
 def _entries(n: int) -> dict[bytes, jf.CallEntry]:
