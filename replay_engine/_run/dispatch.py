@@ -25,14 +25,13 @@ import journal_format as jf
 from ..errors import ExecutorUnavailable
 from . import jobs
 from .calls import Call, Slots, cancelled_inside, injected_outcome
-from .executors import ExecutorSet, start_eager
+from .executors import ExecutorSet, Wakes, start_eager
 from .group_commit import shared_pump
 from .hooks import Hooks
 from .jobs import exception_names
 from .journal import RunJournal
 from .tasks import TaskContext, _task_context
 from .typed import convert_args
-from .wakes import Wakes
 
 _new_tuple = tuple.__new__
 
@@ -113,7 +112,7 @@ class Dispatcher:
         """Slots given back while ``_start_ready`` runs, returned once per batch
         (one lock round trip, not one per inline or eager attempt); -1: not
         batching, give at once."""
-        """Branch wake-ups of a batch of outcomes, run after it (``wakes``)."""
+        """Branch wake-ups of a batch of outcomes, run after it (``Wakes``)."""
 
     # -- public ------------------------------------------------------------------
 
@@ -240,7 +239,7 @@ class Dispatcher:
                 self._start_ready()
             finally:
                 wakes.close()
-            wakes.run(self._fault)  # after the batch: see ``wakes``
+            wakes.run(self._fault)  # after the batch: see ``executors.Wakes``
         else:
             self._start_ready()
 

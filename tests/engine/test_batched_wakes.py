@@ -1,7 +1,7 @@
-"""Branch wake-ups are batched (``_run/wakes.py``): a parallel branch whose effect
-completes in a batch of outcomes (inline and eager async attempts started by
-one pump, a pool job's chunk) resumes right after that batch, not through one
-``loop.call_soon`` and one loop iteration per branch.
+"""Branch wake-ups are batched (``_run/executors.py``, ``Wakes``): a parallel
+branch whose effect completes in a batch of outcomes (inline and eager async
+attempts started by one pump, a pool job's chunk) resumes right after that
+batch, not through one ``loop.call_soon`` and one loop iteration per branch.
 
 The loop class here counts the wake-ups that still go through ``call_soon``;
 the journals must be those of the unbatched path (the same events in the same
@@ -18,7 +18,7 @@ import pytest
 
 import journal_format as jf
 from replay_engine import Engine, TaskFailed, task
-from replay_engine._run.wakes import Wakes
+from replay_engine._run.executors import Wakes
 
 N = 300
 ATTEMPTS: dict[int, int] = {}

@@ -4,7 +4,8 @@ A process's first resume imports the run layer; a plain one (inline tasks, a
 ``parallel.map``) needs none of the modules for sub-runs, waits and timers,
 races, patches, tracing or signal stops, nor a thread pool or ``random``. Each
 is 0.1-0.3 ms of that first resume, and an import line added back anywhere on
-the path would bring it back silently: this pins them. It also pins that the
+the path would bring it back silently: this pins them (a time-travel replay's
+keyed call index and complete-history checks too, s20i). It also pins that the
 cyclic collector is relaxed while the run layer is imported, so the first
 resume pays no collector passes over what the imports allocate (a
 middle-generation pass there measured 1-2 ms).
@@ -28,6 +29,9 @@ NOT_IMPORTED = [
     "replay_engine._run.stopping",
     "replay_engine._run.backend",
     "replay_engine._store.outcomes",
+    # Time travel only (s20i): the keyed call index and complete-history checks.
+    "replay_engine._store.keyed",
+    "replay_engine._run.history",
     "concurrent.futures.thread",
     "random",
 ]
