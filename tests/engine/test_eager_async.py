@@ -1,4 +1,4 @@
-"""Async tasks start eagerly (``_run/eager.py``): their first step runs in the
+"""Async tasks start eagerly (``_run/executors.py``): their first step runs in the
 dispatcher's pump, as the current asyncio Task.
 
 A task that never suspends completes where it is dispatched, like an inline
