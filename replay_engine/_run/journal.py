@@ -71,7 +71,6 @@ class RunJournal(ReplayDecisions):
         self.recorded_events = 0
         self.restored_events = 0
         """Events covered by the checkpoint the load started from (0: none)."""
-        self._checkpoint_stale = False
         self._running = RunningCheckpoints(self.index)
         """What the running checkpoints are built from (never the runtime's index)."""
         self._pending: list[jf.Event] = []
@@ -153,11 +152,15 @@ class RunJournal(ReplayDecisions):
         self.visited = reached = reached_for(index.calls, index.events)
         self.marks = reached.marks  # ctx.task marks its replayed calls here
         self.restored_events = restored
+        # The resumed run is a running run: its commits checkpoint by the
+        # running rule (``_running_due``), the first one included. A crash
+        # leaves at most about as many events uncovered as covered (or fewer
+        # than RUNNING_MIN_EVENTS), so checkpointing them at once would only
+        # put a rewrite of the whole index before the first dispatch, for a
+        # saving the next resume gets anyway once the rule says so; a journal
+        # with no checkpoint at all (more than the minimum uncovered, none
+        # covered) is due at once.
         self._running = RunningCheckpoints(index)
-        # Many events read one by one (no checkpoint, or an old one: say the
-        # run was killed mid-run): the first commit checkpoints, so the next
-        # resume need not read them all again.
-        self._checkpoint_stale = self._checkpoint_due(0)
 
     def load_keyed(self, stop: int) -> None:
         """:meth:`load` for a time-travel replay, in memory that does not grow.
@@ -357,10 +360,8 @@ class RunJournal(ReplayDecisions):
         """What to checkpoint with a commit of ``events``, if one is due."""
         if not events:
             return None
-        if checkpoint or self._checkpoint_stale:
-            self._checkpoint_stale = False
-            if self._checkpoint_due(len(events)):
-                return self._running
+        if checkpoint and self._checkpoint_due(len(events)):
+            return self._running
         if self._running_due(len(events)):
             return self._running
         return None
