@@ -18,38 +18,39 @@ or one ``ctx.parallel.map`` of ``n``), then calls a thread-pool task that
 prints ``ready`` and sleeps; the parent SIGKILLs it. That is what a crash
 leaves: every effect completed, one in flight, the run ``running``, and the
 run's last *running checkpoint*: a running run checkpoints itself with a commit
-once its uncovered events reach max(4,096, covered) (``_run/journal.py``), so
-the crash leaves the events after the last power-of-two-times-4,096 uncovered
-(the ``covered`` column: events the resume restored from it). Rows ``worst``
-crash the same way at the rule's worst point at most ``n`` effects: the largest
-``n' <= n`` whose crash lands just before the next checkpoint would be written
-(about half the events uncovered; exact for ``seq``, whose commits are two
-events; ``par`` commits in batches, so a few counts are crashed and the one
-leaving the most events uncovered is resumed: :func:`worst_candidates`; none
-below its second checkpoint). The A/B tree (``--against``) resumes the same
-crashes, so it has this tree's running checkpoints too: it compares resume code
-only. The state before running checkpoints is the base tree's own
-``bench_cold.py`` (its crashes have none). The journal is copied before each
-try, so every try resumes the same crash. Each try is a fresh child interpreter
-that imports the engine and first resumes a tiny crashed run of the same
-process (3 effects) in a scratch journal: the first import of the run layer and
-its first use, which a worker or any process that resumed once has paid (the
-floor's child imports lmdb and msgspec before timing too); then resumes a
-second copy of that tiny crash, now warm. The first less the second (the
-tiny resume's own open, fold and commit, which the timed resume pays itself)
-is its own column (``first resume s``) and the last ratio column adds it back. Then it
-times, end to end, ``Engine(journal)`` + ``resume`` (open, read the checkpoint
-and fold the events after it with their digest and chain checks, re-execute,
-dispatch the in-flight task again, commit with the checkpoint, the run
-completes) and, in the same child, before and after, the floor: a raw py-lmdb
-read transaction doing a key-by-key ``get`` of each of the run's events and a
-msgspec decode of its envelope (no checks, no fold). The phases are timed by
-wrapping ``Store.load_index`` (checkpoint + fold) and ``Store.append``
-(commits); re-execution is the rest. The bytecode caches are written first (an
-installed package has them; ``PYTHONDONTWRITEBYTECODE=1`` would otherwise make
-every child compile the runtime inside the timed resume). With ``--against
-DIR`` each try resumes the same crash once with this tree and once with DIR's
-code (``PYTHONPATH``), in alternating order, and both rows are printed.
+once its uncovered events reach max(4,096, covered / 2) (``_run/journal.py
+running_due``), so the crash leaves the events after its last checkpoint
+uncovered (the ``covered`` column: events the resume restored from it). Rows
+``worst`` crash the same way at the rule's worst point at most ``n`` effects:
+the largest ``n' <= n`` whose crash lands just before the next checkpoint would
+be written (about a third of the events uncovered; exact for ``seq``, whose
+commits are two events; ``par`` commits in batches, so a few counts are crashed
+and the one leaving the most events uncovered is resumed:
+:func:`worst_candidates`; none below its second checkpoint). The A/B tree
+(``--against``) resumes the same crashes, so it has this tree's running
+checkpoints too: it compares resume code only. The state before running
+checkpoints is the base tree's own ``bench_cold.py`` (its crashes have none).
+The journal is copied before each try, so every try resumes the same crash.
+Each try is a fresh child interpreter that imports the engine and first resumes
+a tiny crashed run of the same process (3 effects) in a scratch journal: the
+first import of the run layer and its first use, which a worker or any process
+that resumed once has paid (the floor's child imports lmdb and msgspec before
+timing too); then resumes a second copy of that tiny crash, now warm. The first
+less the second (the tiny resume's own open, fold and commit, which the timed
+resume pays itself) is its own column (``first resume s``) and the last ratio
+column adds it back. Then it times, end to end, ``Engine(journal)`` +
+``resume`` (open, read the checkpoint and fold the events after it with their
+digest and chain checks, re-execute, dispatch the in-flight task again, commit
+with the checkpoint, the run completes) and, in the same child, before and
+after, the floor: a raw py-lmdb read transaction doing a key-by-key ``get`` of
+each of the run's events and a msgspec decode of its envelope (no checks, no
+fold). The phases are timed by wrapping ``Store.load_index`` (checkpoint +
+fold) and ``Store.append`` (commits); re-execution is the rest. The bytecode
+caches are written first (an installed package has them;
+``PYTHONDONTWRITEBYTECODE=1`` would otherwise make every child compile the
+runtime inside the timed resume). With ``--against DIR`` each try resumes the
+same crash once with this tree and once with DIR's code (``PYTHONPATH``), in
+alternating order, and both rows are printed.
 
 (b) **Fan-out memory**: peak RSS (``ru_maxrss``) of a child doing one fresh
 ``parallel.map`` of ``--fanout`` async tasks at default (fsync) durability;
@@ -89,6 +90,7 @@ import msgspec
 
 import journal_format as jf
 from replay_engine import Engine, task
+from replay_engine._run.journal import running_due
 
 RESUMING = os.environ.get("BENCH_COLD_RESUMING") == "1"
 
@@ -330,23 +332,32 @@ def _stats(values: list[float]) -> str:
     return f"{med:.2f} ({min(values):.2f}-{max(values):.2f})"
 
 
+def next_due(covered: int) -> int:
+    """The events at which a run checkpointed at ``covered`` is next due."""
+    uncovered = 1
+    while not running_due(covered, uncovered):
+        uncovered += 1
+    return covered + uncovered
+
+
 def worst_candidates(n: int, coverages: list[int]) -> list[int]:
     """Effect counts ``n' <= n`` whose crash may land just before a checkpoint.
 
     ``coverages``: the events each running checkpoint of the crash of ``n``
     covered. A crash of ``n'`` effects leaves ``2 n' + 2`` events (the start,
-    two per effect, the in-flight request); with ``n' = c - 2`` for a
-    coverage ``c``, that is ``2 c - 2``: the next checkpoint is due at
-    ``2 c``, so about half the events are uncovered, if the commits up to
-    ``c`` are the same as the longer run's. For ``seq`` (two-event commits)
-    they are; ``par`` commits in batches that depend on ``n'``, so a few
-    smaller counts are tried too and the crash that leaves the most events
-    uncovered (not the largest share: a run too short to checkpoint has all
-    its few events uncovered) is kept (:func:`uncovered`).
+    two per effect, the in-flight request); with ``n' = d / 2 - 2`` for the
+    events ``d`` at which the checkpoint after a coverage ``c`` is due
+    (:func:`next_due`), that is ``d - 2``: about a third of the events are
+    uncovered, if the commits up to ``c`` are the same as the longer run's.
+    For ``seq`` (two-event commits) they are; ``par`` commits in batches that
+    depend on ``n'``, so a few smaller counts are tried too and the crash that
+    leaves the most events uncovered (not the largest share: a run too short
+    to checkpoint has all its few events uncovered) is kept
+    (:func:`uncovered`).
     """
     # Not the first checkpoint: a run too short to reach it again (its first
     # commit smaller) is checkpointed at its end instead.
-    fits = sorted(c - 2 for c in coverages[1:] if c - 2 <= n)
+    fits = sorted(fit for c in coverages[1:] if (fit := next_due(c) // 2 - 2) <= n)
     if not fits:
         return []
     top = fits[-1]

@@ -8,8 +8,8 @@ journal says happened at each invocation key) in one read transaction (a long
 cold fold in several: ``_store/load_batches.py``), from
 the run's checkpoint plus a checked fold of the events after it, so each
 replayed call costs a dict lookup rather than a database round trip. Commits
-keep its checkpoint current: while the run runs (:data:`RUNNING_MIN_EVENTS`,
-so a crash leaves at most about half its events to fold one by one) and when
+keep its checkpoint current: while the run runs (:func:`running_due`, so a
+crash leaves at most about a third of its events to fold one by one) and when
 it stops waiting. A running run's checkpoints are folded from its own events
 in memory (``_store/running.py``), apart from :attr:`RunJournal.index`.
 
@@ -45,7 +45,27 @@ CHECKPOINT_GROWTH = 4
 rewriting checkpoints costs O(1) amortised per event (see ``_checkpoint_due``)."""
 RUNNING_MIN_EVENTS = 4096
 """A running run gets a checkpoint with a commit once this many events, and at
-least as many as are covered, are not covered by one (see ``_running_due``)."""
+least 1/:data:`RUNNING_GROWTH` of the covered ones, are not covered by one (see
+:func:`running_due`)."""
+RUNNING_GROWTH = 2
+"""… so each running checkpoint covers at least 1.5 times the last one."""
+
+
+def running_due(covered: int, uncovered: int) -> bool:
+    """Whether a running run with these events checkpoints (issue 17).
+
+    Geometric, 1.5 times the last checkpoint: a run of N events writes
+    checkpoints covering about 3N events in all (each event folded in memory
+    once, the calls a checkpoint can copy as bytes copied: O(1) amortised per
+    event), and a crash leaves at most about a third of them uncovered (just
+    before the next one), about 19 % at a random point (1 - 2 ln 1.5). Folding
+    an uncovered event costs a first resume several times what restoring a
+    covered one does (``bench/bench_cold.py``); the fan-out's cost of the
+    extra checkpoints is in bench/README.md (issue 17). The minimum keeps
+    short runs from paying for a checkpoint their resume would fold in a few
+    milliseconds anyway.
+    """
+    return uncovered >= RUNNING_MIN_EVENTS and uncovered * RUNNING_GROWTH >= covered
 
 
 class RunJournal(ReplayDecisions):
@@ -73,7 +93,6 @@ class RunJournal(ReplayDecisions):
         self.recorded_events = 0
         self.restored_events = 0
         """Events covered by the checkpoint the load started from (0: none)."""
-        self._checkpoint_stale = False
         self._running = RunningCheckpoints(self.index)
         """What the running checkpoints are built from (never the runtime's index)."""
         self._pending: list[jf.Event] = []
@@ -155,11 +174,15 @@ class RunJournal(ReplayDecisions):
         self.visited = reached = reached_for(index.calls, index.events)
         self.marks = reached.marks  # ctx.task marks its replayed calls here
         self.restored_events = restored
+        # The resumed run is a running run: its commits checkpoint by the
+        # running rule (``_running_due``), the first one included. A crash
+        # leaves at most about half as many events uncovered as covered (or
+        # fewer than RUNNING_MIN_EVENTS), so checkpointing them at once would only
+        # put a rewrite of the whole index before the first dispatch, for a
+        # saving the next resume gets anyway once the rule says so; a journal
+        # with no checkpoint at all (more than the minimum uncovered, none
+        # covered) is due at once.
         self._running = RunningCheckpoints(index)
-        # Many events read one by one (no checkpoint, or an old one: say the
-        # run was killed mid-run): the first commit checkpoints, so the next
-        # resume need not read them all again.
-        self._checkpoint_stale = self._checkpoint_due(0)
 
     def load_keyed(self, stop: int) -> None:
         """:meth:`load` for a time-travel replay, in memory that does not grow.
@@ -219,20 +242,10 @@ class RunJournal(ReplayDecisions):
         return uncovered >= max(CHECKPOINT_MIN_EVENTS, covered // CHECKPOINT_GROWTH)
 
     def _running_due(self, appending: int) -> bool:
-        """Whether a commit of a running run of ``appending`` events checkpoints.
-
-        Doubling: when the uncovered events are at least as many as the
-        covered ones (and :data:`RUNNING_MIN_EVENTS`), so a run of N events
-        writes checkpoints covering about 2N events in all (each folded in
-        memory once, each encoded about twice: O(1) amortised per event), and
-        a crash leaves at most about half of them uncovered (just before the
-        next one), about 30 % at a random point (1 - ln 2). The
-        minimum keeps short runs from paying for a checkpoint their resume
-        would fold in a few milliseconds anyway.
-        """
+        """Whether a commit of a running run of ``appending`` events checkpoints."""
         covered = self.restored_events
         uncovered = self.recorded_events + self.events_written + appending - covered
-        return uncovered >= RUNNING_MIN_EVENTS and uncovered >= covered
+        return running_due(covered, uncovered)
 
     # -- recording ---------------------------------------------------------------
 
@@ -361,10 +374,8 @@ class RunJournal(ReplayDecisions):
         """What to checkpoint with a commit of ``events``, if one is due."""
         if not events:
             return None
-        if checkpoint or self._checkpoint_stale:
-            self._checkpoint_stale = False
-            if self._checkpoint_due(len(events)):
-                return self._running
+        if checkpoint and self._checkpoint_due(len(events)):
+            return self._running
         if self._running_due(len(events)):
             return self._running
         return None

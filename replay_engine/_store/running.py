@@ -71,8 +71,8 @@ class RunningCheckpoints:
     Nothing else is kept between checkpoints: the index a checkpoint is built
     from is made for it (from the stored checkpoint, decoded and checked, or
     from ``loaded``) and dropped after it, so memory holds at most the events
-    since the last checkpoint (at most about half of a long run's: a doubling
-    rule), never a second index of every call.
+    since the last checkpoint (at most about a third of a long run's: a
+    geometric rule), never a second index of every call.
     """
 
     __slots__ = (

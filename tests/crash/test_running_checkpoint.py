@@ -11,6 +11,7 @@ the steps themselves).
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -38,7 +39,7 @@ from tests.store._checks import assert_checkpoint_is_the_fold
 
 RUN = "r"
 N = 6000
-"""Steps before the gate: 12,002 events, running checkpoints at 4,096 and 8,192."""
+"""Steps before the gate: 12,002 events, running checkpoints at 4,096, 6,144, 9,216."""
 
 RECORD = r"""
 import json, sys
@@ -149,11 +150,11 @@ def test_a_run_killed_mid_run_has_a_running_checkpoint_and_resumes_from_it(
     _crash(tmp_path, name)
     checkpoint, events = _checked_checkpoint(tmp_path / "journal")
     # The rule: a commit checkpoints once the uncovered events reach
-    # max(RUNNING_MIN_EVENTS, covered), so at most about that many (plus the
-    # commit that crossed it) are left to fold one by one.
+    # max(RUNNING_MIN_EVENTS, covered / 2), so at most about that many (plus
+    # the commit that crossed it) are left to fold one by one.
     uncovered = events - checkpoint.events
     assert checkpoint.events >= _journal.RUNNING_MIN_EVENTS
-    assert uncovered < max(_journal.RUNNING_MIN_EVENTS, checkpoint.events) + 64, (
+    assert uncovered < max(_journal.RUNNING_MIN_EVENTS, checkpoint.events // 2) + 64, (
         events,
         checkpoint.events,
     )
@@ -286,3 +287,36 @@ def test_a_fresh_run_checkpoints_without_reading_its_events_back(
     checkpoint, _ = _checked_checkpoint(tmp_path / "journal")
     assert checkpoint.events >= _journal.RUNNING_MIN_EVENTS
     assert os.path.getsize(tmp_path / "side") > 0
+
+
+def test_each_running_checkpoint_covers_half_again_the_last_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 17: a checkpoint is due once the uncovered events reach half the
+    # covered ones, so a crash leaves at most about a third of a run's events
+    # to fold one by one (a doubling rule left half). Sequential steps commit
+    # two events at a time, so each checkpoint lands within one commit of the
+    # rule's point.
+    monkeypatch.setattr(_journal, "RUNNING_MIN_EVENTS", 32)
+    monkeypatch.setenv(running_flows.SIDE, str(tmp_path / "side"))
+    monkeypatch.setenv(running_flows.RESUMING, "1")  # the gate opens at once
+    written: list[int] = []
+    real = _running.RunningCheckpoints.write
+
+    def write(self: _running.RunningCheckpoints, *args: Any) -> int:
+        written.append(real(self, *args))
+        return written[-1]
+
+    monkeypatch.setattr(_running.RunningCheckpoints, "write", write)
+    journal = tmp_path / "journal"
+    with Engine(str(journal), durability="process") as engine:
+        run = engine.run(running_flows.steps_then_gate, {"n": 400}, run_id=RUN)
+        assert run.status == "completed", run.error
+    assert len(written) >= 6, written
+    for last, new in itertools.pairwise(written):
+        # Due at uncovered >= last / 2 (and the minimum): not a commit later.
+        due = max(32, -(-last // 2))
+        assert due <= new - last < due + 2, (last, new, written)
+    checkpoint, events = _checked_checkpoint(journal)
+    assert checkpoint.events == written[-1]
+    assert 2 * (events - checkpoint.events) < checkpoint.events + 4

@@ -18,6 +18,7 @@ import pytest
 
 import journal_format as jf
 from replay_engine import Engine, external, task
+from replay_engine._run import journal as _journal
 from replay_engine._run.hooks import Hooks
 from replay_engine._store.store import Store
 
@@ -253,14 +254,18 @@ async def two_maps(inputs: dict[str, int], ctx: Any) -> Any:
 
 
 @pytest.mark.spec("JF-100", "JF-105")
-def test_a_run_cut_short_is_checkpointed_by_its_first_resume_commit(
-    tmp_path: Path,
+def test_a_run_cut_short_with_no_checkpoint_is_checkpointed_by_its_first_resume_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = str(tmp_path / "journal")
     # The run dies after its first 50 events (the in-process crash hook: no
-    # more writes, as if killed), so it never stopped waiting: no checkpoint.
+    # more writes, as if killed), below the running rule's minimum: no
+    # checkpoint, as a journal written before running checkpoints has none.
     with Engine(path, hooks=Hooks(crash_after_events=50)) as crashing:
         crashing.run(two_maps, {}, run_id=RUN)
+    # A resume that has that many events to fold one by one (the minimum
+    # lowered to stand for a long run) checkpoints with its first commit.
+    monkeypatch.setattr(_journal, "RUNNING_MIN_EVENTS", 32)
     with Engine(path) as engine:
         assert engine._store.require_run(RUN).events == 50
         assert _raw_checkpoint(engine._store) is None
@@ -271,6 +276,35 @@ def test_a_run_cut_short_is_checkpointed_by_its_first_resume_commit(
         # it covers the 50 events read one by one and that first commit.
         assert 50 < checkpoint.events < engine._store.require_run(RUN).events
         assert_checkpoint_is_the_fold(engine._store, RUN, checkpoint)
+        assert engine.verify(RUN).ok
+
+
+@pytest.mark.spec("JF-100", "JF-105")
+def test_a_resume_checkpoints_a_running_run_by_the_running_rule_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 17: a crash leaves fewer events uncovered than covered (the
+    # running rule). The resume's first commit used to rewrite the whole
+    # index then, before its first dispatch, whenever a quarter of the
+    # covered events were uncovered; it now leaves that to the running rule.
+    path = str(tmp_path / "journal")
+    monkeypatch.setattr(_journal, "RUNNING_MIN_EVENTS", 32)
+    with Engine(path, hooks=Hooks(crash_after_events=118)) as crashing:
+        crashing.run(two_maps, {}, run_id=RUN)
+    with Engine(path) as engine:
+        before = _raw_checkpoint(engine._store)
+        covered = _checkpoint(engine._store).events
+        events = engine._store.require_run(RUN).events
+        # What the old first-commit rule would have checkpointed (a quarter).
+        assert covered // 4 <= events - covered < covered, (covered, events)
+        run = engine.resume(RUN)
+        assert run.status == "completed" and run.result == 0
+        total = engine._store.require_run(RUN).events
+        # The resume wrote fewer events than it would take to make one due.
+        assert total - covered < covered
+        assert _raw_checkpoint(engine._store) == before
+        index, restored = engine._store.load_index(RUN)
+        assert restored == covered and index.events == total
         assert engine.verify(RUN).ok
 
 

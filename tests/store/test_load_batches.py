@@ -23,6 +23,7 @@ import pytest
 
 import journal_format as jf
 from replay_engine import Engine, task
+from replay_engine._run import journal as _journal
 from replay_engine._run.hooks import Hooks
 from replay_engine._store import checkpoints, env as _env, load_batches
 from replay_engine._store.load_batches import load_in_batches
@@ -206,6 +207,10 @@ def test_a_cold_resume_in_small_batches_ends_as_the_uninterrupted_run(
     with Engine(path, hooks=Hooks(crash_after_events=50)) as crashing:
         crashing.run(mixed, {"n": 30, "wait": False}, run_id=RUN)
     monkeypatch.setattr(load_batches, "FOLD_BATCH_EVENTS", 7)
+    # A running run's commit checkpoints once this many events are uncovered:
+    # lowered, so these 50 stand for a long run's (and the first commit
+    # checkpoints).
+    monkeypatch.setattr(_journal, "RUNNING_MIN_EVENTS", 32)
     with Engine(path) as engine:
         assert engine._store.checkpoint_of(RUN) is None
         run = engine.resume(RUN)
