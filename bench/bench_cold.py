@@ -90,7 +90,6 @@ import msgspec
 
 import journal_format as jf
 from replay_engine import Engine, task
-from replay_engine._run.journal import running_due
 
 RESUMING = os.environ.get("BENCH_COLD_RESUMING") == "1"
 
@@ -334,6 +333,10 @@ def _stats(values: list[float]) -> str:
 
 def next_due(covered: int) -> int:
     """The events at which a run checkpointed at ``covered`` is next due."""
+    # This tree's rule (the parent's: the crashes are recorded with it); an
+    # A/B tree's children need not have it.
+    from replay_engine._run.journal import running_due
+
     uncovered = 1
     while not running_due(covered, uncovered):
         uncovered += 1
