@@ -59,9 +59,9 @@ def replay_run(
     whose current scope is ``scope``), with room for branch ``index`` already
     checked. Each branch's scope fields are set as ``refill`` sets them; a
     branch whose function returns a ``resolved`` (``parallel.Resolved``: this
-    module cannot import it back) after exactly one ctx call,
-    leaving the context's variables as they were (``== pristine``), is settled
-    here, as ``refill`` settles it, while another unsettled branch remains.
+    module cannot import it back) after exactly one ctx call, leaving the
+    context's variables as they were (``== pristine``), is settled here, as
+    ``refill`` settles it, while another unsettled branch remains.
 
     Returns ``(next_index, value, error)``: the index of the first branch not
     settled here, and, if it was called, what its function returned or raised
@@ -76,7 +76,7 @@ def replay_run(
         # specializes a function's bytecode only after it jumps back with
         # JUMP_BACKWARD (or is called 8 times), and a tested ``while`` jumps
         # back with POP_JUMP_BACKWARD_IF_*: run once per map, the whole loop
-        # would stay generic (twice as slow, measured).
+        # would stay generic (slower than refill's own loop, measured).
         while True:
             if index >= count or group.stopped:
                 break
