@@ -50,6 +50,7 @@ from journal_format._keys import COMPONENTS
 
 from ..errors import ThunkRequired
 from .feed import Feed, _continue
+from .replay_batch import NO_BRANCH, replay_run
 from .scope import Scope, current_scope
 
 T = TypeVar("T")
@@ -428,46 +429,65 @@ async def run_group(  # noqa: PLR0915 (the replay loop of a map is unrolled: see
                 return
             index = next_index
             next_index += 1
-            # Scope(key + encode_component(index), text, index), inlined: one
-            # per branch (the replay of a map makes nothing else per branch).
-            part = COMPONENTS[index] if index < 65536 else None
-            if items is None:
-                make, item = makers[index], _NO_ITEM  # type: ignore[index]
-            else:
-                make, item = makers, items[index]
             if not plain:
+                # Scope(key + encode_component(index), text, index), inlined.
                 scope = new(Scope)
-                scope.prefix = key + (
-                    part if part is not None else encode_component(index)
-                )
+                part = COMPONENTS[index] if index < 65536 else None
+                scope.prefix = key + (part or encode_component(index))
                 scope._text, scope._branch = text, index
                 scope.next_index, scope.logs_at = 0, None
+                if items is None:
+                    make, item = makers[index], _NO_ITEM  # type: ignore[index]
+                else:
+                    make, item = makers, items[index]
                 group.start(index, scope, make, item, base.copy())
                 continue
-            # _first_step, unrolled: the replay of a map runs this once per
-            # branch. The shared context (made when none is free) has its
-            # scope set for this branch and runs the call through C
-            # (Context.run), without a Python frame between.
+            # _first_step, unrolled: the shared context (made when none is
+            # free) has its scope set for the branch and runs its call.
             if shared is None:
                 shared = base.copy()
                 shared_scope = new(Scope)
                 shared.run(set_scope, shared_scope)
                 pristine = shared.copy()  # the same variables: == is identity
-            assert shared_scope is not None
+            assert shared_scope is not None and pristine is not None
             context, scope = shared, shared_scope
-            # Scope(key + encode_component(index), text, index), inlined: a
-            # field write per branch (the replay of a map makes nothing else).
-            scope.prefix = key + (part if part is not None else encode_component(index))
-            scope._text, scope._branch = text, index
-            scope.next_index, scope.logs_at = 0, None
-            try:
-                if item is _NO_ITEM:
-                    value = context.run(make)
-                else:
-                    value = context.run(make, item)  # type: ignore[arg-type]
-            except BaseException as exc:
+            error: BaseException | None = None
+            if (roomy or index == 0) and items is not None and group.remaining > 1:
+                # A map's replayed branches, in one loop (replay_batch); the
+                # first other one comes back called, for the path below.
+                index, value, error = shared.run(
+                    replay_run,
+                    group,
+                    scope,
+                    shared,
+                    pristine,
+                    key,
+                    text,
+                    makers,  # type: ignore[arg-type]  # a map: one function
+                    items,
+                    index,
+                    Resolved,
+                )
+                next_index = index + 1
+                if value is NO_BRANCH:  # settled them all: the loop checks on
+                    next_index, roomy = index, True
+                    continue
+            else:
+                # Scope(key + encode_component(index), text, index), inlined.
+                part = COMPONENTS[index] if index < 65536 else None
+                scope.prefix = key + (part or encode_component(index))
+                scope._text, scope._branch = text, index
+                scope.next_index, scope.logs_at = 0, None
+                try:
+                    if items is None:
+                        value = context.run(makers[index])  # type: ignore[index]
+                    else:
+                        value = context.run(makers, items[index])  # type: ignore[arg-type]
+                except BaseException as exc:
+                    error = exc
+            if error is not None:
                 shared = None  # kept by the settled branch (nothing reads it)
-                group.started(index, context, True, _Failure(exc), None)
+                group.started(index, context, True, _Failure(error), None)
                 continue
             if not (
                 scope.next_index <= 1
@@ -511,7 +531,7 @@ async def run_group(  # noqa: PLR0915 (the replay loop of a map is unrolled: see
                     # A fresh ctx.task's coroutine goes on in a copy of the
                     # shared context: its wake-up may start the next branches
                     # in the shared one, which cannot be entered twice.
-                    context = pristine  # type: ignore[assignment]
+                    context = pristine
                 branch = _Branch(group, index, coro, context)
                 branches[index] = branch
                 if type(first) is _Future and first._asyncio_future_blocking:
