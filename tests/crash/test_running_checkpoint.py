@@ -242,14 +242,8 @@ def _spy_lmdb_folds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return starts
 
 
-def test_running_checkpoints_of_every_kind_of_event_are_folded_in_memory(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A tiny minimum, so the mixed process (tasks, values, timers, parallel
-    # groups, logs, retries) is checkpointed many times while it runs, each
-    # checkpoint built on the last one read back.
-    monkeypatch.setattr(_journal, "RUNNING_MIN_EVENTS", 4)
-    starts = _spy_lmdb_folds(monkeypatch)
+def _spy_checkpoint_writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The events each running checkpoint written from now on covers."""
     written: list[int] = []
     real = _running.RunningCheckpoints.write
 
@@ -258,6 +252,18 @@ def test_running_checkpoints_of_every_kind_of_event_are_folded_in_memory(
         return written[-1]
 
     monkeypatch.setattr(_running.RunningCheckpoints, "write", write)
+    return written
+
+
+def test_running_checkpoints_of_every_kind_of_event_are_folded_in_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A tiny minimum, so the mixed process (tasks, values, timers, parallel
+    # groups, logs, retries) is checkpointed many times while it runs, each
+    # checkpoint built on the last one read back.
+    monkeypatch.setattr(_journal, "RUNNING_MIN_EVENTS", 4)
+    starts = _spy_lmdb_folds(monkeypatch)
+    written = _spy_checkpoint_writes(monkeypatch)
     monkeypatch.setenv(flows.SIDE_ENV, str(tmp_path / "side.jsonl"))
     journal = tmp_path / "journal"
     with Engine(str(journal)) as engine:
@@ -300,14 +306,7 @@ def test_each_running_checkpoint_covers_half_again_the_last_one(
     monkeypatch.setattr(_journal, "RUNNING_MIN_EVENTS", 32)
     monkeypatch.setenv(running_flows.SIDE, str(tmp_path / "side"))
     monkeypatch.setenv(running_flows.RESUMING, "1")  # the gate opens at once
-    written: list[int] = []
-    real = _running.RunningCheckpoints.write
-
-    def write(self: _running.RunningCheckpoints, *args: Any) -> int:
-        written.append(real(self, *args))
-        return written[-1]
-
-    monkeypatch.setattr(_running.RunningCheckpoints, "write", write)
+    written = _spy_checkpoint_writes(monkeypatch)
     journal = tmp_path / "journal"
     with Engine(str(journal), durability="process") as engine:
         run = engine.run(running_flows.steps_then_gate, {"n": 400}, run_id=RUN)
